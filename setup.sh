@@ -1,0 +1,46 @@
+#!/bin/sh
+# Install everything cocoon needs on Debian 12 and build its guest parts.
+# Idempotent: a second run installs nothing new and rebuilds nothing cached.
+set -eu
+cd "$(dirname "$0")"
+
+PACKAGES="qemu-system-x86 e2fsprogs musl-tools busybox-static linux-source-6.1
+build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils
+python3 python3-venv skopeo docker-registry iproute2 ca-certificates"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "==> installing Debian packages:$missing"
+    as_root apt-get update -qq
+    # shellcheck disable=SC2086
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+echo "==> Python environment (.venv)"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[dev]'
+
+cache=$(.venv/bin/python -c 'from cocoon import paths; print(paths.cache_dir())')
+mkdir -p "$cache"
+
+echo "==> guest kernel"
+kernel/build.sh "$cache"
+
+echo "==> guest agent"
+make -s -C guest
+agent=guest/build/cocoon-agent
+key=$(sha256sum "$agent" | cut -c1-16)
+mkdir -p "$cache/agent/$key"
+make -s -C guest install DEST="$cache/agent/$key"
+ln -sfn "$key" "$cache/agent/current.tmp" && mv -T "$cache/agent/current.tmp" "$cache/agent/current"
+
+echo "==> accelerator (probed once per host, then cached)"
+.venv/bin/cocoon system info
+
+echo "==> done: activate with '. .venv/bin/activate', then 'make test'"

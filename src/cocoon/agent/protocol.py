@@ -1,0 +1,143 @@
+"""Frames of the guest protocol (docs/guest-protocol.md), encoded and decoded.
+
+Pure functions over bytes: the one framing code path every host-side caller
+shares, tested against the same document as the C agent.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from cocoon.errors import Corrupt, InvalidArgument
+
+VERSION = 1
+MAX_PAYLOAD = 1 << 20
+HEADER = struct.Struct(">IBI")
+
+
+class Msg(enum.IntEnum):
+    # guest -> host
+    READY = 0x01
+    STDOUT = 0x02
+    STDERR = 0x03
+    EXIT = 0x04
+    ERROR = 0x05
+    STARTED = 0x06
+    # host -> guest
+    RUN = 0x10
+    STDIN = 0x11
+    SIGNAL = 0x12
+    RESIZE = 0x13
+    SHUTDOWN = 0x14
+
+
+class Field(enum.IntEnum):
+    ARG = 0x01
+    ENV = 0x02
+    CWD = 0x03
+    USER = 0x04
+    TTY = 0x05
+    STDIN = 0x06
+
+
+_KNOWN = frozenset(int(m) for m in Msg)
+_FIELD = struct.Struct(">BI")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    type: Msg
+    proc: int
+    payload: bytes = b""
+
+
+def encode(type: Msg, proc: int, payload: bytes = b"") -> bytes:
+    if len(payload) > MAX_PAYLOAD:
+        raise InvalidArgument(f"frame payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    return HEADER.pack(len(payload), type, proc) + payload
+
+
+def decode_header(header: bytes) -> tuple[int, Msg, int]:
+    """(payload length, type, proc) of a 9-byte header; Corrupt when invalid."""
+    if len(header) != HEADER.size:
+        raise Corrupt("guest protocol: truncated frame header")
+    length, type_, proc = HEADER.unpack(header)
+    if length > MAX_PAYLOAD:
+        raise Corrupt(f"guest protocol: frame length {length} exceeds {MAX_PAYLOAD}")
+    if type_ not in _KNOWN:
+        raise Corrupt(f"guest protocol: unknown frame type 0x{type_:02x}")
+    return length, Msg(type_), proc
+
+
+class Decoder:
+    """Turns a byte stream, fed in arbitrary pieces, into frames."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._buf += data
+        frames = []
+        while len(self._buf) >= HEADER.size:
+            length, type_, proc = decode_header(bytes(self._buf[: HEADER.size]))
+            end = HEADER.size + length
+            if len(self._buf) < end:
+                break
+            frames.append(Frame(type_, proc, bytes(self._buf[HEADER.size : end])))
+            del self._buf[:end]
+        return frames
+
+    def close(self) -> None:
+        """End of stream: anything left over is a cut frame."""
+        if self._buf:
+            raise Corrupt(f"guest protocol: stream ended inside a frame ({len(self._buf)} bytes)")
+
+
+def _field(tag: Field, value: bytes) -> bytes:
+    return _FIELD.pack(tag, len(value)) + value
+
+
+def _text(tag: Field, value: str) -> bytes:
+    if "\0" in value:
+        raise InvalidArgument(f"NUL byte in {tag.name.lower()} {value!r}")
+    return _field(tag, value.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """What the agent needs to start a process inside the container."""
+
+    args: list[str]
+    env: list[str]
+    cwd: str = "/"
+    user: str = "0:0"
+    tty: tuple[int, int] | None = None  # (rows, columns)
+    stdin: bool = False
+
+    def encode(self) -> bytes:
+        if not self.args:
+            raise InvalidArgument("no command to run: the image has no Cmd or Entrypoint")
+        parts = [_text(Field.ARG, a) for a in self.args]
+        parts += [_text(Field.ENV, e) for e in self.env]
+        parts += [_text(Field.CWD, self.cwd), _text(Field.USER, self.user)]
+        if self.tty is not None:
+            parts.append(_field(Field.TTY, struct.pack(">HH", *self.tty)))
+        if self.stdin:
+            parts.append(_field(Field.STDIN, b""))
+        return b"".join(parts)
+
+
+def exit_status(payload: bytes) -> tuple[bool, int]:
+    """(killed by a signal?, code) from an EXIT payload."""
+    if len(payload) != 5:
+        raise Corrupt(f"guest protocol: EXIT payload of {len(payload)} bytes, expected 5")
+    how, code = struct.unpack(">Bi", payload)
+    if how not in (0, 1):
+        raise Corrupt(f"guest protocol: EXIT with unknown kind {how}")
+    return how == 1, code
+
+
+def resize_payload(rows: int, columns: int) -> bytes:
+    return struct.pack(">HH", rows, columns)

@@ -1,0 +1,1 @@
+"""The ``cocoon`` command: parses, calls the library, renders. One file per verb group."""

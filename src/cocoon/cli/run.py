@@ -1,0 +1,113 @@
+"""cocoon run."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+HELP = "Run a command in a new container, in its own VM"
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser(
+        "run",
+        help=HELP,
+        add_help=False,  # -h is --hostname, as in Docker
+        description=f"{HELP}. The exit code is the command's (128+N when killed by signal N).",
+    )
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="set an environment variable (K alone copies it from here)",
+    )
+    p.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read environment variables from a file, one K=V a line",
+    )
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user to run as (name or id)")
+    p.add_argument("--entrypoint", metavar="CMD", help="override the image's entrypoint")
+    p.add_argument("--name", help="name the container")
+    p.add_argument("--hostname", "-h", metavar="NAME", help="the container's hostname")
+    p.add_argument("--cpus", type=int, default=1, metavar="N", help="virtual CPUs (default 1)")
+    p.add_argument(
+        "-m",
+        "--memory",
+        default="512m",
+        metavar="SIZE",
+        help="VM memory, e.g. 512m or 2g (default 512m)",
+    )
+    p.add_argument(
+        "--accel",
+        choices=("auto", "kvm", "tcg"),
+        default="auto",
+        help="accelerator: KVM where it works, else TCG (default auto)",
+    )
+    p.add_argument("image", help="image reference or id")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+    p.set_defaults(handler=handle)  # fmt: skip
+
+
+def handle(args: argparse.Namespace) -> int:
+    from cocoon.cli import terminal
+    from cocoon.container.run import RunOptions, run
+
+    stdin_fd = sys.stdin.fileno() if args.interactive else None
+    out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    tty_size = terminal.size(out_fd) if args.tty else None
+    options = RunOptions(
+        command=args.command or None,
+        entrypoint=args.entrypoint,
+        env=args.env,
+        env_files=args.env_file,
+        workdir=args.workdir,
+        user=args.user,
+        hostname=args.hostname,
+        name=args.name,
+        tty=tty_size,
+        interactive=args.interactive,
+        cpus=args.cpus,
+        memory=args.memory,
+        remove=args.rm,
+        accel=args.accel,
+    )
+    raw = terminal.raw(stdin_fd) if args.tty and stdin_fd is not None else contextlib.nullcontext()
+    with raw:
+        result = run(
+            args.image,
+            options,
+            stdin=stdin_fd,
+            stdout=_writer(out_fd),
+            stderr=_writer(err_fd),
+            on_start=lambda p: terminal.relay_signals(p, out_fd if args.tty else None),
+        )
+    if result.error:
+        print(f"cocoon: {result.error}", file=sys.stderr)
+    return result.exit_code
+
+
+def _writer(fd: int):
+    broken = False
+
+    def write(data: bytes) -> None:
+        nonlocal broken
+        view = memoryview(data)
+        while view and not broken:
+            try:
+                view = view[os.write(fd, view) :]
+            except BrokenPipeError:
+                broken = True  # reader gone; keep draining so the container can finish
+
+    return write

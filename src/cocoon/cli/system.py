@@ -1,0 +1,48 @@
+"""cocoon system: what cocoon runs on (kernel, agent, accelerator, folders)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    from cocoon.cli.output import add_format_flag
+
+    p = verbs.add_parser("system", help="Show the guest kernel, accelerator and folders")
+    sub = p.add_subparsers(dest="system_verb", metavar="COMMAND", required=True)
+    k = sub.add_parser("kernel", help="Show the guest kernel in use")
+    add_format_flag(k)
+    k.set_defaults(handler=kernel)
+    i = sub.add_parser("info", help="Show the accelerator, artifacts and folders")
+    i.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    add_format_flag(i)
+    i.set_defaults(handler=info)
+
+
+def kernel(args: argparse.Namespace) -> int:
+    from cocoon.cli.output import emit_one
+    from cocoon.vm.artifacts import kernel_info
+
+    emit_one(args.format, kernel_info())
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    from cocoon import paths
+    from cocoon.cli.output import emit_one
+    from cocoon.vm import accel
+    from cocoon.vm.artifacts import artifacts
+
+    arts = artifacts()
+    emit_one(
+        args.format,
+        {
+            "accelerator": accel.choose(args.accel, arts.kernel, arts.initrd),
+            "kernel": str(arts.kernel),
+            "agent": str(arts.agent),
+            "initrd": str(arts.initrd),
+            "state_dir": str(paths.state_dir()),
+            "cache_dir": str(paths.cache_dir()),
+        },
+    )
+    return 0

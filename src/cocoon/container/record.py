@@ -1,0 +1,146 @@
+"""A container's record on disk: one JSON file per container, written atomically.
+
+Records live in ``<state>/containers/<id>/container.json``; the folder also
+holds the container's writable disk and console log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cocoon import paths
+from cocoon.errors import AlreadyExists, InvalidArgument, NotFound
+
+_ADJECTIVES = [
+    "brave",
+    "calm",
+    "eager",
+    "fond",
+    "gentle",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "merry",
+    "nifty",
+    "proud",
+    "quiet",
+    "swift",
+    "tidy",
+    "vivid",
+    "wise",
+    "zesty",
+]  # noqa: E501
+_NOUNS = [
+    "ant",
+    "bee",
+    "cocoon",
+    "crane",
+    "finch",
+    "gecko",
+    "heron",
+    "ibis",
+    "koala",
+    "lark",
+    "lynx",
+    "moth",
+    "newt",
+    "otter",
+    "panda",
+    "quail",
+    "robin",
+    "wren",
+]  # noqa: E501
+
+
+@dataclass(slots=True)
+class Record:
+    id: str
+    name: str
+    image: str
+    image_id: str
+    command: list[str]
+    created: float
+    state: str = "created"  # created, running, exited
+    exit_code: int | None = None
+    error: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    config: dict[str, object] = field(default_factory=dict)
+
+
+def root() -> Path:
+    return paths.state_dir() / "containers"
+
+
+def folder(container_id: str) -> Path:
+    return root() / container_id
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """Serialise claims on names across concurrent cocoon processes."""
+    root().mkdir(parents=True, exist_ok=True)
+    with open(root() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def save(record: Record) -> None:
+    target = folder(record.id)
+    fd, tmp = tempfile.mkstemp(dir=target, prefix=".container.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(record), f, indent=1)
+    os.replace(tmp, target / "container.json")
+
+
+def load(container_id: str) -> Record:
+    try:
+        data = json.loads((folder(container_id) / "container.json").read_text())
+    except FileNotFoundError as e:
+        raise NotFound(f"no such container: {container_id}") from e
+    return Record(**data)
+
+
+def all_records() -> list[Record]:
+    records = []
+    for path in root().glob("*/container.json") if root().exists() else ():
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            records.append(Record(**json.loads(path.read_text())))
+    return records
+
+
+def _random_name() -> str:
+    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}_{secrets.randbelow(1000)}"
+
+
+def create(record_fields: dict[str, object], name: str | None) -> Record:
+    """Claim an id and a unique name, and write the first record."""
+    if (
+        name is not None
+        and not name.replace("_", "a").replace("-", "a").replace(".", "a").isalnum()
+    ):
+        raise InvalidArgument(f"invalid container name {name!r} (use letters, digits, _ . -)")
+    with _locked():
+        taken = {r.name for r in all_records()}
+        if name in taken:
+            raise AlreadyExists(f"the container name {name!r} is already in use")
+        while name is None or name in taken:
+            name = _random_name()
+        record = Record(id=secrets.token_hex(32), name=name, **record_fields)  # type: ignore[arg-type]
+        folder(record.id).mkdir(parents=True)
+        save(record)
+    return record
+
+
+def remove(container_id: str) -> None:
+    shutil.rmtree(folder(container_id), ignore_errors=True)

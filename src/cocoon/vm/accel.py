@@ -1,0 +1,96 @@
+"""Which accelerator to run VMs with: KVM where it boots a standard guest, else TCG.
+
+``/dev/kvm`` existing is not enough: a paravirtual KVM (PVM) accepts the VM
+and then hangs a standard kernel. So "auto" boots cocoon's kernel once under
+KVM in probe mode and trusts KVM only if the agent answered; the verdict is
+cached per host fingerprint so the probe costs once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from cocoon import paths
+from cocoon.errors import InvalidArgument, Unsupported
+from cocoon.vm import qemu
+
+log = logging.getLogger(__name__)
+
+CHOICES = ("auto", "kvm", "tcg")
+PROBE_TIMEOUT = 20.0
+PROBE_OK = b"cocoon-probe-ok"
+
+
+def _kvm_usable() -> bool:
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _fingerprint(kernel: Path) -> str:
+    """What the verdict depends on: host kernel, KVM flavour, QEMU, guest kernel."""
+    modules = sorted(p.name for p in Path("/sys/module").glob("kvm*"))
+    qemu_bin = Path(qemu.tools.find(qemu.QEMU))
+    parts = [
+        platform.release(),
+        ",".join(modules),
+        f"{qemu_bin}:{qemu_bin.stat().st_mtime_ns}",
+        f"{kernel.resolve()}:{kernel.stat().st_size}",
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def probe(kernel: Path, initrd: Path) -> tuple[bool, str]:
+    """Boot under KVM in probe mode; (booted?, why not)."""
+    config = qemu.MachineConfig(
+        kernel=kernel, initrd=initrd, accel="kvm", memory_mib=128, params={"probe": "1"}
+    )
+    try:
+        result = subprocess.run(
+            qemu.command(config),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"a KVM guest did not reach the agent within {PROBE_TIMEOUT:g}s"
+    if PROBE_OK in result.stdout:
+        return True, ""
+    reason = result.stderr.decode(errors="replace").strip().splitlines()
+    return False, reason[-1] if reason else f"qemu exited with {result.returncode}"
+
+
+def choose(requested: str, kernel: Path, initrd: Path) -> str:
+    if requested not in CHOICES:
+        raise InvalidArgument(f"unknown accelerator {requested!r} (choose from auto, kvm, tcg)")
+    if requested == "tcg":
+        return "tcg"
+    if requested == "kvm":
+        if not _kvm_usable():
+            raise Unsupported("--accel kvm: /dev/kvm is missing or not accessible")
+        return "kvm"
+    if not _kvm_usable():
+        log.debug("no usable /dev/kvm; using TCG (software emulation)")
+        return "tcg"
+    cache = paths.cache_dir() / "accel" / f"{_fingerprint(kernel)}.json"
+    try:
+        verdict = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        ok, why = probe(kernel, initrd)
+        verdict = {"accel": "kvm" if ok else "tcg", "reason": why}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(verdict))
+        os.replace(tmp, cache)
+    if verdict["accel"] == "tcg":
+        log.debug("KVM cannot boot a standard guest here (%s); using TCG", verdict["reason"])
+    return verdict["accel"]

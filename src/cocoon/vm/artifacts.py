@@ -1,0 +1,108 @@
+"""The guest kernel and agent cocoon boots, and the initramfs made from the agent.
+
+setup.sh builds both into the cache dir (``kernel/current/vmlinux`` and
+``agent/current/cocoon-agent``); ``COCOON_KERNEL`` and ``COCOON_AGENT`` point
+elsewhere. The initramfs is derived from the agent, cached by its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cocoon import paths
+from cocoon.errors import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Artifacts:
+    kernel: Path
+    agent: Path
+    initrd: Path
+
+
+def kernel_path() -> Path:
+    path = Path(os.environ.get("COCOON_KERNEL") or paths.cache_dir() / "kernel/current/vmlinux")
+    if not path.is_file():
+        raise NotFound(f"guest kernel {path} not found (run ./setup.sh, or set COCOON_KERNEL)")
+    return path
+
+
+def agent_path() -> Path:
+    path = Path(os.environ.get("COCOON_AGENT") or paths.cache_dir() / "agent/current/cocoon-agent")
+    if not path.is_file():
+        raise NotFound(f"guest agent {path} not found (run ./setup.sh, or set COCOON_AGENT)")
+    return path
+
+
+def _newc_entry(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> bytes:
+    fields = [
+        0, mode, 0, 0, 1, 0, len(data),  # ino, mode, uid, gid, nlink, mtime, filesize
+        0, 0, rdev[0], rdev[1],  # dev major/minor, rdev major/minor
+        len(name) + 1, 0,  # namesize, check
+    ]  # fmt: skip
+    header = b"070701" + b"".join(f"{f:08x}".encode() for f in fields)
+    entry = header + name.encode() + b"\0"
+    entry += b"\0" * (-len(entry) % 4)
+    entry += data + b"\0" * (-len(data) % 4)
+    return entry
+
+
+def initramfs_bytes(agent: bytes) -> bytes:
+    """A newc cpio with the agent as /init and the nodes it needs before devtmpfs."""
+    entries = [
+        _newc_entry("dev", stat.S_IFDIR | 0o755),
+        _newc_entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)),
+        _newc_entry("proc", stat.S_IFDIR | 0o755),
+        _newc_entry("sys", stat.S_IFDIR | 0o755),
+        _newc_entry("mnt", stat.S_IFDIR | 0o755),
+        _newc_entry("newroot", stat.S_IFDIR | 0o755),
+        _newc_entry("init", stat.S_IFREG | 0o755, agent),
+        _newc_entry("TRAILER!!!", 0),
+    ]
+    return b"".join(entries)
+
+
+def initramfs_path(agent: Path) -> Path:
+    data = agent.read_bytes()
+    key = hashlib.sha256(data).hexdigest()[:16]
+    path = paths.cache_dir() / "initramfs" / f"{key}.cpio"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(initramfs_bytes(data))
+        os.replace(tmp, path)
+    return path
+
+
+def artifacts() -> Artifacts:
+    agent = agent_path()
+    return Artifacts(kernel=kernel_path(), agent=agent, initrd=initramfs_path(agent))
+
+
+def kernel_info() -> dict[str, str]:
+    """What `cocoon system kernel` shows: where the kernel is and what built it."""
+    path = kernel_path()
+    folder = path.resolve().parent
+
+    def read(name: str) -> str:
+        try:
+            return (folder / name).read_text().strip()
+        except OSError:
+            return "unknown"
+
+    config = read("config")
+    options = sum(1 for line in config.splitlines() if line.endswith("=y"))
+    return {
+        "path": str(path),
+        "build": folder.name,
+        "source": f"linux-source-6.1 {read('source-version')}",
+        "format": "PVH vmlinux (uncompressed)",
+        "size": f"{path.stat().st_size // 1024} KiB",
+        "options_built_in": str(options),
+    }
