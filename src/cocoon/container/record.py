@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -20,46 +21,11 @@ from pathlib import Path
 from cocoon import paths
 from cocoon.errors import AlreadyExists, InvalidArgument, NotFound
 
-_ADJECTIVES = [
-    "brave",
-    "calm",
-    "eager",
-    "fond",
-    "gentle",
-    "happy",
-    "jolly",
-    "keen",
-    "lucid",
-    "merry",
-    "nifty",
-    "proud",
-    "quiet",
-    "swift",
-    "tidy",
-    "vivid",
-    "wise",
-    "zesty",
-]  # noqa: E501
-_NOUNS = [
-    "ant",
-    "bee",
-    "cocoon",
-    "crane",
-    "finch",
-    "gecko",
-    "heron",
-    "ibis",
-    "koala",
-    "lark",
-    "lynx",
-    "moth",
-    "newt",
-    "otter",
-    "panda",
-    "quail",
-    "robin",
-    "wren",
-]  # noqa: E501
+_ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
+               "merry", "nifty", "proud", "quiet", "swift", "tidy", "vivid", "wise")  # fmt: skip
+_NOUNS = ("ant", "bee", "crane", "finch", "gecko", "heron", "ibis", "koala", "lark", "lynx",
+          "moth", "newt", "otter", "panda", "quail", "robin", "wren")  # fmt: skip
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 @dataclass(slots=True)
