@@ -1,0 +1,663 @@
+/*
+ * cocoon-agent: PID 1 of a cocoon VM. Sets up the container's root, then
+ * serves the guest protocol (docs/guest-protocol.md) on the virtio-serial
+ * port until the main process exits, and powers the VM off.
+ *
+ * One thread, one poll loop: every fd it relays is non-blocking except the
+ * port, which is only touched when poll says it is ready.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "mounts.h"
+#include "process.h"
+#include "protocol.h"
+#include "util.h"
+
+#define PORT_NAME "cocoon.agent"
+#define READ_CHUNK 65536
+/* Above this much unsent output, process output is left in its pipes. */
+#define OUTQ_HIGH (1u << 20)
+/* Above this much unwritten stdin, the port is not read. */
+#define STDIN_HIGH (256u << 10)
+/* The largest write the virtio console driver takes at once. */
+#define PORT_WRITE_MAX 32768
+/* Output still readable when a process exits is sent up to this much per
+ * stream: a grandchild that keeps writing must not hold up the EXIT. */
+#define DRAIN_MAX (4u << 20)
+/* How long to wait for the host to close the port before powering off
+ * after the main process's EXIT (or an ERROR). */
+#define LINGER_MS 2000
+
+static int port = -1;
+static struct buf outq;
+static uint8_t *inbuf;
+static size_t inlen;
+static int sigfd = -1;
+static int old_root = -1;
+static int root_ready;
+static struct proc *procs;
+static int have_main;
+static uint32_t main_id;
+static int in_fatal;
+
+static void __attribute__((noreturn)) power_off(void)
+{
+	sync();
+	reboot(RB_AUTOBOOT);
+	/* Init exiting panics the kernel, which with panic=-1 also resets. */
+	_exit(1);
+}
+
+static void flush_outq(long timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	while (port >= 0 && outq.len > 0) {
+		long left = (long)(deadline - now_ms());
+		if (left <= 0) {
+			logmsg("host stopped reading; %zu bytes of output dropped", outq.len);
+			return;
+		}
+		struct pollfd pfd = {port, POLLOUT, 0};
+		int r = poll(&pfd, 1, (int)left);
+		if (r < 0 && errno != EINTR)
+			return;
+		if (r > 0 && (pfd.revents & POLLHUP) && !(pfd.revents & POLLOUT)) {
+			logmsg("host disconnected; %zu bytes of output dropped", outq.len);
+			return;
+		}
+		if (r <= 0 || !(pfd.revents & POLLOUT))
+			continue;
+		size_t n = outq.len < PORT_WRITE_MAX ? outq.len : PORT_WRITE_MAX;
+		ssize_t w = write(port, buf_peek(&outq), n);
+		if (w < 0 && errno != EINTR && errno != EAGAIN) {
+			logmsg("write to the host: %s", errstr(errno));
+			return;
+		}
+		if (w > 0) {
+			buf_consume(&outq, (size_t)w);
+			/* A slow host is fine; only one that stopped reading is not. */
+			deadline = now_ms() + timeout_ms;
+		}
+	}
+}
+
+/* Called when poll reported the port writable, so the write does not wait
+ * for the host; it returns once QEMU has taken the bytes. */
+static void port_write_once(void)
+{
+	size_t n = outq.len < PORT_WRITE_MAX ? outq.len : PORT_WRITE_MAX;
+	ssize_t w = write(port, buf_peek(&outq), n);
+	if (w > 0)
+		buf_consume(&outq, (size_t)w);
+	else if (w < 0 && errno != EINTR && errno != EAGAIN)
+		fatal("write to the host: %s", errstr(errno));
+}
+
+static void reap_all(long timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	for (;;) {
+		pid_t pid = waitpid(-1, NULL, WNOHANG);
+		if (pid > 0)
+			continue;
+		if (pid < 0 && errno == EINTR)
+			continue;
+		if (pid < 0 || now_ms() >= deadline)
+			return;
+		sleep_ms(5);
+	}
+}
+
+/*
+ * A write to the port returns once the bytes are in the virtqueue, not once
+ * the host has them: QEMU holds them while the host's socket is full, and
+ * loses them if it exits. Only the host closing its end says it has read
+ * what it wanted, so that is awaited, within a grace period.
+ */
+static void linger(long timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	static uint8_t discard[4096];
+	while (port >= 0) {
+		long left = (long)(deadline - now_ms());
+		if (left <= 0)
+			return;
+		struct pollfd pfd = {port, POLLIN, 0};
+		int r = poll(&pfd, 1, (int)left);
+		if (r < 0 && errno != EINTR)
+			return;
+		if (r <= 0)
+			continue;
+		if (pfd.revents & POLLHUP)
+			return;
+		if (read(port, discard, sizeof(discard)) == 0)
+			return;
+	}
+}
+
+/* The one way out: report what is queued, stop everything, leave the disks
+ * clean. linger_ms: how long the host may take to read the last frames. */
+static void __attribute__((noreturn)) finish(long linger_ms)
+{
+	flush_outq(5000);
+	kill(-1, SIGKILL);
+	reap_all(3000);
+	if (root_ready)
+		teardown_mounts(old_root);
+	linger(linger_ms);
+	power_off();
+}
+
+static void send_frame(uint8_t type, uint32_t proc, const void *payload, size_t len)
+{
+	if (port < 0)
+		return;
+	uint8_t h[FRAME_HDR_LEN];
+	frame_hdr_encode(h, (uint32_t)len, type, proc);
+	if (buf_append(&outq, h, sizeof(h)) < 0)
+		fatal("out of memory");
+	if (buf_append(&outq, payload, len) < 0) {
+		outq.len -= sizeof(h);
+		fatal("out of memory");
+	}
+}
+
+static void send_error(uint32_t proc, const char *msg)
+{
+	char line[4096];
+	snprintf(line, sizeof(line), "%s", msg);
+	/* The protocol promises one line. */
+	for (char *c = line; *c; c++)
+		if (*c == '\n' || *c == '\r')
+			*c = ' ';
+	send_frame(MSG_ERROR, proc, line, strlen(line));
+}
+
+static void send_exit(uint32_t proc, uint8_t how, int32_t code)
+{
+	uint8_t p[5];
+	p[0] = how;
+	put_be32(p + 1, (uint32_t)code);
+	send_frame(MSG_EXIT, proc, p, sizeof(p));
+}
+
+void fatal(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	logmsg("%s", msg);
+	if (!in_fatal) {
+		in_fatal = 1;
+		send_error(0, msg);
+	}
+	finish(LINGER_MS);
+}
+
+static struct proc *find_proc(uint32_t id)
+{
+	for (struct proc *p = procs; p; p = p->next)
+		if (p->id == id)
+			return p;
+	return NULL;
+}
+
+/* One read of process output into a frame. Returns bytes read, 0 at the
+ * end (fd closed), -1 when nothing is there now. */
+static ssize_t relay_output(int *fd, uint8_t type, uint32_t id)
+{
+	static uint8_t chunk[READ_CHUNK];
+	ssize_t r = read(*fd, chunk, sizeof(chunk));
+	if (r > 0) {
+		send_frame(type, id, chunk, (size_t)r);
+		return r;
+	}
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return -1;
+	/* 0 = end of a pipe; EIO = every pty slave closed. */
+	close(*fd);
+	*fd = -1;
+	return 0;
+}
+
+static void drain_output(int *fd, uint8_t type, uint32_t id)
+{
+	size_t total = 0;
+	while (*fd >= 0 && total < DRAIN_MAX) {
+		ssize_t r = relay_output(fd, type, id);
+		if (r <= 0)
+			break;
+		total += (size_t)r;
+	}
+}
+
+static void proc_exited(struct proc *p, int status)
+{
+	drain_output(&p->out_fd, MSG_STDOUT, p->id);
+	drain_output(&p->err_fd, MSG_STDERR, p->id);
+	if (WIFSIGNALED(status))
+		send_exit(p->id, 1, WTERMSIG(status));
+	else
+		send_exit(p->id, 0, WEXITSTATUS(status));
+
+	for (struct proc **pp = &procs; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	int was_main = p->id == main_id;
+	proc_free(p);
+	if (was_main)
+		finish(LINGER_MS);
+}
+
+static void reap(void)
+{
+	struct signalfd_siginfo si;
+	while (read(sigfd, &si, sizeof(si)) == sizeof(si))
+		;
+	for (;;) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+		if (pid < 0 && errno == EINTR)
+			continue;
+		if (pid <= 0)
+			return;
+		/* Orphans re-parented to PID 1 are reaped and forgotten. */
+		for (struct proc *p = procs; p; p = p->next) {
+			if (p->pid == pid) {
+				proc_exited(p, status);
+				break;
+			}
+		}
+	}
+}
+
+static void handle_run(uint32_t id, const uint8_t *payload, size_t len)
+{
+	if (id == 0)
+		fatal("RUN with proc 0");
+	if (find_proc(id))
+		fatal("RUN for proc %u, which is already running", id);
+	struct run_spec spec;
+	char err[1024];
+	if (run_spec_parse(payload, len, &spec, err, sizeof(err)) < 0)
+		fatal("%s", err);
+	int is_main = !have_main;
+	if (is_main) {
+		have_main = 1;
+		main_id = id;
+	}
+	int code;
+	struct proc *p = proc_spawn(id, &spec, err, sizeof(err), &code);
+	run_spec_free(&spec);
+	if (!p) {
+		send_error(id, err);
+		send_exit(id, 0, code);
+		if (is_main)
+			finish(LINGER_MS);
+		return;
+	}
+	p->next = procs;
+	procs = p;
+	uint8_t pid[4];
+	put_be32(pid, (uint32_t)p->pid);
+	send_frame(MSG_STARTED, id, pid, sizeof(pid));
+}
+
+static void handle_frame(const struct frame_hdr *h, const uint8_t *payload)
+{
+	struct proc *p;
+	switch (h->type) {
+	case MSG_RUN:
+		handle_run(h->proc, payload, h->len);
+		break;
+	case MSG_STDIN:
+		/* Input for a process that just exited, or that has no stdin, is
+		 * dropped: the host cannot know in time. */
+		p = find_proc(h->proc);
+		if (!p || p->in_fd < 0)
+			break;
+		if (h->len == 0)
+			p->in_eof = 1;
+		else if (buf_append(&p->inq, payload, h->len) < 0)
+			fatal("out of memory");
+		proc_flush_stdin(p);
+		break;
+	case MSG_SIGNAL:
+		if (h->len != 1)
+			fatal("SIGNAL payload of %u bytes, expected 1", h->len);
+		if ((p = find_proc(h->proc)))
+			proc_signal(p, payload[0]);
+		break;
+	case MSG_RESIZE:
+		if (h->len != 4)
+			fatal("RESIZE payload of %u bytes, expected 4", h->len);
+		if ((p = find_proc(h->proc)))
+			proc_resize(p, get_be16(payload), get_be16(payload + 2));
+		break;
+	case MSG_SHUTDOWN:
+		if (h->len != 0)
+			fatal("SHUTDOWN payload of %u bytes, expected 0", h->len);
+		finish(0); /* the host asked: it expects nothing more */
+	default:
+		fatal("unexpected %s frame from the host", msg_type_name(h->type));
+	}
+}
+
+static void port_readable(void)
+{
+	size_t room = FRAME_HDR_LEN + FRAME_MAX_PAYLOAD - inlen;
+	ssize_t r = read(port, inbuf + inlen, room < READ_CHUNK ? room : READ_CHUNK);
+	if (r < 0) {
+		if (errno == EINTR || errno == EAGAIN)
+			return;
+		fatal("read from the host: %s", errstr(errno));
+	}
+	if (r == 0) {
+		if (inlen > 0)
+			fatal("stream ended inside a frame (%zu bytes)", inlen);
+		/* Whoever drove this VM is gone: nobody can use it any more. */
+		logmsg("host closed the channel; shutting down");
+		finish(0);
+	}
+	inlen += (size_t)r;
+
+	size_t off = 0;
+	for (;;) {
+		struct frame_hdr h;
+		const uint8_t *payload;
+		size_t used;
+		enum frame_status st = frame_parse(inbuf + off, inlen - off, &h, &payload, &used);
+		if (st == FRAME_NEED_MORE)
+			break;
+		if (st != FRAME_OK) {
+			char err[128];
+			frame_error(st, inbuf + off, err, sizeof(err));
+			fatal("%s", err);
+		}
+		handle_frame(&h, payload);
+		off += used;
+	}
+	memmove(inbuf, inbuf + off, inlen - off);
+	inlen -= off;
+}
+
+enum role { ROLE_SIG, ROLE_PORT, ROLE_OUT, ROLE_ERR, ROLE_IN };
+
+static void __attribute__((noreturn)) loop(void)
+{
+	struct pollfd *pfds = NULL;
+	struct {
+		enum role role;
+		struct proc *p;
+	} *roles = NULL;
+	size_t cap = 0;
+
+	for (;;) {
+		size_t nprocs = 0, queued_in = 0;
+		for (struct proc *p = procs; p; p = p->next) {
+			nprocs++;
+			queued_in += p->inq.len;
+		}
+		if (cap < 2 + 3 * nprocs) {
+			cap = 2 + 3 * nprocs + 8;
+			pfds = realloc(pfds, cap * sizeof(*pfds));
+			roles = realloc(roles, cap * sizeof(*roles));
+			if (!pfds || !roles)
+				fatal("out of memory");
+		}
+		size_t n = 0;
+#define ADD(fd_, ev_, role_, p_)                                                                   \
+	do {                                                                                       \
+		pfds[n] = (struct pollfd){(fd_), (short)(ev_), 0};                                 \
+		roles[n].role = (role_);                                                           \
+		roles[n].p = (p_);                                                                 \
+		n++;                                                                               \
+	} while (0)
+		ADD(sigfd, POLLIN, ROLE_SIG, NULL);
+		ADD(port, (queued_in < STDIN_HIGH ? POLLIN : 0) | (outq.len ? POLLOUT : 0), ROLE_PORT, NULL);
+		for (struct proc *p = procs; p; p = p->next) {
+			if (outq.len < OUTQ_HIGH) {
+				if (p->out_fd >= 0)
+					ADD(p->out_fd, POLLIN, ROLE_OUT, p);
+				if (p->err_fd >= 0)
+					ADD(p->err_fd, POLLIN, ROLE_ERR, p);
+			}
+			if (p->in_fd >= 0 && (p->inq.len || p->in_eof))
+				ADD(p->in_fd, POLLOUT, ROLE_IN, p);
+		}
+#undef ADD
+		if (poll(pfds, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			fatal("poll: %s", errstr(errno));
+		}
+
+		/* Process fds first: the handlers below may free processes. */
+		for (size_t i = 2; i < n; i++) {
+			struct proc *p = roles[i].p;
+			if (!pfds[i].revents)
+				continue;
+			if (roles[i].role == ROLE_OUT && p->out_fd >= 0)
+				relay_output(&p->out_fd, MSG_STDOUT, p->id);
+			else if (roles[i].role == ROLE_ERR && p->err_fd >= 0)
+				relay_output(&p->err_fd, MSG_STDERR, p->id);
+			else if (roles[i].role == ROLE_IN)
+				proc_flush_stdin(p);
+		}
+
+		short prev = pfds[1].revents;
+		if (prev & POLLOUT)
+			port_write_once();
+		if (prev & (POLLIN | POLLERR)) {
+			port_readable();
+		} else if (prev & POLLHUP) {
+			logmsg("host closed the channel; shutting down");
+			finish(0);
+		}
+
+		if (pfds[0].revents)
+			reap();
+	}
+}
+
+/* Waits for the port the host named: its name arrives from QEMU
+ * asynchronously, possibly after init has started. */
+static int open_port(void)
+{
+	long long deadline = now_ms() + 10000;
+	for (;;) {
+		DIR *d = opendir("/sys/class/virtio-ports");
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			if (e->d_name[0] == '.')
+				continue;
+			char path[512], name[64] = "";
+			snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			ssize_t r = read(fd, name, sizeof(name) - 1);
+			close(fd);
+			if (r <= 0)
+				continue;
+			name[strcspn(name, "\n")] = '\0';
+			if (strcmp(name, PORT_NAME) != 0)
+				continue;
+			snprintf(path, sizeof(path), "/dev/%s", e->d_name);
+			closedir(d);
+			d = NULL;
+			if (wait_for_path(path, (long)(deadline - now_ms())) < 0)
+				return -1;
+			return open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		}
+		if (d)
+			closedir(d);
+		if (now_ms() >= deadline) {
+			errno = ENOENT;
+			return -1;
+		}
+		sleep_ms(5);
+	}
+}
+
+/* The port reports POLLHUP until QEMU tells the guest the host end is
+ * connected; writing before that would block. */
+static void wait_host_connected(void)
+{
+	long long deadline = now_ms() + 10000;
+	for (;;) {
+		struct pollfd pfd = {port, POLLOUT, 0};
+		if (poll(&pfd, 1, 0) > 0 && !(pfd.revents & POLLHUP))
+			return;
+		if (now_ms() >= deadline) {
+			logmsg("host end of the port is not connected");
+			return;
+		}
+		sleep_ms(5);
+	}
+}
+
+static void open_console(void)
+{
+	/* Without /dev/console in the initramfs the kernel starts init with
+	 * fds 0-2 closed; make them the console (or /dev/null) either way. */
+	int fd = open("/dev/console", O_RDWR | O_NOCTTY);
+	if (fd < 0)
+		fd = open("/dev/null", O_RDWR);
+	if (fd < 0)
+		return;
+	for (int i = 0; i < 3; i++)
+		if (fd != i)
+			dup2(fd, i);
+	if (fd > 2)
+		close(fd);
+}
+
+static void set_clock(const char *value)
+{
+	char *end;
+	errno = 0;
+	long long sec = strtoll(value, &end, 10);
+	if (errno || end == value || sec <= 0) {
+		logmsg("bad cocoon.time=%s", value);
+		return;
+	}
+	long usec = 0;
+	if (*end == '.') {
+		long scale = 100000;
+		for (end++; *end >= '0' && *end <= '9' && scale > 0; end++, scale /= 10)
+			usec += (*end - '0') * scale;
+	}
+	struct timeval tv = {(time_t)sec, usec};
+	if (settimeofday(&tv, NULL) < 0)
+		logmsg("settimeofday: %s", errstr(errno));
+}
+
+static void loopback_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		logmsg("socket: %s", errstr(errno));
+		return;
+	}
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "lo");
+	/* The kernel gives lo 127.0.0.1/8 by itself when it comes up. */
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ||
+	    (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(s, SIOCSIFFLAGS, &ifr) < 0))
+		logmsg("bring up lo: %s", errstr(errno));
+	close(s);
+}
+
+/* A device name from the command line must name something in /dev. */
+static int plain_name(const char *s)
+{
+	return s[0] && s[0] != '.' && !strchr(s, '/');
+}
+
+int main(void)
+{
+	if (getpid() != 1) {
+		fprintf(stderr, "cocoon-agent: runs only as init (PID 1) of a cocoon VM\n");
+		return 1;
+	}
+	mount_early();
+	open_console();
+
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sigfd < 0)
+		fatal("signalfd: %s", errstr(errno));
+
+	char *cmdline = read_file("/proc/cmdline", 1 << 16);
+	if (!cmdline)
+		fatal("read /proc/cmdline: %s", errstr(errno));
+	char val[256], rw[64], root[64];
+
+	if (cmdline_get(cmdline, "probe", val, sizeof(val)) == 1 && strcmp(val, "1") == 0) {
+		(void)write_all(1, "cocoon-probe-ok\n", 16);
+		power_off();
+	}
+	if (cmdline_get(cmdline, "time", val, sizeof(val)) == 1)
+		set_clock(val);
+
+	inbuf = malloc(FRAME_HDR_LEN + FRAME_MAX_PAYLOAD);
+	if (!inbuf)
+		fatal("out of memory");
+	/* Opened before the mounts so a mount failure can be reported. */
+	port = open_port();
+	if (port < 0)
+		fatal("no usable virtio-serial port named %s: %s", PORT_NAME, errstr(errno));
+	wait_host_connected();
+
+	if (cmdline_get(cmdline, "root", root, sizeof(root)) != 1 || !plain_name(root))
+		fatal("no valid cocoon.root on the kernel command line");
+	int has_rw = cmdline_get(cmdline, "rw", rw, sizeof(rw)) == 1;
+	if (has_rw && !plain_name(rw))
+		fatal("invalid cocoon.rw=%s", rw);
+	char err[512];
+	old_root = setup_root(root, has_rw ? rw : NULL, err, sizeof(err));
+	if (old_root < 0)
+		fatal("%s", err);
+	root_ready = 1;
+
+	if (cmdline_get(cmdline, "hostname", val, sizeof(val)) == 1 &&
+	    sethostname(val, strlen(val)) < 0)
+		logmsg("sethostname %s: %s", val, errstr(errno));
+	loopback_up();
+	free(cmdline);
+
+	uint8_t ready[1 + sizeof(AGENT_VERSION) - 1];
+	ready[0] = PROTO_VERSION;
+	memcpy(ready + 1, AGENT_VERSION, sizeof(AGENT_VERSION) - 1);
+	send_frame(MSG_READY, 0, ready, sizeof(ready));
+	loop();
+}

@@ -1,0 +1,25 @@
+/* The VM's filesystems: initramfs basics, the overlay root, teardown. */
+#ifndef COCOON_MOUNTS_H
+#define COCOON_MOUNTS_H
+
+#include <stddef.h>
+
+/* /proc, /sys and /dev in the initramfs, so the console, the command line
+ * and the devices can be reached. Failures are logged, not fatal. */
+void mount_early(void);
+
+/*
+ * Mounts /dev/root_dev (read-only) and /dev/rw_dev (or a tmpfs when rw_dev
+ * is NULL), joins them as an overlay and makes it the root, then mounts the
+ * container's /proc, /sys, /dev, /dev/pts, /dev/shm and /tmp. Returns an fd
+ * of the initramfs root, kept for teardown, or -1 with a message in err.
+ */
+int setup_root(const char *root_dev, const char *rw_dev, char *err, size_t errlen);
+
+/* Unmounts what can be, so the writable disk ends clean; old_root from setup_root (or -1). */
+void teardown_mounts(int old_root);
+
+/* Waits up to timeout_ms for a path to exist (devices appear asynchronously). */
+int wait_for_path(const char *path, long timeout_ms);
+
+#endif

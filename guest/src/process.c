@@ -1,0 +1,370 @@
+#define _GNU_SOURCE
+#include "process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "userdb.h"
+#include "util.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* /etc/passwd and /etc/group larger than this are not plausible. */
+#define USERDB_MAX (16u << 20)
+
+/*
+ * The child reports a failure before exec through a close-on-exec pipe:
+ * one byte of exit code, then the message. A successful exec closes the
+ * pipe with nothing written.
+ */
+static void __attribute__((noreturn, format(printf, 3, 4)))
+child_fail(int errfd, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	msg[0] = (char)code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg + 1, sizeof(msg) - 1, fmt, ap);
+	va_end(ap);
+	(void)write_all(errfd, msg, 1 + strlen(msg + 1));
+	_exit(code);
+}
+
+static const char *env_get(char *const *envp, const char *key)
+{
+	size_t klen = strlen(key);
+	for (; *envp; envp++)
+		if (strncmp(*envp, key, klen) == 0 && (*envp)[klen] == '=')
+			return *envp + klen + 1;
+	return NULL;
+}
+
+/* Like Go's exec.LookPath followed by execve, so errors match Docker's. */
+static void __attribute__((noreturn))
+exec_path(int errfd, char *const *argv, char *const *envp)
+{
+	const char *file = argv[0];
+	if (file[0] == '\0')
+		child_fail(errfd, 127, "exec \"\": executable file not found in $PATH");
+	if (strchr(file, '/')) {
+		execve(file, argv, envp);
+		int e = errno;
+		child_fail(errfd, e == ENOENT ? 127 : 126, "exec \"%s\": %s", file, errstr(e));
+	}
+
+	const char *path = env_get(envp, "PATH");
+	if (!path)
+		path = DEFAULT_PATH;
+	int denied = 0;
+	size_t flen = strlen(file);
+	for (const char *p = path;;) {
+		const char *colon = strchr(p, ':');
+		size_t dlen = colon ? (size_t)(colon - p) : strlen(p);
+		char cand[4096];
+		if (dlen == 0)
+			snprintf(cand, sizeof(cand), "./%s", file);
+		else if (dlen + 1 + flen < sizeof(cand))
+			snprintf(cand, sizeof(cand), "%.*s/%s", (int)dlen, p, file);
+		else
+			cand[0] = '\0';
+
+		if (cand[0]) {
+			struct stat st;
+			if (stat(cand, &st) == 0 && S_ISREG(st.st_mode)) {
+				execve(cand, argv, envp);
+				int e = errno;
+				if (e == EACCES) {
+					denied = 1;
+				} else {
+					/* The file is there: ENOENT now means a missing
+					 * interpreter or dynamic loader. */
+					child_fail(errfd, e == ENOENT ? 127 : 126, "exec \"%s\": %s", cand,
+						   errstr(e));
+				}
+			}
+		}
+		if (!colon)
+			break;
+		p = colon + 1;
+	}
+	if (denied)
+		child_fail(errfd, 126, "exec \"%s\": permission denied", file);
+	child_fail(errfd, 127, "exec \"%s\": executable file not found in $PATH", file);
+}
+
+/* Entries of spec plus HOME when the spec does not set it. */
+static char **make_env(char *const *envp, const char *home)
+{
+	size_t n = 0;
+	while (envp[n])
+		n++;
+	char **env = calloc(n + 2, sizeof(*env));
+	if (!env)
+		return NULL;
+	memcpy(env, envp, n * sizeof(*env));
+	if (!env_get(envp, "HOME")) {
+		size_t len = strlen(home) + 6;
+		if (!(env[n] = malloc(len))) {
+			free(env);
+			return NULL;
+		}
+		snprintf(env[n], len, "HOME=%s", home);
+	}
+	return env;
+}
+
+struct child_fds {
+	int errfd;            /* write end of the error pipe */
+	const char *pts;      /* pty slave path, with a TTY */
+	int in, out, err;     /* child ends of the pipes, without a TTY */
+};
+
+static void __attribute__((noreturn))
+child_main(const struct run_spec *spec, const struct child_fds *fds)
+{
+	int errfd = fds->errfd;
+
+	/* The agent blocks SIGCHLD for its signalfd and ignores SIGPIPE; both
+	 * would be inherited across exec. */
+	sigset_t all;
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	umask(022);
+
+	if (setsid() < 0)
+		child_fail(errfd, 126, "setsid: %s", errstr(errno));
+
+	if (spec->tty) {
+		/* Opening the slave as a session leader without O_NOCTTY makes it
+		 * the controlling terminal; TIOCSCTTY makes that explicit. */
+		int s = open(fds->pts, O_RDWR);
+		if (s < 0)
+			child_fail(errfd, 126, "open %s: %s", fds->pts, errstr(errno));
+		if (ioctl(s, TIOCSCTTY, 0) < 0)
+			child_fail(errfd, 126, "TIOCSCTTY: %s", errstr(errno));
+		if (dup2(s, 0) < 0 || dup2(s, 1) < 0 || dup2(s, 2) < 0)
+			child_fail(errfd, 126, "dup2: %s", errstr(errno));
+		if (s > 2)
+			close(s);
+	} else {
+		int in = fds->in;
+		if (in < 0 && (in = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+			child_fail(errfd, 126, "open /dev/null: %s", errstr(errno));
+		if (dup2(in, 0) < 0 || dup2(fds->out, 1) < 0 || dup2(fds->err, 2) < 0)
+			child_fail(errfd, 126, "dup2: %s", errstr(errno));
+	}
+
+	char *passwd = read_file("/etc/passwd", USERDB_MAX);
+	char *group = read_file("/etc/group", USERDB_MAX);
+	struct exec_user u;
+	char msg[512];
+	if (user_resolve(spec->user, passwd, group, &u, msg, sizeof(msg)) < 0)
+		child_fail(errfd, 126, "%s", msg);
+
+	const char *cwd = spec->cwd && spec->cwd[0] ? spec->cwd : "/";
+	/* Created as root, like Docker does for a WORKDIR the image lacks. */
+	if (mkdir_p(cwd, 0755) < 0)
+		child_fail(errfd, 126, "mkdir \"%s\": %s", cwd, errstr(errno));
+
+	if (setgroups(u.nsgids, u.sgids) < 0)
+		child_fail(errfd, 126, "setgroups: %s", errstr(errno));
+	if (setgid(u.gid) < 0)
+		child_fail(errfd, 126, "setgid %u: %s", (unsigned)u.gid, errstr(errno));
+	if (setuid(u.uid) < 0)
+		child_fail(errfd, 126, "setuid %u: %s", (unsigned)u.uid, errstr(errno));
+	/* After dropping privileges: the user must be able to enter it. */
+	if (chdir(cwd) < 0)
+		child_fail(errfd, 126, "chdir \"%s\": %s", cwd, errstr(errno));
+
+	char **env = make_env(spec->envp, u.home);
+	if (!env)
+		child_fail(errfd, 126, "out of memory");
+	exec_path(errfd, spec->argv, env);
+}
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, size_t errlen,
+			int *code)
+{
+	struct proc *p = calloc(1, sizeof(*p));
+	int ep[2] = {-1, -1}, ip[2] = {-1, -1}, op[2] = {-1, -1}, xp[2] = {-1, -1};
+	int master = -1;
+	char pts[64];
+	*code = 126;
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->id = id;
+	p->tty = spec->tty;
+	p->out_fd = p->err_fd = p->in_fd = -1;
+
+	if (pipe2(ep, O_CLOEXEC) < 0)
+		goto syserr;
+	if (spec->tty) {
+		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
+		    ptsname_r(master, pts, sizeof(pts)) != 0)
+			goto syserr;
+		if (spec->rows && spec->cols) {
+			struct winsize ws = {.ws_row = spec->rows, .ws_col = spec->cols};
+			ioctl(master, TIOCSWINSZ, &ws);
+		}
+	} else {
+		if (pipe2(op, O_CLOEXEC) < 0 || pipe2(xp, O_CLOEXEC) < 0)
+			goto syserr;
+		if (spec->stdin_open && pipe2(ip, O_CLOEXEC) < 0)
+			goto syserr;
+	}
+
+	pid_t pid = fork();
+	if (pid < 0)
+		goto syserr;
+	if (pid == 0) {
+		struct child_fds fds = {ep[1], pts, ip[0], op[1], xp[1]};
+		child_main(spec, &fds);
+	}
+
+	close_fd(&ep[1]);
+	close_fd(&ip[0]);
+	close_fd(&op[1]);
+	close_fd(&xp[1]);
+
+	/* The child only runs setup code before exec, so waiting for the exec
+	 * here is short, and it guarantees STARTED precedes any output. */
+	char msg[1024];
+	size_t got = 0;
+	for (;;) {
+		ssize_t r = read(ep[0], msg + got, sizeof(msg) - 1 - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		if (got == sizeof(msg) - 1)
+			break;
+	}
+	close_fd(&ep[0]);
+	if (got > 0) {
+		msg[got] = '\0';
+		*code = (unsigned char)msg[0];
+		snprintf(err, errlen, "%s", got > 1 ? msg + 1 : "exec failed");
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		goto cleanup;
+	}
+
+	p->pid = pid;
+	if (spec->tty) {
+		p->out_fd = master;
+		p->in_fd = fcntl(master, F_DUPFD_CLOEXEC, 3);
+		set_nonblock(master);
+	} else {
+		p->out_fd = op[0];
+		p->err_fd = xp[0];
+		p->in_fd = ip[1];
+		set_nonblock(op[0]);
+		set_nonblock(xp[0]);
+		if (ip[1] >= 0)
+			set_nonblock(ip[1]);
+	}
+	return p;
+
+syserr:
+	snprintf(err, errlen, "cannot start process: %s", errstr(errno));
+cleanup:
+	close_fd(&ep[0]);
+	close_fd(&ep[1]);
+	close_fd(&ip[0]);
+	close_fd(&ip[1]);
+	close_fd(&op[0]);
+	close_fd(&op[1]);
+	close_fd(&xp[0]);
+	close_fd(&xp[1]);
+	close_fd(&master);
+	free(p);
+	return NULL;
+}
+
+void proc_free(struct proc *p)
+{
+	close_fd(&p->out_fd);
+	close_fd(&p->err_fd);
+	close_fd(&p->in_fd);
+	buf_free(&p->inq);
+	free(p);
+}
+
+void proc_signal(struct proc *p, int sig)
+{
+	/* With a TTY the whole job gets it, as Ctrl-C at a terminal would. */
+	if (kill(p->tty ? -p->pid : p->pid, sig) < 0 && p->tty)
+		kill(p->pid, sig);
+}
+
+void proc_resize(struct proc *p, uint16_t rows, uint16_t cols)
+{
+	if (!p->tty || p->in_fd < 0)
+		return;
+	struct winsize ws = {.ws_row = rows, .ws_col = cols};
+	ioctl(p->in_fd, TIOCSWINSZ, &ws);
+}
+
+void proc_flush_stdin(struct proc *p)
+{
+	while (p->in_fd >= 0 && p->inq.len > 0) {
+		ssize_t w = write(p->in_fd, buf_peek(&p->inq), p->inq.len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return;
+			/* EPIPE: nobody reads stdin any more; the bytes are moot. */
+			buf_consume(&p->inq, p->inq.len);
+			if (!p->tty)
+				close_fd(&p->in_fd);
+			break;
+		}
+		buf_consume(&p->inq, (size_t)w);
+	}
+	if (p->inq.len == 0 && p->in_eof) {
+		p->in_eof = 0;
+		if (p->tty) {
+			/* A terminal has no end of file of its own: send its EOF
+			 * character, as Docker does. */
+			struct termios t;
+			char eof = 4;
+			if (p->in_fd >= 0 && tcgetattr(p->in_fd, &t) == 0 && t.c_cc[VEOF])
+				eof = (char)t.c_cc[VEOF];
+			if (p->in_fd >= 0)
+				(void)!write(p->in_fd, &eof, 1);
+		} else {
+			close_fd(&p->in_fd);
+		}
+	}
+}

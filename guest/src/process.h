@@ -1,0 +1,45 @@
+/* Container processes: spawning one from a RUN spec, and its relay state. */
+#ifndef COCOON_PROCESS_H
+#define COCOON_PROCESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "protocol.h"
+
+struct proc {
+	struct proc *next;
+	uint32_t id; /* chosen by the host */
+	pid_t pid;
+	int tty;
+	int out_fd;  /* stdout pipe or pty master; -1 once at end of file */
+	int err_fd;  /* stderr pipe; -1 with a TTY or once at end of file */
+	int in_fd;   /* stdin pipe or a dup of the pty master; -1 if none */
+	struct buf inq;  /* STDIN bytes not yet written to in_fd */
+	int in_eof;      /* the host closed stdin: act on it once inq drains */
+};
+
+/*
+ * Forks and execs spec. Returns the process once the exec succeeded (its
+ * fds non-blocking), or NULL with a one-line message in err and the exit
+ * code to report in *code (127 = not found, 126 = anything else).
+ */
+struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, size_t errlen,
+			int *code);
+
+/* Closes the fds and frees the process (it must already be reaped). */
+void proc_free(struct proc *p);
+
+void proc_signal(struct proc *p, int sig);
+void proc_resize(struct proc *p, uint16_t rows, uint16_t cols);
+
+/*
+ * Writes queued stdin without blocking; performs a pending close (or, with a
+ * TTY, sends the terminal's EOF character). Drops the queue if the process
+ * stopped reading (EPIPE).
+ */
+void proc_flush_stdin(struct proc *p);
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * The guest protocol of docs/guest-protocol.md: frames, RUN fields and boot
+ * parameters. Pure functions over buffers, no I/O, so they can be unit
+ * tested on the build host.
+ */
+#ifndef COCOON_PROTOCOL_H
+#define COCOON_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_VERSION 1
+#define FRAME_HDR_LEN 9
+#define FRAME_MAX_PAYLOAD (1u << 20)
+
+enum msg_type {
+	/* guest -> host */
+	MSG_READY = 0x01,
+	MSG_STDOUT = 0x02,
+	MSG_STDERR = 0x03,
+	MSG_EXIT = 0x04,
+	MSG_ERROR = 0x05,
+	MSG_STARTED = 0x06,
+	/* host -> guest */
+	MSG_RUN = 0x10,
+	MSG_STDIN = 0x11,
+	MSG_SIGNAL = 0x12,
+	MSG_RESIZE = 0x13,
+	MSG_SHUTDOWN = 0x14,
+};
+
+enum run_tag {
+	TAG_ARG = 0x01,
+	TAG_ENV = 0x02,
+	TAG_CWD = 0x03,
+	TAG_USER = 0x04,
+	TAG_TTY = 0x05,
+	TAG_STDIN = 0x06,
+};
+
+struct frame_hdr {
+	uint32_t len;
+	uint8_t type;
+	uint32_t proc;
+};
+
+static inline uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* Any type of either direction. */
+int msg_type_known(uint8_t type);
+const char *msg_type_name(uint8_t type);
+
+void frame_hdr_encode(uint8_t out[FRAME_HDR_LEN], uint32_t len, uint8_t type, uint32_t proc);
+
+enum frame_status {
+	FRAME_NEED_MORE = 0,  /* no complete frame yet */
+	FRAME_OK = 1,         /* *hdr, *payload and *consumed are set */
+	FRAME_TOO_LONG = -1,
+	FRAME_UNKNOWN_TYPE = -2,
+};
+
+/*
+ * Looks for one frame at the start of buf. The header is validated as soon
+ * as its 9 bytes are there, so a corrupt stream is reported without waiting
+ * for a payload that may never come. *payload points into buf.
+ */
+enum frame_status frame_parse(const uint8_t *buf, size_t n, struct frame_hdr *hdr,
+			      const uint8_t **payload, size_t *consumed);
+
+/* A description of a frame_parse error for an ERROR message. */
+void frame_error(enum frame_status st, const uint8_t *buf, char *err, size_t errlen);
+
+struct run_spec {
+	char **argv; /* NULL-terminated, argc >= 1 */
+	size_t argc;
+	char **envp; /* NULL-terminated */
+	size_t envc;
+	char *cwd;   /* NULL = "/" */
+	char *user;  /* NULL = "0:0" */
+	int tty;     /* TTY field present */
+	uint16_t rows, cols;
+	int stdin_open; /* STDIN field present */
+};
+
+/*
+ * Parses a RUN payload. On error returns -1 with a one-line message in err
+ * and *spec left empty (nothing to free). On success the caller frees spec
+ * with run_spec_free.
+ */
+int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err, size_t errlen);
+void run_spec_free(struct run_spec *spec);
+
+/*
+ * Finds `cocoon.KEY=VALUE` in a kernel command line and copies VALUE (with
+ * surrounding double quotes removed) to out. Returns 1 if found, 0 if not,
+ * -1 if the value does not fit.
+ */
+int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,450 @@
+/* Unit tests of the agent's pure parts: framing, RUN fields, boot
+ * parameters, user resolution, the byte queue. Built with the host's gcc. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "protocol.h"
+#include "userdb.h"
+
+static int passed, failed;
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			passed++;                                                                  \
+		} else {                                                                           \
+			failed++;                                                                  \
+			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
+		}                                                                                  \
+	} while (0)
+
+static int str_eq(const char *a, const char *b)
+{
+	return a && strcmp(a, b) == 0;
+}
+
+#define CHECK_STR(a, b) CHECK(str_eq((a), (b)))
+
+/* A RUN payload under construction. */
+struct payload {
+	uint8_t data[4096];
+	size_t len;
+};
+
+static void field(struct payload *p, uint8_t tag, const void *v, uint32_t len)
+{
+	p->data[p->len] = tag;
+	put_be32(p->data + p->len + 1, len);
+	memcpy(p->data + p->len + 5, v, len);
+	p->len += 5 + len;
+}
+
+static void sfield(struct payload *p, uint8_t tag, const char *s)
+{
+	field(p, tag, s, (uint32_t)strlen(s));
+}
+
+static void test_frames(void)
+{
+	uint8_t h[FRAME_HDR_LEN];
+	frame_hdr_encode(h, 0x01020304, MSG_STDOUT, 0xa0b0c0d0);
+	static const uint8_t want[] = {1, 2, 3, 4, 2, 0xa0, 0xb0, 0xc0, 0xd0};
+	CHECK(memcmp(h, want, sizeof(want)) == 0);
+
+	/* Round trip, with the payload following. */
+	uint8_t buf[64];
+	frame_hdr_encode(buf, 5, MSG_RUN, 7);
+	memcpy(buf + FRAME_HDR_LEN, "hello", 5);
+	struct frame_hdr fh;
+	const uint8_t *pl;
+	size_t used;
+	CHECK(frame_parse(buf, FRAME_HDR_LEN + 5, &fh, &pl, &used) == FRAME_OK);
+	CHECK(fh.len == 5 && fh.type == MSG_RUN && fh.proc == 7);
+	CHECK(used == FRAME_HDR_LEN + 5 && pl == buf + FRAME_HDR_LEN);
+
+	/* Truncated header and payload: more is needed, nothing is consumed. */
+	for (size_t n = 0; n < FRAME_HDR_LEN + 5; n++)
+		CHECK(frame_parse(buf, n, &fh, &pl, &used) == FRAME_NEED_MORE);
+
+	/* Two frames back to back; an empty payload. */
+	frame_hdr_encode(buf + 14, 0, MSG_SHUTDOWN, 0);
+	CHECK(frame_parse(buf + 14, FRAME_HDR_LEN, &fh, &pl, &used) == FRAME_OK);
+	CHECK(fh.len == 0 && fh.type == MSG_SHUTDOWN && used == FRAME_HDR_LEN);
+
+	/* Lengths at and over the maximum. */
+	uint8_t *big = calloc(1, FRAME_HDR_LEN + FRAME_MAX_PAYLOAD);
+	frame_hdr_encode(big, FRAME_MAX_PAYLOAD, MSG_STDIN, 1);
+	CHECK(frame_parse(big, FRAME_HDR_LEN + FRAME_MAX_PAYLOAD, &fh, &pl, &used) == FRAME_OK);
+	CHECK(used == FRAME_HDR_LEN + FRAME_MAX_PAYLOAD);
+	CHECK(frame_parse(big, FRAME_HDR_LEN + FRAME_MAX_PAYLOAD - 1, &fh, &pl, &used) ==
+	      FRAME_NEED_MORE);
+	free(big);
+	frame_hdr_encode(h, FRAME_MAX_PAYLOAD + 1, MSG_STDIN, 1);
+	CHECK(frame_parse(h, FRAME_HDR_LEN, &fh, &pl, &used) == FRAME_TOO_LONG);
+	frame_hdr_encode(h, 0xffffffffu, MSG_STDIN, 1);
+	CHECK(frame_parse(h, FRAME_HDR_LEN, &fh, &pl, &used) == FRAME_TOO_LONG);
+	char err[128];
+	frame_error(FRAME_TOO_LONG, h, err, sizeof(err));
+	CHECK(strstr(err, "4294967295") != NULL);
+
+	/* Unknown types, reported from the header alone. */
+	static const uint8_t unknown[] = {0x00, 0x07, 0x0f, 0x15, 0x20, 0xff};
+	for (size_t i = 0; i < sizeof(unknown); i++) {
+		frame_hdr_encode(h, 3, unknown[i], 1);
+		CHECK(frame_parse(h, FRAME_HDR_LEN, &fh, &pl, &used) == FRAME_UNKNOWN_TYPE);
+	}
+	frame_hdr_encode(h, 3, 0x15, 1);
+	frame_error(FRAME_UNKNOWN_TYPE, h, err, sizeof(err));
+	CHECK(strstr(err, "0x15") != NULL);
+	for (int t = 0; t < 256; t++)
+		CHECK(msg_type_known((uint8_t)t) == ((t >= 1 && t <= 6) || (t >= 0x10 && t <= 0x14)));
+	CHECK_STR(msg_type_name(MSG_RESIZE), "RESIZE");
+	CHECK_STR(msg_type_name(MSG_STARTED), "STARTED");
+}
+
+static void test_run(void)
+{
+	struct run_spec s;
+	char err[256];
+	struct payload p = {.len = 0};
+
+	sfield(&p, TAG_ARG, "sh");
+	sfield(&p, TAG_ENV, "PATH=/bin");
+	sfield(&p, TAG_ARG, "-c");
+	sfield(&p, TAG_ENV, "A=b=c");
+	sfield(&p, TAG_ARG, "echo hi");
+	sfield(&p, TAG_ARG, "");
+	sfield(&p, TAG_CWD, "/work");
+	sfield(&p, TAG_USER, "nobody:users");
+	field(&p, TAG_TTY, "\x00\x18\x00\x50", 4);
+	field(&p, TAG_STDIN, "", 0);
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) == 0);
+	CHECK(s.argc == 4 && s.envc == 2);
+	CHECK_STR(s.argv[0], "sh");
+	CHECK_STR(s.argv[1], "-c");
+	CHECK_STR(s.argv[2], "echo hi");
+	CHECK_STR(s.argv[3], "");
+	CHECK(s.argv[4] == NULL);
+	CHECK_STR(s.envp[0], "PATH=/bin");
+	CHECK_STR(s.envp[1], "A=b=c");
+	CHECK(s.envp[2] == NULL);
+	CHECK_STR(s.cwd, "/work");
+	CHECK_STR(s.user, "nobody:users");
+	CHECK(s.tty && s.rows == 24 && s.cols == 80);
+	CHECK(s.stdin_open);
+	run_spec_free(&s);
+
+	/* Only ARG: defaults, and an empty (not NULL) environment. */
+	p.len = 0;
+	sfield(&p, TAG_ARG, "true");
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) == 0);
+	CHECK(s.argc == 1 && s.envc == 0 && s.envp && s.envp[0] == NULL);
+	CHECK(!s.cwd && !s.user && !s.tty && !s.stdin_open);
+	run_spec_free(&s);
+
+	/* Missing ARG, also in an empty payload. */
+	CHECK(run_spec_parse(p.data, 0, &s, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "ARG") != NULL);
+	p.len = 0;
+	sfield(&p, TAG_ENV, "A=1");
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "no ARG") != NULL);
+
+	/* Unknown tag, after valid fields (which must be freed: ASan). */
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	sfield(&p, TAG_ENV, "A=1");
+	sfield(&p, TAG_CWD, "/");
+	sfield(&p, 0x07, "?");
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "unknown field tag 0x07") != NULL);
+	CHECK(s.argv == NULL && s.cwd == NULL);
+
+	/* A field length overrunning the payload. */
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	sfield(&p, TAG_ARG, "abcdef");
+	CHECK(run_spec_parse(p.data, p.len - 1, &s, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "overruns") != NULL);
+	put_be32(p.data + 1, 0xffffffffu);
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+
+	/* A field header cut short. */
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	CHECK(run_spec_parse(p.data, p.len + 3, &s, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "truncated") != NULL);
+
+	/* NUL inside strings. */
+	static const uint8_t tags[] = {TAG_ARG, TAG_ENV, TAG_CWD, TAG_USER};
+	for (size_t i = 0; i < sizeof(tags); i++) {
+		p.len = 0;
+		sfield(&p, TAG_ARG, "x");
+		field(&p, tags[i], "a\0b", 3);
+		CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+		CHECK(strstr(err, "NUL") != NULL);
+	}
+
+	/* Fields that may appear once, and fixed sizes. */
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	sfield(&p, TAG_CWD, "/a");
+	sfield(&p, TAG_CWD, "/b");
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	sfield(&p, TAG_USER, "a");
+	sfield(&p, TAG_USER, "b");
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	field(&p, TAG_TTY, "\0\1\0", 3);
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	field(&p, TAG_TTY, "\0\1\0\1", 4);
+	field(&p, TAG_TTY, "\0\1\0\1", 4);
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	field(&p, TAG_STDIN, "y", 1);
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	field(&p, TAG_STDIN, "", 0);
+	field(&p, TAG_STDIN, "", 0);
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+
+	/* Every prefix of a valid payload is either valid or an error, never a crash. */
+	p.len = 0;
+	sfield(&p, TAG_ARG, "ls");
+	sfield(&p, TAG_ENV, "X=1");
+	field(&p, TAG_TTY, "\0\1\0\1", 4);
+	for (size_t n = 0; n <= p.len; n++) {
+		int rc = run_spec_parse(p.data, n, &s, err, sizeof(err));
+		if (rc == 0)
+			run_spec_free(&s);
+		CHECK(rc == 0 || rc == -1);
+	}
+}
+
+static void test_cmdline(void)
+{
+	const char *cl = "console=ttyS0 reboot=t cocoon.root=vda cocoon.rootx=no "
+			 "cocoon.hostname=\"my host\" cocoon.time=1700000000 xcocoon.rw=no "
+			 "\"cocoon.rw=vdb\" cocoon.empty= cocoon.time=1800000000\n";
+	char v[64];
+	CHECK(cmdline_get(cl, "root", v, sizeof(v)) == 1);
+	CHECK_STR(v, "vda");
+	CHECK(cmdline_get(cl, "hostname", v, sizeof(v)) == 1);
+	CHECK_STR(v, "my host");
+	CHECK(cmdline_get(cl, "rw", v, sizeof(v)) == 1);
+	CHECK_STR(v, "vdb");
+	CHECK(cmdline_get(cl, "time", v, sizeof(v)) == 1);
+	CHECK_STR(v, "1800000000");
+	CHECK(cmdline_get(cl, "empty", v, sizeof(v)) == 1);
+	CHECK_STR(v, "");
+	CHECK(cmdline_get(cl, "probe", v, sizeof(v)) == 0);
+	CHECK(cmdline_get(cl, "roo", v, sizeof(v)) == 0);
+	CHECK(cmdline_get(cl, "hostname", v, 4) == -1);
+	CHECK(cmdline_get("", "root", v, sizeof(v)) == 0);
+	CHECK(cmdline_get("cocoon.probe=1", "probe", v, sizeof(v)) == 1);
+	CHECK_STR(v, "1");
+}
+
+static const char passwd[] =
+	"root:x:0:0:root:/root:/bin/sh\n"
+	"# a comment\n"
+	"\n"
+	"daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+	"broken line\n"
+	"bad:x:notanumber:1::/bad:/bin/sh\n"
+	"alice:x:1000:1000:Alice:/home/alice:/bin/bash\r\n"
+	"nohome:x:1001:1001\n"
+	"+nis\n"
+	"bob:x:1002:100::/home/bob:/bin/sh";
+
+static const char group[] =
+	"root:x:0:\n"
+	"wheel:x:10:root, alice\n"
+	"users:x:100:bob\n"
+	"alice:x:1000:\n"
+	"audio:x:29:bob,alice\n"
+	"video:x:44:alicex,xalice\n"
+	"bad:x:zz:alice\n"
+	"last:x:2000:alice";
+
+static void test_users(void)
+{
+	struct exec_user u;
+	char err[256];
+
+	CHECK(user_resolve(NULL, passwd, group, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 0 && u.gid == 0);
+	CHECK_STR(u.home, "/root");
+	CHECK(u.nsgids == 1 && u.sgids[0] == 10);
+	exec_user_free(&u);
+
+	CHECK(user_resolve("0:0", passwd, group, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 0 && u.gid == 0 && u.nsgids == 0);
+	exec_user_free(&u);
+
+	/* A name: uid, primary group, home, supplementary groups by membership. */
+	CHECK(user_resolve("alice", passwd, group, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 1000 && u.gid == 1000);
+	CHECK_STR(u.home, "/home/alice");
+	CHECK(u.nsgids == 3);
+	if (u.nsgids == 3)
+		CHECK(u.sgids[0] == 10 && u.sgids[1] == 29 && u.sgids[2] == 2000);
+	exec_user_free(&u);
+
+	/* A number that has an entry gets the same. */
+	CHECK(user_resolve("1002", passwd, group, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 1002 && u.gid == 100);
+	CHECK_STR(u.home, "/home/bob");
+	CHECK(u.nsgids == 2 && u.sgids[0] == 100 && u.sgids[1] == 29);
+	exec_user_free(&u);
+
+	/* A number without an entry: gid 0, home /, no groups. */
+	CHECK(user_resolve("4242", passwd, group, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 4242 && u.gid == 0 && u.nsgids == 0);
+	CHECK_STR(u.home, "/");
+	exec_user_free(&u);
+
+	/* Explicit groups, by name and number: no supplementary groups. */
+	CHECK(user_resolve("alice:audio", passwd, group, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 1000 && u.gid == 29 && u.nsgids == 0);
+	exec_user_free(&u);
+	CHECK(user_resolve("alice:4000", passwd, group, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 1000 && u.gid == 4000 && u.nsgids == 0);
+	exec_user_free(&u);
+	CHECK(user_resolve("77:88", NULL, NULL, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 77 && u.gid == 88 && u.nsgids == 0);
+	CHECK_STR(u.home, "/");
+	exec_user_free(&u);
+	CHECK(user_resolve(":users", passwd, group, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 0 && u.gid == 100);
+	exec_user_free(&u);
+	CHECK(user_resolve("bob:", passwd, group, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 1002 && u.gid == 100 && u.nsgids == 2);
+	exec_user_free(&u);
+
+	/* No home field. */
+	CHECK(user_resolve("nohome", passwd, group, &u, err, sizeof(err)) == 0);
+	CHECK(u.uid == 1001 && u.gid == 1001);
+	CHECK_STR(u.home, "/");
+	exec_user_free(&u);
+
+	/* Missing names are errors; malformed lines never match. */
+	CHECK(user_resolve("mallory", passwd, group, &u, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "unable to find user mallory") != NULL);
+	CHECK(user_resolve("bad", passwd, group, &u, err, sizeof(err)) < 0);
+	CHECK(user_resolve("broken line", passwd, group, &u, err, sizeof(err)) < 0);
+	CHECK(user_resolve("+nis", passwd, group, &u, err, sizeof(err)) < 0);
+	CHECK(user_resolve("alice:nogroup", passwd, group, &u, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "unable to find group nogroup") != NULL);
+	CHECK(user_resolve("alice:bad", passwd, group, &u, err, sizeof(err)) < 0);
+	CHECK(user_resolve("root", NULL, NULL, &u, err, sizeof(err)) < 0);
+	CHECK(user_resolve("0:wheel", passwd, NULL, &u, err, sizeof(err)) < 0);
+	/* (id_t)-1 means "unchanged" to the kernel; it is not a user. */
+	CHECK(user_resolve("4294967295", passwd, group, &u, err, sizeof(err)) < 0);
+	CHECK(user_resolve("99999999999", passwd, group, &u, err, sizeof(err)) < 0);
+	CHECK(u.home == NULL && u.sgids == NULL);
+}
+
+static void test_buf(void)
+{
+	struct buf b = {0};
+	CHECK(buf_append(&b, "hello", 5) == 0);
+	CHECK(b.len == 5 && memcmp(buf_peek(&b), "hello", 5) == 0);
+	buf_consume(&b, 2);
+	CHECK(b.len == 3 && memcmp(buf_peek(&b), "llo", 3) == 0);
+	static char big[10000];
+	memset(big, 'x', sizeof(big));
+	CHECK(buf_append(&b, big, sizeof(big)) == 0);
+	CHECK(b.len == 3 + sizeof(big) && memcmp(buf_peek(&b), "llox", 4) == 0);
+	buf_consume(&b, b.len);
+	CHECK(b.len == 0);
+	size_t cap = b.cap;
+	for (int i = 0; i < 1000; i++) {
+		CHECK(buf_append(&b, "abc", 3) == 0);
+		buf_consume(&b, 2);
+	}
+	/* Consumed space is reused, not grown into. */
+	CHECK(b.len == 1000 && b.cap == cap);
+	buf_free(&b);
+	CHECK(b.data == NULL && b.len == 0);
+}
+
+
+/* Deterministic pseudo-random inputs: the parsers must answer, not crash
+ * (ASan/UBSan watch the memory accesses). */
+static uint32_t rng_state = 12345;
+static uint32_t rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 17;
+	rng_state ^= rng_state << 5;
+	return rng_state;
+}
+
+static void test_fuzz(void)
+{
+	uint8_t data[512];
+	int bad = 0;
+	for (int round = 0; round < 20000; round++) {
+		size_t n = rng() % sizeof(data);
+		for (size_t i = 0; i < n; i++)
+			data[i] = (uint8_t)rng();
+		/* Bias towards plausible shapes: small lengths and known tags. */
+		if (round % 2) {
+			for (size_t off = 0; off + 5 <= n;) {
+				data[off] = (uint8_t)(1 + rng() % 7);
+				uint32_t len = rng() % 16;
+				put_be32(data + off + 1, len);
+				off += 5 + len;
+			}
+		}
+		struct run_spec s;
+		char err[256];
+		int rc = run_spec_parse(data, n, &s, err, sizeof(err));
+		if (rc == 0) {
+			if (s.argc < 1 || !s.argv[0] || s.argv[s.argc] || !s.envp || s.envp[s.envc])
+				bad++;
+			run_spec_free(&s);
+		} else if (rc != -1 || !err[0]) {
+			bad++;
+		}
+
+		struct frame_hdr h;
+		const uint8_t *pl;
+		size_t used;
+		enum frame_status st = frame_parse(data, n, &h, &pl, &used);
+		if (st == FRAME_OK && (used > n || used != FRAME_HDR_LEN + h.len))
+			bad++;
+
+		char line[128];
+		data[n] = 0;
+		cmdline_get((const char *)data, "root", line, sizeof(line));
+
+		struct exec_user u;
+		if (user_resolve((const char *)data + n / 2, (const char *)data, (const char *)data, &u,
+				 err, sizeof(err)) == 0)
+			exec_user_free(&u);
+	}
+	CHECK(bad == 0);
+}
+
+int main(void)
+{
+	test_frames();
+	test_run();
+	test_cmdline();
+	test_users();
+	test_buf();
+	test_fuzz();
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
