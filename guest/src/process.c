@@ -21,6 +21,8 @@
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 /* /etc/passwd and /etc/group larger than this are not plausible. */
 #define USERDB_MAX (16u << 20)
+/* Linux NGROUPS_MAX. */
+#define USERDB_MAX_GROUPS 65536
 
 /*
  * The child reports a failure before exec through a close-on-exec pipe:
@@ -178,7 +180,15 @@ child_main(const struct run_spec *spec, const struct child_fds *fds)
 	if (mkdir_p(cwd, 0755) < 0)
 		child_fail(errfd, 126, "mkdir \"%s\": %s", cwd, errstr(errno));
 
-	if (setgroups(u.nsgids, u.sgids) < 0)
+	/* Like initgroups(3): the primary group is among the process's groups,
+	 * then every group that lists the user. */
+	static gid_t groups[USERDB_MAX_GROUPS];
+	size_t ngroups = 0;
+	groups[ngroups++] = u.gid;
+	for (size_t i = 0; i < u.nsgids && ngroups < sizeof(groups) / sizeof(*groups); i++)
+		if (u.sgids[i] != u.gid)
+			groups[ngroups++] = u.sgids[i];
+	if (setgroups(ngroups, groups) < 0)
 		child_fail(errfd, 126, "setgroups: %s", errstr(errno));
 	if (setgid(u.gid) < 0)
 		child_fail(errfd, 126, "setgid %u: %s", (unsigned)u.gid, errstr(errno));
