@@ -160,15 +160,17 @@ def run(
             )
         )
         t1 = time.monotonic()
+        timings["container_setup"] = t1 - t0 - timings["prepare"]
         machine.start()
         rec.state, rec.started = "running", time.time()
         records.save(rec)
         try:
             channel = listener.accept(machine.stderr_pipe, BOOT_TIMEOUT)
+            timings["vmm_start"] = time.monotonic() - t1
             channel.wait_ready(BOOT_TIMEOUT)
         except ExternalError as e:
             raise ExternalError(f"{e}: {_vm_diagnosis(machine, folder)}") from e
-        timings["boot"] = time.monotonic() - t1
+        timings["kernel_to_agent"] = time.monotonic() - t1 - timings["vmm_start"]
         process = Process(channel)
         process.start(spec)
         if isinstance(stdin, int):
@@ -181,6 +183,9 @@ def run(
         status = process.relay(stdout or out.extend, stderr or err.extend)
         timings["process"] = time.monotonic() - t2
         t3 = time.monotonic()
+        # Closing our end tells the agent every byte has been read; only
+        # then does it power off (QEMU drops what the host has not taken).
+        channel.close()
         machine.stop(POWEROFF_GRACE)
         timings["teardown"] = time.monotonic() - t3
     finally:

@@ -1,0 +1,181 @@
+"""Start-time and footprint benchmark: `make bench` (or `python bench/start.py`).
+
+Prints medians over repeated runs, each figure with the accelerator, and the
+same as JSON (``--json FILE``). The baseline is the floor this VMM and kernel
+allow: QEMU booting cocoon's own kernel into a static init that powers off at
+once. Everything cocoon adds is measured against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from oci import busybox_layer, write_layout  # noqa: E402
+
+import cocoon  # noqa: E402
+from cocoon.vm import accel as accelerators  # noqa: E402
+from cocoon.vm import qemu  # noqa: E402
+from cocoon.vm.artifacts import artifacts, initramfs_bytes  # noqa: E402
+
+IMAGE = "localhost/bench-busybox:latest"
+PODMAN_FLAGS = ["--cgroup-manager=cgroupfs", "run", "--runtime", "runc", "--rm",
+                "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]  # fmt: skip
+
+
+def median_of(fn, runs: int) -> tuple[float, list[float]]:
+    samples = [fn() for _ in range(runs)]
+    return statistics.median(samples), samples
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    t = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t
+
+
+def trivial_initrd(work: Path) -> Path:
+    binary = work / "trivial-init"
+    subprocess.run(
+        ["musl-gcc", "-static", "-Os", "-s", "-o", str(binary), str(HERE / "trivial-init.c")],
+        check=True,
+    )
+    initrd = work / "trivial.cpio"
+    initrd.write_bytes(initramfs_bytes(binary.read_bytes()))
+    return initrd
+
+
+def cocoon_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cocoon.cli.main", *args]
+
+
+def pss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def idle_memory(env: dict[str, str], state: Path) -> dict[str, int]:
+    """Host PSS of QEMU + the cocoon process for one idle container, and guest use."""
+    script = "grep -E 'MemTotal|MemAvailable' /proc/meminfo; echo ready; sleep 60"
+    proc = subprocess.Popen(
+        cocoon_cli("run", "--rm", IMAGE, "sh", "-c", script),
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline().decode() for _ in range(3)]
+    meminfo = {line.split(":")[0]: int(line.split()[1]) for line in lines[:2]}
+    time.sleep(2)  # let the guest settle into idle
+    qemu_pid = next(
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit()
+        and b"qemu-system" in (p / "cmdline").read_bytes()
+        and str(state).encode() in (p / "cmdline").read_bytes()
+    )
+    figures = {
+        "qemu_pss_kib": pss_kib(qemu_pid),
+        "cocoon_pss_kib": pss_kib(proc.pid),
+        "guest_used_kib": meminfo["MemTotal"] - meminfo["MemAvailable"],
+        "guest_total_kib": meminfo["MemTotal"],
+    }
+    proc.terminate()
+    proc.wait(60)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs per figure (default 7)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cocoon-bench-"))
+    state = work / "state"
+    # The benchmark keeps its own store; the library calls below see it too.
+    os.environ.update(COCOON_STATE_DIR=str(state), COCOON_RUN_DIR=str(work / "run"))
+    env = dict(os.environ)
+    try:
+        arts = artifacts()
+        accel = accelerators.choose("auto", arts.kernel, arts.initrd)
+        results: dict[str, object] = {"accelerator": accel, "runs": args.runs}
+
+        baseline_cmd = qemu.command(
+            qemu.MachineConfig(kernel=arts.kernel, initrd=trivial_initrd(work), accel=accel)
+        )
+        results["baseline_vmm_s"], _ = median_of(lambda: timed(baseline_cmd), args.runs)
+
+        write_layout(work / "layout", [busybox_layer()], ref=IMAGE)
+        subprocess.run(cocoon_cli("image", "load", str(work / "layout")), env=env, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        run_true = cocoon_cli("run", "--rm", IMAGE, "true")
+        results["cocoon_cold_s"] = timed(run_true, env)  # first run builds the rootfs disk
+        results["cocoon_warm_s"], _ = median_of(lambda: timed(run_true, env), args.runs)
+        results["python_start_s"], _ = median_of(
+            lambda: timed([sys.executable, "-c", "import cocoon.cli.main, cocoon.container.run"]),
+            args.runs,
+        )
+
+        phases = [cocoon.run(IMAGE, ["true"]).timings for _ in range(args.runs)]
+        results["phases_s"] = {k: statistics.median(p[k] for p in phases) for k in phases[0]}
+
+        if shutil.which("podman"):
+            podman = ["podman", *PODMAN_FLAGS, "docker.io/library/busybox", "true"]
+            try:
+                results["podman_s"], _ = median_of(lambda: timed(podman), args.runs)
+            except subprocess.CalledProcessError:
+                results["podman_s"] = None
+        else:
+            results["podman_s"] = None
+
+        results["memory"] = idle_memory(env, state)
+
+        base = results["baseline_vmm_s"]
+        results["ratio_warm_vs_baseline"] = results["cocoon_warm_s"] / base
+        if results["podman_s"]:
+            results["ratio_warm_vs_podman"] = results["cocoon_warm_s"] / results["podman_s"]
+        report(results)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(r: dict) -> None:
+    a = r["accelerator"]
+    print(f"cocoon start benchmark — accelerator {a}, medians of {r['runs']} runs")
+    print(f"  baseline_vmm (QEMU + kernel + trivial init) {r['baseline_vmm_s']:.3f}s [{a}]")
+    print(f"  cocoon run --rm true, cold                {r['cocoon_cold_s']:.3f}s [{a}]")
+    print(f"  cocoon run --rm true, warm                {r['cocoon_warm_s']:.3f}s [{a}]")
+    print(f"  python start (imports)                    {r['python_start_s']:.3f}s")
+    print("  phases of a warm run (library):")
+    for name, value in r["phases_s"].items():
+        print(f"    {name:<38}  {value:.3f}s [{a}]")
+    podman = f"{r['podman_s']:.3f}s" if r["podman_s"] else "n/a (podman not available)"
+    print(f"  podman run --rm true (runc)               {podman}")
+    m = r["memory"]
+    print(f"  idle container, host PSS: qemu {m['qemu_pss_kib'] / 1024:.1f} MiB"
+          f" + cocoon {m['cocoon_pss_kib'] / 1024:.1f} MiB [{a}]")  # fmt: skip
+    print(f"  idle container, guest memory used: {m['guest_used_kib'] / 1024:.1f} MiB"
+          f" of {m['guest_total_kib'] / 1024:.0f} MiB")  # fmt: skip
+    print(f"  ratio warm / baseline_vmm: {r['ratio_warm_vs_baseline']:.2f}x [{a}]")
+    if "ratio_warm_vs_podman" in r:
+        print(f"  ratio warm / podman: {r['ratio_warm_vs_podman']:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Fixtures for tests that boot real VMs.
+
+One cocoon state dir for the session (images are loaded once), the real
+cache dir (kernel, agent and accelerator verdict built by setup.sh), and a
+check after every test that no VM it started is still running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from oci import Layer, busybox_layer, write_layout
+
+BUSYBOX = "localhost/busybox:latest"
+
+
+class Cocoon:
+    """Runs the real `cocoon` command against the test's state dir."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.state = Path(env["COCOON_STATE_DIR"])
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "cocoon.cli.main", *args]
+
+    def __call__(self, *args: str, input: bytes | None = None, timeout: float = 300):
+        return subprocess.run(
+            self.argv(*args), env=self.env, input=input, capture_output=True, timeout=timeout
+        )
+
+    def popen(self, *args: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen(self.argv(*args), env=self.env, **kw)
+
+    def load_layout(self, tmp: Path, layers: list[Layer], ref: str, **config) -> None:
+        layout = tmp / ref.replace("/", "_").replace(":", "_")
+        write_layout(layout, layers, ref=ref, config=config or None)
+        result = self("image", "load", str(layout))
+        assert result.returncode == 0, result.stderr.decode()
+
+
+def _vms_of(state: Path) -> list[int]:
+    """QEMU processes whose command line points into this state dir."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"qemu-system" in cmdline and str(state).encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture(scope="session")
+def cocoon(tmp_path_factory) -> Iterator[Cocoon]:
+    state = tmp_path_factory.mktemp("state")
+    # Unix socket paths are short; pytest's tmp dirs can be long.
+    run_dir = Path(tempfile.mkdtemp(prefix="cct-", dir="/tmp"))
+    saved = {k: os.environ.get(k) for k in ("COCOON_STATE_DIR", "COCOON_RUN_DIR")}
+    os.environ.update(COCOON_STATE_DIR=str(state), COCOON_RUN_DIR=str(run_dir))
+    env = dict(os.environ)
+    try:
+        yield Cocoon(env)
+    finally:
+        for pid in _vms_of(state):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def no_vm_left_behind(request) -> Iterator[None]:
+    yield
+    if "cocoon" not in request.fixturenames:
+        return
+    state = Path(os.environ["COCOON_STATE_DIR"])
+    deadline = time.monotonic() + 5
+    while (left := _vms_of(state)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"VMs left running after the test: {left}"
+
+
+@pytest.fixture(scope="session")
+def busybox(cocoon, tmp_path_factory) -> str:
+    cocoon.load_layout(tmp_path_factory.mktemp("img"), [busybox_layer()], BUSYBOX)
+    return BUSYBOX

@@ -1,0 +1,199 @@
+"""`cocoon run` end to end: every test here boots a real VM."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import termios
+import time
+
+import pytest
+
+import cocoon as cocoon_lib
+
+pytestmark = pytest.mark.vm
+
+
+def test_echo_hello(cocoon, busybox):
+    result = cocoon("run", "--rm", busybox, "echo", "hello")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"hello\n", b"")
+    assert not list((cocoon.state / "containers").glob("*/container.json"))
+
+
+@pytest.mark.parametrize(("command", "code"), [("exit 7", 7), ("kill -9 $$", 137), ("true", 0)])
+def test_exit_codes(cocoon, busybox, command, code):
+    assert cocoon("run", "--rm", busybox, "sh", "-c", command).returncode == code
+
+
+def test_stdout_and_stderr_stay_apart(cocoon, busybox):
+    result = cocoon("run", "--rm", busybox, "sh", "-c", "echo out; echo err >&2; echo out2")
+    assert (result.stdout, result.stderr) == (b"out\nout2\n", b"err\n")
+
+
+def test_stdin_is_piped_with_i(cocoon, busybox):
+    data = os.urandom(300_000)
+    result = cocoon("run", "--rm", "-i", busybox, "md5sum", input=data)
+    assert result.stdout.split()[0].decode() == hashlib.md5(data).hexdigest()
+    assert cocoon("run", "--rm", "-i", busybox, "cat", input=b"hi\n").stdout == b"hi\n"
+
+
+def test_stdin_without_i_is_empty(cocoon, busybox):
+    assert cocoon("run", "--rm", busybox, "cat", input=b"ignored").stdout == b""
+
+
+def test_large_output_intact(cocoon, busybox):
+    result = cocoon("run", "--rm", busybox, "sh", "-c", "yes 0123456789abcdef | head -c 10000000")
+    assert result.returncode == 0
+    assert result.stdout == (b"0123456789abcdef\n" * 600_000)[:10_000_000]
+
+
+def test_env_workdir_hostname(cocoon, busybox, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("FROM_FILE=1\n# comment\nA=file\n")
+    result = cocoon(
+        "run", "--rm", "-e", "A=flag", "--env-file", str(env_file), "-w", "/data/x",
+        "--hostname", "box1", busybox, "sh", "-c", 'echo "$A $FROM_FILE $PATH"; pwd; hostname',
+    )  # fmt: skip
+    lines = result.stdout.decode().splitlines()
+    assert lines == [
+        "flag 1 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "/data/x",
+        "box1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        ("app", "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)"),
+        ("1234:50", "uid=1234 gid=50(staff) groups=50(staff)"),
+        (None, "uid=0(root) gid=0(root) groups=0(root)"),
+    ],
+)
+def test_user(cocoon, busybox, user, expected):
+    flags = ["-u", user] if user else []
+    result = cocoon("run", "--rm", *flags, busybox, "id")
+    assert result.stdout.decode().strip() == expected
+
+
+def test_home_from_passwd(cocoon, busybox):
+    assert cocoon("run", "--rm", "-u", "app", busybox, "sh", "-c", "echo $HOME").stdout == (
+        b"/home/app\n"
+    )
+
+
+def test_entrypoint_override(cocoon, busybox):
+    result = cocoon("run", "--rm", "--entrypoint", "/bin/echo", busybox, "a", "b")
+    assert result.stdout == b"a b\n"
+
+
+def test_command_not_found_is_127(cocoon, busybox):
+    result = cocoon("run", "--rm", busybox, "no-such-command")
+    assert result.returncode == 127
+    assert b"no-such-command" in result.stderr and b"not found" in result.stderr
+
+
+def test_missing_image_is_125_one_line(cocoon):
+    result = cocoon("run", "--rm", "localhost/nope:1", "true")
+    assert result.returncode == 125
+    assert result.stderr.decode().count("\n") == 1 and "nope" in result.stderr.decode()
+
+
+def test_guest_filesystems(cocoon, busybox):
+    result = cocoon("run", "--rm", busybox, "cat", "/proc/mounts")
+    mounts = {line.split()[1]: line.split()[2] for line in result.stdout.decode().splitlines()}
+    assert mounts["/"] == "overlay"
+    expected = {"/proc": "proc", "/sys": "sysfs", "/dev": "devtmpfs", "/dev/pts": "devpts",
+                "/dev/shm": "tmpfs", "/tmp": "tmpfs"}  # fmt: skip
+    for path, fstype in expected.items():
+        assert mounts.get(path) == fstype, (path, mounts)
+
+
+def test_writes_stay_in_the_container(cocoon, busybox):
+    first = cocoon("run", "--rm", busybox, "sh", "-c", "echo x > /etc/marker && cat /etc/marker")
+    assert first.stdout == b"x\n"
+    second = cocoon("run", "--rm", busybox, "ls", "/etc/marker")
+    assert second.returncode != 0
+
+
+def test_cpus_and_memory(cocoon, busybox):
+    result = cocoon("run", "--rm", "--cpus", "2", "--memory", "256m", busybox, "sh", "-c",
+                    "nproc; grep MemTotal /proc/meminfo")  # fmt: skip
+    nproc, meminfo = result.stdout.decode().splitlines()
+    assert nproc == "2"
+    assert 150_000 < int(meminfo.split()[1]) <= 262_144
+
+
+def test_container_record_kept_without_rm(cocoon, busybox):
+    result = cocoon("run", "--name", "kept", busybox, "sh", "-c", "exit 3")
+    assert result.returncode == 3
+    records = [p.read_text() for p in (cocoon.state / "containers").glob("*/container.json")]
+    assert any('"name": "kept"' in r and '"exit_code": 3' in r for r in records)
+    clash = cocoon("run", "--name", "kept", busybox, "true")
+    assert clash.returncode == 125 and b"already in use" in clash.stderr
+
+
+def _run_in_pty(cocoon, *args, rows=40, cols=100):
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = cocoon.popen(*args, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    output = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    return proc.wait(30), output
+
+
+def test_tty(cocoon, busybox):
+    code, output = _run_in_pty(cocoon, "run", "--rm", "-t", busybox, "sh", "-c",
+                               "tty; stty size; exit 5")  # fmt: skip
+    lines = output.decode().replace("\r", "").splitlines()
+    assert code == 5
+    assert lines[0].startswith("/dev/pts/")
+    assert lines[1] == "40 100"
+
+
+def test_sigterm_reaches_the_container(cocoon, busybox):
+    proc = cocoon.popen(
+        "run", "--rm", busybox, "sh", "-c",
+        'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 0.2; done',
+        stdout=-1, stderr=-1,
+    )  # fmt: skip
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (3, b"got-term\n")
+
+
+def test_sigint_reaches_the_container(cocoon, busybox):
+    proc = cocoon.popen("run", "--rm", busybox, "sleep", "1000", stdout=-1, stderr=-1)
+    time.sleep(0.5)  # let it get going; the signal is relayed at any stage
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # still booting: again
+            proc.wait(2)
+    assert proc.returncode == 128 + signal.SIGINT
+
+
+def test_library_run(cocoon, busybox):
+    result = cocoon_lib.run(busybox, ["sh", "-c", "echo hi; echo oops >&2; exit 2"])
+    assert (result.exit_code, result.stdout, result.stderr) == (2, b"hi\n", b"oops\n")
+    assert cocoon_lib.run(busybox, ["cat"], stdin=b"piped").stdout == b"piped"
