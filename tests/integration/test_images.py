@@ -1,0 +1,79 @@
+"""Images from files into VMs: layers, whiteouts, hostile layers, docker-archives."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from oci import Layer, busybox_layer, write_layout
+
+pytestmark = pytest.mark.vm
+
+
+def test_layers_and_whiteouts(cocoon, tmp_path):
+    base = busybox_layer()
+    base.dir("data").file("data/keep", b"keep\n").file("data/gone", b"x")
+    base.dir("data/opaque").file("data/opaque/old", b"old").file("etc/replaced", b"v1\n")
+    second = Layer().whiteout("data/gone").opaque("data/opaque").file("data/opaque/new", b"new")
+    third = Layer().file("etc/replaced", b"v3\n").dir("data/added").file("data/added/f", b"f")
+    cocoon.load_layout(tmp_path, [base, second, third], "localhost/layered:1")
+    result = cocoon("run", "--rm", "localhost/layered:1", "sh", "-c",
+                    "ls -A /data /data/opaque; cat /etc/replaced")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().split("\n\n") == [
+        "/data:\nadded\nkeep\nopaque",
+        "/data/opaque:\nnew\nv3\n",
+    ]
+
+
+def test_hostile_layer_is_refused(cocoon, tmp_path):
+    victim = tmp_path / "victim"
+    hostile = busybox_layer().file(f"../../../../../../../..{victim}", b"pwned")
+    cocoon.load_layout(tmp_path, [hostile], "localhost/hostile:1")
+    result = cocoon("run", "--rm", "localhost/hostile:1", "true")
+    assert result.returncode == 125
+    assert "escapes" in result.stderr.decode()
+    assert not victim.exists()
+    assert not list((cocoon.state / "containers").glob("*/container.json"))
+
+
+def test_symlink_escape_is_not_followed(cocoon, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    layer = busybox_layer().symlink("link", str(outside)).file("link/planted", b"x")
+    cocoon.load_layout(tmp_path, [layer], "localhost/linky:1")
+    result = cocoon("run", "--rm", "localhost/linky:1", "true")
+    assert not (outside / "planted").exists()
+    assert result.returncode == 125
+
+
+def test_docker_archive_from_skopeo(cocoon, tmp_path):
+    layout = tmp_path / "layout"
+    write_layout(layout, [busybox_layer(), Layer().file("hello.txt", b"from docker-archive\n")])
+    archive = tmp_path / "image.tar"
+    subprocess.run(
+        ["skopeo", "copy", "-q", f"oci:{layout}:latest",
+         f"docker-archive:{archive}:localhost/from-skopeo:2"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert cocoon("image", "load", str(archive)).returncode == 0
+    result = cocoon("run", "--rm", "localhost/from-skopeo:2", "cat", "/hello.txt")
+    assert result.stdout == b"from docker-archive\n"
+
+
+def test_image_ls_json(cocoon, busybox):
+    result = cocoon("image", "ls", "--format", "json")
+    images = json.loads(result.stdout)
+    assert any(i["reference"] == busybox and i["id"].startswith("sha256:") for i in images)
+    table = cocoon("image", "ls").stdout.decode().splitlines()
+    assert table[0].split()[:2] == ["REPOSITORY", "TAG"]
+    assert any(line.split()[:2] == ["localhost/busybox", "latest"] for line in table)
+
+
+def test_rootfs_disk_is_shared_and_cached(cocoon, busybox):
+    assert cocoon("run", "--rm", busybox, "true").returncode == 0
+    disks = sorted(Path(cocoon.state, "rootfs").glob("*.ext4"))
+    assert cocoon("run", "--rm", busybox, "true").returncode == 0
+    assert sorted(Path(cocoon.state, "rootfs").glob("*.ext4")) == disks
