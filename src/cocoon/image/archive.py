@@ -1,0 +1,358 @@
+"""Images in and out of files: OCI layouts (directory or tar) and docker-archives.
+
+``load`` reads an archive in place: tar members are streamed straight into
+the store and verified there; nothing else from the archive touches the disk.
+``save`` writes an OCI layout tar, which ``docker load`` (v25+), ``podman
+load`` and ``skopeo`` read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import posixpath
+import re
+import tarfile
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from cocoon import reference as references
+from cocoon.errors import Corrupt, InvalidArgument, NotFound
+from cocoon.image import digest as digests
+from cocoon.image.model import (
+    CONTAINERD_NAME,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+    REF_NAME,
+    Descriptor,
+    Image,
+    ImageConfig,
+    Index,
+    Manifest,
+    dumps,
+    is_index,
+)
+from cocoon.image.store import MAX_DOCUMENT, MAX_NESTING, ImageStore
+
+_BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
+_MAGIC = {b"\x1f\x8b": OCI_LAYER_GZIP, b"\x28\xb5\x2f\xfd": OCI_LAYER_ZSTD}
+
+
+class _Source(Protocol):
+    label: str
+
+    def has(self, name: str) -> bool: ...
+
+    def open(self, name: str) -> BinaryIO: ...
+
+
+class _DirSource:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.label = str(root)
+
+    def has(self, name: str) -> bool:
+        return (self.root / name).is_file()
+
+    def open(self, name: str) -> BinaryIO:
+        try:
+            return open(self.root / name, "rb")
+        except FileNotFoundError:
+            raise Corrupt(f"{self.label}: {name} is missing") from None
+
+
+class _TarSource:
+    """Members of a tar by normalised name; links resolve inside the archive only."""
+
+    def __init__(self, tar: tarfile.TarFile, label: str) -> None:
+        self.tar = tar
+        self.label = label
+        self.members = {_normalise(m.name): m for m in tar.getmembers()}
+
+    def has(self, name: str) -> bool:
+        member = self.members.get(_normalise(name))
+        return member is not None and (member.isfile() or member.issym() or member.islnk())
+
+    def open(self, name: str) -> BinaryIO:
+        member = self.members.get(_normalise(name))
+        stream = self.tar.extractfile(member) if member is not None else None
+        if stream is None:
+            raise Corrupt(f"{self.label}: {name} is missing or not a file")
+        return stream
+
+
+def _normalise(name: str) -> str:
+    return posixpath.normpath("/" + name).lstrip("/")
+
+
+def load(store: ImageStore, path: Path | str) -> list[Image]:
+    """Import every image of an OCI layout (directory or tar) or a docker-archive."""
+    path = Path(path)
+    if path.is_dir():
+        return _load_source(store, _DirSource(path))
+    if not path.exists():
+        raise NotFound(f"{path}: no such file or directory")
+    with _open_tar(path) as tar:
+        try:
+            return _load_source(store, _TarSource(tar, str(path)))
+        except (tarfile.TarError, EOFError) as e:
+            raise Corrupt(f"{path}: damaged archive ({e})") from e
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, "r:*")  # also reads a gzip-compressed `docker save`
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise InvalidArgument(f"{path}: not an OCI layout or a docker-archive ({e})") from e
+
+
+def _load_source(store: ImageStore, source: _Source) -> list[Image]:
+    with store.ingest():
+        if source.has("index.json"):
+            digests_loaded = _load_layout(store, source)
+        elif source.has("manifest.json"):
+            digests_loaded = _load_docker_archive(store, source)
+        else:
+            raise InvalidArgument(
+                f"{source.label}: not an OCI layout (no index.json) "
+                "nor a docker-archive (no manifest.json)"
+            )
+    return [store.image(d) for d in dict.fromkeys(digests_loaded)]
+
+
+def _read_document(source: _Source, name: str) -> bytes:
+    with source.open(name) as f:
+        data = f.read(MAX_DOCUMENT + 1)
+    if len(data) > MAX_DOCUMENT:
+        raise Corrupt(f"{source.label}: {name} is larger than {MAX_DOCUMENT >> 20} MiB")
+    return data
+
+
+# -- OCI image layout ---------------------------------------------------------
+
+
+def _load_layout(store: ImageStore, source: _Source) -> list[str]:
+    what = f"{source.label}: index.json"
+    index = Index.parse(_read_document(source, "index.json"), what)
+    loaded = []
+    for entry in index.manifests:
+        stored = _copy_manifest(store, source, entry, 0)
+        names = _names(entry, source.label)
+        for name in names:
+            store.tag(name, stored)
+        if not names:
+            store.keep(stored)
+        loaded.append(stored.digest)
+    return loaded
+
+
+def _copy_manifest(store: ImageStore, source: _Source, entry: Descriptor, depth: int) -> Descriptor:
+    """Copy a manifest and what it needs (for an index: the host's manifest)."""
+    _copy_blob(store, source, entry)
+    data = store.read_blob(entry.digest, "manifest")
+    what = f"{source.label}: manifest {entry.digest}"
+    if is_index(entry.media_type, data):
+        if depth >= MAX_NESTING:
+            raise Corrupt(f"{what}: indexes nested too deep")
+        index = Index.parse(data, what)
+        _copy_manifest(store, source, index.select(store.platform, what), depth + 1)
+        return _with_media_type(entry, index.media_type)
+    manifest = Manifest.parse(data, what)
+    for blob in (manifest.config, *manifest.layers):
+        _copy_blob(store, source, blob)
+    return _with_media_type(entry, manifest.media_type)
+
+
+def _with_media_type(entry: Descriptor, media_type: str) -> Descriptor:
+    return Descriptor(media_type, entry.digest, entry.size, platform=entry.platform)
+
+
+def _copy_blob(store: ImageStore, source: _Source, blob: Descriptor) -> None:
+    if store.has_blob(blob.digest):
+        return  # verified when it was stored
+    with source.open(f"blobs/sha256/{digests.hex_of(blob.digest)}") as f:
+        store.put_blob(f, blob.digest, size=blob.size, media_type=blob.media_type)
+
+
+def _names(entry: Descriptor, label: str) -> list[str]:
+    """The references an index.json entry carries.
+
+    containerd and Docker put the full name in ``io.containerd.image.name``
+    and only the tag in ``ref.name``; skopeo's ``oci:dir:tag`` writes just a
+    tag. A bare tag names no repository, so such an image loads untagged,
+    reachable by id, as ``docker load`` does.
+    """
+    name = entry.annotations.get(CONTAINERD_NAME) or entry.annotations.get(REF_NAME)
+    if not name or not any(c in name for c in "/:@"):
+        return []
+    try:
+        return [str(references.parse(name))]
+    except InvalidArgument as e:
+        raise InvalidArgument(f"{label}: index.json names an image badly: {e}") from e
+
+
+# -- docker-archive (docker save, podman save) --------------------------------
+
+
+def _load_docker_archive(store: ImageStore, source: _Source) -> list[str]:
+    what = f"{source.label}: manifest.json"
+    try:
+        items = _parse_docker_manifest(_read_document(source, "manifest.json"), what)
+    except (KeyError, TypeError) as e:
+        raise Corrupt(f"{what}: malformed ({e})") from e
+    layers: dict[str, Descriptor] = {}  # one archive member can serve several images
+    loaded = []
+    for config_name, layer_names, tags in items:
+        manifest = _docker_image(store, source, config_name, layer_names, layers)
+        stored = store.put_bytes(dumps(manifest.to_json()), OCI_MANIFEST)
+        for tag in tags:
+            store.tag(tag, stored)
+        if not tags:
+            store.keep(stored)
+        loaded.append(stored.digest)
+    return loaded
+
+
+def _parse_docker_manifest(data: bytes, what: str) -> list[tuple[str, list[str], list[str]]]:
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise Corrupt(f"{what} is not valid JSON: {e}") from e
+    if not isinstance(doc, list):
+        raise Corrupt(f"{what} is not a list of images")
+    return [
+        (str(item["Config"]), [str(n) for n in item["Layers"]], _tags(item, what)) for item in doc
+    ]
+
+
+def _tags(item: dict[str, Any], what: str) -> list[str]:
+    try:
+        return [str(references.parse(t)) for t in item.get("RepoTags") or ()]
+    except InvalidArgument as e:
+        raise Corrupt(f"{what}: {e}") from e
+
+
+def _docker_image(
+    store: ImageStore,
+    source: _Source,
+    config_name: str,
+    layer_names: list[str],
+    done: dict[str, Descriptor],
+) -> Manifest:
+    """Store one docker-archive image's blobs; return an OCI manifest for them."""
+    data = _read_document(source, config_name)
+    expected = _named_digest(config_name)
+    if expected is not None:
+        digests.verify_bytes(data, expected, f"{source.label}: config")
+    config_desc = store.put_bytes(data, OCI_CONFIG)
+    config = ImageConfig.parse(data, f"{source.label}: {config_name}")
+    if len(config.diff_ids) != len(layer_names):
+        raise Corrupt(
+            f"{source.label}: {config_name} lists {len(config.diff_ids)} layers, "
+            f"manifest.json {len(layer_names)}"
+        )
+    layers = []
+    for name, diff_id in zip(layer_names, config.diff_ids, strict=True):
+        if name not in done:
+            done[name] = _docker_layer(store, source, name, diff_id)
+        layers.append(done[name])
+    return Manifest(OCI_MANIFEST, config_desc, tuple(layers))
+
+
+def _docker_layer(store: ImageStore, source: _Source, name: str, diff_id: str) -> Descriptor:
+    with source.open(name) as f:
+        stored = store.put_blob(f, _named_digest(name))
+    with store.open_blob(stored.digest) as f:
+        media_type = _layer_media_type(f.read(4))
+    if media_type == OCI_LAYER and stored.digest != diff_id:
+        raise Corrupt(f"{name}: layer digest {stored.digest} does not match its diff_id {diff_id}")
+    return Descriptor(media_type, stored.digest, stored.size)
+
+
+def _layer_media_type(head: bytes) -> str:
+    """Docker-archive layers are plain tars, but some writers compress them."""
+    for magic, media_type in _MAGIC.items():
+        if head.startswith(magic):
+            return media_type
+    return OCI_LAYER
+
+
+def _named_digest(name: str) -> str | None:
+    """The digest a member's name promises (``blobs/sha256/<hex>``, ``<hex>.json``)."""
+    normal = _normalise(name)
+    if match := _BLOB_NAME.fullmatch(normal):
+        return f"sha256:{match.group(1)}"
+    stem = normal.removesuffix(".json")
+    if normal.endswith(".json") and re.fullmatch(r"[0-9a-f]{64}", stem):
+        return f"sha256:{stem}"
+    return None
+
+
+# -- save ---------------------------------------------------------------------
+
+
+def save(store: ImageStore, refs: Sequence[str], path: Path | str) -> None:
+    """Write the named images (references or ids) as one OCI layout tar."""
+    if not refs:
+        raise InvalidArgument("nothing to save: name at least one image")
+    entries, blobs = [], {}
+    for text in refs:
+        image = store.resolve(text)
+        entries.append(_save_entry(store, text, image))
+        for digest in (image.manifest_digest, image.id, *(layer.digest for layer in image.layers)):
+            blobs[digest] = store.blob_path(digest)
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+    _write_tar(Path(path), index, blobs.values())
+
+
+def _save_entry(store: ImageStore, text: str, image: Image) -> dict[str, Any]:
+    size = store.blob_path(image.manifest_digest).stat().st_size
+    entry = Descriptor(image.manifest.media_type, image.manifest_digest, size).to_json()
+    with contextlib.suppress(InvalidArgument):
+        name = str(references.parse(text))
+        if name in image.references:
+            entry["annotations"] = {REF_NAME: name, CONTAINERD_NAME: name}
+    return entry
+
+
+def _write_tar(path: Path, index: dict[str, Any], blobs: Iterable[Path]) -> None:
+    """Build the tar next to ``path`` and rename it, so no half archive is left."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with (
+            os.fdopen(fd, "wb") as out,
+            tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+            _add_bytes(tar, "index.json", dumps(index))
+            for blob in blobs:
+                with open(blob, "rb") as f:
+                    info = _info(f"blobs/sha256/{blob.name}", os.fstat(f.fileno()).st_size)
+                    tar.addfile(info, f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    tar.addfile(_info(name, len(data)), io.BytesIO(data))
+
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info
+
+
+__all__ = ["load", "save"]

@@ -1,0 +1,152 @@
+"""The disks a container's VM gets: its image's root filesystem and a scratch disk.
+
+An image's read-only ext4 is built once and shared by every container of
+it (and by every tag of it): it is keyed by the chain of its layer digests.
+Writable disks are sparse copies of one pre-formatted template per size, so
+making one costs a few milliseconds instead of a mkfs run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from cocoon import paths
+from cocoon.errors import CocoonError, Corrupt
+from cocoon.image.model import Image
+from cocoon.image.store import ImageStore
+from cocoon.rootfs import ext4
+from cocoon.rootfs.layers import apply_layer
+
+DEFAULT_WRITABLE_SIZE = 8 << 30
+# Part of every cache key: bump it when the way disks are built changes.
+FORMAT = "1"
+
+
+def rootfs_dir() -> Path:
+    return paths.state_dir() / "rootfs"
+
+
+def disk_key(image: Image) -> str:
+    chain = "\n".join((f"cocoon-rootfs-{FORMAT}", *(layer.digest for layer in image.layers)))
+    return hashlib.sha256(chain.encode()).hexdigest()
+
+
+def image_disk(store: ImageStore, image: Image) -> Path:
+    """The read-only ext4 holding ``image``'s root filesystem, built if needed."""
+    folder = rootfs_dir()
+    key = disk_key(image)
+    disk = folder / f"{key}.ext4"
+    if disk.exists():
+        return disk
+    folder.mkdir(parents=True, exist_ok=True)
+    with _flock(folder / f"{key}.lock"):
+        if not disk.exists():  # another process may have built it while we waited
+            _build(store, image, disk)
+    return disk
+
+
+def _build(store: ImageStore, image: Image, disk: Path) -> None:
+    diff_ids = image.config.diff_ids
+    if len(diff_ids) != len(image.layers):
+        raise Corrupt(
+            f"image {image.short_id}: its config lists {len(diff_ids)} layers, "
+            f"its manifest {len(image.layers)}"
+        )
+    prefix = f".build-{disk.stem[:12]}-"
+    for stale in disk.parent.glob(f"{prefix}*"):  # left by a builder that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(dir=disk.parent, prefix=prefix))
+    try:
+        root = work / "root"
+        root.mkdir(mode=0o755)
+        for layer, diff_id in zip(image.layers, diff_ids, strict=True):
+            with store.open_blob(layer.digest) as blob:
+                apply_layer(blob, root, digest=layer.digest, diff_id=diff_id)
+        built = work / "disk.ext4"
+        ext4.make_image(root, built)
+        _fsync(built)
+        os.replace(built, disk)
+    except OSError as e:
+        raise CocoonError(
+            f"cannot build the root filesystem of image {image.short_id}: {e.strerror or e}"
+        ) from e
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def writable_disk(path: Path, size: int = DEFAULT_WRITABLE_SIZE) -> Path:
+    """Create ``path``: an empty ext4 disk of ``size`` bytes, sparse."""
+    template = _template(size)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    try:
+        ext4.sparse_copy(template, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def _template(size: int) -> Path:
+    """The formatted empty disk of ``size`` bytes every writable disk is copied from."""
+    folder = paths.cache_dir() / "disks"
+    template = folder / f"ext4-{FORMAT}-{size}.img"
+    if template.exists():
+        return template
+    folder.mkdir(parents=True, exist_ok=True)
+    # Racing builders each make a complete template; the last rename wins.
+    tmp = folder / f".{template.name}.{secrets.token_hex(4)}"
+    try:
+        ext4.make_empty(tmp, size)
+        _fsync(tmp)
+        os.replace(tmp, template)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return template
+
+
+def remove_unused(store: ImageStore) -> list[Path]:
+    """Delete cached root filesystems that no stored image uses any more."""
+    folder = rootfs_dir()
+    if not folder.is_dir():
+        return []
+    wanted = {disk_key(image) for image in store.images()}
+    removed = []
+    for disk in folder.glob("*.ext4"):
+        if disk.stem not in wanted:
+            with _flock(folder / f"{disk.stem}.lock"):
+                disk.unlink(missing_ok=True)
+            (folder / f"{disk.stem}.lock").unlink(missing_ok=True)
+            removed.append(disk)
+    return removed
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["DEFAULT_WRITABLE_SIZE", "disk_key", "image_disk", "remove_unused", "writable_disk"]

@@ -1,0 +1,406 @@
+"""Apply image layers to a directory, as an untrusted tar stream.
+
+A layer may try to write outside the target: ``../x``, ``/etc/x``, a
+hardlink to ``../../etc/passwd``, or a symlink ``x -> /etc`` followed by
+``x/passwd``. So every path is resolved by hand, one component at a time,
+with directory file descriptors and O_NOFOLLOW: nothing is ever looked up
+through a symlink, and entries that would need that are refused. Symlinks
+themselves are kept verbatim (absolute targets are normal); they are
+resolved later inside the VM, against the container's root.
+
+OCI whiteouts: ``.wh.NAME`` deletes NAME from lower layers, and
+``DIR/.wh..wh..opq`` hides everything lower layers put in DIR. Neither may
+touch what the same layer writes, whatever the order of its members, so each
+layer remembers the paths it wrote.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import logging
+import os
+import shutil
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from cocoon.errors import Corrupt, Unsupported
+from cocoon.image.digest import CHUNK, HashingReader, Readable
+
+try:
+    import zstandard
+except ImportError:  # optional: only zstd-compressed layers need it
+    zstandard = None
+
+log = logging.getLogger(__name__)
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+_XATTR = "SCHILY.xattr."
+_GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+Parts = tuple[str, ...]
+_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    gzip.BadGzipFile,
+)
+if zstandard is not None:
+    _DECODE_ERRORS += (zstandard.ZstdError,)
+
+
+def apply_layer(stream: Readable, dest: Path, *, digest: str, diff_id: str | None = None) -> None:
+    """Unpack one layer (tar, gzip or zstd) onto ``dest``, checking its digests."""
+    raw = HashingReader(stream)
+    tar_stream = HashingReader(_decompressor(raw, digest))
+    root_fd = os.open(dest, _DIR_FLAGS)
+    try:
+        with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
+            _Extractor(root_fd, digest).run(tar)
+        tar_stream.drain()
+        raw.drain()
+    except _DECODE_ERRORS as e:
+        raise Corrupt(f"layer {digest}: not a valid tar archive ({e})") from e
+    finally:
+        os.close(root_fd)
+    if raw.digest != digest:
+        raise Corrupt(f"layer {digest}: content does not match its digest (got {raw.digest})")
+    if diff_id is not None and tar_stream.digest != diff_id:
+        raise Corrupt(f"layer {digest}: uncompressed content does not match diff_id {diff_id}")
+
+
+class _Prefixed:
+    """A stream with some bytes already read from it put back in front."""
+
+    def __init__(self, head: bytes, rest: HashingReader) -> None:
+        self._head, self._rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._rest.read(n)
+        if n < 0:
+            data, self._head = self._head + self._rest.read(), b""
+            return data
+        data, self._head = self._head[:n], self._head[n:]
+        return data
+
+
+def _decompressor(raw: HashingReader, digest: str) -> Readable:
+    # Media types are sometimes wrong (a gzip layer labelled plain tar); magic never is.
+    head = raw.read(4)
+    source = _Prefixed(head, raw)
+    if head.startswith(_GZIP):
+        return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[arg-type]
+    if head.startswith(_ZSTD):
+        if zstandard is None:
+            raise Unsupported(
+                f"layer {digest} is zstd-compressed: install the Python 'zstandard' module"
+            )
+        return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
+    return source
+
+
+class _Extractor:
+    def __init__(self, root_fd: int, digest: str) -> None:
+        self.root_fd = root_fd
+        self.digest = digest
+        self.written: set[Parts] = {()}
+        self.dir_times: list[tuple[Parts, int]] = []
+        self._cached: tuple[Parts, int] | None = None
+
+    def run(self, tar: tarfile.TarFile) -> None:
+        try:
+            for member in tar:
+                self._entry(tar, member)
+            # Writing into a directory changes its mtime, so set those last.
+            for parts, mtime in reversed(self.dir_times):
+                self._set_dir_time(parts, mtime)
+        finally:
+            self._forget()
+
+    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        parts = self._parts(member.name, member.name)
+        base = parts[-1] if parts else ""
+        if base == OPAQUE:
+            self._opaque(parts[:-1])
+        elif base.startswith(WHITEOUT + WHITEOUT):
+            pass  # aufs bookkeeping (.wh..wh.plnk and the like), not content
+        elif base.startswith(WHITEOUT):
+            self._whiteout(member.name, parts[:-1], base.removeprefix(WHITEOUT))
+        else:
+            self._write(tar, member, parts)
+            self._mark_written(parts)
+
+    # -- paths ----------------------------------------------------------------
+
+    def _parts(self, name: str, entry: str) -> Parts:
+        """Split a member name into components, refusing any that leaves the root."""
+        if name.startswith("/"):
+            raise self._corrupt(f"entry {entry!r} escapes the root")
+        stack: list[str] = []
+        for component in name.split("/"):
+            if component == "..":
+                if not stack:
+                    raise self._corrupt(f"entry {entry!r} escapes the root")
+                stack.pop()
+            elif component not in ("", "."):
+                stack.append(component)
+        return tuple(stack)
+
+    def _open_dir(self, parts: Parts, create: bool, entry: str) -> int | None:
+        """A descriptor for the directory at ``parts``, walked without following links.
+
+        With ``create``, missing directories are made (as Docker does, 0755
+        root) and a symlink or file on the way is an error; without it, either
+        means there is nothing there: None. The descriptor belongs to a
+        one-entry cache, which every removal empties.
+        """
+        if self._cached and self._cached[0] == parts:
+            return self._cached[1]
+        fd = self.root_fd
+        for i, component in enumerate(parts):
+            try:
+                child = _open_child_dir(fd, component, create)
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    raise
+                if create:
+                    raise self._corrupt(
+                        f"entry {entry!r} is below {'/'.join(parts[: i + 1])!r}, "
+                        "which is a symbolic link or not a directory"
+                    ) from None
+                return None
+            finally:
+                if fd != self.root_fd:
+                    os.close(fd)
+            fd = child
+        self._forget()
+        self._cached = (parts, fd)
+        return fd
+
+    def _forget(self) -> None:
+        if self._cached and self._cached[1] != self.root_fd:
+            os.close(self._cached[1])
+        self._cached = None
+
+    def _mark_written(self, parts: Parts) -> None:
+        for i in range(len(parts), 0, -1):
+            if parts[:i] in self.written:
+                return
+            self.written.add(parts[:i])
+
+    # -- whiteouts ------------------------------------------------------------
+
+    def _whiteout(self, entry: str, parent: Parts, name: str) -> None:
+        if name in ("", ".", ".."):
+            raise self._corrupt(f"entry {entry!r} is not a valid whiteout")
+        if (*parent, name) in self.written:
+            return  # a whiteout only hides lower layers' files
+        fd = self._open_dir(parent, create=False, entry=entry)
+        if fd is not None:
+            self._remove(fd, name)
+
+    def _opaque(self, parts: Parts) -> None:
+        self._mark_written(parts)
+        fd = self._parent((*parts, OPAQUE), "/".join((*parts, OPAQUE)))
+        self._clear_lower(os.dup(fd), parts)
+
+    def _clear_lower(self, fd: int, parts: Parts) -> None:
+        """Delete what lower layers put below ``parts``; keep this layer's files."""
+        try:
+            for name in os.listdir(fd):
+                path = (*parts, name)
+                if path not in self.written:
+                    self._remove(fd, name)
+                elif stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode):
+                    self._clear_lower(os.open(name, _DIR_FLAGS, dir_fd=fd), path)
+        finally:
+            os.close(fd)
+
+    def _remove(self, parent_fd: int, name: str) -> None:
+        """Delete ``name`` (a whole tree for a directory); ``parent_fd`` may be closed after."""
+        existing = _lstat(parent_fd, name)
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            shutil.rmtree(name, dir_fd=parent_fd)
+        elif existing is not None:
+            os.unlink(name, dir_fd=parent_fd)
+        self._forget()  # the cached directory may be what went
+
+    def _parent(self, parts: Parts, entry: str) -> int:
+        fd = self._open_dir(parts[:-1], create=True, entry=entry)
+        assert fd is not None  # with create, a failure raises
+        return fd
+
+    # -- writing --------------------------------------------------------------
+
+    def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts) -> None:
+        if not parts:
+            if not member.isdir():
+                raise self._corrupt(f"entry {member.name!r} replaces the root with a non-directory")
+            self._set_dir_meta(self.root_fd, member)
+            self.dir_times.append(((), _mtime_ns(member)))
+            return
+        parent = self._parent(parts, member.name)
+        name = parts[-1]
+        existing = _lstat(parent, name)
+        if member.isdir():
+            self._write_dir(parent, name, member, existing, parts)
+            return
+        if member.islnk():
+            self._write_hardlink(parent, name, member, parts)
+            return
+        if existing is not None:
+            self._remove(parent, name)
+            parent = self._parent(parts, member.name)
+        if member.issym():
+            os.symlink(member.linkname, name, dir_fd=parent)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            _make_node(parent, name, member)
+        else:
+            self._write_file(tar, parent, name, member)
+            return
+        self._set_meta_by_name(parent, name, member)
+
+    def _write_dir(
+        self,
+        parent: int,
+        name: str,
+        member: tarfile.TarInfo,
+        existing: os.stat_result | None,
+        parts: Parts,
+    ) -> None:
+        if existing is not None and not stat.S_ISDIR(existing.st_mode):
+            self._remove(parent, name)
+            parent = self._parent(parts, member.name)
+            existing = None
+        if existing is None:
+            os.mkdir(name, 0o700, dir_fd=parent)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        try:
+            self._set_dir_meta(fd, member)
+        finally:
+            os.close(fd)
+        self.dir_times.append((parts, _mtime_ns(member)))
+
+    def _write_hardlink(
+        self, parent: int, name: str, member: tarfile.TarInfo, parts: Parts
+    ) -> None:
+        target = self._parts(member.linkname, f"{member.name} -> {member.linkname}")
+        if target == parts:
+            return
+        if not target:
+            raise self._corrupt(f"hardlink {member.name!r} points at the root")
+        self._remove(parent, name)
+        target_dir = self._open_dir(target[:-1], create=False, entry=member.name)
+        target_dir = os.dup(target_dir) if target_dir is not None else None
+        try:
+            link_parent = self._parent(parts, member.name)
+            if target_dir is None or _lstat(target_dir, target[-1]) is None:
+                raise self._corrupt(
+                    f"hardlink {member.name!r} -> {member.linkname!r}: the target does not exist"
+                )
+            os.link(
+                target[-1],
+                name,
+                src_dir_fd=target_dir,
+                dst_dir_fd=link_parent,
+                follow_symlinks=False,
+            )
+        except IsADirectoryError as e:
+            raise self._corrupt(f"hardlink {member.name!r} points at a directory") from e
+        finally:
+            if target_dir is not None:
+                os.close(target_dir)
+
+    def _write_file(
+        self, tar: tarfile.TarFile, parent: int, name: str, member: tarfile.TarInfo
+    ) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, 0o600, dir_fd=parent)
+        try:
+            source = tar.extractfile(member)
+            if source is not None:
+                with open(fd, "wb", closefd=False) as out:
+                    shutil.copyfileobj(source, out, CHUNK)
+            os.fchown(fd, member.uid, member.gid)
+            os.fchmod(fd, member.mode)  # after chown, which clears setuid
+            _set_xattrs(fd, member)
+            os.utime(fd, ns=(_mtime_ns(member),) * 2)
+        finally:
+            os.close(fd)
+
+    def _set_dir_meta(self, fd: int, member: tarfile.TarInfo) -> None:
+        os.fchown(fd, member.uid, member.gid)
+        os.fchmod(fd, member.mode)
+        _set_xattrs(fd, member)
+
+    def _set_meta_by_name(self, parent: int, name: str, member: tarfile.TarInfo) -> None:
+        os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        if not member.issym():  # a symlink's own mode means nothing on Linux
+            # Safe to follow: this layer just created ``name`` and it is not a link.
+            os.chmod(name, member.mode, dir_fd=parent)
+        os.utime(name, ns=(_mtime_ns(member),) * 2, dir_fd=parent, follow_symlinks=False)
+
+    def _set_dir_time(self, parts: Parts, mtime: int) -> None:
+        if not parts:
+            os.utime(self.root_fd, ns=(mtime, mtime))
+            return
+        parent = self._open_dir(parts[:-1], create=False, entry="/".join(parts))
+        if parent is not None and _lstat(parent, parts[-1]) is not None:
+            os.utime(parts[-1], ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
+
+    def _corrupt(self, what: str) -> Corrupt:
+        return Corrupt(f"layer {self.digest}: {what}")
+
+
+def _open_child_dir(fd: int, name: str, create: bool) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+    os.mkdir(name, 0o755, dir_fd=fd)
+    return os.open(name, _DIR_FLAGS, dir_fd=fd)
+
+
+def _lstat(parent: int, name: str) -> os.stat_result | None:
+    try:
+        return os.lstat(name, dir_fd=parent)
+    except FileNotFoundError:
+        return None
+
+
+def _make_node(parent: int, name: str, member: tarfile.TarInfo) -> None:
+    if member.isfifo():
+        os.mkfifo(name, 0o600, dir_fd=parent)
+        return
+    kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+    device = os.makedev(member.devmajor, member.devminor)
+    os.mknod(name, kind | 0o600, device, dir_fd=parent)
+
+
+def _mtime_ns(member: tarfile.TarInfo) -> int:
+    return int(member.mtime * 1_000_000_000)
+
+
+def _xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
+    for key, value in member.pax_headers.items():
+        if key.startswith(_XATTR):
+            # tarfile decoded the raw bytes with surrogateescape; undo it exactly.
+            yield key.removeprefix(_XATTR), value.encode("utf-8", "surrogateescape")
+
+
+def _set_xattrs(fd: int, member: tarfile.TarInfo) -> None:
+    for name, value in _xattrs(member):
+        try:
+            os.setxattr(fd, name, value)
+        except OSError as e:  # the filesystem may not take this namespace: best effort
+            log.debug("xattr %s on %s not kept: %s", name, member.name, e.strerror)
+
+
+__all__ = ["OPAQUE", "WHITEOUT", "apply_layer"]

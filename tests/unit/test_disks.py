@@ -1,0 +1,185 @@
+"""Root filesystem disks: real layers through real mkfs.ext4, checked with debugfs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from oci import Layer, write_layout
+
+from cocoon.errors import Corrupt, InvalidArgument
+from cocoon.image.archive import load
+from cocoon.image.model import Image, Platform
+from cocoon.image.store import ImageStore
+from cocoon.rootfs import disks
+from cocoon.rootfs.disks import image_disk, remove_unused, writable_disk
+
+
+@pytest.fixture(autouse=True)
+def _own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COCOON_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("COCOON_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImageStore:
+    return ImageStore(tmp_path / "state" / "images", Platform("linux", "amd64"))
+
+
+def debugfs(image: Path, request: str) -> str:
+    result = subprocess.run(
+        [shutil.which("debugfs") or "/usr/sbin/debugfs", "-R", request, str(image)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+def fsck(image: Path) -> None:
+    e2fsck = shutil.which("e2fsck") or "/usr/sbin/e2fsck"
+    subprocess.run([e2fsck, "-fn", str(image)], check=True, capture_output=True)
+
+
+def loaded(store: ImageStore, tmp_path: Path, stack: list[Layer], ref: str) -> Image:
+    layout = tmp_path / ref.replace("/", "_").replace(":", "_")
+    write_layout(layout, stack, ref=ref)
+    (image,) = load(store, layout)
+    return image
+
+
+def stack() -> list[Layer]:
+    fifo = tarfile.TarInfo("run/fifo")
+    fifo.type, fifo.mode = tarfile.FIFOTYPE, 0o600
+    null = tarfile.TarInfo("dev/null")
+    null.type, null.mode, null.devmajor, null.devminor = tarfile.CHRTYPE, 0o666, 1, 3
+    labelled = tarfile.TarInfo("etc/labelled")
+    labelled.pax_headers = {"SCHILY.xattr.user.origin": "layer"}
+    base = (
+        Layer()
+        .dir("bin")
+        .file("bin/tool", b"#!/bin/sh\n", 0o4755, uid=0, gid=50)
+        .hardlink("bin/tool-link", "bin/tool")
+        .symlink("bin/sh", "/bin/tool")
+        .dir("home/app", 0o700, uid=1000, gid=1000)
+        .file("etc/removed", b"x")
+        ._add(fifo)
+        ._add(null)
+        ._add(labelled, b"")
+    )
+    return [base, Layer().whiteout("etc/removed").file("hello", b"hi there\n")]
+
+
+def test_image_disk_holds_the_layers(store: ImageStore, tmp_path: Path) -> None:
+    image = loaded(store, tmp_path, stack(), "localhost/app:1")
+    disk = image_disk(store, image)
+    assert disk.parent == tmp_path / "state" / "rootfs"
+    assert disk.name == f"{disks.disk_key(image)}.ext4"
+    fsck(disk)
+    assert (
+        "has_journal"
+        not in subprocess.run(
+            [shutil.which("dumpe2fs") or "/usr/sbin/dumpe2fs", "-h", str(disk)],
+            capture_output=True,
+            text=True,
+        )
+        .stdout.split("Filesystem features:")[1]
+        .splitlines()[0]
+    )
+    listing = debugfs(disk, "ls -l /")
+    assert "hello" in listing and "removed" not in debugfs(disk, "ls -l /etc")
+    assert debugfs(disk, "cat /hello") == "hi there\n"
+    tool = debugfs(disk, "stat /bin/tool")
+    assert "Mode:  04755" in tool and "Group:    50" in tool and "Links: 2" in tool
+    assert 'Fast link dest: "/bin/tool"' in debugfs(disk, "stat /bin/sh")
+    home = debugfs(disk, "stat /home/app")
+    assert "Mode:  0700" in home and "User:  1000" in home
+    assert "Type: character special" in debugfs(disk, "stat /dev/null")
+    assert "Type: FIFO" in debugfs(disk, "stat /run/fifo")
+    assert "user.origin" in debugfs(disk, "ea_list /etc/labelled")
+
+
+def test_image_disk_is_cached_and_shared_by_tags(store: ImageStore, tmp_path: Path) -> None:
+    image = loaded(store, tmp_path, stack(), "localhost/app:1")
+    disk = image_disk(store, image)
+    built = disk.stat().st_mtime_ns
+    store.tag("localhost/other:2", store.entries()[0])
+    assert image_disk(store, store.resolve("localhost/other:2")) == disk
+    assert disk.stat().st_mtime_ns == built
+    leftovers = [p.name for p in disk.parent.iterdir() if p.suffix not in (".ext4", ".lock")]
+    assert leftovers == []
+
+
+def test_failed_build_leaves_nothing(store: ImageStore, tmp_path: Path) -> None:
+    image = loaded(store, tmp_path, [Layer().file("../evil", b"x")], "localhost/bad:1")
+    with pytest.raises(Corrupt, match="escapes the root"):
+        image_disk(store, image)
+    assert sorted(p.suffix for p in (tmp_path / "state" / "rootfs").iterdir()) == [".lock"]
+    assert not (tmp_path / "state" / "evil").exists()
+
+
+def test_corrupted_layer_blob_is_caught_at_build(store: ImageStore, tmp_path: Path) -> None:
+    image = loaded(store, tmp_path, stack(), "localhost/app:1")
+    blob = store.blob_path(image.layers[1].digest)
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[-12] ^= 0xFF  # in the gzip trailer: still decompresses, no longer matches
+    blob.write_bytes(bytes(data))
+    with pytest.raises(Corrupt):
+        image_disk(store, image)
+
+
+def _build(state: str) -> None:
+    os.environ["COCOON_STATE_DIR"] = state
+    store = ImageStore(Path(state) / "images", Platform("linux", "amd64"))
+    image_disk(store, store.resolve("localhost/app:1"))
+
+
+def test_concurrent_builders_make_one_disk(store: ImageStore, tmp_path: Path) -> None:
+    image = loaded(store, tmp_path, stack(), "localhost/app:1")
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_build, args=(str(tmp_path / "state"),)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    disks_built = list((tmp_path / "state" / "rootfs").glob("*.ext4"))
+    assert disks_built == [image_disk(store, image)]
+    fsck(disks_built[0])
+
+
+def test_remove_unused(store: ImageStore, tmp_path: Path) -> None:
+    image = loaded(store, tmp_path, stack(), "localhost/app:1")
+    disk = image_disk(store, image)
+    assert remove_unused(store) == []
+    store.remove("localhost/app:1")
+    assert remove_unused(store) == [disk]
+    assert not disk.exists()
+
+
+def test_writable_disk_is_sparse_ext4(tmp_path: Path) -> None:
+    disk = writable_disk(tmp_path / "rw.ext4")
+    info = disk.stat()
+    assert info.st_size == 8 << 30
+    assert info.st_blocks * 512 < 32 << 20
+    fsck(disk)
+    assert "has_journal" in debugfs(disk, "features")
+    templates = list((tmp_path / "cache" / "disks").iterdir())
+    assert len(templates) == 1
+    second = writable_disk(tmp_path / "rw2.ext4", 8 << 30)
+    assert list((tmp_path / "cache" / "disks").iterdir()) == templates
+    fsck(second)
+    assert list(tmp_path.glob(".rw*")) == []
+
+
+def test_writable_disk_other_size_and_too_small(tmp_path: Path) -> None:
+    assert writable_disk(tmp_path / "small.ext4", 64 << 20).stat().st_size == 64 << 20
+    with pytest.raises(InvalidArgument, match="too small"):
+        writable_disk(tmp_path / "tiny.ext4", 1 << 20)
+    assert not (tmp_path / "tiny.ext4").exists()
