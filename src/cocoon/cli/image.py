@@ -58,7 +58,7 @@ def list_images(args: argparse.Namespace) -> int:
             repo, tag = "<none>", "<none>"
             if ref != "<none>":
                 parsed = Reference.parse(ref)
-                repo, tag = parsed.familiar().rpartition(":")[0] or parsed.familiar(), parsed.tag
+                repo, tag = parsed.familiar_name, parsed.tag
             rows.append(
                 {
                     "repository": repo,
