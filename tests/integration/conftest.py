@@ -41,6 +41,9 @@ class Cocoon:
     def popen(self, *args: str, **kw) -> subprocess.Popen:
         return subprocess.Popen(self.argv(*args), env=self.env, **kw)
 
+    def vms(self) -> list[int]:
+        return _vms_of(self.state)
+
     def load_layout(self, tmp: Path, layers: list[Layer], ref: str, **config) -> None:
         layout = tmp / ref.replace("/", "_").replace(":", "_")
         write_layout(layout, layers, ref=ref, config=config or None)
@@ -64,8 +67,9 @@ def _vms_of(state: Path) -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def cocoon(tmp_path_factory) -> Iterator[Cocoon]:
-    state = tmp_path_factory.mktemp("state")
+def cocoon() -> Iterator[Cocoon]:
+    # Removed at the end: rootfs and writable disks are large.
+    state = Path(tempfile.mkdtemp(prefix="cocoon-test-state-"))
     # Unix socket paths are short; pytest's tmp dirs can be long.
     run_dir = Path(tempfile.mkdtemp(prefix="cct-", dir="/tmp"))
     saved = {k: os.environ.get(k) for k in ("COCOON_STATE_DIR", "COCOON_RUN_DIR")}
@@ -77,6 +81,7 @@ def cocoon(tmp_path_factory) -> Iterator[Cocoon]:
         for pid in _vms_of(state):
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from oci import Layer, busybox_layer, write_layout
 
+from cocoon.image.store import ImageStore
+
 pytestmark = pytest.mark.vm
 
 
@@ -77,3 +79,18 @@ def test_rootfs_disk_is_shared_and_cached(cocoon, busybox):
     disks = sorted(Path(cocoon.state, "rootfs").glob("*.ext4"))
     assert cocoon("run", "--rm", busybox, "true").returncode == 0
     assert sorted(Path(cocoon.state, "rootfs").glob("*.ext4")) == disks
+
+
+def test_corrupt_layer_blob_is_caught(cocoon, tmp_path):
+    layer = busybox_layer().file("marker", b"m")
+    cocoon.load_layout(tmp_path, [layer], "localhost/tampered:1")
+    image = ImageStore(cocoon.state / "images").resolve("localhost/tampered:1")
+    # A blob changed on disk behind cocoon's back must not become a root filesystem.
+    blob = cocoon.state / "images" / "blobs" / "sha256" / image.layers[0].digest.split(":")[1]
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 1
+    blob.write_bytes(bytes(data))
+    result = cocoon("run", "--rm", "localhost/tampered:1", "true")
+    assert result.returncode == 125
+    assert f"layer {image.layers[0].digest}" in result.stderr.decode()
+    assert result.stderr.decode().count("\n") == 1

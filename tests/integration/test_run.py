@@ -197,3 +197,15 @@ def test_library_run(cocoon, busybox):
     result = cocoon_lib.run(busybox, ["sh", "-c", "echo hi; echo oops >&2; exit 2"])
     assert (result.exit_code, result.stdout, result.stderr) == (2, b"hi\n", b"oops\n")
     assert cocoon_lib.run(busybox, ["cat"], stdin=b"piped").stdout == b"piped"
+
+
+def test_dead_vm_is_a_one_line_error(cocoon, busybox):
+    proc = cocoon.popen("run", "--rm", busybox, "sh", "-c", "echo up; sleep 1000",
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout.readline() == b"up\n"
+    (vm,) = cocoon.vms()
+    os.kill(vm, signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 125
+    assert err.decode().count("\n") == 1 and "VM stopped" in err.decode()
+    assert not list((cocoon.state / "containers").glob("*/container.json"))
