@@ -25,7 +25,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from cocoon.cli import image, run, system
+    from cocoon.cli import container, image, run, system
 
     top = argparse.ArgumentParser(
         prog="cocoon",
@@ -34,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--debug", action="store_true", help="log what cocoon decides and why")
     verbs = top.add_subparsers(dest="verb", metavar="COMMAND", required=True)
     run.register(verbs)
+    container.register(verbs)
     image.register(verbs)
     system.register(verbs)
     return top

@@ -6,6 +6,11 @@ import argparse
 import contextlib
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cocoon.container.boot import RunOptions
 
 HELP = "Run a command in a new container, in its own VM"
 
@@ -18,6 +23,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
         description=f"{HELP}. The exit code is the command's (128+N when killed by signal N).",
     )
     p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument(
+        "-d", "--detach", action="store_true", help="run in the background and print the id"
+    )
+    add_container_flags(p)
+    p.set_defaults(handler=handle)
+
+
+def add_container_flags(p: argparse.ArgumentParser) -> None:
+    """What a new container is made of: shared by run and create."""
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
@@ -57,17 +71,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     p.add_argument("image", help="image reference or id")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
-    p.set_defaults(handler=handle)  # fmt: skip
 
 
-def handle(args: argparse.Namespace) -> int:
-    from cocoon.cli import terminal
-    from cocoon.container.run import RunOptions, run
+def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> RunOptions:
+    from cocoon.container.boot import RunOptions
 
-    stdin_fd = sys.stdin.fileno() if args.interactive else None
-    out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
-    tty_size = terminal.size(out_fd) if args.tty else None
-    options = RunOptions(
+    return RunOptions(
         command=args.command or None,
         entrypoint=args.entrypoint,
         env=args.env,
@@ -83,14 +92,32 @@ def handle(args: argparse.Namespace) -> int:
         remove=args.rm,
         accel=args.accel,
     )
+
+
+def handle(args: argparse.Namespace) -> int:
+    from cocoon.cli import terminal
+
+    if args.detach:
+        from cocoon.container import manager
+
+        rows_cols = (24, 80) if args.tty else None
+        print(manager.run_detached(args.image, options_from(args, rows_cols)).id)
+        return 0
+
+    from cocoon.container.run import run
+
+    stdin_fd = sys.stdin.fileno() if args.interactive else None
+    out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    tty_size = terminal.size(out_fd) if args.tty else None
+    options = options_from(args, tty_size)
     raw = terminal.raw(stdin_fd) if args.tty and stdin_fd is not None else contextlib.nullcontext()
     with raw:
         result = run(
             args.image,
             options,
             stdin=stdin_fd,
-            stdout=_writer(out_fd),
-            stderr=_writer(err_fd),
+            stdout=stdio_writer(out_fd),
+            stderr=stdio_writer(err_fd),
             on_start=lambda p: terminal.relay_signals(p, out_fd if args.tty else None),
         )
     if result.error:
@@ -98,7 +125,7 @@ def handle(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _writer(fd: int):
+def stdio_writer(fd: int) -> Callable[[bytes], None]:
     broken = False
 
     def write(data: bytes) -> None:

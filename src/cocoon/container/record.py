@@ -1,7 +1,10 @@
 """A container's record on disk: one JSON file per container, written atomically.
 
 Records live in ``<state>/containers/<id>/container.json``; the folder also
-holds the container's writable disk and console log.
+holds the container's writable disk, console log and output log. Readers never
+lock (every write is a rename); read-modify-write goes through :func:`update`,
+which holds the container's lock so two cocoon commands cannot lose each
+other's changes.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cocoon import paths
 from cocoon.errors import AlreadyExists, InvalidArgument, NotFound
@@ -36,12 +40,16 @@ class Record:
     image_id: str
     command: list[str]
     created: float
-    state: str = "created"  # created, running, exited
+    state: str = "created"  # see cocoon.container.state
     exit_code: int | None = None
     error: str | None = None
     started: float | None = None
     finished: float | None = None
-    config: dict[str, object] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    monitor_pid: int | None = None
+    vm_pid: int | None = None
+    vm_start_ticks: int | None = None  # with vm_pid: tells a recycled pid apart
+    remove: bool = False  # --rm: the monitor removes the container when it exits
 
 
 def root() -> Path:
@@ -59,6 +67,27 @@ def _locked() -> Iterator[None]:
     with open(root() / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+@contextlib.contextmanager
+def locked(container_id: str) -> Iterator[None]:
+    """Hold one container's lock: for read-modify-write of its record."""
+    try:
+        lock = open(folder(container_id) / ".lock", "a")  # noqa: SIM115
+    except FileNotFoundError as e:
+        raise NotFound(f"no such container: {container_id[:12]}") from e
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def update(container_id: str, change: Callable[[Record], None]) -> Record:
+    """Load, ``change`` and save a record under its lock; the saved record."""
+    with locked(container_id):
+        record = load(container_id)
+        change(record)
+        save(record)
+    return record
 
 
 def save(record: Record) -> None:
@@ -106,6 +135,20 @@ def create(record_fields: dict[str, object], name: str | None) -> Record:
         folder(record.id).mkdir(parents=True)
         save(record)
     return record
+
+
+def find(ref: str) -> Record:
+    """A container by full id, name, or unique id prefix, like Docker."""
+    everything = all_records()
+    for record in everything:
+        if ref in (record.id, record.name):
+            return record
+    matches = [r for r in everything if ref and r.id.startswith(ref)]
+    if len(matches) > 1:
+        raise InvalidArgument(f"container id prefix {ref!r} is ambiguous")
+    if not matches:
+        raise NotFound(f"no such container: {ref}")
+    return matches[0]
 
 
 def remove(container_id: str) -> None:

@@ -9,49 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from cocoon import paths
-from cocoon.agent.channel import Listener
 from cocoon.agent.session import ExitStatus, Process, Sink
+from cocoon.container import boot, liveness
 from cocoon.container import record as records
-from cocoon.container.spec import parse_size, process_spec
-from cocoon.errors import ExternalError, InvalidArgument
+from cocoon.container.boot import RunOptions
+from cocoon.container.state import State
 from cocoon.image.store import ImageStore
-from cocoon.rootfs.disks import image_disk, writable_disk
-from cocoon.vm import accel as accelerators
-from cocoon.vm.artifacts import artifacts
-from cocoon.vm.qemu import Disk, Machine, MachineConfig
 
 log = logging.getLogger(__name__)
 
-BOOT_TIMEOUT = 120.0  # software emulation on a loaded host is slow
 POWEROFF_GRACE = 10.0
-DEFAULT_MEMORY = "512m"
-DEFAULT_DISK = "8g"
-
-
-@dataclass(slots=True)
-class RunOptions:
-    command: Sequence[str] | None = None
-    entrypoint: str | None = None
-    env: Sequence[str] = ()
-    env_files: Sequence[str | Path] = ()
-    workdir: str | None = None
-    user: str | None = None
-    hostname: str | None = None
-    name: str | None = None
-    tty: tuple[int, int] | None = None  # rows, columns
-    interactive: bool = False
-    cpus: int = 1
-    memory: str = DEFAULT_MEMORY
-    disk_size: str = DEFAULT_DISK
-    remove: bool = False
-    accel: str = "auto"
 
 
 @dataclass(slots=True)
@@ -64,13 +36,6 @@ class RunResult:
     stdout: bytes = b""
     stderr: bytes = b""
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def _memory_mib(text: str) -> int:
-    mib = -(-parse_size(text) // (1 << 20))
-    if mib < 64:
-        raise InvalidArgument(f"--memory {text}: a VM needs at least 64m")
-    return mib
 
 
 def run(
@@ -91,88 +56,21 @@ def run(
     running process (to forward signals or terminal resizes).
     """
     opts = options or RunOptions()
-    if opts.cpus < 1:
-        raise InvalidArgument("--cpus must be at least 1")
-    memory_mib = _memory_mib(opts.memory)
-    t0 = time.monotonic()
     timings: dict[str, float] = {}
-    store = store or ImageStore()
-    img = store.resolve(image)
-    arts = artifacts()
-    accel = accelerators.choose(opts.accel, arts.kernel, arts.initrd)
-    rootfs = image_disk(store, img)
-    timings["prepare"] = time.monotonic() - t0
-
-    rec = records.create(
-        {
-            "image": image,
-            "image_id": img.id,
-            "command": list(opts.command or []),
-            "created": time.time(),
-            "config": {"cpus": opts.cpus, "memory_mib": memory_mib, "accel": accel},
-        },
-        opts.name,
-    )
-    hostname = opts.hostname or rec.id[:12]
-    cfg = img.config
-    spec = process_spec(
-        image_entrypoint=cfg.entrypoint,
-        image_cmd=cfg.cmd,
-        image_env=cfg.env,
-        image_workdir=cfg.working_dir,
-        image_user=cfg.user,
-        command=opts.command,
-        entrypoint=opts.entrypoint,
-        env=opts.env,
-        env_files=opts.env_files,
-        workdir=opts.workdir,
-        user=opts.user,
-        hostname=hostname,
-        tty=opts.tty,
-        stdin=stdin is not None,
-    )
-    folder = records.folder(rec.id)
-    rw = folder / "rw.ext4"
-    sock_dir = paths.run_dir() / rec.id[:12]
+    rec = boot.create(image, opts, stdin=stdin is not None, store=store, timings=timings)
     out, err = bytearray(), bytearray()
-    listener = machine = None
+    vm = None
     status: ExitStatus | None = None
+    # The owner lock tells other cocoon commands this container is alive.
+    owner = liveness.hold(rec.id)
     try:
-        writable_disk(rw, parse_size(opts.disk_size))
-        sock_dir.mkdir(parents=True, exist_ok=True)
-        listener = Listener(sock_dir / "agent.sock")
-        machine = Machine(
-            MachineConfig(
-                kernel=arts.kernel,
-                initrd=arts.initrd,
-                accel=accel,
-                cpus=opts.cpus,
-                memory_mib=memory_mib,
-                disks=[Disk(rootfs, readonly=True), Disk(rw)],
-                agent_socket=listener.path,
-                console_log=folder / "console.log",
-                params={
-                    "root": "vda",
-                    "rw": "vdb",
-                    "hostname": hostname,
-                    "time": f"{time.time():.3f}",
-                },
-            )
-        )
-        t1 = time.monotonic()
-        timings["container_setup"] = t1 - t0 - timings["prepare"]
-        machine.start()
-        rec.state, rec.started = "running", time.time()
+        vm = boot.boot(rec, timings)
+        rec.state, rec.started = State.RUNNING.value, time.time()
+        rec.monitor_pid, rec.vm_pid = os.getpid(), vm.machine.pid
+        rec.vm_start_ticks = liveness.start_ticks(vm.machine.pid)
         records.save(rec)
-        try:
-            channel = listener.accept(machine.stderr_pipe, BOOT_TIMEOUT)
-            timings["vmm_start"] = time.monotonic() - t1
-            channel.wait_ready(BOOT_TIMEOUT)
-        except ExternalError as e:
-            raise ExternalError(f"{e}: {_vm_diagnosis(machine, folder)}") from e
-        timings["kernel_to_agent"] = time.monotonic() - t1 - timings["vmm_start"]
-        process = Process(channel)
-        process.start(spec)
+        process = Process(vm.channel)
+        process.start(boot.process_of(rec))
         if isinstance(stdin, int):
             process.feed_stdin(stdin)
         elif stdin is not None:
@@ -185,25 +83,24 @@ def run(
         t3 = time.monotonic()
         # Closing our end tells the agent every byte has been read; only
         # then does it power off (QEMU drops what the host has not taken).
-        channel.close()
-        machine.stop(POWEROFF_GRACE)
+        vm.channel.close()
+        vm.machine.stop(POWEROFF_GRACE)
         timings["teardown"] = time.monotonic() - t3
     finally:
-        if machine is not None:
-            machine.kill()
-        if listener is not None:
-            listener.close()
-        shutil.rmtree(sock_dir, ignore_errors=True)
+        if vm is not None:
+            vm.close()
+        boot.remove_sockets(rec.id)
         if opts.remove:
             records.remove(rec.id)
         else:
-            rec.state, rec.finished = "exited", time.time()
+            rec.state, rec.finished = State.EXITED.value, time.time()
             if status is not None:
                 rec.exit_code, rec.error = status.code, status.error
             else:
                 rec.error = "the VM stopped before the container process exited"
             with contextlib.suppress(OSError):
                 records.save(rec)
+        owner.close()
     return RunResult(
         container_id=rec.id,
         name=rec.name,
@@ -214,19 +111,6 @@ def run(
         stderr=bytes(err),
         timings=timings,
     )
-
-
-def _vm_diagnosis(machine: Machine, folder: Path) -> str:
-    """The last words of QEMU or of the guest console, for the error message."""
-    machine.kill()
-    said = machine.stderr()
-    if said:
-        return said.splitlines()[-1]
-    with contextlib.suppress(OSError):
-        lines = (folder / "console.log").read_text(errors="replace").strip().splitlines()
-        if lines:
-            return f"guest console: {lines[-1]}"
-    return "no output from the VM"
 
 
 __all__ = ["RunOptions", "RunResult", "run"]

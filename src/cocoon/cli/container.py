@@ -1,0 +1,309 @@
+"""Container lifecycle verbs.
+
+create, start, stop, kill, rm, ls/ps, inspect, logs, exec, stats, wait, prune.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import sys
+import time
+from collections.abc import Callable
+
+from cocoon.cli import output
+from cocoon.cli.run import add_container_flags, options_from, stdio_writer
+
+MIB = 1 << 20
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    def verb(name: str, help: str, handler: Callable[[argparse.Namespace], int], **kw):
+        p = verbs.add_parser(name, help=help, description=f"{help}.", **kw)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = verb("create", "Create a container without starting it", _create, add_help=False)
+    p.add_argument("--help", action="help", help="show this help and exit")
+    add_container_flags(p)
+
+    p = verb("start", "Start a created or exited container", _start)
+    p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr, wait, "
+                   "exit with the container's code")  # fmt: skip
+    p.add_argument("-i", "--interactive", action="store_true", help="attach stdin too")
+    p.add_argument("container", help="id, name or unique id prefix")
+
+    p = verb("stop", "Stop running containers: signal, wait, then power the VM off", _stop)
+    p.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds to wait after the signal before forcing (default 10)")  # fmt: skip
+    p.add_argument("-s", "--signal", metavar="SIG",
+                   help="signal to send (default: the image's StopSignal or SIGTERM)")  # fmt: skip
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    p = verb("kill", "Send a signal to running containers' main process", _kill)
+    p.add_argument("-s", "--signal", default="SIGKILL", metavar="SIG",
+                   help="signal to send (default SIGKILL)")  # fmt: skip
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    p = verb("rm", "Remove containers", _rm)
+    p.add_argument("-f", "--force", action="store_true", help="kill running containers first")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    for name in ("ls", "ps"):
+        p = verb(name, "List containers", _ls)
+        p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
+        p.add_argument("-q", "--quiet", action="store_true", help="only print ids")
+        output.add_format_flag(p)
+
+    p = verb("inspect", "Show containers' details as JSON", _inspect)
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    p = verb("logs", "Show a container's output (stdout to stdout, stderr to stderr)", _logs)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    p.add_argument("-n", "--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("-t", "--timestamps", action="store_true", help="prefix each line's time")
+    p.add_argument("container")
+
+    p = verb("exec", "Run a command in a running container", _exec, add_help=False)
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
+                   help="set an environment variable")  # fmt: skip
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory")
+    p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user to run as")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+
+    p = verb("stats", "Show CPU and memory use measured inside running containers", _stats)
+    p.add_argument("--no-stream", action="store_true", help="print one sample and exit")
+    output.add_format_flag(p)
+    p.add_argument("containers", nargs="*", metavar="CONTAINER", help="default: all running")
+
+    p = verb("wait", "Wait for containers to stop, then print their exit codes", _wait)
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    verb("prune", "Remove all stopped containers", _prune)
+
+
+def _create(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    print(manager.create(args.image, options_from(args, (24, 80) if args.tty else None)).id)
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    if not args.attach:
+        rec = manager.start(args.container)
+        print(args.container)
+        return 0
+    from cocoon.cli import terminal
+
+    rec = manager.start(args.container, wait_attach=True)
+    process = manager.attach(rec.id)
+    tty = rec.config["process"]["tty"] is not None
+    if args.interactive:
+        process.feed_stdin(sys.stdin.fileno())
+    terminal.relay_signals(process, sys.stdout.fileno() if tty else None)
+    raw = terminal.raw(sys.stdin.fileno()) if tty and args.interactive else contextlib.nullcontext()
+    with raw:
+        status = process.relay(stdio_writer(sys.stdout.fileno()), stdio_writer(sys.stderr.fileno()))
+    if status.error:
+        print(f"cocoon: {status.error}", file=sys.stderr)
+    return status.code
+
+
+def _each(args: argparse.Namespace, action: Callable[[str], object]) -> int:
+    """Apply ``action`` to every container named; report failures, go on (like Docker)."""
+    from cocoon.errors import CocoonError
+
+    failed = 0
+    for ref in args.containers:
+        try:
+            action(ref)
+            print(ref)
+        except CocoonError as e:
+            print(f"cocoon: {e}", file=sys.stderr)
+            failed = 1
+    return 125 if failed else 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    return _each(args, lambda ref: manager.stop(ref, args.time, args.signal))
+
+
+def _kill(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    return _each(args, lambda ref: manager.kill(ref, args.signal))
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    return _each(args, lambda ref: manager.remove(ref, args.force))
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    found = manager.containers(all=args.all)
+    if args.quiet:
+        for rec in found:
+            print(rec.id[:12])
+        return 0
+    now = time.time()
+    rows = [
+        {
+            "id": rec.id if args.format == "json" else rec.id[:12],
+            "name": rec.name,
+            "image": rec.image,
+            "command": " ".join(rec.command),
+            "created": _ago(now - rec.created),
+            "state": rec.state,
+            "status": _status(rec, now),
+            "exit_code": rec.exit_code,
+            "error": rec.error,
+        }
+        for rec in found
+    ]
+    columns = [("id", "CONTAINER ID"), ("image", "IMAGE"), ("command", "COMMAND"),
+               ("created", "CREATED"), ("status", "STATUS"), ("name", "NAMES")]  # fmt: skip
+    if args.format == "table":
+        for row in rows:
+            row["command"] = _clip(row["command"], 30)
+    output.emit(args.format, rows, columns)
+    return 0
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _ago(seconds: float) -> str:
+    return f"{_duration(seconds)} ago"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} seconds"
+
+
+def _status(rec, now: float) -> str:
+    if rec.state == "running":
+        return f"Up {_duration(now - (rec.started or now))}"
+    if rec.state == "created":
+        return "Created"
+    code = "?" if rec.exit_code is None else rec.exit_code
+    text = f"Exited ({code}) {_ago(now - (rec.finished or now))}"
+    return f"{text}: {rec.error}" if rec.error and rec.exit_code is None else text
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    json.dump([manager.inspect(ref) for ref in args.containers], sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from cocoon.container import liveness, logs, manager
+
+    rec = manager.get(args.container)
+    if args.follow:
+        entries = logs.follow(rec.id, args.tail, lambda: liveness.owner_alive(rec.id))
+    else:
+        entries = iter(logs.read(rec.id, args.tail))
+    sinks = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    for entry in entries:
+        sink = sinks[entry.stream]
+        if args.timestamps:
+            stamp = datetime.datetime.fromtimestamp(entry.time, datetime.UTC)
+            sink.write(stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode())
+        sink.write(entry.data)
+        sink.flush()
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from cocoon.cli import terminal
+    from cocoon.container import manager
+
+    rec = manager.get(args.container)
+    stdin_fd = sys.stdin.fileno() if args.interactive else None
+    out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    spec = manager.exec_spec(
+        rec,
+        args.command,
+        env=args.env,
+        workdir=args.workdir,
+        user=args.user,
+        tty=terminal.size(out_fd) if args.tty else None,
+        interactive=args.interactive,
+    )
+    process = manager.exec_start(rec.id, spec)
+    if stdin_fd is not None:
+        process.feed_stdin(stdin_fd)
+    terminal.relay_signals(process, out_fd if args.tty else None)
+    raw = terminal.raw(stdin_fd) if args.tty and stdin_fd is not None else contextlib.nullcontext()
+    with raw:
+        status = process.relay(stdio_writer(out_fd), stdio_writer(err_fd))
+    if status.error:
+        print(f"cocoon: {status.error}", file=sys.stderr)
+    return status.code
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from cocoon.container import manager, stats
+
+    refs = args.containers or [rec.id for rec in manager.containers()]
+    while True:
+        rows = []
+        for ref in refs:
+            s = stats.sample(ref)
+            rows.append({
+                "id": s.id if args.format == "json" else s.id[:12],
+                "name": s.name,
+                "cpu_percent": round(s.cpu_percent, 2),
+                "cpu": f"{s.cpu_percent:.2f}%",
+                "cpus": s.cpus,
+                "memory_used": s.memory_used,
+                "memory_total": s.memory_total,
+                "memory": f"{s.memory_used / MIB:.1f}MiB / {s.memory_total / MIB:.0f}MiB",
+                "memory_percent": round(100 * s.memory_used / max(s.memory_total, 1), 2),
+            })  # fmt: skip
+        if args.format == "json":
+            rows = [{k: v for k, v in r.items() if k not in ("cpu", "memory")} for r in rows]
+        columns = [("id", "CONTAINER ID"), ("name", "NAME"), ("cpu", "CPU %"),
+                   ("memory", "MEM USAGE / LIMIT"), ("memory_percent", "MEM %")]  # fmt: skip
+        output.emit(args.format, rows, columns)
+        if args.no_stream:
+            return 0
+        sys.stdout.flush()
+
+
+def _wait(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    for ref in args.containers:
+        rec = manager.wait(ref)
+        print("" if rec.exit_code is None else rec.exit_code)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    for rec in manager.prune():
+        print(rec.id)
+    return 0

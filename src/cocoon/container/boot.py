@@ -1,0 +1,217 @@
+"""Create a container (record + writable disk), and boot its VM up to the agent's READY.
+
+Shared by the foreground engine (``run.py``) and the per-container monitor
+(``monitor.py``): everything a later ``cocoon start`` needs to boot the VM
+again is in the record's ``config``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cocoon import paths
+from cocoon.agent.channel import Channel, Listener
+from cocoon.agent.protocol import ProcessSpec
+from cocoon.container import record as records
+from cocoon.container.record import Record
+from cocoon.container.spec import parse_size, process_spec
+from cocoon.errors import ExternalError, InvalidArgument
+from cocoon.image.store import ImageStore
+from cocoon.rootfs.disks import image_disk, writable_disk
+from cocoon.vm import accel as accelerators
+from cocoon.vm.artifacts import artifacts
+from cocoon.vm.qemu import Disk, Machine, MachineConfig
+
+BOOT_TIMEOUT = 120.0  # software emulation on a loaded host is slow
+DEFAULT_MEMORY = "512m"
+DEFAULT_DISK = "8g"
+
+
+@dataclass(slots=True)
+class RunOptions:
+    command: Sequence[str] | None = None
+    entrypoint: str | None = None
+    env: Sequence[str] = ()
+    env_files: Sequence[str | Path] = ()
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    name: str | None = None
+    tty: tuple[int, int] | None = None  # rows, columns
+    interactive: bool = False
+    cpus: int = 1
+    memory: str = DEFAULT_MEMORY
+    disk_size: str = DEFAULT_DISK
+    remove: bool = False
+    accel: str = "auto"
+
+
+def _memory_mib(text: str) -> int:
+    mib = -(-parse_size(text) // (1 << 20))
+    if mib < 64:
+        raise InvalidArgument(f"--memory {text}: a VM needs at least 64m")
+    return mib
+
+
+def create(
+    image: str,
+    opts: RunOptions,
+    *,
+    stdin: bool,
+    store: ImageStore | None = None,
+    timings: dict[str, float] | None = None,
+) -> Record:
+    """A new container of ``image``: its record (state created) and writable disk."""
+    if opts.cpus < 1:
+        raise InvalidArgument("--cpus must be at least 1")
+    memory_mib = _memory_mib(opts.memory)
+    disk_bytes = parse_size(opts.disk_size)
+    t0 = time.monotonic()
+    timings = {} if timings is None else timings
+    store = store or ImageStore()
+    img = store.resolve(image)
+    arts = artifacts()
+    accel = accelerators.choose(opts.accel, arts.kernel, arts.initrd)
+    rootfs = image_disk(store, img)
+    timings["prepare"] = time.monotonic() - t0
+
+    rec = records.create(
+        {
+            "image": image,
+            "image_id": img.id,
+            "command": list(opts.command or []),
+            "created": time.time(),
+            "remove": opts.remove,
+        },
+        opts.name,
+    )
+    try:
+        hostname = opts.hostname or rec.id[:12]
+        cfg = img.config
+        spec = process_spec(
+            image_entrypoint=cfg.entrypoint,
+            image_cmd=cfg.cmd,
+            image_env=cfg.env,
+            image_workdir=cfg.working_dir,
+            image_user=cfg.user,
+            command=opts.command,
+            entrypoint=opts.entrypoint,
+            env=opts.env,
+            env_files=opts.env_files,
+            workdir=opts.workdir,
+            user=opts.user,
+            hostname=hostname,
+            tty=opts.tty,
+            stdin=stdin,
+        )
+        rec.command = spec.args
+        rec.config = {
+            "cpus": opts.cpus,
+            "memory_mib": memory_mib,
+            "accel": accel,
+            "hostname": hostname,
+            "rootfs": str(rootfs),
+            "stop_signal": cfg.stop_signal,
+            "process": asdict(spec),
+        }
+        writable_disk(records.folder(rec.id) / "rw.ext4", disk_bytes)
+        records.save(rec)
+    except BaseException:
+        records.remove(rec.id)
+        raise
+    timings["container_setup"] = time.monotonic() - t0 - timings["prepare"]
+    return rec
+
+
+def process_of(rec: Record) -> ProcessSpec:
+    """The container's main process, as created."""
+    fields = dict(rec.config["process"])
+    if fields.get("tty") is not None:
+        fields["tty"] = tuple(fields["tty"])
+    return ProcessSpec(**fields)
+
+
+def sock_dir(container_id: str) -> Path:
+    return paths.run_dir() / container_id[:12]
+
+
+@dataclass(slots=True)
+class BootedVM:
+    machine: Machine
+    listener: Listener
+    channel: Channel
+
+    def close(self) -> None:
+        """Kill the VM if it is still up and drop the agent socket."""
+        self.machine.kill()
+        self.channel.close()
+        self.listener.close()
+
+
+def boot(rec: Record, timings: dict[str, float] | None = None) -> BootedVM:
+    """Start the container's VM and wait for its agent's READY."""
+    timings = {} if timings is None else timings
+    folder = records.folder(rec.id)
+    config = rec.config
+    arts = artifacts()
+    sockets = sock_dir(rec.id)
+    sockets.mkdir(parents=True, exist_ok=True)
+    listener = Listener(sockets / "agent.sock")
+    machine = Machine(
+        MachineConfig(
+            kernel=arts.kernel,
+            initrd=arts.initrd,
+            accel=config["accel"],
+            cpus=config["cpus"],
+            memory_mib=config["memory_mib"],
+            disks=[Disk(Path(config["rootfs"]), readonly=True), Disk(folder / "rw.ext4")],
+            agent_socket=listener.path,
+            console_log=folder / "console.log",
+            params={
+                "root": "vda",
+                "rw": "vdb",
+                "hostname": config["hostname"],
+                "time": f"{time.time():.3f}",
+            },
+        )
+    )
+    t1 = time.monotonic()
+    try:
+        machine.start()
+        try:
+            channel = listener.accept(machine.stderr_pipe, BOOT_TIMEOUT)
+            timings["vmm_start"] = time.monotonic() - t1
+            channel.wait_ready(BOOT_TIMEOUT)
+        except ExternalError as e:
+            raise ExternalError(f"{e}: {_vm_diagnosis(machine, folder)}") from e
+    except BaseException:
+        machine.kill()
+        listener.close()
+        raise
+    timings["kernel_to_agent"] = time.monotonic() - t1 - timings["vmm_start"]
+    return BootedVM(machine, listener, channel)
+
+
+def remove_sockets(container_id: str) -> None:
+    shutil.rmtree(sock_dir(container_id), ignore_errors=True)
+
+
+def _vm_diagnosis(machine: Machine, folder: Path) -> str:
+    """The last words of QEMU or of the guest console, for the error message."""
+    machine.kill()
+    said = machine.stderr()
+    if said:
+        return said.splitlines()[-1]
+    with contextlib.suppress(OSError):
+        lines = (folder / "console.log").read_text(errors="replace").strip().splitlines()
+        if lines:
+            return f"guest console: {lines[-1]}"
+    return "no output from the VM"
+
+
+__all__ = ["BootedVM", "RunOptions", "boot", "create", "process_of"]

@@ -1,0 +1,295 @@
+"""Container lifecycle, as a library: create, start, stop, kill, remove, list, inspect, wait, exec.
+
+Every operation finds the container by id, name or unique id prefix, brings
+its record up to date with reality (``liveness.reconcile``), checks the state
+machine (``state.check``), then acts: on the record, or through the
+container's monitor (``control``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from cocoon.agent.protocol import ProcessSpec
+from cocoon.agent.session import ExitStatus, Process
+from cocoon.container import boot, control, liveness
+from cocoon.container import record as records
+from cocoon.container.boot import RunOptions
+from cocoon.container.record import Record
+from cocoon.container.spec import env_entry, merge_env
+from cocoon.container.state import Op, State, check
+from cocoon.errors import ExternalError, InvalidArgument, InvalidState, Timeout
+from cocoon.image.store import ImageStore
+
+MONITOR_EXIT_TIMEOUT = 60.0  # after the VM is gone the monitor only writes the record
+
+
+def get(ref: str) -> Record:
+    """The container ``ref`` names, as it truly is now."""
+    return liveness.reconcile(records.find(ref))
+
+
+def containers(all: bool = False) -> list[Record]:
+    """Containers, newest first; only running ones unless ``all``."""
+    found = [liveness.reconcile(r) for r in records.all_records()]
+    found.sort(key=lambda r: r.created, reverse=True)
+    return [r for r in found if all or r.state == State.RUNNING]
+
+
+def create(image: str, options: RunOptions, store: ImageStore | None = None) -> Record:
+    return boot.create(image, options, stdin=options.interactive, store=store)
+
+
+def start(ref: str, *, wait_attach: bool = False) -> Record:
+    """Boot the container's VM under a new monitor; return once its process runs.
+
+    With ``wait_attach`` the monitor boots the VM but starts the process only
+    when a client attaches, so that client sees all of its output.
+    """
+    rec = get(ref)
+    check(Op.START, rec.state, rec.name)
+    read_end, write_end = os.pipe()
+    argv = [sys.executable, "-m", "cocoon.container.monitor", rec.id, "--ready-fd", str(write_end)]
+    if wait_attach:
+        argv.append("--wait-attach")
+    try:
+        with open(records.folder(rec.id) / "monitor.log", "ab") as monitor_log:
+            subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=monitor_log,
+                pass_fds=(write_end,),
+                # Its own session: the terminal's signals and hangup are not its.
+                start_new_session=True,
+            )
+    except OSError as e:
+        raise ExternalError(f"cannot start the container's monitor: {e.strerror}") from e
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read()
+    try:
+        reply = json.loads(answer)
+    except ValueError:
+        reply = {"error": "the container's monitor exited during start (see monitor.log)"}
+    if reply.get("error"):
+        raise ExternalError(reply["error"])
+    return records.load(rec.id)
+
+
+def run_detached(image: str, options: RunOptions, store: ImageStore | None = None) -> Record:
+    rec = create(image, options, store)
+    return start(rec.id)
+
+
+def parse_signal(text: str | int) -> int:
+    """``TERM``, ``SIGTERM``, ``15`` -> 15."""
+    if isinstance(text, int) or text.isdigit():
+        number = int(text)
+        if not 0 < number < signal.NSIG:
+            raise InvalidArgument(f"invalid signal {text}")
+        return number
+    name = text.upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError as e:
+        raise InvalidArgument(f"invalid signal {text!r}") from e
+
+
+def _wait_owner_gone(rec: Record, timeout: float) -> Record:
+    deadline = time.monotonic() + timeout
+    while liveness.owner_alive(rec.id):
+        if time.monotonic() > deadline:
+            raise Timeout(f"container {rec.name} did not stop within {timeout:g}s")
+        time.sleep(0.05)
+    return liveness.reconcile(records.load(rec.id))
+
+
+def _signal_owner(rec: Record, signum: int) -> None:
+    """A foreground ``cocoon run`` has no control socket; it relays signals itself."""
+    if rec.monitor_pid is None:
+        raise InvalidState(f"container {rec.name} is not running")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(rec.monitor_pid, signum)
+
+
+def stop(ref: str, timeout: float = 10.0, signal_name: str | None = None) -> Record:
+    """Signal the main process, wait ``timeout`` seconds, then power the VM off."""
+    rec = get(ref)
+    check(Op.STOP, rec.state, rec.name)
+    signum = parse_signal(signal_name or rec.config.get("stop_signal") or "SIGTERM")
+    try:
+        control.request(rec.id, "stop", signal=signum, timeout=timeout)
+    except InvalidState:
+        _signal_owner(rec, signum)
+        with contextlib.suppress(Timeout):
+            return _wait_owner_gone(rec, timeout)
+        _signal_owner(rec, signal.SIGKILL)
+    return _wait_owner_gone(rec, MONITOR_EXIT_TIMEOUT)
+
+
+def kill(ref: str, signal_name: str = "SIGKILL") -> Record:
+    rec = get(ref)
+    check(Op.KILL, rec.state, rec.name)
+    signum = parse_signal(signal_name)
+    try:
+        control.request(rec.id, "kill", signal=signum)
+    except InvalidState:
+        _signal_owner(rec, signum)
+    return rec
+
+
+def remove(ref: str, force: bool = False) -> Record:
+    rec = get(ref)
+    check(Op.FORCE_REMOVE if force else Op.REMOVE, rec.state, rec.name)
+    if rec.state == State.RUNNING:
+        rec = stop(rec.id, timeout=0, signal_name="SIGKILL")
+    liveness.kill_orphan_vm(rec)
+    boot.remove_sockets(rec.id)
+    records.remove(rec.id)
+    return rec
+
+
+def prune() -> list[Record]:
+    """Remove every container that is not running."""
+    removed = []
+    for rec in containers(all=True):
+        if rec.state != State.RUNNING:
+            with contextlib.suppress(InvalidState):
+                removed.append(remove(rec.id))
+    return removed
+
+
+def wait(ref: str) -> Record:
+    """Block until the container is no longer running; its final record."""
+    rec = get(ref)
+    if rec.state == State.RUNNING:
+        with contextlib.suppress(InvalidState):
+            control.request(rec.id, "wait")
+        rec = _wait_owner_gone(rec, float("inf"))
+    return rec
+
+
+def inspect(ref: str) -> dict[str, Any]:
+    rec = get(ref)
+    config = rec.config
+    return {
+        "id": rec.id,
+        "name": rec.name,
+        "image": rec.image,
+        "image_id": rec.image_id,
+        "command": rec.command,
+        "created": _iso(rec.created),
+        "state": {
+            "status": rec.state,
+            "running": rec.state == State.RUNNING,
+            "pid": rec.monitor_pid if rec.state == State.RUNNING else None,
+            "vm_pid": rec.vm_pid if rec.state == State.RUNNING else None,
+            "exit_code": rec.exit_code,
+            "error": rec.error,
+            "started_at": _iso(rec.started),
+            "finished_at": _iso(rec.finished),
+        },
+        "config": {
+            "hostname": config.get("hostname"),
+            "process": config.get("process"),
+            "stop_signal": config.get("stop_signal"),
+        },
+        "resources": {
+            "cpus": config.get("cpus"),
+            "memory_mib": config.get("memory_mib"),
+            "accel": config.get("accel"),
+        },
+        "log_path": str(records.folder(rec.id) / "container.log"),
+        "auto_remove": rec.remove,
+    }
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
+
+
+def exec_spec(
+    rec: Record,
+    args: list[str],
+    *,
+    env: list[str] | tuple[str, ...] = (),
+    workdir: str | None = None,
+    user: str | None = None,
+    tty: tuple[int, int] | None = None,
+    interactive: bool = False,
+) -> ProcessSpec:
+    """An extra process: the main process's env, cwd and user unless overridden."""
+    if not args:
+        raise InvalidArgument("exec needs a command")
+    main = boot.process_of(rec)
+    extra = [e for item in env if (e := env_entry(item, os.environ))]
+    if workdir is not None and not workdir.startswith("/"):
+        raise InvalidArgument(f"working directory {workdir!r} must be an absolute path")
+    return ProcessSpec(
+        args=list(args),
+        env=merge_env(main.env, ["TERM=xterm"] if tty else [], extra),
+        cwd=workdir or main.cwd,
+        user=user or main.user,
+        tty=tty,
+        stdin=interactive,
+    )
+
+
+def exec_start(ref: str, spec: ProcessSpec) -> Process:
+    """Start ``spec`` in the running container; relay it with ``Process.relay``."""
+    rec = get(ref)
+    check(Op.EXEC, rec.state, rec.name)
+    process = Process(control.session(rec.id, "exec"))
+    process.start(spec)
+    return process
+
+
+def exec_run(ref: str, args: list[str], **spec: Any) -> tuple[ExitStatus, bytes, bytes]:
+    """Run a command in the running container and collect its output."""
+    rec = get(ref)
+    process = exec_start(rec.id, exec_spec(rec, args, **spec))
+    out, err = bytearray(), bytearray()
+    try:
+        status = process.relay(out.extend, err.extend)
+    finally:
+        process.channel.close()
+    return status, bytes(out), bytes(err)
+
+
+def attach(ref: str) -> Process:
+    """The container's main process, to relay; starts it under ``start(wait_attach=True)``."""
+    rec = get(ref)
+    check(Op.ATTACH, rec.state, rec.name)
+    return Process(control.session(rec.id, "attach"))
+
+
+__all__ = [
+    "attach",
+    "containers",
+    "create",
+    "exec_run",
+    "exec_spec",
+    "exec_start",
+    "get",
+    "inspect",
+    "kill",
+    "parse_signal",
+    "prune",
+    "remove",
+    "run_detached",
+    "start",
+    "stop",
+    "wait",
+]

@@ -1,0 +1,69 @@
+"""CPU and memory of a running container, as its guest kernel sees them.
+
+The VM is the container, so its kernel's counters are the container's: an
+exec reads ``/proc/stat`` and ``/proc/meminfo`` twice, ``interval`` apart.
+CPU percent is Docker's: 100% is one CPU fully busy. This needs ``cat`` in
+the image.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from cocoon.container import manager
+from cocoon.errors import ExternalError
+
+_READ = ["cat", "/proc/stat", "/proc/meminfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    id: str
+    name: str
+    cpu_percent: float
+    cpus: int
+    memory_used: int  # bytes: MemTotal - MemAvailable
+    memory_total: int
+
+
+def _sample(container_id: str) -> tuple[int, int, int, dict[str, int]]:
+    status, out, err = manager.exec_run(container_id, _READ)
+    if status.code != 0:
+        why = status.error or err.decode(errors="replace").strip() or f"exit {status.code}"
+        raise ExternalError(f"cannot read the guest's counters: {why}")
+    busy = total = cpus = 0
+    memory: dict[str, int] = {}
+    for line in out.decode().splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "cpu":
+            ticks = [int(x) for x in fields[1:]]
+            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+            total, busy = sum(ticks[:8]), sum(ticks[:8]) - idle
+        elif fields[0].startswith("cpu") and fields[0][3:].isdigit():
+            cpus += 1
+        elif fields[0].endswith(":") and len(fields) >= 2:
+            memory[fields[0][:-1]] = int(fields[1]) * 1024
+    return busy, total, cpus, memory
+
+
+def sample(ref: str, interval: float = 1.0) -> Stats:
+    rec = manager.get(ref)
+    busy0, total0, _, _ = _sample(rec.id)
+    time.sleep(interval)
+    busy1, total1, cpus, memory = _sample(rec.id)
+    elapsed = total1 - total0
+    percent = 100.0 * cpus * (busy1 - busy0) / elapsed if elapsed > 0 else 0.0
+    return Stats(
+        id=rec.id,
+        name=rec.name,
+        cpu_percent=percent,
+        cpus=cpus,
+        memory_used=memory.get("MemTotal", 0) - memory.get("MemAvailable", 0),
+        memory_total=memory.get("MemTotal", 0),
+    )
+
+
+__all__ = ["Stats", "sample"]
