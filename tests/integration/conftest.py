@@ -7,6 +7,7 @@ check after every test that no VM it started is still running.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -66,6 +67,30 @@ def _vms_of(state: Path) -> list[int]:
     return pids
 
 
+def monitors_of(state: Path) -> list[int]:
+    """Container monitor processes working on this state dir."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            if b"cocoon.container.monitor" not in cmdline:
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"COCOON_STATE_DIR={state}".encode() in environ:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def cocoon() -> Iterator[Cocoon]:
     # Removed at the end: rootfs and writable disks are large.
@@ -78,8 +103,7 @@ def cocoon() -> Iterator[Cocoon]:
     try:
         yield Cocoon(env)
     finally:
-        for pid in _vms_of(state):
-            os.kill(pid, signal.SIGKILL)
+        _kill_all(monitors_of(state) + _vms_of(state))
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
         for key, value in saved.items():
@@ -96,11 +120,10 @@ def no_vm_left_behind(request) -> Iterator[None]:
         return
     state = Path(os.environ["COCOON_STATE_DIR"])
     deadline = time.monotonic() + 5
-    while (left := _vms_of(state)) and time.monotonic() < deadline:
+    while (left := _vms_of(state) + monitors_of(state)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert not left, f"VMs left running after the test: {left}"
+    _kill_all(left)
+    assert not left, f"VMs or monitors left running after the test: {left}"
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ log = logging.getLogger("cocoon.monitor")
 MAIN = 1
 POWEROFF_GRACE = 10.0
 SHUTDOWN_GRACE = 5.0
+DRAIN_GRACE = 2.0
 VM_LOST = "the VM stopped before the container process exited"
 _FROM_CLIENT = (Msg.STDIN, Msg.SIGNAL, Msg.RESIZE)
 
@@ -58,6 +59,7 @@ class Monitor:
         self.exited = threading.Event()
         self.status: ExitStatus | None = None
         self.stopping = False
+        self.requests: list[threading.Thread] = []
         self.wait_attach = wait_attach
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.server.bind(str(boot.sock_dir(rec.id) / control.SOCKET))
@@ -151,7 +153,18 @@ class Monitor:
                 conn, _ = self.server.accept()
             except OSError:
                 return  # closed at exit
-            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+            thread = threading.Thread(target=self._client, args=(conn,), daemon=True)
+            thread.start()
+            with self.lock:
+                self.requests = [t for t in self.requests if t.is_alive()] + [thread]
+
+    def drain(self) -> None:
+        """Let answers to stop and wait go out before the process ends."""
+        with self.lock:
+            pending = list(self.requests)
+        deadline = time.monotonic() + DRAIN_GRACE
+        for thread in pending:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _client(self, conn: socket.socket) -> None:
         try:
@@ -177,8 +190,6 @@ class Monitor:
     def _request(self, op: str | None, req: dict[str, Any]) -> dict[str, Any]:
         if op == "kill":
             self.signal_main(int(req.get("signal", signal.SIGKILL)))
-        if op == "stop":
-            self.stop(int(req["signal"]), float(req["timeout"]))
             return {"ok": True}
         if op == "stop":
             self.stop(int(req["signal"]), float(req["timeout"]))
@@ -318,6 +329,7 @@ def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
     status, error = monitor.relay()
     monitor.finish(status, error)
     monitor.server.close()
+    monitor.drain()
     boot.remove_sockets(container_id)
     if rec.remove:
         records.remove(container_id)
