@@ -2,9 +2,10 @@
 
 State (images, rootfs disks, containers) lives in ``/var/lib/cocoon`` for
 root and ``$XDG_DATA_HOME/cocoon`` otherwise; rebuildable artifacts (kernel,
-agent, probe results) in ``/var/cache/cocoon`` or ``$XDG_CACHE_HOME/cocoon``.
-``COCOON_STATE_DIR`` and ``COCOON_CACHE_DIR`` override both, which is how
-tests keep their own store.
+agent, probe results) in ``/var/cache/cocoon`` or ``$XDG_CACHE_HOME/cocoon``;
+settings and registry credentials in ``/etc/cocoon`` or
+``$XDG_CONFIG_HOME/cocoon``. ``COCOON_STATE_DIR``, ``COCOON_CACHE_DIR`` and
+``COCOON_CONFIG_DIR`` override them, which is how tests keep their own.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ def cache_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/cache/cocoon")
     return Path.home() / ".cache" / "cocoon"
+
+
+def config_dir() -> Path:
+    if value := os.environ.get("COCOON_CONFIG_DIR"):
+        return Path(value)
+    if os.geteuid() == 0:
+        return Path("/etc/cocoon")
+    return _xdg("XDG_CONFIG_HOME", ".config") / "cocoon"
 
 
 def run_dir() -> Path:

@@ -250,6 +250,17 @@ class ImageStore:
         self.gc()
         return Removed(image.references, image.digest)
 
+    def prune(self) -> tuple[list[str], list[str]]:
+        """Drop untagged images, then collect; return (image digests, blob digests) gone."""
+        dropped: list[str] = []
+
+        def untagged(entries: list[Descriptor]) -> list[Descriptor]:
+            dropped.extend(e.digest for e in entries if _name(e) is None)
+            return [e for e in entries if _name(e) is not None]
+
+        self._update_index(untagged)
+        return dropped, self.gc()
+
     def gc(self) -> list[str]:
         """Delete blobs no index entry reaches; return their digests.
 
