@@ -25,7 +25,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from cocoon.cli import container, image, run, system
+    from cocoon.cli import container, image, registry, run, system
 
     top = argparse.ArgumentParser(
         prog="cocoon",
@@ -36,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     run.register(verbs)
     container.register(verbs)
     image.register(verbs)
+    registry.register(verbs)
     system.register(verbs)
     return top
 
