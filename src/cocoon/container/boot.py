@@ -21,6 +21,7 @@ from cocoon.container import record as records
 from cocoon.container.record import Record
 from cocoon.container.spec import parse_size, process_spec
 from cocoon.errors import ExternalError, InvalidArgument
+from cocoon.image.registry import resolve_or_pull
 from cocoon.image.store import ImageStore
 from cocoon.rootfs.disks import image_disk, writable_disk
 from cocoon.vm import accel as accelerators
@@ -74,7 +75,7 @@ def create(
     t0 = time.monotonic()
     timings = {} if timings is None else timings
     store = store or ImageStore()
-    img = store.resolve(image)
+    img = resolve_or_pull(image, store)  # as docker run does
     arts = artifacts()
     accel = accelerators.choose(opts.accel, arts.kernel, arts.initrd)
     rootfs = image_disk(store, img)
