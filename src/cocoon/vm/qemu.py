@@ -95,6 +95,9 @@ def command(config: MachineConfig) -> list[str]:
             "-device", "virtserialport,chardev=agent,name=cocoon.agent",
         ]  # fmt: skip
     argv += ["-device", "virtio-rng-device"]
+    # Free page reporting: the guest hands pages it frees back to QEMU, which
+    # discards them, so memory a container used once returns to the host.
+    argv += ["-device", "virtio-balloon-device,free-page-reporting=on"]
     return argv
 
 
