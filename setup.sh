@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 PACKAGES="qemu-system-x86 e2fsprogs musl-tools busybox-static linux-source-6.1
 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils
-python3 python3-venv skopeo docker-registry iproute2 ca-certificates"
+python3 python3-venv skopeo docker-registry apache2-utils openssl iproute2 ca-certificates"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

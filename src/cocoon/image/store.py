@@ -267,8 +267,8 @@ class ImageStore:
         Does nothing while another process is writing blobs (see ``ingest``):
         the next collection gets them.
         """
-        if not (self.root / "index.json").exists():
-            return []
+        if not (self.root / "blobs" / "sha256").is_dir():
+            return []  # never written to; nothing to collect
         try:
             with _flock(self.root / ".gc.lock", fcntl.LOCK_EX | fcntl.LOCK_NB):
                 return self._collect()

@@ -61,24 +61,33 @@ class Authenticator:
         self.credentials = credentials
         self._fetch = fetch
         self._lock = threading.Lock()
+        self._fetching = threading.Lock()
         self._basic = False
         self._bearer: Challenge | None = None
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expires)
 
     def headers(self, scope: str) -> dict[str, str]:
+        found = self._cached(scope)
+        if found is not None or self._bearer is None:
+            return found or {}
+        # One token request at a time: blobs fetched in parallel share the first.
+        with self._fetching:
+            if (found := self._cached(scope)) is not None:
+                return found
+            challenge = self._bearer
+            token, expires = self._token(challenge, scope)
+            with self._lock:
+                self._tokens[scope] = (token, expires)
+        return {"Authorization": f"Bearer {token}"}
+
+    def _cached(self, scope: str) -> dict[str, str] | None:
         with self._lock:
             if self._basic and self.credentials:
                 return {"Authorization": _basic(self.credentials)}
-            if self._bearer is None:
-                return {}
             cached = self._tokens.get(scope)
             if cached and cached[1] > time.monotonic():
                 return {"Authorization": f"Bearer {cached[0]}"}
-            challenge = self._bearer
-        token, expires = self._token(challenge, scope)
-        with self._lock:
-            self._tokens[scope] = (token, expires)
-        return {"Authorization": f"Bearer {token}"}
+        return None
 
     def challenged(self, header: str | None, scope: str) -> None:
         """Learn from a 401: which scheme to use, and that a cached token is no good."""
