@@ -1,6 +1,6 @@
 VENV := .venv/bin
 
-.PHONY: setup test test-unit test-vm lint guest-test bench example-image clean
+.PHONY: setup test test-unit test-vm lint guest-test bench bench-pull example-image clean
 
 setup:
 	./setup.sh
@@ -24,6 +24,10 @@ guest-test:
 
 bench:
 	$(VENV)/python bench/start.py
+
+# Pull of a multi-layer image from a local docker-registry, against skopeo copy.
+bench-pull:
+	$(VENV)/python bench/pull.py
 
 # localhost/busybox:latest, a one-layer image made from Debian's busybox-static.
 example-image:
