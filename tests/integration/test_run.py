@@ -200,6 +200,8 @@ def test_library_run(cocoon, busybox):
 
 
 def test_dead_vm_is_a_one_line_error(cocoon, busybox):
+    records = cocoon.state / "containers"
+    before = set(records.glob("*/container.json"))
     proc = cocoon.popen("run", "--rm", busybox, "sh", "-c", "echo up; sleep 1000",
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     assert proc.stdout.readline() == b"up\n"
@@ -208,4 +210,4 @@ def test_dead_vm_is_a_one_line_error(cocoon, busybox):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 125
     assert err.decode().count("\n") == 1 and "VM stopped" in err.decode()
-    assert not list((cocoon.state / "containers").glob("*/container.json"))
+    assert set(records.glob("*/container.json")) == before  # --rm cleaned up
