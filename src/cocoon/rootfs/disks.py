@@ -23,7 +23,6 @@ from cocoon.errors import CocoonError, Corrupt
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
 from cocoon.rootfs import ext4
-from cocoon.rootfs.layers import apply_layer
 
 DEFAULT_WRITABLE_SIZE = 8 << 30
 # Part of every cache key: bump it when the way disks are built changes.
@@ -54,6 +53,9 @@ def image_disk(store: ImageStore, image: Image) -> Path:
 
 
 def _build(store: ImageStore, image: Image, disk: Path) -> None:
+    # The extractor (tarfile, gzip) is only needed the first time an image runs.
+    from cocoon.rootfs.layers import apply_layer
+
     diff_ids = image.config.diff_ids
     if len(diff_ids) != len(image.layers):
         raise Corrupt(
