@@ -10,23 +10,21 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "buf.h"
 #include "mounts.h"
+#include "net.h"
 #include "process.h"
 #include "protocol.h"
 #include "util.h"
@@ -361,6 +359,9 @@ static void handle_frame(const struct frame_hdr *h, const uint8_t *payload)
 		if (h->len != 0)
 			fatal("SHUTDOWN payload of %u bytes, expected 0", h->len);
 		finish(0); /* the host asked: it expects nothing more */
+	case MSG_HOSTS:
+		net_write_hosts(payload, h->len);
+		break;
 	default:
 		fatal("unexpected %s frame from the host", msg_type_name(h->type));
 	}
@@ -576,23 +577,6 @@ static void set_clock(const char *value)
 		logmsg("settimeofday: %s", errstr(errno));
 }
 
-static void loopback_up(void)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s < 0) {
-		logmsg("socket: %s", errstr(errno));
-		return;
-	}
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	strcpy(ifr.ifr_name, "lo");
-	/* The kernel gives lo 127.0.0.1/8 by itself when it comes up. */
-	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ||
-	    (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(s, SIOCSIFFLAGS, &ifr) < 0))
-		logmsg("bring up lo: %s", errstr(errno));
-	close(s);
-}
-
 /* A device name from the command line must name something in /dev. */
 static int plain_name(const char *s)
 {
@@ -652,7 +636,7 @@ int main(void)
 	if (cmdline_get(cmdline, "hostname", val, sizeof(val)) == 1 &&
 	    sethostname(val, strlen(val)) < 0)
 		logmsg("sethostname %s: %s", val, errstr(errno));
-	loopback_up();
+	net_setup(cmdline);
 	free(cmdline);
 
 	uint8_t ready[1 + sizeof(AGENT_VERSION) - 1];

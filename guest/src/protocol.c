@@ -1,21 +1,22 @@
 #include "protocol.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int msg_type_known(uint8_t type)
 {
-	return (type >= MSG_READY && type <= MSG_STARTED) || (type >= MSG_RUN && type <= MSG_SHUTDOWN);
+	return (type >= MSG_READY && type <= MSG_STARTED) || (type >= MSG_RUN && type <= MSG_HOSTS);
 }
 
 const char *msg_type_name(uint8_t type)
 {
 	static const char *const guest[] = {"READY", "STDOUT", "STDERR", "EXIT", "ERROR", "STARTED"};
-	static const char *const host[] = {"RUN", "STDIN", "SIGNAL", "RESIZE", "SHUTDOWN"};
+	static const char *const host[] = {"RUN", "STDIN", "SIGNAL", "RESIZE", "SHUTDOWN", "HOSTS"};
 	if (type >= MSG_READY && type <= MSG_STARTED)
 		return guest[type - MSG_READY];
-	if (type >= MSG_RUN && type <= MSG_SHUTDOWN)
+	if (type >= MSG_RUN && type <= MSG_HOSTS)
 		return host[type - MSG_RUN];
 	return "unknown";
 }
@@ -238,4 +239,55 @@ int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen)
 		found = 1; /* keep looking: the last occurrence wins */
 	}
 	return found;
+}
+
+int parse_ipv4_cidr(const char *s, uint32_t *addr, int *prefix)
+{
+	const char *slash = strchr(s, '/');
+	char host[INET_ADDRSTRLEN];
+	if (!slash || (size_t)(slash - s) >= sizeof(host))
+		return -1;
+	memcpy(host, s, (size_t)(slash - s));
+	host[slash - s] = '\0';
+	struct in_addr in;
+	if (inet_pton(AF_INET, host, &in) != 1)
+		return -1;
+	const char *p = slash + 1;
+	int n = 0;
+	if (!*p || strlen(p) > 2)
+		return -1;
+	for (; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		n = n * 10 + (*p - '0');
+	}
+	if (n > 32)
+		return -1;
+	*addr = in.s_addr;
+	*prefix = n;
+	return 0;
+}
+
+int resolv_conf_format(const char *dns, char *out, size_t outlen)
+{
+	size_t used = 0;
+	out[0] = '\0';
+	while (*dns) {
+		const char *end = strchr(dns, ',');
+		size_t len = end ? (size_t)(end - dns) : strlen(dns);
+		char one[INET_ADDRSTRLEN];
+		struct in_addr in;
+		if (len == 0 || len >= sizeof(one))
+			return -1;
+		memcpy(one, dns, len);
+		one[len] = '\0';
+		if (inet_pton(AF_INET, one, &in) != 1)
+			return -1;
+		int n = snprintf(out + used, outlen - used, "nameserver %s\n", one);
+		if (n < 0 || (size_t)n >= outlen - used)
+			return -1;
+		used += (size_t)n;
+		dns += len + (end ? 1 : 0);
+	}
+	return 0;
 }

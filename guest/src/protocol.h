@@ -27,6 +27,7 @@ enum msg_type {
 	MSG_SIGNAL = 0x12,
 	MSG_RESIZE = 0x13,
 	MSG_SHUTDOWN = 0x14,
+	MSG_HOSTS = 0x15,
 };
 
 enum run_tag {
@@ -112,5 +113,18 @@ void run_spec_free(struct run_spec *spec);
  * -1 if the value does not fit.
  */
 int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen);
+
+/*
+ * Parses `A.B.C.D/N` (cocoon.ip): the address in network byte order and the
+ * prefix length. Returns 0, or -1 if malformed.
+ */
+int parse_ipv4_cidr(const char *s, uint32_t *addr, int *prefix);
+
+/*
+ * Formats resolv.conf from a comma-separated list of IPv4 addresses
+ * (cocoon.dns): one `nameserver` line each. Returns 0, or -1 if an entry is
+ * not an address or out is too small.
+ */
+int resolv_conf_format(const char *dns, char *out, size_t outlen);
 
 #endif

@@ -90,16 +90,16 @@ static void test_frames(void)
 	CHECK(strstr(err, "4294967295") != NULL);
 
 	/* Unknown types, reported from the header alone. */
-	static const uint8_t unknown[] = {0x00, 0x07, 0x0f, 0x15, 0x20, 0xff};
+	static const uint8_t unknown[] = {0x00, 0x07, 0x0f, 0x16, 0x20, 0xff};
 	for (size_t i = 0; i < sizeof(unknown); i++) {
 		frame_hdr_encode(h, 3, unknown[i], 1);
 		CHECK(frame_parse(h, FRAME_HDR_LEN, &fh, &pl, &used) == FRAME_UNKNOWN_TYPE);
 	}
-	frame_hdr_encode(h, 3, 0x15, 1);
+	frame_hdr_encode(h, 3, 0x16, 1);
 	frame_error(FRAME_UNKNOWN_TYPE, h, err, sizeof(err));
-	CHECK(strstr(err, "0x15") != NULL);
+	CHECK(strstr(err, "0x16") != NULL);
 	for (int t = 0; t < 256; t++)
-		CHECK(msg_type_known((uint8_t)t) == ((t >= 1 && t <= 6) || (t >= 0x10 && t <= 0x14)));
+		CHECK(msg_type_known((uint8_t)t) == ((t >= 1 && t <= 6) || (t >= 0x10 && t <= 0x15)));
 	CHECK_STR(msg_type_name(MSG_RESIZE), "RESIZE");
 	CHECK_STR(msg_type_name(MSG_STARTED), "STARTED");
 }
@@ -276,6 +276,33 @@ static const char group[] =
 	"bad:x:zz:alice\n"
 	"last:x:2000:alice";
 
+static void test_net_params(void)
+{
+	uint32_t addr;
+	int prefix;
+	CHECK(parse_ipv4_cidr("192.168.64.5/24", &addr, &prefix) == 0);
+	const uint8_t *b = (const uint8_t *)&addr;
+	CHECK(b[0] == 192 && b[1] == 168 && b[2] == 64 && b[3] == 5 && prefix == 24);
+	CHECK(parse_ipv4_cidr("10.0.2.15/0", &addr, &prefix) == 0 && prefix == 0);
+	CHECK(parse_ipv4_cidr("10.0.2.15/32", &addr, &prefix) == 0 && prefix == 32);
+	static const char *const bad[] = {"10.0.2.15", "10.0.2.15/", "10.0.2.15/33", "10.0.2/24",
+					  "10.0.2.15/2x", "/24", "10.0.2.15/024", "300.1.1.1/8", ""};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(parse_ipv4_cidr(bad[i], &addr, &prefix) == -1);
+
+	char out[128];
+	CHECK(resolv_conf_format("192.168.64.1", out, sizeof(out)) == 0);
+	CHECK_STR(out, "nameserver 192.168.64.1\n");
+	CHECK(resolv_conf_format("1.1.1.1,8.8.8.8", out, sizeof(out)) == 0);
+	CHECK_STR(out, "nameserver 1.1.1.1\nnameserver 8.8.8.8\n");
+	CHECK(resolv_conf_format("", out, sizeof(out)) == 0);
+	CHECK_STR(out, "");
+	CHECK(resolv_conf_format("1.1.1.1,", out, sizeof(out)) == 0);
+	CHECK(resolv_conf_format("1.1.1.1,,2.2.2.2", out, sizeof(out)) == -1);
+	CHECK(resolv_conf_format("example.com", out, sizeof(out)) == -1);
+	CHECK(resolv_conf_format("1.1.1.1,8.8.8.8", out, 30) == -1);
+}
+
 static void test_users(void)
 {
 	struct exec_user u;
@@ -428,6 +455,10 @@ static void test_fuzz(void)
 		char line[128];
 		data[n] = 0;
 		cmdline_get((const char *)data, "root", line, sizeof(line));
+		uint32_t a;
+		int pfx;
+		parse_ipv4_cidr((const char *)data, &a, &pfx);
+		resolv_conf_format((const char *)data, line, sizeof(line));
 
 		struct exec_user u;
 		if (user_resolve((const char *)data + n / 2, (const char *)data, (const char *)data, &u,
@@ -442,6 +473,7 @@ int main(void)
 	test_frames();
 	test_run();
 	test_cmdline();
+	test_net_params();
 	test_users();
 	test_buf();
 	test_fuzz();
