@@ -31,6 +31,7 @@ class Msg(enum.IntEnum):
     SIGNAL = 0x12
     RESIZE = 0x13
     SHUTDOWN = 0x14
+    HOSTS = 0x15
 
 
 class Field(enum.IntEnum):
