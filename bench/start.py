@@ -30,8 +30,10 @@ from cocoon.vm import qemu  # noqa: E402
 from cocoon.vm.artifacts import artifacts, initramfs_bytes  # noqa: E402
 
 IMAGE = "localhost/bench-busybox:latest"
-PODMAN_FLAGS = ["--cgroup-manager=cgroupfs", "run", "--runtime", "runc", "--rm",
-                "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]  # fmt: skip
+# What works with Debian's podman on these cgroup-v1 hosts (../shared/ENVIRONMENT.md).
+PODMAN = ["podman", "--cgroup-manager=cgroupfs"]
+PODMAN_RUN = ["run", "--runtime", "runc", "--rm",
+              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]  # fmt: skip
 
 
 def median_of(fn, runs: int) -> tuple[float, list[float]]:
@@ -79,13 +81,7 @@ def idle_memory(env: dict[str, str], state: Path) -> dict[str, int]:
     lines = [proc.stdout.readline().decode() for _ in range(3)]
     meminfo = {line.split(":")[0]: int(line.split()[1]) for line in lines[:2]}
     time.sleep(2)  # let the guest settle into idle
-    qemu_pid = next(
-        int(p.name)
-        for p in Path("/proc").iterdir()
-        if p.name.isdigit()
-        and b"qemu-system" in (p / "cmdline").read_bytes()
-        and str(state).encode() in (p / "cmdline").read_bytes()
-    )
+    (qemu_pid,) = vm_pids(state)
     figures = {
         "qemu_pss_kib": pss_kib(qemu_pid),
         "cocoon_pss_kib": pss_kib(proc.pid),
@@ -97,10 +93,78 @@ def idle_memory(env: dict[str, str], state: Path) -> dict[str, int]:
     return figures
 
 
+def podman_run(layout: Path, runs: int) -> float | None:
+    """Median `podman run --rm IMG true`, the same image loaded from its OCI layout."""
+    if not shutil.which("podman"):
+        return None
+    loaded = subprocess.run([*PODMAN, "pull", "-q", f"oci:{layout}"],
+                            capture_output=True, text=True)  # fmt: skip
+    if loaded.returncode != 0:
+        return None
+    image = loaded.stdout.strip()
+    try:
+        return median_of(lambda: timed([*PODMAN, *PODMAN_RUN, image, "true"]), runs)[0]
+    except subprocess.CalledProcessError:
+        return None
+    finally:
+        subprocess.run([*PODMAN, "rmi", "-f", image], capture_output=True)
+
+
+def density(env: dict[str, str], state: Path, count: int) -> dict[str, object]:
+    """Start ``count`` idle containers one after another; how long each start took,
+    their host memory, and how many would fit in what the host has free."""
+    starts, ids = [], []
+    try:
+        for _ in range(count):
+            t = time.perf_counter()
+            out = subprocess.run(cocoon_cli("run", "-d", IMAGE, "sleep", "3600"), env=env,
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            starts.append(time.perf_counter() - t)
+            ids.append(out.stdout.strip())
+        pss = [pss_kib(pid) for pid in vm_pids(state)]
+        available = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemAvailable:")
+        )
+        per_container = statistics.mean(pss) if pss else 0
+        return {
+            "count": count,
+            "start_first_s": starts[0],
+            "start_last_s": starts[-1],
+            "qemu_pss_mean_kib": int(per_container),
+            "more_that_fit_by_memory": int(available / per_container) if per_container else None,
+        }
+    finally:
+        if ids:
+            subprocess.run(cocoon_cli("rm", "-f", *ids), env=env, capture_output=True)
+
+
+def vm_pids(state: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"qemu-system" in cmdline and str(state).encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="runs per figure (default 7)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--density",
+        type=int,
+        default=8,
+        metavar="N",
+        help="idle containers to start for the density figures (default 8)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cocoon-bench-"))
@@ -132,16 +196,9 @@ def main() -> int:
         phases = [cocoon.run(IMAGE, ["true"]).timings for _ in range(args.runs)]
         results["phases_s"] = {k: statistics.median(p[k] for p in phases) for k in phases[0]}
 
-        if shutil.which("podman"):
-            podman = ["podman", *PODMAN_FLAGS, "docker.io/library/busybox", "true"]
-            try:
-                results["podman_s"], _ = median_of(lambda: timed(podman), args.runs)
-            except subprocess.CalledProcessError:
-                results["podman_s"] = None
-        else:
-            results["podman_s"] = None
-
+        results["podman_s"] = podman_run(work / "layout", args.runs)
         results["memory"] = idle_memory(env, state)
+        results["density"] = density(env, state, args.density)
 
         base = results["baseline_vmm_s"]
         results["ratio_warm_vs_baseline"] = results["cocoon_warm_s"] / base
@@ -167,6 +224,11 @@ def report(r: dict) -> None:
         print(f"    {name:<38}  {value:.3f}s [{a}]")
     podman = f"{r['podman_s']:.3f}s" if r["podman_s"] else "n/a (podman not available)"
     print(f"  podman run --rm true (runc)               {podman}")
+    d = r["density"]
+    print(f"  {d['count']} idle containers started one by one: first {d['start_first_s']:.3f}s,"
+          f" last {d['start_last_s']:.3f}s [{a}]")  # fmt: skip
+    print(f"    QEMU PSS each {d['qemu_pss_mean_kib'] / 1024:.1f} MiB; by free host memory"
+          f" about {d['more_that_fit_by_memory']} more would fit")  # fmt: skip
     m = r["memory"]
     print(f"  idle container, host PSS: qemu {m['qemu_pss_kib'] / 1024:.1f} MiB"
           f" + cocoon {m['cocoon_pss_kib'] / 1024:.1f} MiB [{a}]")  # fmt: skip
