@@ -100,11 +100,13 @@ def podman_run(layout: Path, runs: int) -> float | None:
     loaded = subprocess.run([*PODMAN, "pull", "-q", f"oci:{layout}"],
                             capture_output=True, text=True)  # fmt: skip
     if loaded.returncode != 0:
+        print(f"podman cannot load the image: {loaded.stderr.strip()}", file=sys.stderr)
         return None
     image = loaded.stdout.strip()
     try:
         return median_of(lambda: timed([*PODMAN, *PODMAN_RUN, image, "true"]), runs)[0]
-    except subprocess.CalledProcessError:
+    except subprocess.CalledProcessError as e:
+        print(f"podman run failed with exit code {e.returncode}", file=sys.stderr)
         return None
     finally:
         subprocess.run([*PODMAN, "rmi", "-f", image], capture_output=True)

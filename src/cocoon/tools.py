@@ -12,6 +12,7 @@ _PACKAGES = {
     "qemu-system-x86_64": "qemu-system-x86",
     "mkfs.ext4": "e2fsprogs",
     "musl-gcc": "musl-tools",
+    "nft": "nftables",
 }
 
 
