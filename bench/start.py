@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from oci import busybox_layer, write_layout  # noqa: E402
+from procs import vms_of  # noqa: E402
 
 import cocoon  # noqa: E402
 from cocoon.vm import accel as accelerators  # noqa: E402
@@ -81,7 +82,7 @@ def idle_memory(env: dict[str, str], state: Path) -> dict[str, int]:
     lines = [proc.stdout.readline().decode() for _ in range(3)]
     meminfo = {line.split(":")[0]: int(line.split()[1]) for line in lines[:2]}
     time.sleep(2)  # let the guest settle into idle
-    (qemu_pid,) = vm_pids(state)
+    (qemu_pid,) = vms_of(state)
     figures = {
         "qemu_pss_kib": pss_kib(qemu_pid),
         "cocoon_pss_kib": pss_kib(proc.pid),
@@ -123,7 +124,7 @@ def density(env: dict[str, str], state: Path, count: int) -> dict[str, object]:
                                  capture_output=True, text=True, check=True)  # fmt: skip
             starts.append(time.perf_counter() - t)
             ids.append(out.stdout.strip())
-        pss = [pss_kib(pid) for pid in vm_pids(state)]
+        pss = [pss_kib(pid) for pid in vms_of(state)]
         available = next(
             int(line.split()[1])
             for line in Path("/proc/meminfo").read_text().splitlines()
@@ -140,20 +141,6 @@ def density(env: dict[str, str], state: Path, count: int) -> dict[str, object]:
     finally:
         if ids:
             subprocess.run(cocoon_cli("rm", "-f", *ids), env=env, capture_output=True)
-
-
-def vm_pids(state: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"qemu-system" in cmdline and str(state).encode() in cmdline:
-            pids.append(int(proc.name))
-    return pids
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from oci import Layer, busybox_layer, write_layout
+from procs import monitors_of, vms_of
 
 BUSYBOX = "localhost/busybox:latest"
 
@@ -43,46 +44,13 @@ class Cocoon:
         return subprocess.Popen(self.argv(*args), env=self.env, **kw)
 
     def vms(self) -> list[int]:
-        return _vms_of(self.state)
+        return vms_of(self.state)
 
     def load_layout(self, tmp: Path, layers: list[Layer], ref: str, **config) -> None:
         layout = tmp / ref.replace("/", "_").replace(":", "_")
         write_layout(layout, layers, ref=ref, config=config or None)
         result = self("image", "load", str(layout))
         assert result.returncode == 0, result.stderr.decode()
-
-
-def _vms_of(state: Path) -> list[int]:
-    """QEMU processes whose command line points into this state dir."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"qemu-system" in cmdline and str(state).encode() in cmdline:
-            pids.append(int(proc.name))
-    return pids
-
-
-def monitors_of(state: Path) -> list[int]:
-    """Container monitor processes working on this state dir."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-            if b"cocoon.container.monitor" not in cmdline:
-                continue
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"COCOON_STATE_DIR={state}".encode() in environ:
-            pids.append(int(proc.name))
-    return pids
 
 
 def _kill_all(pids: list[int]) -> None:
@@ -103,7 +71,7 @@ def cocoon() -> Iterator[Cocoon]:
     try:
         yield Cocoon(env)
     finally:
-        _kill_all(monitors_of(state) + _vms_of(state))
+        _kill_all(monitors_of(state) + vms_of(state))
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
         for key, value in saved.items():
@@ -120,7 +88,7 @@ def no_vm_left_behind(request) -> Iterator[None]:
         return
     state = Path(os.environ["COCOON_STATE_DIR"])
     deadline = time.monotonic() + 5
-    while (left := _vms_of(state) + monitors_of(state)) and time.monotonic() < deadline:
+    while (left := vms_of(state) + monitors_of(state)) and time.monotonic() < deadline:
         time.sleep(0.1)
     _kill_all(left)
     assert not left, f"VMs or monitors left running after the test: {left}"

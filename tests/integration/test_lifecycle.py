@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import monitors_of
+from procs import monitors_of
 
 pytestmark = pytest.mark.vm
 

@@ -22,12 +22,6 @@ from cocoon.image.store import ImageStore
 AMD64 = Platform("linux", "amd64")
 
 
-@pytest.fixture(autouse=True)
-def _own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COCOON_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("COCOON_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> ImageStore:
     return ImageStore(tmp_path / "store", platform=AMD64)

@@ -20,12 +20,6 @@ from cocoon.rootfs import disks
 from cocoon.rootfs.disks import image_disk, remove_unused, writable_disk
 
 
-@pytest.fixture(autouse=True)
-def _own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COCOON_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("COCOON_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> ImageStore:
     return ImageStore(tmp_path / "state" / "images", Platform("linux", "amd64"))

@@ -16,12 +16,6 @@ from cocoon.image.model import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Descriptor, 
 from cocoon.image.store import ImageStore
 
 
-@pytest.fixture(autouse=True)
-def _own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COCOON_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("COCOON_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> ImageStore:
     return ImageStore(tmp_path / "store")
