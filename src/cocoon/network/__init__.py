@@ -1,0 +1,6 @@
+"""Container networking: bridges and TAPs, IP allocation, NAT, published ports, names.
+
+``ipam`` keeps networks and leases in the state dir; ``netdev`` creates the
+kernel's devices; ``nat`` owns one nftables table; ``ports`` forwards
+published ports; ``attach`` ties them to a container's life.
+"""
