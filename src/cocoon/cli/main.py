@@ -25,7 +25,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from cocoon.cli import container, image, registry, run, system
+    from cocoon.cli import container, image, network, registry, run, system
 
     top = argparse.ArgumentParser(
         prog="cocoon",
@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     container.register(verbs)
     image.register(verbs)
     registry.register(verbs)
+    network.register(verbs)
     system.register(verbs)
     return top
 

@@ -69,6 +69,32 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="accelerator: KVM where it works, else TCG (default auto)",
     )
+    p.add_argument(
+        "--network",
+        "--net",
+        metavar="NAME",
+        help="network to join: a cocoon network, 'user' (QEMU user-mode, unprivileged) or "
+        "'none' (default: cocoon0 as root, else user)",
+    )
+    p.add_argument("--ip", metavar="ADDR", help="the container's address on its network")
+    p.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[HOSTIP:]HOSTPORT:CPORT[/PROTO]",
+        help="forward a host port (tcp or udp) to the container",
+    )
+    p.add_argument(
+        "--dns", action="append", default=[], metavar="ADDR", help="name server for the container"
+    )
+    p.add_argument(
+        "--add-host",
+        action="append",
+        default=[],
+        metavar="NAME:IP",
+        help="add a line to the container's /etc/hosts",
+    )
     p.add_argument("image", help="image reference or id")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -91,6 +117,11 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
         memory=args.memory,
         remove=args.rm,
         accel=args.accel,
+        network=args.network,
+        ip=args.ip,
+        dns=args.dns,
+        add_hosts=args.add_host,
+        publish=args.publish,
     )
 
 

@@ -17,6 +17,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
     i.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     add_format_flag(i)
     i.set_defaults(handler=info)
+    t = sub.add_parser(
+        "teardown", help="Delete the bridges and NAT rules cocoon made (as network teardown)"
+    )
+    t.set_defaults(handler=_teardown)
+
+
+def _teardown(args: argparse.Namespace) -> int:
+    from cocoon.cli.network import teardown
+
+    return teardown(args)
 
 
 def kernel(args: argparse.Namespace) -> int:

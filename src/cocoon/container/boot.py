@@ -23,6 +23,7 @@ from cocoon.container.spec import parse_size, process_spec
 from cocoon.errors import ExternalError, InvalidArgument
 from cocoon.image.registry import resolve_or_pull
 from cocoon.image.store import ImageStore
+from cocoon.network import attach as network
 from cocoon.rootfs.disks import image_disk, writable_disk
 from cocoon.vm import accel as accelerators
 from cocoon.vm.artifacts import artifacts
@@ -50,6 +51,11 @@ class RunOptions:
     disk_size: str = DEFAULT_DISK
     remove: bool = False
     accel: str = "auto"
+    network: str | None = None  # a network's name, "user" or "none"; None = the default
+    ip: str | None = None
+    dns: Sequence[str] = ()
+    add_hosts: Sequence[str] = ()  # NAME:IP
+    publish: Sequence[str] = ()  # [HOSTIP:]HOSTPORT:CPORT[/tcp|udp]
 
 
 def _memory_mib(text: str) -> int:
@@ -119,11 +125,20 @@ def create(
             "rootfs": str(rootfs),
             "stop_signal": cfg.stop_signal,
             "process": asdict(spec),
+            "network": network.configure(
+                rec.id,
+                rec.name,
+                network=opts.network,
+                ip=opts.ip,
+                dns=opts.dns,
+                add_hosts=opts.add_hosts,
+                publish=opts.publish,
+            ),
         }
         writable_disk(records.folder(rec.id) / "rw.ext4", disk_bytes)
         records.save(rec)
     except BaseException:
-        records.remove(rec.id)
+        discard(rec.id)
         raise
     timings["container_setup"] = time.monotonic() - t0 - timings["prepare"]
     return rec
@@ -146,12 +161,14 @@ class BootedVM:
     machine: Machine
     listener: Listener
     channel: Channel
+    network: network.Plug
 
     def close(self) -> None:
-        """Kill the VM if it is still up and drop the agent socket."""
+        """Kill the VM if it is still up, drop the agent socket, stop forwarding ports."""
         self.machine.kill()
         self.channel.close()
         self.listener.close()
+        self.network.close()
 
 
 def boot(rec: Record, timings: dict[str, float] | None = None) -> BootedVM:
@@ -163,6 +180,11 @@ def boot(rec: Record, timings: dict[str, float] | None = None) -> BootedVM:
     sockets = sock_dir(rec.id)
     sockets.mkdir(parents=True, exist_ok=True)
     listener = Listener(sockets / "agent.sock")
+    try:
+        net = network.plug(rec)
+    except BaseException:
+        listener.close()
+        raise
     machine = Machine(
         MachineConfig(
             kernel=arts.kernel,
@@ -178,28 +200,41 @@ def boot(rec: Record, timings: dict[str, float] | None = None) -> BootedVM:
                 "rw": "vdb",
                 "hostname": config["hostname"],
                 "time": f"{time.time():.3f}",
+                **net.params,
             },
+            netdev=net.netdev,
+            mac=net.mac,
+            pass_fds=tuple(net.fds),
         )
     )
     t1 = time.monotonic()
     try:
         machine.start()
+        net.started()
         try:
             channel = listener.accept(machine.stderr_pipe, BOOT_TIMEOUT)
             timings["vmm_start"] = time.monotonic() - t1
             channel.wait_ready(BOOT_TIMEOUT)
         except ExternalError as e:
             raise ExternalError(f"{e}: {_vm_diagnosis(machine, folder)}") from e
+        network.ready(rec, net, channel)
     except BaseException:
         machine.kill()
         listener.close()
+        net.close()
         raise
     timings["kernel_to_agent"] = time.monotonic() - t1 - timings["vmm_start"]
-    return BootedVM(machine, listener, channel)
+    return BootedVM(machine, listener, channel, net)
 
 
 def remove_sockets(container_id: str) -> None:
     shutil.rmtree(sock_dir(container_id), ignore_errors=True)
+
+
+def discard(container_id: str) -> None:
+    """Remove the container for good: its record, disk and network address."""
+    network.release(container_id)
+    records.remove(container_id)
 
 
 def _vm_diagnosis(machine: Machine, folder: Path) -> str:
@@ -215,4 +250,4 @@ def _vm_diagnosis(machine: Machine, folder: Path) -> str:
     return "no output from the VM"
 
 
-__all__ = ["BootedVM", "RunOptions", "boot", "create", "process_of"]
+__all__ = ["BootedVM", "RunOptions", "boot", "create", "discard", "process_of"]

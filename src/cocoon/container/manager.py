@@ -155,7 +155,7 @@ def remove(ref: str, force: bool = False) -> Record:
         rec = stop(rec.id, timeout=0, signal_name="SIGKILL")
     liveness.kill_orphan_vm(rec)
     boot.remove_sockets(rec.id)
-    records.remove(rec.id)
+    boot.discard(rec.id)
     return rec
 
 
@@ -209,8 +209,27 @@ def inspect(ref: str) -> dict[str, Any]:
             "memory_mib": config.get("memory_mib"),
             "accel": config.get("accel"),
         },
+        "network": _network_view(config.get("network")),
         "log_path": str(records.folder(rec.id) / "container.log"),
         "auto_remove": rec.remove,
+    }
+
+
+def _network_view(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """Docker-like names; ``mode`` says how the VM is connected (bridge, user, none)."""
+    settings = settings or {"mode": "none"}
+    return {
+        "mode": settings["mode"],
+        "network": settings.get("network", settings["mode"]),
+        "ip_address": settings.get("ip"),
+        "prefix_len": settings.get("prefix"),
+        "gateway": settings.get("gateway"),
+        "mac_address": settings.get("mac"),
+        "dns": settings.get("dns", []),
+        "ports": [
+            f"{p['host_ip']}:{p['host_port']}->{p['container_port']}/{p['protocol']}"
+            for p in settings.get("ports", [])
+        ],
     }
 
 

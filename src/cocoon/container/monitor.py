@@ -191,6 +191,10 @@ class Monitor:
         if op == "kill":
             self.signal_main(int(req.get("signal", signal.SIGKILL)))
             return {"ok": True}
+        if op == "hosts":
+            # A container joined the network: the agent rewrites /etc/hosts.
+            self.vm.channel.send(Msg.HOSTS, 0, str(req["content"]).encode())
+            return {"ok": True}
         if op == "stop":
             self.stop(int(req["signal"]), float(req["timeout"]))
         elif op != "wait":
@@ -332,7 +336,7 @@ def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
     monitor.drain()
     boot.remove_sockets(container_id)
     if rec.remove:
-        records.remove(container_id)
+        boot.discard(container_id)
     owner.close()
     return 0
 

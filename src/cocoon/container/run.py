@@ -96,7 +96,7 @@ def run(
             vm.close()
         boot.remove_sockets(rec.id)
         if opts.remove:
-            records.remove(rec.id)
+            boot.discard(rec.id)
         else:
             rec.state, rec.finished = State.EXITED.value, time.time()
             if status is not None:

@@ -46,6 +46,9 @@ class MachineConfig:
     agent_socket: Path | None = None
     console_log: Path | None = None
     params: dict[str, str] = field(default_factory=dict)  # cocoon.KEY=VALUE
+    netdev: str | None = None  # a -netdev with id=n0 (tap,fd=N or user,...); None = no NIC
+    mac: str | None = None
+    pass_fds: tuple[int, ...] = ()  # inherited by QEMU, e.g. the TAP named in netdev
 
     def cmdline(self) -> str:
         args = [BASE_CMDLINE]
@@ -94,6 +97,9 @@ def command(config: MachineConfig) -> list[str]:
             "-chardev", f"socket,id=agent,path={config.agent_socket}",
             "-device", "virtserialport,chardev=agent,name=cocoon.agent",
         ]  # fmt: skip
+    if config.netdev is not None:
+        mac = f",mac={config.mac}" if config.mac else ""
+        argv += ["-netdev", config.netdev, "-device", f"virtio-net-device,netdev=n0{mac}"]
     argv += ["-device", "virtio-rng-device"]
     # Free page reporting: the guest hands pages it frees back to QEMU, which
     # discards them, so memory a container used once returns to the host.
@@ -116,6 +122,7 @@ class Machine:
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=subprocess.PIPE,
+                pass_fds=self.config.pass_fds,
                 # Its own process group: a Ctrl-C at the terminal is for the
                 # container (relayed by the agent), not for the VMM.
                 start_new_session=True,

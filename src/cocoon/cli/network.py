@@ -1,0 +1,101 @@
+"""cocoon network: create, ls, inspect, rm; and teardown of what cocoon made."""
+
+from __future__ import annotations
+
+import argparse
+
+from cocoon.cli import output
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("network", help="Manage container networks")
+    sub = p.add_subparsers(dest="network_verb", metavar="COMMAND", required=True)
+    c = sub.add_parser("create", help="Create a network (a bridge, made on first use)")
+    c.add_argument("--subnet", metavar="CIDR", help="e.g. 192.168.70.0/24 (default: a free /24)")
+    c.add_argument("name")
+    c.set_defaults(handler=_create)
+    for name in ("ls", "list"):
+        ls = sub.add_parser(name, help="List networks")
+        output.add_format_flag(ls)
+        ls.set_defaults(handler=_ls)
+    i = sub.add_parser("inspect", help="Show networks as JSON, with their leases")
+    i.add_argument("names", nargs="+", metavar="NAME")
+    i.set_defaults(handler=_inspect)
+    r = sub.add_parser("rm", help="Remove networks no container uses")
+    r.add_argument("names", nargs="+", metavar="NAME")
+    r.set_defaults(handler=_rm)
+    t = sub.add_parser(
+        "teardown", help="Delete the bridges and NAT rules cocoon made here (none may be in use)"
+    )
+    t.set_defaults(handler=teardown)
+
+
+def _view(net) -> dict:
+    from cocoon.network import netdev
+
+    return {
+        "name": net.name,
+        "subnet": net.subnet,
+        "gateway": net.gateway,
+        "bridge": net.bridge,
+        "bridge_up": netdev.exists(net.bridge),
+        "containers": {lease["name"]: ip for ip, lease in sorted(net.leases.items())},
+    }
+
+
+def _create(args: argparse.Namespace) -> int:
+    from cocoon.network import ipam
+
+    print(ipam.create(args.name, args.subnet).name)
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from cocoon.network import ipam
+
+    rows = [_view(n) for n in ipam.all_networks()]
+    if args.format == "table":
+        for r in rows:
+            r["containers"] = len(r["containers"])
+    columns = [("name", "NAME"), ("subnet", "SUBNET"), ("gateway", "GATEWAY"),
+               ("bridge", "BRIDGE"), ("containers", "CONTAINERS")]  # fmt: skip
+    output.emit(args.format, rows, columns)
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from cocoon.network import ipam
+
+    print(json.dumps([_view(ipam.get(n)) for n in args.names], indent=2))
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from cocoon.network import ipam, nat, netdev
+
+    for name in args.names:
+        net = ipam.remove(name)
+        netdev.delete_bridge(net.bridge)
+        left = [n for n in ipam.all_networks() if netdev.exists(n.bridge)]
+        nat.apply([(n.bridge, n.subnet) for n in left])
+        print(name)
+    return 0
+
+
+def teardown(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+    from cocoon.errors import InvalidState
+    from cocoon.network import attach
+
+    bridged = [
+        r.name
+        for r in manager.containers()
+        if (r.config.get("network") or {}).get("mode") == "bridge"
+    ]
+    if bridged:
+        raise InvalidState(f"containers still use bridge networks: {', '.join(bridged)}")
+    for bridge in attach.teardown():
+        print(bridge)
+    return 0
