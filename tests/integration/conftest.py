@@ -65,8 +65,11 @@ def cocoon() -> Iterator[Cocoon]:
     state = Path(tempfile.mkdtemp(prefix="cocoon-test-state-"))
     # Unix socket paths are short; pytest's tmp dirs can be long.
     run_dir = Path(tempfile.mkdtemp(prefix="cct-", dir="/tmp"))
-    saved = {k: os.environ.get(k) for k in ("COCOON_STATE_DIR", "COCOON_RUN_DIR")}
+    saved = {k: os.environ.get(k) for k in ("COCOON_STATE_DIR", "COCOON_RUN_DIR", "COCOON_NETWORK")}
     os.environ.update(COCOON_STATE_DIR=str(state), COCOON_RUN_DIR=str(run_dir))
+    # As root the default network is a bridge with NAT: only in a netns the
+    # test made (the netns fixture), never on the host itself.
+    os.environ["COCOON_NETWORK"] = "none"
     env = dict(os.environ)
     try:
         yield Cocoon(env)
@@ -98,3 +101,17 @@ def no_vm_left_behind(request) -> Iterator[None]:
 def busybox(cocoon, tmp_path_factory) -> str:
     cocoon.load_layout(tmp_path_factory.mktemp("img"), [busybox_layer()], BUSYBOX)
     return BUSYBOX
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A network namespace of the test's own (lo up); deleted, with all it holds, after."""
+    name = f"cct-{os.getpid()}-{time.monotonic_ns() % 100000}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+        _kill_all([int(p) for p in pids.stdout.split()])
+        subprocess.run(["ip", "netns", "del", name], check=False)

@@ -1,0 +1,96 @@
+"""IPAM (leases, concurrency, subnets) and published-port specs: no devices, no VMs."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from cocoon.errors import AlreadyExists, InvalidArgument, InvalidState, NotFound
+from cocoon.network import ipam, ports
+
+
+def _allocate(i: int) -> str:
+    return ipam.allocate("cocoon0", f"id{i}", f"c{i}")[1]
+
+
+def test_twenty_concurrent_allocations_are_distinct():
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        ips = pool.map(_allocate, range(20))
+    assert len(set(ips)) == 20
+    assert "192.168.64.1" not in ips  # the gateway
+    assert set(ipam.peers("cocoon0")) == set(ips)
+
+
+def test_lease_kept_until_released_then_reused():
+    _, first = ipam.allocate("cocoon0", "a", "a")
+    assert first == "192.168.64.2"
+    assert ipam.allocate("cocoon0", "b", "b")[1] == "192.168.64.3"
+    ipam.release("a")
+    assert ipam.allocate("cocoon0", "c", "c")[1] == "192.168.64.2"
+
+
+def test_leases_of_vanished_containers_are_reclaimed():
+    ipam.allocate("cocoon0", "gone", "gone")
+    _, ip = ipam.allocate("cocoon0", "new", "new", exists=lambda cid: cid != "gone")
+    assert ip == "192.168.64.2"
+
+
+def test_requested_address_checked():
+    assert ipam.allocate("cocoon0", "a", "a", "192.168.64.9")[1] == "192.168.64.9"
+    with pytest.raises(AlreadyExists):
+        ipam.allocate("cocoon0", "b", "b", "192.168.64.9")
+    for bad in ("192.168.64.1", "192.168.64.255", "10.0.0.5", "nonsense"):
+        with pytest.raises(InvalidArgument):
+            ipam.allocate("cocoon0", "b", "b", bad)
+
+
+def test_small_network_runs_out():
+    ipam.create("tiny", "10.9.0.0/29")  # .1 gateway, .2-.6 usable
+    for i in range(5):
+        ipam.allocate("tiny", f"t{i}", f"t{i}")
+    with pytest.raises(InvalidState):
+        ipam.allocate("tiny", "t9", "t9")
+
+
+def test_network_create_and_remove():
+    net = ipam.create("backend")
+    assert net.subnet == "192.168.65.0/24" and net.gateway == "192.168.65.1"
+    assert net.bridge != "cocoon0"
+    with pytest.raises(AlreadyExists):
+        ipam.create("backend")
+    with pytest.raises(AlreadyExists):
+        ipam.create("other", "192.168.64.128/25")  # overlaps cocoon0
+    for bad in ("none", "user", "Bad Name"):
+        with pytest.raises(InvalidArgument):
+            ipam.create(bad)
+    ipam.allocate("backend", "x", "x")
+    with pytest.raises(InvalidState):
+        ipam.remove("backend")
+    ipam.release("x")
+    ipam.remove("backend")
+    with pytest.raises(NotFound):
+        ipam.get("backend")
+    with pytest.raises(InvalidArgument):
+        ipam.remove("cocoon0")
+
+
+@pytest.mark.parametrize(
+    ("spec", "want"),
+    [
+        ("8080:80", ports.PortSpec(8080, 80, "tcp", "0.0.0.0")),
+        ("127.0.0.1:8080:80", ports.PortSpec(8080, 80, "tcp", "127.0.0.1")),
+        ("53:53/udp", ports.PortSpec(53, 53, "udp", "0.0.0.0")),
+        ("10.1.2.3:1:65535/tcp", ports.PortSpec(1, 65535, "tcp", "10.1.2.3")),
+    ],
+)
+def test_port_spec(spec, want):
+    assert ports.parse(spec) == want
+
+
+@pytest.mark.parametrize(
+    "spec", ["80", "0:80", "8080:65536", "a:80", "8080:80/sctp", "host:8080:80", "1:2:3:4", ""]
+)
+def test_bad_port_spec(spec):
+    with pytest.raises(InvalidArgument):
+        ports.parse(spec)
