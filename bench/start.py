@@ -148,6 +148,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7, help="runs per figure (default 7)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument(
+        "--network", default="none", help="network mode of the measured containers (default none)"
+    )
+    parser.add_argument(
         "--density",
         type=int,
         default=8,
@@ -160,11 +163,18 @@ def main() -> int:
     state = work / "state"
     # The benchmark keeps its own store; the library calls below see it too.
     os.environ.update(COCOON_STATE_DIR=str(state), COCOON_RUN_DIR=str(work / "run"))
+    # The start path without a network: a bridge and NAT rules on the host
+    # are not the benchmark's to create (--network chooses one to measure).
+    os.environ["COCOON_NETWORK"] = args.network
     env = dict(os.environ)
     try:
         arts = artifacts()
         accel = accelerators.choose("auto", arts.kernel, arts.initrd)
-        results: dict[str, object] = {"accelerator": accel, "runs": args.runs}
+        results: dict[str, object] = {
+            "accelerator": accel,
+            "network": args.network,
+            "runs": args.runs,
+        }
 
         baseline_cmd = qemu.command(
             qemu.MachineConfig(kernel=arts.kernel, initrd=trivial_initrd(work), accel=accel)
@@ -203,7 +213,8 @@ def main() -> int:
 
 def report(r: dict) -> None:
     a = r["accelerator"]
-    print(f"cocoon start benchmark — accelerator {a}, medians of {r['runs']} runs")
+    print(f"cocoon start benchmark — accelerator {a}, network {r['network']},"
+          f" medians of {r['runs']} runs")  # fmt: skip
     print(f"  baseline_vmm (QEMU + kernel + trivial init) {r['baseline_vmm_s']:.3f}s [{a}]")
     print(f"  cocoon run --rm true, cold                {r['cocoon_cold_s']:.3f}s [{a}]")
     print(f"  cocoon run --rm true, warm                {r['cocoon_warm_s']:.3f}s [{a}]")
