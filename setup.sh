@@ -27,6 +27,9 @@ echo "==> Python environment (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[dev]'
+# Byte-compile now: an editable install leaves that to the first import, and
+# with PYTHONDONTWRITEBYTECODE set every `cocoon` start would compile anew.
+.venv/bin/python -m compileall -q src >/dev/null
 
 cache=$(.venv/bin/python -c 'from cocoon import paths; print(paths.cache_dir())')
 mkdir -p "$cache"

@@ -199,6 +199,10 @@ def main() -> int:
         results["memory"] = idle_memory(env, state)
         results["density"] = density(env, state, args.density)
 
+        vm_alive = ("vmm_start", "kernel_to_agent", "process", "teardown")
+        results["python_overhead_s"] = results["cocoon_warm_s"] - sum(
+            results["phases_s"][k] for k in vm_alive
+        )
         base = results["baseline_vmm_s"]
         results["ratio_warm_vs_baseline"] = results["cocoon_warm_s"] / base
         if results["podman_s"]:
@@ -219,6 +223,8 @@ def report(r: dict) -> None:
     print(f"  cocoon run --rm true, cold                {r['cocoon_cold_s']:.3f}s [{a}]")
     print(f"  cocoon run --rm true, warm                {r['cocoon_warm_s']:.3f}s [{a}]")
     print(f"  python start (imports)                    {r['python_start_s']:.3f}s")
+    print(f"  python-side overhead (warm CLI run minus the VM's phases) "
+          f"{r['python_overhead_s']:.3f}s")  # fmt: skip
     print("  phases of a warm run (library):")
     for name, value in r["phases_s"].items():
         print(f"    {name:<38}  {value:.3f}s [{a}]")
