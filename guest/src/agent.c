@@ -616,21 +616,27 @@ int main(void)
 	inbuf = malloc(FRAME_HDR_LEN + FRAME_MAX_PAYLOAD);
 	if (!inbuf)
 		fatal("out of memory");
-	/* Opened before the mounts so a mount failure can be reported. */
+
+	/* The root is mounted while the virtio-serial port is still being
+	 * announced (that takes tens of milliseconds under emulation); a
+	 * failure is kept and reported once the port is open. */
+	char err[512] = "";
+	if (cmdline_get(cmdline, "root", root, sizeof(root)) != 1 || !plain_name(root)) {
+		snprintf(err, sizeof(err), "no valid cocoon.root on the kernel command line");
+	} else {
+		int has_rw = cmdline_get(cmdline, "rw", rw, sizeof(rw)) == 1;
+		if (has_rw && !plain_name(rw))
+			snprintf(err, sizeof(err), "invalid cocoon.rw=%s", rw);
+		else
+			old_root = setup_root(root, has_rw ? rw : NULL, err, sizeof(err));
+	}
+
 	port = open_port();
 	if (port < 0)
 		fatal("no usable virtio-serial port named %s: %s", PORT_NAME, errstr(errno));
 	wait_host_connected();
-
-	if (cmdline_get(cmdline, "root", root, sizeof(root)) != 1 || !plain_name(root))
-		fatal("no valid cocoon.root on the kernel command line");
-	int has_rw = cmdline_get(cmdline, "rw", rw, sizeof(rw)) == 1;
-	if (has_rw && !plain_name(rw))
-		fatal("invalid cocoon.rw=%s", rw);
-	char err[512];
-	old_root = setup_root(root, has_rw ? rw : NULL, err, sizeof(err));
 	if (old_root < 0)
-		fatal("%s", err);
+		fatal("%s", err[0] ? err : "setting up the root failed");
 	root_ready = 1;
 
 	if (cmdline_get(cmdline, "hostname", val, sizeof(val)) == 1 &&

@@ -10,6 +10,7 @@ import pytest
 from oci import Layer, busybox_layer, write_layout
 
 from cocoon.image.store import ImageStore
+from cocoon.rootfs.disks import disk_key
 
 pytestmark = pytest.mark.vm
 
@@ -95,3 +96,16 @@ def test_corrupt_layer_blob_is_caught(cocoon, tmp_path):
     assert result.returncode == 125
     assert f"layer {image.layers[0].digest}" in result.stderr.decode()
     assert result.stderr.decode().count("\n") == 1
+
+
+def test_unusable_rootfs_disk_is_one_line(cocoon, tmp_path):
+    cocoon.load_layout(tmp_path, [busybox_layer().file("own", b"1")], "localhost/broken-disk:1")
+    assert cocoon("run", "--rm", "localhost/broken-disk:1", "true").returncode == 0
+    image = ImageStore(cocoon.state / "images").resolve("localhost/broken-disk:1")
+    disk = cocoon.state / "rootfs" / f"{disk_key(image)}.ext4"
+    with disk.open("r+b") as f:  # wipe the superblock behind cocoon's back
+        f.write(bytes(4096))
+    result = cocoon("run", "--rm", "localhost/broken-disk:1", "true")
+    assert result.returncode == 125
+    assert result.stderr.decode().count("\n") == 1
+    assert "guest agent: mount /dev/vda" in result.stderr.decode()

@@ -18,6 +18,10 @@ from cocoon.agent.protocol import Decoder, Frame, Msg, encode
 from cocoon.errors import Corrupt, ExternalError, Timeout
 
 
+class AgentFailed(ExternalError):
+    """The guest agent said itself why the VM could not be set up."""
+
+
 class Listener:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -85,7 +89,7 @@ class Channel:
         if frame is None:
             raise ExternalError("the VM stopped before the guest agent started")
         if frame.type is Msg.ERROR:
-            raise ExternalError(f"guest agent: {frame.payload.decode(errors='replace')}")
+            raise AgentFailed(f"guest agent: {frame.payload.decode(errors='replace')}")
         if frame.type is not Msg.READY or not frame.payload:
             raise Corrupt(f"guest protocol: expected READY, got {frame.type.name}")
         if frame.payload[0] != 1:

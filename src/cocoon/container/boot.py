@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cocoon import paths
-from cocoon.agent.channel import Channel, Listener
+from cocoon.agent.channel import AgentFailed, Channel, Listener
 from cocoon.agent.protocol import ProcessSpec
 from cocoon.container import record as records
 from cocoon.container.record import Record
@@ -215,6 +215,8 @@ def boot(rec: Record, timings: dict[str, float] | None = None) -> BootedVM:
             channel = listener.accept(machine.stderr_pipe, BOOT_TIMEOUT)
             timings["vmm_start"] = time.monotonic() - t1
             channel.wait_ready(BOOT_TIMEOUT)
+        except AgentFailed:
+            raise  # the agent's own words say it all
         except ExternalError as e:
             raise ExternalError(f"{e}: {_vm_diagnosis(machine, folder)}") from e
         network.ready(rec, net, channel)
