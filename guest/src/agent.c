@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -642,6 +643,15 @@ int main(void)
 	if (cmdline_get(cmdline, "hostname", val, sizeof(val)) == 1 &&
 	    sethostname(val, strlen(val)) < 0)
 		logmsg("sethostname %s: %s", val, errstr(errno));
+	/* Docker keeps the hostname in /etc/hostname too; programs read it. */
+	char hostname[HOST_NAME_MAX + 2];
+	if (gethostname(hostname, HOST_NAME_MAX + 1) == 0) {
+		hostname[HOST_NAME_MAX + 1] = '\0';
+		size_t n = strlen(hostname);
+		hostname[n] = '\n';
+		if (mkdir_p("/etc", 0755) < 0 || write_file_atomic("/etc/hostname", hostname, n + 1) < 0)
+			logmsg("write /etc/hostname: %s", errstr(errno));
+	}
 	net_setup(cmdline);
 	free(cmdline);
 

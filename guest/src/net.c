@@ -38,26 +38,6 @@ static void set_sin(struct sockaddr *sa, uint32_t addr)
 	sin->sin_addr.s_addr = addr;
 }
 
-static int write_file_atomic(const char *path, const void *data, size_t len)
-{
-	char tmp[128];
-	snprintf(tmp, sizeof(tmp), "%s.cocoon-tmp", path);
-	if (mkdir_p("/etc", 0755) < 0)
-		return -1;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -1;
-	int rc = write_all(fd, data, len);
-	close(fd);
-	/* rename also replaces an image's symlink (to systemd-resolved's file,
-	 * say), which would point nowhere useful in a container. */
-	if (rc < 0 || rename(tmp, path) < 0) {
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
-}
-
 /* ioctls rather than netlink: four calls, no message building. */
 static void eth0_setup(int s, uint32_t addr, int prefix, const char *gw)
 {
@@ -122,13 +102,14 @@ void net_setup(const char *cmdline)
 	if (cmdline_get(cmdline, "dns", dns, sizeof(dns)) == 1) {
 		if (resolv_conf_format(dns, conf, sizeof(conf)) < 0)
 			logmsg("bad cocoon.dns=%s", dns);
-		else if (write_file_atomic("/etc/resolv.conf", conf, strlen(conf)) < 0)
+		else if (mkdir_p("/etc", 0755) < 0 ||
+			 write_file_atomic("/etc/resolv.conf", conf, strlen(conf)) < 0)
 			logmsg("write /etc/resolv.conf: %s", errstr(errno));
 	}
 }
 
 void net_write_hosts(const void *data, size_t len)
 {
-	if (write_file_atomic("/etc/hosts", data, len) < 0)
+	if (mkdir_p("/etc", 0755) < 0 || write_file_atomic("/etc/hosts", data, len) < 0)
 		logmsg("write /etc/hosts: %s", errstr(errno));
 }

@@ -142,3 +142,22 @@ long long now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* Replaces path (a file in /etc, say) whole, so readers never see half of it. */
+int write_file_atomic(const char *path, const void *data, size_t len)
+{
+	char tmp[128];
+	snprintf(tmp, sizeof(tmp), "%s.cocoon-tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	int rc = write_all(fd, data, len);
+	close(fd);
+	/* rename also replaces an image's symlink (to systemd-resolved's file,
+	 * say), which would point nowhere useful in a container. */
+	if (rc < 0 || rename(tmp, path) < 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}

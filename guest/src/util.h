@@ -15,6 +15,7 @@ void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)))
 
 /* Writes everything, retrying on EINTR and short writes. */
 int write_all(int fd, const void *p, size_t n);
+int write_file_atomic(const char *path, const void *data, size_t len);
 
 /* The whole file, NUL-terminated, or NULL (errno set). Larger than max = EFBIG. */
 char *read_file(const char *path, size_t max);
