@@ -10,7 +10,6 @@ other's changes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from typing import Any
 
 from cocoon import paths
 from cocoon.errors import AlreadyExists, InvalidArgument, NotFound
+from cocoon.locks import flock
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
                "merry", "nifty", "proud", "quiet", "swift", "tidy", "vivid", "wise")  # fmt: skip
@@ -64,20 +64,18 @@ def folder(container_id: str) -> Path:
 def _locked() -> Iterator[None]:
     """Serialise claims on names across concurrent cocoon processes."""
     root().mkdir(parents=True, exist_ok=True)
-    with open(root() / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with flock(root() / ".lock"):
         yield
 
 
 @contextlib.contextmanager
 def locked(container_id: str) -> Iterator[None]:
     """Hold one container's lock: for read-modify-write of its record."""
-    try:
-        lock = open(folder(container_id) / ".lock", "a")  # noqa: SIM115
-    except FileNotFoundError as e:
-        raise NotFound(f"no such container: {container_id[:12]}") from e
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(flock(folder(container_id) / ".lock"))
+        except FileNotFoundError as e:  # removed meanwhile
+            raise NotFound(f"no such container: {container_id[:12]}") from e
         yield
 
 

@@ -41,6 +41,7 @@ from cocoon.image.model import (
     is_index,
     loads,
 )
+from cocoon.locks import flock
 
 OCTET_STREAM = "application/octet-stream"
 MAX_DOCUMENT = 64 << 20  # manifests and configs are read whole; refuse absurd ones
@@ -119,7 +120,7 @@ class ImageStore:
         nothing reaches those blobs from index.json.
         """
         self._init_layout()
-        with _flock(self.root / ".gc.lock", fcntl.LOCK_SH):
+        with flock(self.root / ".gc.lock", fcntl.LOCK_SH):
             yield
 
     def _existing(self, digest: str, size: int | None, media_type: str) -> Descriptor:
@@ -270,7 +271,7 @@ class ImageStore:
         if not (self.root / "blobs" / "sha256").is_dir():
             return []  # never written to; nothing to collect
         try:
-            with _flock(self.root / ".gc.lock", fcntl.LOCK_EX | fcntl.LOCK_NB):
+            with flock(self.root / ".gc.lock", fcntl.LOCK_EX | fcntl.LOCK_NB):
                 return self._collect()
         except BlockingIOError:
             return []
@@ -357,7 +358,7 @@ class ImageStore:
 
     def _update_index(self, change: Callable[[list[Descriptor]], list[Descriptor]]) -> None:
         self._init_layout()
-        with _flock(self.root / ".index.lock", fcntl.LOCK_EX):
+        with flock(self.root / ".index.lock", fcntl.LOCK_EX):
             entries = change(self.entries())
             doc = {
                 "schemaVersion": 2,
@@ -427,16 +428,6 @@ def _as_reference(reference: str | references.Reference) -> references.Reference
 
 def _not_found(text: str) -> str:
     return f"image {text!r} not found: pull it or load it with 'cocoon image load'"
-
-
-@contextlib.contextmanager
-def _flock(path: Path, operation: int) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, operation)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

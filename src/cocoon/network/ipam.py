@@ -10,7 +10,6 @@ new address is needed (a crash between create and remove leaks nothing).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any
 
 from cocoon import paths
 from cocoon.errors import AlreadyExists, InvalidArgument, InvalidState, NotFound
+from cocoon.locks import flock
 
 DEFAULT = "cocoon0"
 DEFAULT_SUBNET = "192.168.64.0/24"
@@ -51,8 +51,7 @@ def root() -> Path:
 def locked() -> Iterator[dict[str, Network]]:
     """Every network, for reading and changing; saved on a clean exit."""
     root().mkdir(parents=True, exist_ok=True)
-    with open(root() / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with flock(root() / ".lock"):
         nets = _load()
         before = {name: asdict(n) for name, n in nets.items()}
         yield nets

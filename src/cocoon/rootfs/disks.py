@@ -9,19 +9,18 @@ making one costs a few milliseconds instead of a mkfs run.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from cocoon import paths
 from cocoon.errors import CocoonError, Corrupt
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
+from cocoon.locks import flock
 from cocoon.rootfs import ext4
 
 DEFAULT_WRITABLE_SIZE = 8 << 30
@@ -46,7 +45,7 @@ def image_disk(store: ImageStore, image: Image) -> Path:
     if disk.exists():
         return disk
     folder.mkdir(parents=True, exist_ok=True)
-    with _flock(folder / f"{key}.lock"):
+    with flock(folder / f"{key}.lock"):
         if not disk.exists():  # another process may have built it while we waited
             _build(store, image, disk)
     return disk
@@ -126,21 +125,11 @@ def remove_unused(store: ImageStore) -> list[Path]:
     removed = []
     for disk in folder.glob("*.ext4"):
         if disk.stem not in wanted:
-            with _flock(folder / f"{disk.stem}.lock"):
+            with flock(folder / f"{disk.stem}.lock"):
                 disk.unlink(missing_ok=True)
             (folder / f"{disk.stem}.lock").unlink(missing_ok=True)
             removed.append(disk)
     return removed
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _fsync(path: Path) -> None:
