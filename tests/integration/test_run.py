@@ -59,7 +59,8 @@ def test_env_workdir_hostname(cocoon, busybox, tmp_path):
     env_file.write_text("FROM_FILE=1\n# comment\nA=file\n")
     result = cocoon(
         "run", "--rm", "-e", "A=flag", "--env-file", str(env_file), "-w", "/data/x",
-        "--hostname", "box1", busybox, "sh", "-c", 'echo "$A $FROM_FILE $PATH"; pwd; hostname; cat /etc/hostname',
+        "--hostname", "box1", busybox, "sh", "-c",
+        'echo "$A $FROM_FILE $PATH"; pwd; hostname; cat /etc/hostname',
     )  # fmt: skip
     lines = result.stdout.decode().splitlines()
     assert lines == [
