@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cocoon import paths
 from cocoon.agent.channel import AgentFailed, Channel, Listener
-from cocoon.agent.protocol import ProcessSpec
+from cocoon.agent.protocol import Msg, ProcessSpec
 from cocoon.container import record as records
 from cocoon.container.record import Record
 from cocoon.container.spec import parse_size, process_spec
@@ -171,8 +171,14 @@ class BootedVM:
         self.network.close()
 
 
-def boot(rec: Record, timings: dict[str, float] | None = None) -> BootedVM:
-    """Start the container's VM and wait for its agent's READY."""
+def boot(
+    rec: Record, timings: dict[str, float] | None = None, first: ProcessSpec | None = None
+) -> BootedVM:
+    """Start the container's VM and wait for its agent's READY.
+
+    ``first`` is sent as the main process (proc 1) before READY arrives: the
+    agent reads it right after READY, which saves a host-guest round trip.
+    """
     timings = {} if timings is None else timings
     folder = records.folder(rec.id)
     config = rec.config
@@ -214,6 +220,11 @@ def boot(rec: Record, timings: dict[str, float] | None = None) -> BootedVM:
         try:
             channel = listener.accept(machine.stderr_pipe, BOOT_TIMEOUT)
             timings["vmm_start"] = time.monotonic() - t1
+            # Queued in the port until the agent is up, in the order it must
+            # act on them: /etc/hosts before the process that may read it.
+            network.send_hosts(rec, channel)
+            if first is not None:
+                channel.send(Msg.RUN, 1, first.encode())
             channel.wait_ready(BOOT_TIMEOUT)
         except AgentFailed:
             raise  # the agent's own words say it all

@@ -64,13 +64,12 @@ def run(
     # The owner lock tells other cocoon commands this container is alive.
     owner = liveness.hold(rec.id)
     try:
-        vm = boot.boot(rec, timings)
+        vm = boot.boot(rec, timings, first=boot.process_of(rec))
         rec.state, rec.started = State.RUNNING.value, time.time()
         rec.monitor_pid, rec.vm_pid = os.getpid(), vm.machine.pid
         rec.vm_start_ticks = liveness.start_ticks(vm.machine.pid)
         records.save(rec)
-        process = Process(vm.channel)
-        process.start(boot.process_of(rec))
+        process = Process(vm.channel)  # started by boot()
         if isinstance(stdin, int):
             process.feed_stdin(stdin)
         elif stdin is not None:

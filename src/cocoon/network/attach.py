@@ -206,9 +206,13 @@ def plug(rec: records.Record) -> Plug:
     return result
 
 
-def ready(rec: records.Record, result: Plug, channel: Channel) -> None:
-    """The agent is up: give it /etc/hosts, open the published ports, tell the peers."""
+def send_hosts(rec: records.Record, channel: Channel) -> None:
+    """The container's /etc/hosts, for the agent to write before any process runs."""
     channel.send(Msg.HOSTS, 0, hosts_file(rec).encode())
+
+
+def ready(rec: records.Record, result: Plug, channel: Channel) -> None:
+    """The agent is up: open the published ports, tell the peers."""
     if result.forwarder is not None:
         result.forwarder.start()
     network = (rec.config.get("network") or {}).get("network")
