@@ -513,7 +513,13 @@ static int open_port(void)
 			d = NULL;
 			if (wait_for_path(path, (long)(deadline - now_ms())) < 0)
 				return -1;
-			return open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+			int port_fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+			/* The container shares this /dev: its processes have no
+			 * business with the host channel, so the node goes away
+			 * (the open descriptor stays valid). */
+			if (port_fd >= 0)
+				unlink(path);
+			return port_fd;
 		}
 		if (d)
 			closedir(d);

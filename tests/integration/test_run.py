@@ -213,3 +213,9 @@ def test_dead_vm_is_a_one_line_error(cocoon, busybox):
     assert proc.returncode == 125
     assert err.decode().count("\n") == 1 and "VM stopped" in err.decode()
     assert set(records.glob("*/container.json")) == before  # --rm cleaned up
+
+
+def test_agent_port_is_not_in_the_containers_dev(cocoon, busybox):
+    result = cocoon("run", "--rm", busybox, "ls", "/dev")
+    assert result.returncode == 0 and b"null" in result.stdout
+    assert b"vport" not in result.stdout
