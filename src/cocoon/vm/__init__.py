@@ -1,0 +1,1 @@
+"""The virtual machine: QEMU microvm command line, accelerator, kernel and agent artifacts."""
