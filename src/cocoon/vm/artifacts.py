@@ -25,18 +25,28 @@ class Artifacts:
     initrd: Path
 
 
+# Where setup.sh run as root puts them: other users of the host use those
+# when they have not built their own.
+SYSTEM_CACHE = Path("/var/cache/cocoon")
+
+
+def _artifact(env: str, relative: str, what: str) -> Path:
+    if value := os.environ.get(env):
+        candidates = [Path(value)]
+    else:
+        candidates = [paths.cache_dir() / relative, SYSTEM_CACHE / relative]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise NotFound(f"{what} {candidates[0]} not found (run ./setup.sh, or set {env})")
+
+
 def kernel_path() -> Path:
-    path = Path(os.environ.get("COCOON_KERNEL") or paths.cache_dir() / "kernel/current/vmlinux")
-    if not path.is_file():
-        raise NotFound(f"guest kernel {path} not found (run ./setup.sh, or set COCOON_KERNEL)")
-    return path
+    return _artifact("COCOON_KERNEL", "kernel/current/vmlinux", "guest kernel")
 
 
 def agent_path() -> Path:
-    path = Path(os.environ.get("COCOON_AGENT") or paths.cache_dir() / "agent/current/cocoon-agent")
-    if not path.is_file():
-        raise NotFound(f"guest agent {path} not found (run ./setup.sh, or set COCOON_AGENT)")
-    return path
+    return _artifact("COCOON_AGENT", "agent/current/cocoon-agent", "guest agent")
 
 
 def _newc_entry(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> bytes:
