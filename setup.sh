@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 PACKAGES="qemu-system-x86 e2fsprogs musl-tools busybox-static linux-source-6.1
 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils
 python3 python3-venv skopeo docker-registry apache2-utils openssl iproute2 nftables
-ca-certificates podman runc"
+ca-certificates fakeroot podman runc"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -11,6 +11,7 @@ from cocoon.errors import NotFound
 _PACKAGES = {
     "qemu-system-x86_64": "qemu-system-x86",
     "mkfs.ext4": "e2fsprogs",
+    "fakeroot": "fakeroot",
     "musl-gcc": "musl-tools",
     "nft": "nftables",
 }

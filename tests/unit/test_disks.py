@@ -69,7 +69,13 @@ def stack() -> list[Layer]:
     return [base, Layer().whiteout("etc/removed").file("hello", b"hi there\n")]
 
 
-def test_image_disk_holds_the_layers(store: ImageStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize("privileged", [True, False], ids=["root", "user-fakeroot"])
+def test_image_disk_holds_the_layers(
+    store: ImageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, privileged: bool
+) -> None:
+    # Unprivileged, the build runs under fakeroot: owners, modes and device
+    # nodes must come out the same as when root builds it.
+    monkeypatch.setattr(disks, "_privileged", lambda: privileged)
     image = loaded(store, tmp_path, stack(), "localhost/app:1")
     disk = image_disk(store, image)
     assert disk.parent == tmp_path / "state" / "rootfs"

@@ -13,10 +13,12 @@ import hashlib
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from cocoon import paths
+from cocoon import paths, tools
 from cocoon.errors import CocoonError, Corrupt
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
@@ -51,10 +53,40 @@ def image_disk(store: ImageStore, image: Image) -> Path:
     return disk
 
 
-def _build(store: ImageStore, image: Image, disk: Path) -> None:
+def make_disk(store: ImageStore, image: Image, work: Path) -> None:
+    """Apply ``image``'s layers into ``work``/root and make ``work``/disk.ext4 of it."""
     # The extractor (tarfile, gzip) is only needed the first time an image runs.
     from cocoon.rootfs.layers import apply_layer
 
+    root = work / "root"
+    root.mkdir(mode=0o755)
+    for layer, diff_id in zip(image.layers, image.config.diff_ids, strict=True):
+        with store.open_blob(layer.digest) as blob:
+            apply_layer(blob, root, digest=layer.digest, diff_id=diff_id)
+    ext4.make_image(root, work / "disk.ext4")
+
+
+def _privileged() -> bool:
+    """Whether this process can give files any owner and make device nodes."""
+    return os.geteuid() == 0
+
+
+def _make_disk_under_fakeroot(store: ImageStore, image: Image, work: Path) -> None:
+    """``make_disk`` for a user who cannot chown or mknod.
+
+    Under fakeroot the extraction's owners and device nodes are recorded
+    rather than made, and mkfs.ext4 (in the same fakeroot session) reads them
+    back, so the image's files keep their owners inside the VM.
+    """
+    argv = [tools.find("fakeroot"), "--", sys.executable, "-m", "cocoon.rootfs.disks",
+            str(store.root), image.digest, str(work)]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        said = (result.stderr.strip() or "no output").splitlines()[-1]
+        raise CocoonError(f"cannot build the root filesystem of image {image.short_id}: {said}")
+
+
+def _build(store: ImageStore, image: Image, disk: Path) -> None:
     diff_ids = image.config.diff_ids
     if len(diff_ids) != len(image.layers):
         raise Corrupt(
@@ -66,13 +98,11 @@ def _build(store: ImageStore, image: Image, disk: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(dir=disk.parent, prefix=prefix))
     try:
-        root = work / "root"
-        root.mkdir(mode=0o755)
-        for layer, diff_id in zip(image.layers, diff_ids, strict=True):
-            with store.open_blob(layer.digest) as blob:
-                apply_layer(blob, root, digest=layer.digest, diff_id=diff_id)
         built = work / "disk.ext4"
-        ext4.make_image(root, built)
+        if _privileged():
+            make_disk(store, image, work)
+        else:
+            _make_disk_under_fakeroot(store, image, work)
         _fsync(built)
         os.replace(built, disk)
     except OSError as e:
@@ -141,3 +171,19 @@ def _fsync(path: Path) -> None:
 
 
 __all__ = ["DEFAULT_WRITABLE_SIZE", "disk_key", "image_disk", "remove_unused", "writable_disk"]
+
+
+def _main(argv: list[str]) -> int:
+    """Entry for the fakeroot child: STORE_ROOT IMAGE_DIGEST WORK_DIR."""
+    store_root, digest, work = argv
+    store = ImageStore(Path(store_root))
+    try:
+        make_disk(store, store.image(digest), Path(work))
+    except (CocoonError, OSError) as e:
+        print(getattr(e, "strerror", None) or e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
