@@ -7,16 +7,18 @@
 
 int msg_type_known(uint8_t type)
 {
-	return (type >= MSG_READY && type <= MSG_STARTED) || (type >= MSG_RUN && type <= MSG_HOSTS);
+	return (type >= MSG_READY && type <= MSG_COUNTERS) || (type >= MSG_RUN && type <= MSG_STATS);
 }
 
 const char *msg_type_name(uint8_t type)
 {
-	static const char *const guest[] = {"READY", "STDOUT", "STDERR", "EXIT", "ERROR", "STARTED"};
-	static const char *const host[] = {"RUN", "STDIN", "SIGNAL", "RESIZE", "SHUTDOWN", "HOSTS"};
-	if (type >= MSG_READY && type <= MSG_STARTED)
+	static const char *const guest[] = {"READY", "STDOUT", "STDERR", "EXIT",
+					    "ERROR", "STARTED", "COUNTERS"};
+	static const char *const host[] = {"RUN", "STDIN", "SIGNAL", "RESIZE",
+					   "SHUTDOWN", "HOSTS", "STATS"};
+	if (type >= MSG_READY && type <= MSG_COUNTERS)
 		return guest[type - MSG_READY];
-	if (type >= MSG_RUN && type <= MSG_HOSTS)
+	if (type >= MSG_RUN && type <= MSG_STATS)
 		return host[type - MSG_RUN];
 	return "unknown";
 }

@@ -21,6 +21,7 @@ enum msg_type {
 	MSG_EXIT = 0x04,
 	MSG_ERROR = 0x05,
 	MSG_STARTED = 0x06,
+	MSG_COUNTERS = 0x07,
 	/* host -> guest */
 	MSG_RUN = 0x10,
 	MSG_STDIN = 0x11,
@@ -28,6 +29,7 @@ enum msg_type {
 	MSG_RESIZE = 0x13,
 	MSG_SHUTDOWN = 0x14,
 	MSG_HOSTS = 0x15,
+	MSG_STATS = 0x16,
 };
 
 enum run_tag {

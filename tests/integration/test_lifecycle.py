@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from oci import BUSYBOX, Layer
 from procs import monitors_of
 
 pytestmark = pytest.mark.vm
@@ -186,6 +187,16 @@ def test_stats(cc, busybox):
     assert 150 << 20 < sample["memory_total"] <= 256 << 20
     assert 0 < sample["memory_used"] < sample["memory_total"]
     assert sample["cpu_percent"] > 50  # a busy loop on its one CPU
+
+
+def test_stats_need_nothing_from_the_image(cc, tmp_path):
+    # Only the busybox binary: no `cat`, no shell on the PATH.
+    bare = Layer().dir("bin").file("bin/busybox", BUSYBOX.read_bytes(), 0o755)
+    cc.load_layout(tmp_path, [bare], "localhost/bare:1", Entrypoint=["/bin/busybox"])
+    detached(cc, "--name", "bare", "localhost/bare:1", "sleep", "1000")
+    sample = json.loads(ok(cc("stats", "--no-stream", "--format", "json", "bare")))[0]
+    assert 0 < sample["memory_used"] < sample["memory_total"]
+    assert sample["cpus"] == 1
 
 
 def test_prune(cc, busybox):

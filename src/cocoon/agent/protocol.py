@@ -25,6 +25,7 @@ class Msg(enum.IntEnum):
     EXIT = 0x04
     ERROR = 0x05
     STARTED = 0x06
+    COUNTERS = 0x07
     # host -> guest
     RUN = 0x10
     STDIN = 0x11
@@ -32,6 +33,7 @@ class Msg(enum.IntEnum):
     RESIZE = 0x13
     SHUTDOWN = 0x14
     HOSTS = 0x15
+    STATS = 0x16
 
 
 class Field(enum.IntEnum):

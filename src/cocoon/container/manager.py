@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from cocoon.agent.protocol import ProcessSpec
+from cocoon.agent.protocol import Msg, ProcessSpec
 from cocoon.agent.session import ExitStatus, Process
 from cocoon.container import boot, control, liveness
 from cocoon.container import record as records
@@ -28,6 +28,8 @@ from cocoon.container.state import Op, State, check
 from cocoon.errors import ExternalError, InvalidArgument, InvalidState, Timeout
 from cocoon.image.store import ImageStore
 
+COUNTERS_TIMEOUT = 30.0
+SESSION_PROC = 1  # in a control session, proc 1 is the client's own
 MONITOR_EXIT_TIMEOUT = 60.0  # after the VM is gone the monitor only writes the record
 
 
@@ -287,6 +289,21 @@ def exec_run(ref: str, args: list[str], **spec: Any) -> tuple[ExitStatus, bytes,
     return status, bytes(out), bytes(err)
 
 
+def counters(ref: str) -> str:
+    """The guest kernel's /proc/stat and /proc/meminfo, read by the agent itself."""
+    rec = get(ref)
+    check(Op.EXEC, rec.state, rec.name)
+    channel = control.session(rec.id, "exec")
+    try:
+        channel.send(Msg.STATS, SESSION_PROC)
+        frame = channel.recv(COUNTERS_TIMEOUT)
+    finally:
+        channel.close()
+    if frame is None or frame.type is not Msg.COUNTERS:
+        raise ExternalError(f"container {rec.name} did not report its counters")
+    return frame.payload.decode(errors="replace")
+
+
 def attach(ref: str) -> Process:
     """The container's main process, to relay; starts it under ``start(wait_attach=True)``."""
     rec = get(ref)
@@ -297,6 +314,7 @@ def attach(ref: str) -> Process:
 __all__ = [
     "attach",
     "containers",
+    "counters",
     "create",
     "exec_run",
     "exec_spec",

@@ -121,13 +121,13 @@ class Monitor:
     def _exec_frame(self, frame: Frame) -> None:
         with self.lock:
             client = self.execs.get(frame.proc)
-            if frame.type is Msg.EXIT:
+            if frame.type in (Msg.EXIT, Msg.COUNTERS):
                 self.execs.pop(frame.proc, None)
         if client is None:
             return  # its client went away; the output has nobody to go to
         with contextlib.suppress(CocoonError):
             client.send(frame.type, MAIN, frame.payload)
-        if frame.type is Msg.EXIT:
+        if frame.type in (Msg.EXIT, Msg.COUNTERS):
             client.close()
 
     def _to_attached(self, frame: Frame) -> None:
@@ -223,7 +223,8 @@ class Monitor:
 
     def _exec(self, channel: Channel) -> None:
         first = channel.recv()
-        if first is None or first.type is not Msg.RUN:
+        # A session runs a process (RUN) or asks for the guest's counters (STATS).
+        if first is None or first.type not in (Msg.RUN, Msg.STATS):
             channel.close()
             return
         with self.lock:
@@ -236,7 +237,7 @@ class Monitor:
             channel.send(Msg.ERROR, MAIN, b"the container is not running")
             channel.close()
             return
-        self.vm.channel.send(Msg.RUN, proc, first.payload)
+        self.vm.channel.send(first.type, proc, first.payload)
         self._pump(channel, proc)
         with self.lock:
             self.execs.pop(proc, None)
