@@ -42,8 +42,12 @@
  * stream: a grandchild that keeps writing must not hold up the EXIT. */
 #define DRAIN_MAX (4u << 20)
 /* How long to wait for the host to close the port before powering off
- * after the main process's EXIT (or an ERROR). */
-#define LINGER_MS 2000
+ * after the main process's EXIT (or an ERROR). cocoon's host closes as soon
+ * as it has read the EXIT, and a host that is gone shows as a hangup at
+ * once, so this only bounds a host that is alive but slow: one relaying
+ * megabytes of output to a log can be seconds behind the guest, and what
+ * it has not read yet is lost when the VM powers off. */
+#define LINGER_MS 60000
 
 static int port = -1;
 static struct buf outq;

@@ -13,6 +13,8 @@ import pytest
 from oci import BUSYBOX, Layer
 from procs import monitors_of
 
+from cocoon.container import control
+
 pytestmark = pytest.mark.vm
 
 TICK = "i=0; while :; do i=$((i+1)); echo out$i; echo err$i >&2; sleep 0.2; done"
@@ -230,3 +232,13 @@ def test_ten_in_parallel(cc, busybox):
         removed = list(pool.map(lambda n: cc("rm", "-f", n, timeout=LONG), names))
     assert [r.returncode for r in removed] == [0] * 10, [r.stderr for r in removed]
     assert cc("ls", "-a", "-q").stdout == b""
+
+
+def test_a_client_that_stops_reading_does_not_stall_the_container(cc, busybox):
+    cid = detached(cc, busybox, "sh", "-c", "sleep 2; yes 0123456789 | head -c 29999992; echo end")
+    stuck = control.session(cid, "attach")  # attached, and never reads
+    try:
+        assert ok(cc("wait", cid, timeout=LONG)).strip() == "0"
+        assert cc("logs", "-n", "1", cid).stdout == b"end\n"
+    finally:
+        stuck.close()

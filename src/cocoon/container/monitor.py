@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -36,6 +37,9 @@ from cocoon.errors import CocoonError, Corrupt, ExternalError
 log = logging.getLogger("cocoon.monitor")
 
 MAIN = 1
+# Seconds a client may leave its socket full before it is dropped: well under
+# the 5 s the agent waits for the host to read before it gives up on output.
+CLIENT_SEND_TIMEOUT = 2
 POWEROFF_GRACE = 10.0
 SHUTDOWN_GRACE = 5.0
 DRAIN_GRACE = 2.0
@@ -153,6 +157,12 @@ class Monitor:
                 conn, _ = self.server.accept()
             except OSError:
                 return  # closed at exit
+            # One reader thread relays the guest's frames to every client: a
+            # client that stops reading must not stall the container, so a
+            # send that cannot finish in time drops that client instead.
+            conn.setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", CLIENT_SEND_TIMEOUT, 0)
+            )
             thread = threading.Thread(target=self._client, args=(conn,), daemon=True)
             thread.start()
             with self.lock:
