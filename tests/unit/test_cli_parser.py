@@ -29,3 +29,10 @@ def test_unknown_verb_exits_2(capsys):
     with pytest.raises(SystemExit) as exc:
         parser(["nosuch"]).parse_args(["nosuch"])
     assert exc.value.code == 2
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parser(["--version"]).parse_args(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("cocoon ")

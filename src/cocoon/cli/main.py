@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 
+from cocoon import __version__
 from cocoon.errors import CocoonError
 
 EXIT_COCOON = 125
@@ -51,6 +52,7 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         description="Run OCI containers, each in its own lightweight virtual machine.",
     )
     top.add_argument("--debug", action="store_true", help="log what cocoon decides and why")
+    top.add_argument("--version", action="version", version=f"cocoon {__version__}")
     verbs = top.add_subparsers(dest="verb", metavar="COMMAND", required=True)
     wanted = _VERB_MODULES.get(_verb_of(argv) or "") if argv is not None else None
     for name in (wanted,) if wanted else _ORDER:
