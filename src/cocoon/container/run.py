@@ -8,7 +8,6 @@ Whatever happens, the VM is stopped and its socket removed before returning.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -20,8 +19,6 @@ from cocoon.container import record as records
 from cocoon.container.boot import RunOptions
 from cocoon.container.state import State
 from cocoon.image.store import ImageStore
-
-log = logging.getLogger(__name__)
 
 POWEROFF_GRACE = 10.0
 

@@ -145,12 +145,7 @@ def _load_layout(store: ImageStore, source: _Source) -> list[str]:
     loaded = []
     for entry in index.manifests:
         stored = _copy_manifest(store, source, entry, 0)
-        names = _names(entry, source.label)
-        for name in names:
-            store.tag(name, stored)
-        if not names:
-            store.keep(stored)
-        loaded.append(stored.digest)
+        loaded.append(_register(store, stored, _names(entry, source.label)))
     return loaded
 
 
@@ -213,12 +208,18 @@ def _load_docker_archive(store: ImageStore, source: _Source) -> list[str]:
     for config_name, layer_names, tags in items:
         manifest = _docker_image(store, source, config_name, layer_names, layers)
         stored = store.put_bytes(dumps(manifest.to_json()), OCI_MANIFEST)
-        for tag in tags:
-            store.tag(tag, stored)
-        if not tags:
-            store.keep(stored)
-        loaded.append(stored.digest)
+        loaded.append(_register(store, stored, tags))
     return loaded
+
+
+def _register(store: ImageStore, stored: Descriptor, names: Iterable[str]) -> str:
+    """Tag a loaded image with its names, or keep it untagged; its digest."""
+    names = list(names)
+    for name in names:
+        store.tag(name, stored)
+    if not names:
+        store.keep(stored)
+    return stored.digest
 
 
 def _parse_docker_manifest(data: bytes, what: str) -> list[tuple[str, list[str], list[str]]]:

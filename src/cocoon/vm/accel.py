@@ -16,7 +16,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from cocoon import paths
+from cocoon import paths, tools
 from cocoon.errors import InvalidArgument, Unsupported
 from cocoon.vm import qemu
 
@@ -39,7 +39,7 @@ def _kvm_usable() -> bool:
 def _fingerprint(kernel: Path) -> str:
     """What the verdict depends on: host kernel, KVM flavour, QEMU, guest kernel."""
     modules = sorted(p.name for p in Path("/sys/module").glob("kvm*"))
-    qemu_bin = Path(qemu.tools.find(qemu.QEMU))
+    qemu_bin = Path(tools.find(qemu.QEMU))
     parts = [
         platform.release(),
         ",".join(modules),
