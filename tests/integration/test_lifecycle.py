@@ -136,6 +136,8 @@ def test_create_then_start(cc, busybox):
     assert "Created" in ok(cc("ls", "-a"))
     attached = cc("start", "-a", "later")
     assert (attached.returncode, attached.stdout, attached.stderr) == (3, b"hi\n", b"oops\n")
+    # start -a returns only once the record says exited (as docker start -a).
+    assert inspect(cc, "later")["state"]["status"] == "exited"
     # An exited container starts again, on the same writable disk.
     ok(cc("start", cid.strip()[:12]))
     assert ok(cc("wait", "later")).strip() == "3"

@@ -62,6 +62,7 @@ class Monitor:
         self.main_started = threading.Event()
         self.exited = threading.Event()
         self.status: ExitStatus | None = None
+        self.exit_payload: bytes | None = None  # the main process's EXIT, as the agent sent it
         self.stopping = False
         self.requests: list[threading.Thread] = []
         self.wait_attach = wait_attach
@@ -115,7 +116,9 @@ class Monitor:
                     else ExitStatus(code, error=self.rec.error)
                 )
                 self.ready({"error": self.rec.error, "exit_code": status.code})
-                self._to_attached(frame)
+                # Attached clients get it from finish(), once the record says
+                # exited: a client that acts on the exit must find it so.
+                self.exit_payload = frame.payload
                 return status
             case _:
                 raise Corrupt(f"guest protocol: unexpected {frame.type.name} from the guest")
@@ -295,6 +298,9 @@ class Monitor:
                 client.send(Msg.EXIT, MAIN, gone)
             client.close()
         for client in attached:
+            if self.exit_payload is not None:
+                with contextlib.suppress(CocoonError):
+                    client.send(Msg.EXIT, MAIN, self.exit_payload)
             client.close()
 
 
