@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -153,6 +154,10 @@ def handle(args: argparse.Namespace) -> int:
         )
     if result.error:
         print(f"cocoon: {result.error}", file=sys.stderr)
+    if timings_file := os.environ.get("COCOON_TIMINGS"):
+        # For bench/: where this run's time went, in seconds.
+        with open(timings_file, "w") as f:
+            f.write(json.dumps(result.timings))
     return result.exit_code
 
 

@@ -162,6 +162,7 @@ class BootedVM:
     listener: Listener
     channel: Channel
     network: network.Plug
+    spawned_at: float  # time.monotonic() just before QEMU was started
 
     def close(self) -> None:
         """Kill the VM if it is still up, drop the agent socket, stop forwarding ports."""
@@ -237,7 +238,7 @@ def boot(
         net.close()
         raise
     timings["kernel_to_agent"] = time.monotonic() - t1 - timings["vmm_start"]
-    return BootedVM(machine, listener, channel, net)
+    return BootedVM(machine, listener, channel, net, t1)
 
 
 def remove_sockets(container_id: str) -> None:
