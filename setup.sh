@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")"
 
 # podman + runc: only the benchmark's namespace-container reference.
-PACKAGES="qemu-system-x86 e2fsprogs musl-tools busybox-static linux-source-6.1
+PACKAGES="qemu-system-x86 qemu-utils e2fsprogs musl-tools busybox-static linux-source-6.1
 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils
 python3 python3-venv skopeo docker-registry apache2-utils openssl iproute2 nftables
 ca-certificates fakeroot podman runc"

@@ -637,7 +637,7 @@ int main(void)
 	char *cmdline = read_file("/proc/cmdline", 1 << 16);
 	if (!cmdline)
 		fatal("read /proc/cmdline: %s", errstr(errno));
-	char val[256], rw[64], root[64];
+	char val[256], root[64];
 
 	if (cmdline_get(cmdline, "probe", val, sizeof(val)) == 1 && strcmp(val, "1") == 0) {
 		(void)write_all(1, "cocoon-probe-ok\n", 16);
@@ -654,15 +654,10 @@ int main(void)
 	 * announced (that takes tens of milliseconds under emulation); a
 	 * failure is kept and reported once the port is open. */
 	char err[512] = "";
-	if (cmdline_get(cmdline, "root", root, sizeof(root)) != 1 || !plain_name(root)) {
+	if (cmdline_get(cmdline, "root", root, sizeof(root)) != 1 || !plain_name(root))
 		snprintf(err, sizeof(err), "no valid cocoon.root on the kernel command line");
-	} else {
-		int has_rw = cmdline_get(cmdline, "rw", rw, sizeof(rw)) == 1;
-		if (has_rw && !plain_name(rw))
-			snprintf(err, sizeof(err), "invalid cocoon.rw=%s", rw);
-		else
-			old_root = setup_root(root, has_rw ? rw : NULL, err, sizeof(err));
-	}
+	else
+		old_root = setup_root(root, err, sizeof(err));
 
 	port = open_port();
 	if (port < 0)

@@ -12,8 +12,6 @@
 
 #include "util.h"
 
-#define LOWER "/mnt/lower"
-#define RW "/mnt/rw"
 #define NEWROOT "/newroot"
 
 int wait_for_path(const char *path, long timeout_ms)
@@ -91,37 +89,18 @@ static int container_mounts(char *err, size_t errlen)
 	return 0;
 }
 
-int setup_root(const char *root_dev, const char *rw_dev, char *err, size_t errlen)
+int setup_root(const char *root_dev, char *err, size_t errlen)
 {
 	char dev[128];
 	snprintf(dev, sizeof(dev), "/dev/%s", root_dev);
 	if (wait_for_path(dev, 5000) < 0) {
-		snprintf(err, errlen, "image disk %s not found", dev);
+		snprintf(err, errlen, "root disk %s not found", dev);
 		return -1;
 	}
-	if (do_mount(dev, LOWER, "ext4", MS_RDONLY, NULL, err, errlen) < 0)
+	if (do_mount(dev, NEWROOT, "ext4", 0, NULL, err, errlen) < 0)
 		return -1;
 
-	if (rw_dev) {
-		snprintf(dev, sizeof(dev), "/dev/%s", rw_dev);
-		if (wait_for_path(dev, 5000) < 0) {
-			snprintf(err, errlen, "writable disk %s not found", dev);
-			return -1;
-		}
-		if (do_mount(dev, RW, "ext4", 0, NULL, err, errlen) < 0)
-			return -1;
-	} else if (do_mount("tmpfs", RW, "tmpfs", 0, "mode=0755", err, errlen) < 0) {
-		return -1;
-	}
-	if (mkdir_p(RW "/upper", 0755) < 0 || mkdir_p(RW "/work", 0755) < 0) {
-		snprintf(err, errlen, "mkdir in the writable disk: %s", errstr(errno));
-		return -1;
-	}
-	if (do_mount("overlay", NEWROOT, "overlay", 0,
-		     "lowerdir=" LOWER ",upperdir=" RW "/upper,workdir=" RW "/work", err, errlen) < 0)
-		return -1;
-
-	/* Kept so teardown can get back to /mnt/rw, which the new root hides. */
+	/* Kept so teardown can leave the root and unmount it. */
 	int old_root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (old_root < 0) {
 		snprintf(err, errlen, "open /: %s", errstr(errno));
@@ -149,7 +128,8 @@ void teardown_mounts(int old_root)
 	sync();
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
 		umount2(subs[i], MNT_DETACH);
-	/* Read-only first: overlayfs syncs its upper layer on the way. */
+	/* Read-only first: that writes everything back and marks the
+	 * filesystem clean even if the detach below cannot finish. */
 	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0)
 		logmsg("remount / read-only: %s", errstr(errno));
 	if (old_root < 0)
@@ -157,16 +137,8 @@ void teardown_mounts(int old_root)
 	/* Detaching our own root is allowed; it goes away once we leave it. */
 	if (umount2("/", MNT_DETACH) < 0)
 		logmsg("detach /: %s", errstr(errno));
-	if (fchdir(old_root) < 0 || chroot(".") < 0) {
+	if (fchdir(old_root) < 0 || chroot(".") < 0)
 		logmsg("back to the initramfs: %s", errstr(errno));
-		return;
-	}
 	close(old_root);
-	if (umount2(RW, 0) < 0) {
-		logmsg("umount %s: %s; remounting it read-only", RW, errstr(errno));
-		if (mount(NULL, RW, NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0)
-			logmsg("remount %s read-only: %s", RW, errstr(errno));
-	}
-	umount2(LOWER, MNT_DETACH);
 	sync();
 }

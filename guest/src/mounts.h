@@ -1,4 +1,4 @@
-/* The VM's filesystems: initramfs basics, the overlay root, teardown. */
+/* The VM's filesystems: initramfs basics, the container's root, teardown. */
 #ifndef COCOON_MOUNTS_H
 #define COCOON_MOUNTS_H
 
@@ -9,14 +9,15 @@
 void mount_early(void);
 
 /*
- * Mounts /dev/root_dev (read-only) and /dev/rw_dev (or a tmpfs when rw_dev
- * is NULL), joins them as an overlay and makes it the root, then mounts the
- * container's /proc, /sys, /dev, /dev/pts, /dev/shm and /tmp. Returns an fd
- * of the initramfs root, kept for teardown, or -1 with a message in err.
+ * Mounts /dev/root_dev, the container's own writable ext4 (a copy-on-write
+ * overlay of its image's disk, made by the host), makes it the root, then
+ * mounts the container's /proc, /sys, /dev, /dev/pts, /dev/shm and /tmp.
+ * Returns an fd of the initramfs root, kept for teardown, or -1 with a
+ * message in err.
  */
-int setup_root(const char *root_dev, const char *rw_dev, char *err, size_t errlen);
+int setup_root(const char *root_dev, char *err, size_t errlen);
 
-/* Unmounts what can be, so the writable disk ends clean; old_root from setup_root (or -1). */
+/* Unmounts what can be, so the root disk ends clean; old_root from setup_root (or -1). */
 void teardown_mounts(int old_root);
 
 /* Waits up to timeout_ms for a path to exist (devices appear asynchronously). */

@@ -10,6 +10,7 @@ from cocoon.errors import NotFound
 # program -> Debian package that provides it
 _PACKAGES = {
     "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
     "mkfs.ext4": "e2fsprogs",
     "fakeroot": "fakeroot",
     "musl-gcc": "musl-tools",

@@ -77,9 +77,15 @@ def test_image_ls_json(cocoon, busybox):
 
 
 def test_rootfs_disk_is_shared_and_cached(cocoon, busybox):
-    assert cocoon("run", "--rm", busybox, "true").returncode == 0
+    # Each container writes to its own copy-on-write overlay of the shared
+    # disk: what one changes, the image and the next container never see.
+    change = "echo mine > /etc/note && rm /etc/group && echo changed"
+    assert cocoon("run", "--rm", busybox, "sh", "-c", change).stdout == b"changed\n"
     disks = sorted(Path(cocoon.state, "rootfs").glob("*.ext4"))
-    assert cocoon("run", "--rm", busybox, "true").returncode == 0
+    look = "cat /etc/note; test -s /etc/group && echo intact"
+    result = cocoon("run", "--rm", busybox, "sh", "-c", look)
+    assert result.stdout == b"intact\n"
+    assert b"/etc/note" in result.stderr
     assert sorted(Path(cocoon.state, "rootfs").glob("*.ext4")) == disks
 
 

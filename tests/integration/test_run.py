@@ -111,7 +111,7 @@ def test_missing_image_is_125_one_line(cocoon):
 def test_guest_filesystems(cocoon, busybox):
     result = cocoon("run", "--rm", busybox, "cat", "/proc/mounts")
     mounts = {line.split()[1]: line.split()[2] for line in result.stdout.decode().splitlines()}
-    assert mounts["/"] == "overlay"
+    assert mounts["/"] == "ext4"
     expected = {"/proc": "proc", "/sys": "sysfs", "/dev": "devtmpfs", "/dev/pts": "devpts",
                 "/dev/shm": "tmpfs", "/tmp": "tmpfs"}  # fmt: skip
     for path, fstype in expected.items():

@@ -24,14 +24,14 @@ from cocoon.errors import ExternalError, InvalidArgument
 from cocoon.image.registry import resolve_or_pull
 from cocoon.image.store import ImageStore
 from cocoon.network import attach as network
-from cocoon.rootfs.disks import image_disk, writable_disk
+from cocoon.rootfs.disks import container_disk, image_disk
 from cocoon.vm import accel as accelerators
 from cocoon.vm.artifacts import artifacts
 from cocoon.vm.qemu import Disk, Machine, MachineConfig
 
+DISK = "disk.qcow2"  # in the container's folder: its root, over the image's disk
 BOOT_TIMEOUT = 120.0  # software emulation on a loaded host is slow
 DEFAULT_MEMORY = "512m"
-DEFAULT_DISK = "8g"
 
 
 @dataclass(slots=True)
@@ -48,7 +48,6 @@ class RunOptions:
     interactive: bool = False
     cpus: int = 1
     memory: str = DEFAULT_MEMORY
-    disk_size: str = DEFAULT_DISK
     remove: bool = False
     accel: str = "auto"
     network: str | None = None  # a network's name, "user" or "none"; None = the default
@@ -77,7 +76,6 @@ def create(
     if opts.cpus < 1:
         raise InvalidArgument("--cpus must be at least 1")
     memory_mib = _memory_mib(opts.memory)
-    disk_bytes = parse_size(opts.disk_size)
     t0 = time.monotonic()
     timings = {} if timings is None else timings
     store = store or ImageStore()
@@ -135,7 +133,7 @@ def create(
                 publish=opts.publish,
             ),
         }
-        writable_disk(records.folder(rec.id) / "rw.ext4", disk_bytes)
+        container_disk(records.folder(rec.id) / DISK, rootfs)
         records.save(rec)
     except BaseException:
         discard(rec.id)
@@ -199,12 +197,11 @@ def boot(
             accel=config["accel"],
             cpus=config["cpus"],
             memory_mib=config["memory_mib"],
-            disks=[Disk(Path(config["rootfs"]), readonly=True), Disk(folder / "rw.ext4")],
+            disks=[Disk(folder / DISK, format="qcow2")],
             agent_socket=listener.path,
             console_log=folder / "console.log",
             params={
                 "root": "vda",
-                "rw": "vdb",
                 "hostname": config["hostname"],
                 "time": f"{time.time():.3f}",
                 **net.params,

@@ -1,9 +1,12 @@
-"""The disks a container's VM gets: its image's root filesystem and a scratch disk.
+"""A container's disk: a copy-on-write overlay of its image's root filesystem.
 
-An image's read-only ext4 is built once and shared by every container of
-it (and by every tag of it): it is keyed by the chain of its layer digests.
-Writable disks are sparse copies of one pre-formatted template per size, so
-making one costs a few milliseconds instead of a mkfs run.
+An image's ext4 is built once and shared by every container of it (and by
+every tag of it): it is keyed by the chain of its layer digests, and QEMU
+only ever opens it read-only. Each container gets a qcow2 file backed by it,
+which holds just the blocks the container changed; the guest mounts the
+result read-write as its root, with no overlay filesystem in the guest (no
+second disk to probe, no second and third mount, no copy-up on first write).
+Making one is copying the image's empty qcow2 template, a few kilobytes.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -19,15 +21,17 @@ import tempfile
 from pathlib import Path
 
 from cocoon import paths, tools
-from cocoon.errors import CocoonError, Corrupt
+from cocoon.errors import CocoonError, Corrupt, ExternalError
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
 from cocoon.locks import flock
 from cocoon.rootfs import ext4
 
-DEFAULT_WRITABLE_SIZE = 8 << 30
+# The smallest root filesystem a container gets: room to write, like a
+# Docker container's writable layer on a host disk.
+ROOT_SIZE = 8 << 30
 # Part of every cache key: bump it when the way disks are built changes.
-FORMAT = "1"
+FORMAT = "2"
 
 
 def rootfs_dir() -> Path:
@@ -40,16 +44,20 @@ def disk_key(image: Image) -> str:
 
 
 def image_disk(store: ImageStore, image: Image) -> Path:
-    """The read-only ext4 holding ``image``'s root filesystem, built if needed."""
+    """The ext4 holding ``image``'s root filesystem, built if needed, with its
+    overlay template beside it (``_template``)."""
     folder = rootfs_dir()
     key = disk_key(image)
     disk = folder / f"{key}.ext4"
-    if disk.exists():
+    # Made last, so it existing means the disk is complete.
+    if _template(disk).exists():
         return disk
     folder.mkdir(parents=True, exist_ok=True)
     with flock(folder / f"{key}.lock"):
         if not disk.exists():  # another process may have built it while we waited
             _build(store, image, disk)
+        if not _template(disk).exists():
+            _make_template(disk)
     return disk
 
 
@@ -63,7 +71,7 @@ def make_disk(store: ImageStore, image: Image, work: Path) -> None:
     for layer, diff_id in zip(image.layers, image.config.diff_ids, strict=True):
         with store.open_blob(layer.digest) as blob:
             apply_layer(blob, root, digest=layer.digest, diff_id=diff_id)
-    ext4.make_image(root, work / "disk.ext4")
+    ext4.make_image(root, work / "disk.ext4", ROOT_SIZE)
 
 
 def _privileged() -> bool:
@@ -113,37 +121,35 @@ def _build(store: ImageStore, image: Image, disk: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def writable_disk(path: Path, size: int = DEFAULT_WRITABLE_SIZE) -> Path:
-    """Create ``path``: an empty ext4 disk of ``size`` bytes, sparse."""
-    template = _template(size)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+def _template(disk: Path) -> Path:
+    return disk.with_suffix(".qcow2")
+
+
+def _make_template(disk: Path) -> None:
+    """An empty qcow2 overlay of ``disk``: what every container's disk starts as."""
+    template = _template(disk)
+    tmp = template.with_name(f".{template.name}.{os.getpid()}")
+    argv = [tools.find("qemu-img"), "create", "-q", "-f", "qcow2",
+            "-F", "raw", "-b", str(disk.resolve()), str(tmp)]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        said = (result.stderr.strip() or "no output").splitlines()[-1]
+        raise ExternalError(f"qemu-img failed making an overlay of {disk.name}: {said}")
+    _fsync(tmp)
+    os.replace(tmp, template)
+
+
+def container_disk(path: Path, image_disk: Path) -> Path:
+    """Create ``path``: a new container's copy-on-write disk over ``image_disk``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        ext4.sparse_copy(template, tmp)
+        shutil.copyfile(_template(image_disk), tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
     return path
-
-
-def _template(size: int) -> Path:
-    """The formatted empty disk of ``size`` bytes every writable disk is copied from."""
-    folder = paths.cache_dir() / "disks"
-    template = folder / f"ext4-{FORMAT}-{size}.img"
-    if template.exists():
-        return template
-    folder.mkdir(parents=True, exist_ok=True)
-    # Racing builders each make a complete template; the last rename wins.
-    tmp = folder / f".{template.name}.{secrets.token_hex(4)}"
-    try:
-        ext4.make_empty(tmp, size)
-        _fsync(tmp)
-        os.replace(tmp, template)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return template
 
 
 def remove_unused(store: ImageStore) -> list[Path]:
@@ -156,6 +162,7 @@ def remove_unused(store: ImageStore) -> list[Path]:
     for disk in folder.glob("*.ext4"):
         if disk.stem not in wanted:
             with flock(folder / f"{disk.stem}.lock"):
+                _template(disk).unlink(missing_ok=True)
                 disk.unlink(missing_ok=True)
             (folder / f"{disk.stem}.lock").unlink(missing_ok=True)
             removed.append(disk)
@@ -170,7 +177,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["DEFAULT_WRITABLE_SIZE", "disk_key", "image_disk", "remove_unused", "writable_disk"]
+__all__ = ["ROOT_SIZE", "container_disk", "disk_key", "image_disk", "remove_unused"]
 
 
 def _main(argv: list[str]) -> int:

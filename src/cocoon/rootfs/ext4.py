@@ -1,4 +1,4 @@
-"""ext4 images made with mkfs.ext4, and sparse copies of them.
+"""ext4 images made with mkfs.ext4.
 
 mkfs.ext4 -d copies a directory tree (owners, modes, times, hardlinks,
 device nodes, xattrs) into a new filesystem without mounting anything, so
@@ -8,41 +8,38 @@ mkfs punches the unused space, so a large filesystem costs little disk.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import subprocess
 from pathlib import Path
 
 from cocoon import tools
-from cocoon.errors import ExternalError, InvalidArgument
+from cocoon.errors import ExternalError
 
 BLOCK = 4096
 INODE_SIZE = 256  # room for nanosecond times and small xattrs inside the inode
-MIN_SIZE = 32 << 20
+BYTES_PER_INODE = 16384  # mke2fs's ratio for ordinary filesystems
 _FAST_SYMLINK = 60  # shorter symlink targets live in the inode itself
 _FIXED_OVERHEAD = 8 << 20  # superblocks, group descriptors, bitmaps, resize inode
+_JOURNAL = 128 << 20  # the largest journal mke2fs makes for a disk this size
 # mkfs discards (punches) the file first, which lets it mark inode tables as
 # zeroed without writing them: the kernel then has no lazy init to do.
 _FAST_INIT = "lazy_itable_init=0,lazy_journal_init=1"
 
 
-def make_image(source: Path, image: Path) -> None:
-    """Write a read-only-use ext4 image (no journal) holding ``source``'s tree."""
+def make_image(source: Path, image: Path, size: int) -> None:
+    """Write a sparse, journalled ext4 image holding ``source``'s tree.
+
+    Containers write to it (through copy-on-write overlays), so it is at
+    least ``size`` bytes with free space and inodes to match; a tree that
+    needs more makes it larger.
+    """
     data, inodes = _measure(source)
-    inodes = inodes + inodes // 10 + 64
-    size = data + data // 10 + inodes * INODE_SIZE + _FIXED_OVERHEAD
-    size = -(-size // (1 << 20)) << 20
+    inodes = max(inodes + inodes // 10 + 64, size // BYTES_PER_INODE)
+    needed = data + data // 10 + inodes * INODE_SIZE + _FIXED_OVERHEAD + _JOURNAL
+    size = max(size, -(-needed // (1 << 20)) << 20)
     _create_sparse(image, size)
-    _mkfs(image, ["-O", "^has_journal", "-N", str(inodes), "-d", str(source)])
-
-
-def make_empty(image: Path, size: int) -> None:
-    """Write an empty, journalled ext4 filesystem of ``size`` bytes (sparse)."""
-    if size < MIN_SIZE:
-        raise InvalidArgument(f"disk size {size} bytes is too small: the minimum is 32 MiB")
-    _create_sparse(image, size)
-    _mkfs(image, [])
+    _mkfs(image, ["-N", str(inodes), "-d", str(source)])
 
 
 def _create_sparse(path: Path, size: int) -> None:
@@ -92,30 +89,4 @@ def _blocks(size: int) -> int:
     return (blocks + blocks // (32 << 10)) * BLOCK
 
 
-def sparse_copy(source: Path, target: Path) -> None:
-    """Copy ``source`` to a new file ``target``, skipping its holes."""
-    with open(source, "rb") as src, open(target, "xb") as dst:
-        size = os.fstat(src.fileno()).st_size
-        offset = 0
-        while offset < size:
-            try:
-                start = os.lseek(src.fileno(), offset, os.SEEK_DATA)
-            except OSError as e:
-                if e.errno != errno.ENXIO:  # ENXIO: only a hole is left
-                    raise
-                break
-            end = os.lseek(src.fileno(), start, os.SEEK_HOLE)
-            _copy_range(src.fileno(), dst.fileno(), start, end)
-            offset = end
-        dst.truncate(size)
-
-
-def _copy_range(src: int, dst: int, start: int, end: int) -> None:
-    while start < end:
-        copied = os.copy_file_range(src, dst, end - start, start, start)
-        if copied == 0:
-            raise OSError(errno.EIO, "source file shrank while being copied")
-        start += copied
-
-
-__all__ = ["make_empty", "make_image", "sparse_copy"]
+__all__ = ["make_image"]

@@ -35,6 +35,7 @@ BASE_CMDLINE = (
 class Disk:
     path: Path
     readonly: bool = False
+    format: str = "raw"  # or "qcow2", whose backing file QEMU opens read-only
 
 
 @dataclass(slots=True)
@@ -90,7 +91,7 @@ def command(config: MachineConfig) -> list[str]:
         # cache=unsafe: the guest syncs before power-off and a crashed
         # container's disk is not worth fsync on every write.
         argv += [
-            "-drive", f"id=d{i},file={disk.path},format=raw,if=none,cache=unsafe{ro}",
+            "-drive", f"id=d{i},file={disk.path},format={disk.format},if=none,cache=unsafe{ro}",
             "-device", f"virtio-blk-device,drive=d{i}",
         ]  # fmt: skip
     if config.agent_socket is not None:
