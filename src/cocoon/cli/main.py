@@ -7,6 +7,7 @@ no traceback), otherwise the container's own exit code.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import signal
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGTERM
     except BrokenPipeError:
         return EXIT_COCOON
+    finally:
+        # The process ends next. The interpreter's teardown would walk every
+        # object of every loaded module in its last garbage collections
+        # (~10 ms of each command): frozen objects are left out of them, and
+        # the operating system frees their memory at exit all the same.
+        gc.freeze()
 
 
 if __name__ == "__main__":
