@@ -1,7 +1,7 @@
-"""The host end of the agent's virtio-serial port: a unix socket QEMU connects to.
+"""Frames to and from the guest agent over the connected virtio-serial port.
 
-The host listens before QEMU starts and QEMU connects as a client, so the
-guest can never write into a port nobody is reading.
+``listener`` makes the connection; this side of it is only needed once QEMU
+runs, so it is imported while the guest boots.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import socket
 import threading
 import time
 from collections import deque
-from pathlib import Path
-from typing import IO
 
 from cocoon.agent.protocol import Decoder, Frame, Msg, encode
 from cocoon.errors import Corrupt, ExternalError, Timeout
@@ -20,33 +18,6 @@ from cocoon.errors import Corrupt, ExternalError, Timeout
 
 class AgentFailed(ExternalError):
     """The guest agent said itself why the VM could not be set up."""
-
-
-class Listener:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self._sock.bind(str(path))
-        self._sock.listen(1)
-
-    def accept(self, vmm_stderr: IO[bytes] | None, timeout: float) -> Channel:
-        """Wait for QEMU to connect; fail at once if it exits first.
-
-        QEMU's stderr pipe turns readable when it reports an error or exits,
-        which is the event to wait on besides the connection.
-        """
-        watch: list[object] = [self._sock] + ([vmm_stderr] if vmm_stderr else [])
-        ready, _, _ = select.select(watch, [], [], timeout)
-        if self._sock in ready:
-            conn, _ = self._sock.accept()
-            return Channel(conn)
-        if ready:
-            raise ExternalError("the VMM exited before connecting to the agent port")
-        raise Timeout(f"the VMM did not connect to the agent port within {timeout:g}s")
-
-    def close(self) -> None:
-        self._sock.close()
-        self.path.unlink(missing_ok=True)
 
 
 class Channel:

@@ -8,8 +8,10 @@ import signal
 import termios
 import tty
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from cocoon.agent.session import Process
+if TYPE_CHECKING:
+    from cocoon.agent.session import Process
 
 # What `docker run` proxies to the container (sig-proxy).
 FORWARDED = (

@@ -13,9 +13,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cocoon import paths
-from cocoon.agent.channel import AgentFailed, Channel, Listener
+from cocoon.agent.listener import Listener
 from cocoon.agent.protocol import Msg, ProcessSpec
 from cocoon.container import record as records
 from cocoon.container.record import Record
@@ -28,6 +29,9 @@ from cocoon.rootfs.disks import container_disk, image_disk
 from cocoon.vm import accel as accelerators
 from cocoon.vm.artifacts import artifacts
 from cocoon.vm.qemu import Disk, Machine, MachineConfig
+
+if TYPE_CHECKING:
+    from cocoon.agent.channel import Channel
 
 DISK = "disk.qcow2"  # in the container's folder: its root, over the image's disk
 BOOT_TIMEOUT = 120.0  # software emulation on a loaded host is slow
@@ -215,6 +219,8 @@ def boot(
     try:
         machine.start()
         net.started()
+        from cocoon.agent.channel import AgentFailed  # once QEMU runs, as Listener.accept
+
         try:
             channel = listener.accept(machine.stderr_pipe, BOOT_TIMEOUT)
             timings["vmm_start"] = time.monotonic() - t1

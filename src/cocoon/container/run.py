@@ -12,13 +12,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cocoon.agent.session import ExitStatus, Process, Sink
 from cocoon.container import boot, liveness
 from cocoon.container import record as records
 from cocoon.container.boot import RunOptions
 from cocoon.container.state import State
 from cocoon.image.store import ImageStore
+
+if TYPE_CHECKING:
+    from cocoon.agent.session import ExitStatus, Process, Sink
 
 POWEROFF_GRACE = 10.0
 
@@ -62,6 +65,9 @@ def run(
     owner = liveness.hold(rec.id)
     try:
         vm = boot.boot(rec, timings, first=boot.process_of(rec))
+        # Imported while the guest runs the process, not before QEMU starts.
+        from cocoon.agent.session import Process
+
         rec.state, rec.started = State.RUNNING.value, time.time()
         rec.monitor_pid, rec.vm_pid = os.getpid(), vm.machine.pid
         rec.vm_start_ticks = liveness.start_ticks(vm.machine.pid)

@@ -22,13 +22,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cocoon.agent.channel import Channel
 from cocoon.agent.protocol import Msg
 from cocoon.container import record as records
 from cocoon.errors import CocoonError, InvalidArgument, Unsupported
 from cocoon.network import ipam, nat, netdev, ports
+
+if TYPE_CHECKING:
+    from cocoon.agent.channel import Channel
 
 log = logging.getLogger(__name__)
 
