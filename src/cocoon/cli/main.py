@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import logging
 import signal
 import sys
 
@@ -65,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     argv = sys.argv[1:] if argv is None else argv
     args = parser(argv).parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="cocoon: %(message)s",
-    )
+    if args.debug:
+        import logging  # not otherwise: see cocoon.log
+
+        logging.basicConfig(level=logging.DEBUG, format="cocoon: %(message)s")
     try:
         return args.handler(args)
     except CocoonError as e:

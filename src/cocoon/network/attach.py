@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 from cocoon.agent.protocol import Msg
 from cocoon.container import record as records
 from cocoon.errors import CocoonError, InvalidArgument, Unsupported
+from cocoon.log import Logger
 from cocoon.network import ipam, nat, netdev, ports
 
 if TYPE_CHECKING:
     from cocoon.agent.channel import Channel
 
-log = logging.getLogger(__name__)
+log = Logger(__name__)
 
 USER_NET = "10.0.2.0/24"
 USER_IP, USER_GATEWAY, USER_DNS = "10.0.2.15", "10.0.2.2", "10.0.2.3"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import platform
 import subprocess
@@ -18,9 +17,10 @@ from pathlib import Path
 
 from cocoon import paths, tools
 from cocoon.errors import InvalidArgument, Unsupported
+from cocoon.log import Logger
 from cocoon.vm import qemu
 
-log = logging.getLogger(__name__)
+log = Logger(__name__)
 
 CHOICES = ("auto", "kvm", "tcg")
 PROBE_TIMEOUT = 20.0
