@@ -7,7 +7,7 @@ and lenient about what a runtime ignores (unknown fields, annotations).
 from __future__ import annotations
 
 import json
-import platform as _host
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +57,7 @@ class Platform:
 
     @classmethod
     def host(cls) -> Platform:
-        machine = _host.machine()
+        machine = os.uname().machine  # what platform.machine() says, without importing it
         return cls("linux", _ARCHITECTURES.get(machine, machine))
 
     @classmethod

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import subprocess
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def _fingerprint(kernel: Path) -> str:
     modules = sorted(p.name for p in Path("/sys/module").glob("kvm*"))
     qemu_bin = Path(tools.find(qemu.QEMU))
     parts = [
-        platform.release(),
+        os.uname().release,  # platform.release(), without importing platform
         ",".join(modules),
         f"{qemu_bin}:{qemu_bin.stat().st_mtime_ns}",
         f"{kernel.resolve()}:{kernel.stat().st_size}",
