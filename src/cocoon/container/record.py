@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import secrets
+import random
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -29,7 +28,8 @@ _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "ke
                "merry", "nifty", "proud", "quiet", "swift", "tidy", "vivid", "wise")  # fmt: skip
 _NOUNS = ("ant", "bee", "crane", "finch", "gecko", "heron", "ibis", "koala", "lark", "lynx",
           "moth", "newt", "otter", "panda", "quail", "robin", "wren")  # fmt: skip
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# What secrets draws from: importing secrets would load OpenSSL (for hmac).
+_RANDOM = random.SystemRandom()
 
 
 @dataclass(slots=True)
@@ -113,7 +113,7 @@ def all_records() -> list[Record]:
 
 
 def _random_name() -> str:
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}_{secrets.randbelow(1000)}"
+    return f"{_RANDOM.choice(_ADJECTIVES)}_{_RANDOM.choice(_NOUNS)}_{_RANDOM.randrange(1000)}"
 
 
 def create(record_fields: dict[str, object], name: str | None) -> Record:
@@ -129,7 +129,7 @@ def create(record_fields: dict[str, object], name: str | None) -> Record:
             raise AlreadyExists(f"the container name {name!r} is already in use")
         while name is None or name in taken:
             name = _random_name()
-        record = Record(id=secrets.token_hex(32), name=name, **record_fields)  # type: ignore[arg-type]
+        record = Record(id=os.urandom(32).hex(), name=name, **record_fields)  # type: ignore[arg-type]
         folder(record.id).mkdir(parents=True)
         save(record)
     return record
