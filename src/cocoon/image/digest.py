@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Protocol
 
+from cocoon import sha256
 from cocoon.errors import Corrupt, InvalidArgument, Unsupported
 
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
@@ -29,7 +29,7 @@ def hex_of(digest: str) -> str:
 
 
 def of_bytes(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + sha256.hexdigest(data)
 
 
 def verify_bytes(data: bytes, digest: str, what: str) -> bytes:
@@ -46,6 +46,8 @@ class HashingReader:
     """A read-only stream that hashes and counts what passes through it."""
 
     def __init__(self, stream: Readable) -> None:
+        import hashlib  # OpenSSL's SHA-256: worth loading for a layer's megabytes
+
         self._stream = stream
         self._hash = hashlib.sha256()
         self.size = 0

@@ -8,13 +8,12 @@ cached per host fingerprint so the probe costs once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 
-from cocoon import paths, tools
+from cocoon import paths, sha256, tools
 from cocoon.errors import InvalidArgument, Unsupported
 from cocoon.log import Logger
 from cocoon.vm import qemu
@@ -45,7 +44,7 @@ def _fingerprint(kernel: Path) -> str:
         f"{qemu_bin}:{qemu_bin.stat().st_mtime_ns}",
         f"{kernel.resolve()}:{kernel.stat().st_size}",
     ]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return sha256.hexdigest("\n".join(parts).encode())[:16]
 
 
 def probe(kernel: Path, initrd: Path) -> tuple[bool, str]:

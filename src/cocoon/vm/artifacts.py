@@ -7,14 +7,13 @@ elsewhere. The initramfs is derived from the agent, cached by its hash.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cocoon import paths
+from cocoon import paths, sha256
 from cocoon.errors import NotFound
 
 
@@ -79,7 +78,7 @@ def initramfs_bytes(agent: bytes) -> bytes:
 
 def initramfs_path(agent: Path) -> Path:
     data = agent.read_bytes()
-    key = hashlib.sha256(data).hexdigest()[:16]
+    key = sha256.hexdigest(data)[:16]
     path = paths.cache_dir() / "initramfs" / f"{key}.cpio"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
