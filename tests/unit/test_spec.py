@@ -36,13 +36,13 @@ def test_env_layers_and_host_copy(tmp_path):
     env_file = tmp_path / "env"
     env_file.write_text("# comment\n\nX=file\nY=file\n")
     spec = _spec(env=["Y=flag", "FROM_HOST", "ABSENT"], env_files=[env_file])
-    assert spec.env == ["PATH=/img", "HOSTNAME=h1", "X=file", "Y=flag", "FROM_HOST=yes"]
+    assert spec["env"] == ["PATH=/img", "HOSTNAME=h1", "X=file", "Y=flag", "FROM_HOST=yes"]
 
 
 def test_defaults():
     spec = _spec(image_env=None, tty=(24, 80))
-    assert f"PATH={DEFAULT_PATH}" in spec.env and "TERM=xterm" in spec.env
-    assert (spec.cwd, spec.user) == ("/", "0:0")
+    assert f"PATH={DEFAULT_PATH}" in spec["env"] and "TERM=xterm" in spec["env"]
+    assert (spec["cwd"], spec["user"]) == ("/", "0:0")
 
 
 def test_bad_inputs():

@@ -11,13 +11,12 @@ import contextlib
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cocoon import paths
 from cocoon.agent.listener import Listener
-from cocoon.agent.protocol import Msg, ProcessSpec
 from cocoon.container import record as records
 from cocoon.container.record import Record
 from cocoon.container.spec import parse_size, process_spec
@@ -32,6 +31,7 @@ from cocoon.vm.qemu import Disk, Machine, MachineConfig
 
 if TYPE_CHECKING:
     from cocoon.agent.channel import Channel
+    from cocoon.agent.protocol import ProcessSpec
 
 DISK = "disk.qcow2"  # in the container's folder: its root, over the image's disk
 BOOT_TIMEOUT = 120.0  # software emulation on a loaded host is slow
@@ -102,7 +102,7 @@ def create(
     try:
         hostname = opts.hostname or rec.id[:12]
         cfg = img.config
-        spec = process_spec(
+        process = process_spec(
             image_entrypoint=cfg.entrypoint,
             image_cmd=cfg.cmd,
             image_env=cfg.env,
@@ -118,7 +118,7 @@ def create(
             tty=opts.tty,
             stdin=stdin,
         )
-        rec.command = spec.args
+        rec.command = process["args"]
         rec.config = {
             "cpus": opts.cpus,
             "memory_mib": memory_mib,
@@ -126,7 +126,7 @@ def create(
             "hostname": hostname,
             "rootfs": str(rootfs),
             "stop_signal": cfg.stop_signal,
-            "process": asdict(spec),
+            "process": process,
             "network": network.configure(
                 rec.id,
                 rec.name,
@@ -148,6 +148,8 @@ def create(
 
 def process_of(rec: Record) -> ProcessSpec:
     """The container's main process, as created."""
+    from cocoon.agent.protocol import ProcessSpec  # once the VM runs, as in boot()
+
     fields = dict(rec.config["process"])
     if fields.get("tty") is not None:
         fields["tty"] = tuple(fields["tty"])
@@ -175,12 +177,12 @@ class BootedVM:
 
 
 def boot(
-    rec: Record, timings: dict[str, float] | None = None, first: ProcessSpec | None = None
+    rec: Record, timings: dict[str, float] | None = None, *, run_main: bool = False
 ) -> BootedVM:
     """Start the container's VM and wait for its agent's READY.
 
-    ``first`` is sent as the main process (proc 1) before READY arrives: the
-    agent reads it right after READY, which saves a host-guest round trip.
+    With ``run_main`` the main process (proc 1) is sent before READY arrives:
+    the agent reads it right after READY, which saves a host-guest round trip.
     """
     timings = {} if timings is None else timings
     folder = records.folder(rec.id)
@@ -219,7 +221,10 @@ def boot(
     try:
         machine.start()
         net.started()
-        from cocoon.agent.channel import AgentFailed  # once QEMU runs, as Listener.accept
+        # The host's side of the agent protocol is imported now, while the
+        # guest boots, rather than before QEMU starts (see Listener.accept).
+        from cocoon.agent.channel import AgentFailed
+        from cocoon.agent.protocol import Msg
 
         try:
             channel = listener.accept(machine.stderr_pipe, BOOT_TIMEOUT)
@@ -227,8 +232,8 @@ def boot(
             # Queued in the port until the agent is up, in the order it must
             # act on them: /etc/hosts before the process that may read it.
             network.send_hosts(rec, channel)
-            if first is not None:
-                channel.send(Msg.RUN, 1, first.encode())
+            if run_main:
+                channel.send(Msg.RUN, 1, process_of(rec).encode())
             channel.wait_ready(BOOT_TIMEOUT)
         except AgentFailed:
             raise  # the agent's own words say it all

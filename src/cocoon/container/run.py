@@ -64,7 +64,7 @@ def run(
     # The owner lock tells other cocoon commands this container is alive.
     owner = liveness.hold(rec.id)
     try:
-        vm = boot.boot(rec, timings, first=boot.process_of(rec))
+        vm = boot.boot(rec, timings, run_main=True)
         # Imported while the guest runs the process, not before QEMU starts.
         from cocoon.agent.session import Process
 

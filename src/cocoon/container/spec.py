@@ -12,8 +12,8 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from cocoon.agent.protocol import ProcessSpec
 from cocoon.errors import InvalidArgument, NotFound
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -88,7 +88,13 @@ def process_spec(
     tty: tuple[int, int] | None = None,
     stdin: bool = False,
     host_env: Mapping[str, str] | None = None,
-) -> ProcessSpec:
+) -> dict[str, Any]:
+    """The container's main process, as its record keeps it (``config["process"]``).
+
+    These are the fields of ``agent.protocol.ProcessSpec``, made into one
+    only once the VM runs (``boot.process_of``): the protocol is not needed
+    before.
+    """
     host_env = os.environ if host_env is None else host_env
     args = argv(image_entrypoint, image_cmd, command, entrypoint)
     if not args:
@@ -102,11 +108,11 @@ def process_spec(
     cwd = workdir or image_workdir or "/"
     if not cwd.startswith("/"):
         raise InvalidArgument(f"working directory {cwd!r} must be an absolute path")
-    return ProcessSpec(
-        args=args,
-        env=merged,
-        cwd=cwd,
-        user=user or image_user or "0:0",
-        tty=tty,
-        stdin=stdin,
-    )
+    return {
+        "args": args,
+        "env": merged,
+        "cwd": cwd,
+        "user": user or image_user or "0:0",
+        "tty": tty,
+        "stdin": stdin,
+    }

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cocoon.agent.protocol import Msg
 from cocoon.container import record as records
 from cocoon.errors import CocoonError, InvalidArgument, Unsupported
 from cocoon.log import Logger
@@ -210,6 +209,8 @@ def plug(rec: records.Record) -> Plug:
 
 def send_hosts(rec: records.Record, channel: Channel) -> None:
     """The container's /etc/hosts, for the agent to write before any process runs."""
+    from cocoon.agent.protocol import Msg  # once QEMU runs, as in boot()
+
     channel.send(Msg.HOSTS, 0, hosts_file(rec).encode())
 
 
