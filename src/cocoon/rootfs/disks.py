@@ -12,7 +12,6 @@ Making one is copying the image's empty qcow2 template, a few kilobytes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cocoon import paths, tools
+from cocoon import paths, sha256, tools
 from cocoon.errors import CocoonError, Corrupt, ExternalError
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
@@ -40,7 +39,7 @@ def rootfs_dir() -> Path:
 
 def disk_key(image: Image) -> str:
     chain = "\n".join((f"cocoon-rootfs-{FORMAT}", *(layer.digest for layer in image.layers)))
-    return hashlib.sha256(chain.encode()).hexdigest()
+    return sha256.hexdigest(chain.encode())
 
 
 def image_disk(store: ImageStore, image: Image) -> Path:
