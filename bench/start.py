@@ -122,8 +122,16 @@ def podman_run(layout: Path, runs: int) -> float | None:
     """Median `podman run --rm IMG true`, the same image loaded from its OCI layout."""
     if not shutil.which("podman"):
         return None
-    loaded = subprocess.run([*PODMAN, "pull", "-q", f"oci:{layout}"],
-                            capture_output=True, text=True)  # fmt: skip
+    # podman names the image after the layout's path, which must then be a
+    # valid reference: a temporary directory's random name may not be.
+    link = Path(tempfile.gettempdir(), f"cocoon-bench-podman-{os.getpid()}")
+    link.unlink(missing_ok=True)
+    link.symlink_to(layout)
+    try:
+        loaded = subprocess.run([*PODMAN, "pull", "-q", f"oci:{link}"],
+                                capture_output=True, text=True)  # fmt: skip
+    finally:
+        link.unlink()
     if loaded.returncode != 0:
         print(f"podman cannot load the image: {loaded.stderr.strip()}", file=sys.stderr)
         return None
