@@ -115,3 +115,20 @@ def test_unusable_rootfs_disk_is_one_line(cocoon, tmp_path):
     assert result.returncode == 125
     assert result.stderr.decode().count("\n") == 1
     assert "guest agent: mount /dev/vda" in result.stderr.decode()
+
+
+def test_image_rm_keeps_the_disk_a_container_runs_on(cocoon, tmp_path):
+    ref = "localhost/kept-disk:1"
+    cocoon.load_layout(tmp_path, [busybox_layer().file("own", b"2")], ref)
+    created = cocoon("create", "--name", "keeper", ref, "cat", "/own")
+    assert created.returncode == 0, created.stderr
+    image = ImageStore(cocoon.state / "images").resolve(ref)
+    disk = cocoon.state / "rootfs" / f"{disk_key(image)}.ext4"
+    assert disk.exists()
+    assert cocoon("image", "rm", ref).returncode == 0
+    assert disk.exists()  # the container's disk is an overlay of it
+    started = cocoon("start", "-a", "keeper")
+    assert (started.returncode, started.stdout) == (0, b"2")
+    assert cocoon("rm", "keeper").returncode == 0
+    assert cocoon("image", "prune").returncode == 0
+    assert not disk.exists()

@@ -155,6 +155,8 @@ def test_remove_unused(store: ImageStore, tmp_path: Path) -> None:
     disk = image_disk(store, image)
     assert remove_unused(store) == []
     store.remove("localhost/app:1")
+    # A container still runs on it: kept until the container is gone too.
+    assert remove_unused(store, in_use=[disk]) == []
     assert remove_unused(store) == [disk]
     assert list(disk.parent.iterdir()) == []
 

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from cocoon import paths, sha256, tools
@@ -151,12 +152,14 @@ def container_disk(path: Path, image_disk: Path) -> Path:
     return path
 
 
-def remove_unused(store: ImageStore) -> list[Path]:
-    """Delete cached root filesystems that no stored image uses any more."""
+def remove_unused(store: ImageStore, in_use: Collection[Path] = ()) -> list[Path]:
+    """Delete cached root filesystems that no stored image uses any more,
+    except those in ``in_use``: the backing disks of existing containers."""
     folder = rootfs_dir()
     if not folder.is_dir():
         return []
     wanted = {disk_key(image) for image in store.images()}
+    wanted |= {disk.stem for disk in in_use}
     removed = []
     for disk in folder.glob("*.ext4"):
         if disk.stem not in wanted:
