@@ -1,6 +1,7 @@
-"""Root filesystems: image layers to a cached read-only ext4, plus writable disks.
+"""Root filesystems: image layers to a cached ext4 per image, and each
+container's copy-on-write qcow2 overlay of it.
 
 layers  apply tar layers (and OCI whiteouts) to a directory, safely
-ext4    mkfs.ext4 images and sparse copies
-disks   the per-image cache and per-container writable disks
+ext4    mkfs.ext4 images
+disks   the per-image cache and per-container disks
 """
