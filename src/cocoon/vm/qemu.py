@@ -34,7 +34,6 @@ BASE_CMDLINE = (
 @dataclass(frozen=True, slots=True)
 class Disk:
     path: Path
-    readonly: bool = False
     format: str = "raw"  # or "qcow2", whose backing file QEMU opens read-only
 
 
@@ -87,11 +86,10 @@ def command(config: MachineConfig) -> list[str]:
     else:
         argv += ["-serial", "stdio"]
     for i, disk in enumerate(config.disks):
-        ro = ",readonly=on" if disk.readonly else ""
         # cache=unsafe: the guest syncs before power-off and a crashed
         # container's disk is not worth fsync on every write.
         argv += [
-            "-drive", f"id=d{i},file={disk.path},format={disk.format},if=none,cache=unsafe{ro}",
+            "-drive", f"id=d{i},file={disk.path},format={disk.format},if=none,cache=unsafe",
             "-device", f"virtio-blk-device,drive=d{i}",
         ]  # fmt: skip
     if config.agent_socket is not None:
