@@ -21,7 +21,9 @@ INODE_SIZE = 256  # room for nanosecond times and small xattrs inside the inode
 BYTES_PER_INODE = 16384  # mke2fs's ratio for ordinary filesystems
 _FAST_SYMLINK = 60  # shorter symlink targets live in the inode itself
 _FIXED_OVERHEAD = 8 << 20  # superblocks, group descriptors, bitmaps, resize inode
-_JOURNAL = 128 << 20  # the largest journal mke2fs makes for a disk this size
+# Given to mke2fs rather than left to its choice, which grows with the
+# filesystem (up to 1 GiB): the size estimate must hold for any tree.
+_JOURNAL = 128 << 20
 # mkfs discards (punches) the file first, which lets it mark inode tables as
 # zeroed without writing them: the kernel then has no lazy init to do.
 _FAST_INIT = "lazy_itable_init=0,lazy_journal_init=1"
@@ -39,7 +41,7 @@ def make_image(source: Path, image: Path, size: int) -> None:
     needed = data + data // 10 + inodes * INODE_SIZE + _FIXED_OVERHEAD + _JOURNAL
     size = max(size, -(-needed // (1 << 20)) << 20)
     _create_sparse(image, size)
-    _mkfs(image, ["-N", str(inodes), "-d", str(source)])
+    _mkfs(image, ["-J", f"size={_JOURNAL >> 20}", "-N", str(inodes), "-d", str(source)])
 
 
 def _create_sparse(path: Path, size: int) -> None:
