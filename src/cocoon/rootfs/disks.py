@@ -131,12 +131,15 @@ def _make_template(disk: Path) -> None:
     tmp = template.with_name(f".{template.name}.{os.getpid()}")
     argv = [tools.find("qemu-img"), "create", "-q", "-f", "qcow2",
             "-F", "raw", "-b", str(disk.resolve()), str(tmp)]  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        said = (result.stderr.strip() or "no output").splitlines()[-1]
-        raise ExternalError(f"qemu-img failed making an overlay of {disk.name}: {said}")
-    _fsync(tmp)
-    os.replace(tmp, template)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            said = (result.stderr.strip() or "no output").splitlines()[-1]
+            raise ExternalError(f"qemu-img failed making an overlay of {disk.name}: {said}")
+        _fsync(tmp)
+        os.replace(tmp, template)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed or interrupted qemu-img's file
 
 
 def container_disk(path: Path, image_disk: Path) -> Path:
