@@ -12,7 +12,10 @@
 
 Messages are one line a user can act on; the CLI prints them without a
 traceback and exits 125. Foreign exceptions are translated at the boundary
-with ``raise ... from``.
+with ``raise ... from``. An error that crosses a process boundary (the
+monitor's control socket, later the Docker API) travels as its ``code`` and
+message and is rebuilt as the same class by :func:`from_code`. Exit statuses
+(CLI) and HTTP statuses (API faces) come from one table, ``STATUS``.
 """
 
 from __future__ import annotations
@@ -56,7 +59,47 @@ class ExternalError(CocoonError):
     code = "external"
 
 
+_BY_CODE: dict[str, type[CocoonError]] = {
+    cls.code: cls
+    for cls in (CocoonError, InvalidArgument, NotFound, AlreadyExists, InvalidState, Corrupt,
+                Unsupported, Timeout, ExternalError)
+}  # fmt: skip
+
+# Each code's exit status for the CLI (Docker: 125 when the tool itself fails,
+# whatever the cause) and HTTP status for the API faces (dockerd's choices).
+STATUS: dict[str, tuple[int, int]] = {
+    InvalidArgument.code: (125, 400),
+    NotFound.code: (125, 404),
+    AlreadyExists.code: (125, 409),
+    InvalidState.code: (125, 409),
+    Corrupt.code: (125, 500),
+    Unsupported.code: (125, 501),
+    Timeout.code: (125, 504),
+    ExternalError.code: (125, 500),
+    CocoonError.code: (125, 500),
+}
+
+
+def exit_code(error: CocoonError) -> int:
+    return STATUS.get(error.code, STATUS[CocoonError.code])[0]
+
+
+def http_status(error: CocoonError) -> int:
+    return STATUS.get(error.code, STATUS[CocoonError.code])[1]
+
+
+def from_code(code: str | None, message: str) -> CocoonError:
+    """The error ``code`` names, carrying ``message``; an unknown code gives the root class."""
+    return _BY_CODE.get(code or "", CocoonError)(message)
+
+
+def to_wire(error: CocoonError) -> dict[str, str]:
+    """What crosses a process boundary: rebuilt on the other side by :func:`from_code`."""
+    return {"error": str(error), "code": error.code}
+
+
 __all__ = [
+    "STATUS",
     "AlreadyExists",
     "CocoonError",
     "Corrupt",
@@ -66,4 +109,8 @@ __all__ = [
     "NotFound",
     "Timeout",
     "Unsupported",
+    "exit_code",
+    "from_code",
+    "http_status",
+    "to_wire",
 ]
