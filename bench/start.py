@@ -28,6 +28,7 @@ from procs import vms_of  # noqa: E402
 from cocoon.vm import accel as accelerators  # noqa: E402
 from cocoon.vm import qemu  # noqa: E402
 from cocoon.vm.artifacts import artifacts, initramfs_bytes  # noqa: E402
+from cocoon.vm.machine import MachineSpec  # noqa: E402
 
 IMAGE = "localhost/bench-busybox:latest"
 # What works with Debian's podman on these cgroup-v1 hosts (../shared/ENVIRONMENT.md).
@@ -209,7 +210,7 @@ def main() -> int:
         }
 
         baseline_cmd = qemu.command(
-            qemu.MachineConfig(kernel=arts.kernel, initrd=trivial_initrd(work), accel=accel)
+            MachineSpec(kernel=arts.kernel, initrd=trivial_initrd(work), accel=accel)
         )
         write_layout(work / "layout", [busybox_layer()], ref=IMAGE)
         subprocess.run(cocoon_cli("image", "load", str(work / "layout")), env=env, check=True,

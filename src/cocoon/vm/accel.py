@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
-from cocoon import paths, sha256, tools
+from cocoon import paths, sha256
 from cocoon.errors import InvalidArgument, Unsupported
+from cocoon.files import write_atomic
 from cocoon.log import Logger
 from cocoon.vm import qemu
+from cocoon.vm.machine import MachineSpec
 
 log = Logger(__name__)
 
@@ -37,7 +38,7 @@ def _kvm_usable() -> bool:
 def _fingerprint(kernel: Path) -> str:
     """What the verdict depends on: host kernel, KVM flavour, QEMU, guest kernel."""
     modules = sorted(p.name for p in Path("/sys/module").glob("kvm*"))
-    qemu_bin = Path(tools.find(qemu.QEMU))
+    qemu_bin = qemu.binary()
     parts = [
         os.uname().release,  # platform.release(), without importing platform
         ",".join(modules),
@@ -49,22 +50,10 @@ def _fingerprint(kernel: Path) -> str:
 
 def probe(kernel: Path, initrd: Path) -> tuple[bool, str]:
     """Boot under KVM in probe mode; (booted?, why not)."""
-    config = qemu.MachineConfig(
+    spec = MachineSpec(
         kernel=kernel, initrd=initrd, accel="kvm", memory_mib=128, params={"probe": "1"}
     )
-    try:
-        result = subprocess.run(
-            qemu.command(config),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        return False, f"a KVM guest did not reach the agent within {PROBE_TIMEOUT:g}s"
-    if PROBE_OK in result.stdout:
-        return True, ""
-    reason = result.stderr.decode(errors="replace").strip().splitlines()
-    return False, reason[-1] if reason else f"qemu exited with {result.returncode}"
+    return qemu.probe(spec, PROBE_OK, PROBE_TIMEOUT)
 
 
 def choose(requested: str, kernel: Path, initrd: Path) -> str:
@@ -86,9 +75,7 @@ def choose(requested: str, kernel: Path, initrd: Path) -> str:
         ok, why = probe(kernel, initrd)
         verdict = {"accel": "kvm" if ok else "tcg", "reason": why}
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(verdict))
-        os.replace(tmp, cache)
+        write_atomic(cache, json.dumps(verdict).encode())
     if verdict["accel"] == "tcg":
         log.debug("KVM cannot boot a standard guest here (%s); using TCG", verdict["reason"])
     return verdict["accel"]

@@ -1,4 +1,4 @@
-"""QEMU microvm: the command line and the process that runs it.
+"""QEMU microvm: the one backend of ``machine.py``, and the only file that knows QEMU's syntax.
 
 The VMM is an external program; cocoon only decides what to ask of it. Every
 device is virtio-mmio on the kernel command line (``acpi=off`` makes QEMU
@@ -8,16 +8,21 @@ append them), which is what the guest kernel's minimal config expects.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from cocoon import tools
-from cocoon.errors import ExternalError, Timeout
+from cocoon.errors import ExternalError, InvalidArgument, Timeout
+from cocoon.vm.console import ConsoleLog
+from cocoon.vm.machine import MachineSpec, Status, Tap, UserNet
 
 QEMU = "qemu-system-x86_64"
+# What a cocoon.KEY=VALUE kernel argument may hold: no space or quote that
+# could start another argument.
+_PLAIN = re.compile(r"^[A-Za-z0-9._:/,-]+$")
 
 # Kernel arguments that shorten boot: no console probing chatter, no timer
 # sanity checks that are slow under emulation, reboot by triple fault so the
@@ -31,40 +36,38 @@ BASE_CMDLINE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Disk:
-    path: Path
-    format: str = "raw"  # or "qcow2", whose backing file QEMU opens read-only
+def kernel_cmdline(spec: MachineSpec) -> str:
+    args = [BASE_CMDLINE]
+    if spec.accel == "tcg":
+        # Without TSC-deadline support under emulation the kernel would
+        # spend ~0.3 s calibrating the local APIC timer against the PIT;
+        # the PIT alone serves as the clock event device instead.
+        args.append("nolapic_timer")
+    for key, value in spec.params.items():
+        # Only cocoon's own words go here: user text travels in the agent
+        # protocol, where it cannot become another kernel argument.
+        if not (key.isidentifier() and _PLAIN.match(value)):
+            raise InvalidArgument(f"kernel parameter cocoon.{key}={value!r} is not a plain word")
+        args.append(f"cocoon.{key}={value}")
+    return " ".join(args)
 
 
-@dataclass(slots=True)
-class MachineConfig:
-    kernel: Path
-    initrd: Path
-    accel: str  # "kvm" or "tcg"
-    cpus: int = 1
-    memory_mib: int = 512
-    disks: list[Disk] = field(default_factory=list)
-    agent_socket: Path | None = None
-    console_log: Path | None = None
-    params: dict[str, str] = field(default_factory=dict)  # cocoon.KEY=VALUE
-    netdev: str | None = None  # a -netdev with id=n0 (tap,fd=N or user,...); None = no NIC
-    mac: str | None = None
-    pass_fds: tuple[int, ...] = ()  # inherited by QEMU, e.g. the TAP named in netdev
-
-    def cmdline(self) -> str:
-        args = [BASE_CMDLINE]
-        if self.accel == "tcg":
-            # Without TSC-deadline support under emulation the kernel would
-            # spend ~0.3 s calibrating the local APIC timer against the PIT;
-            # the PIT alone serves as the clock event device instead.
-            args.append("nolapic_timer")
-        args += [f"cocoon.{k}={v}" for k, v in self.params.items()]
-        return " ".join(args)
+def _option(value: str) -> str:
+    """A value inside a QEMU option list, where a comma would start the next option."""
+    return value.replace(",", ",,")
 
 
-def command(config: MachineConfig) -> list[str]:
-    if config.accel == "kvm":
+def _netdev(net: Tap | UserNet) -> str:
+    if isinstance(net, Tap):
+        return f"tap,id=n0,fd={net.fd}"
+    forwards = "".join(
+        f",hostfwd={f.protocol}:{f.host_ip}:{f.host_port}-:{f.guest_port}" for f in net.forwards
+    )
+    return f"user,id=n0,net={net.subnet}{forwards}"
+
+
+def command(spec: MachineSpec) -> list[str]:
+    if spec.accel == "kvm":
         # arch-capabilities is not settable under some paravirtual KVMs;
         # the guest does not need it.
         accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
@@ -74,33 +77,43 @@ def command(config: MachineConfig) -> list[str]:
         tools.find(QEMU),
         "-M", "microvm,x-option-roms=off,isa-serial=on,acpi=off",
         *accel,
-        "-smp", str(config.cpus),
-        "-m", f"{config.memory_mib}M",
+        "-smp", str(spec.cpus),
+        "-m", f"{spec.memory_mib}M",
         "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
-        "-kernel", str(config.kernel),
-        "-initrd", str(config.initrd),
-        "-append", config.cmdline(),
+        "-kernel", str(spec.kernel),
+        "-initrd", str(spec.initrd),
+        "-append", kernel_cmdline(spec),
+        # The console always goes to QEMU's stdout: a pipe the host reads
+        # into a bounded log (console.py), or the caller's own.
+        "-serial", "stdio",
     ]  # fmt: skip
-    if config.console_log is not None:
-        argv += ["-serial", f"file:{config.console_log}"]
-    else:
-        argv += ["-serial", "stdio"]
-    for i, disk in enumerate(config.disks):
+    if spec.control_socket is not None:
+        argv += ["-qmp", f"unix:{_option(str(spec.control_socket))},server=on,wait=off"]
+    for i, disk in enumerate(spec.disks):
         # cache=unsafe: the guest syncs before power-off and a crashed
         # container's disk is not worth fsync on every write.
+        readonly = ",readonly=on" if disk.readonly else ""
         argv += [
-            "-drive", f"id=d{i},file={disk.path},format={disk.format},if=none,cache=unsafe",
+            "-drive", f"id=d{i},file={_option(str(disk.path))},format={disk.format},"
+                      f"if=none,cache=unsafe{readonly}",
             "-device", f"virtio-blk-device,drive=d{i}",
         ]  # fmt: skip
-    if config.agent_socket is not None:
+    for i, share in enumerate(spec.shares):
+        readonly = ",readonly=on" if share.readonly else ""
+        argv += [
+            "-fsdev", f"local,id=s{i},path={_option(str(share.path))},"
+                      f"security_model={share.security_model}{readonly}",
+            "-device", f"virtio-9p-device,fsdev=s{i},mount_tag={_option(share.tag)}",
+        ]  # fmt: skip
+    if spec.agent_socket is not None:
         argv += [
             "-device", "virtio-serial-device,max_ports=2",
-            "-chardev", f"socket,id=agent,path={config.agent_socket}",
+            "-chardev", f"socket,id=agent,path={_option(str(spec.agent_socket))}",
             "-device", "virtserialport,chardev=agent,name=cocoon.agent",
         ]  # fmt: skip
-    if config.netdev is not None:
-        mac = f",mac={config.mac}" if config.mac else ""
-        argv += ["-netdev", config.netdev, "-device", f"virtio-net-device,netdev=n0{mac}"]
+    if spec.net is not None:
+        argv += ["-netdev", _netdev(spec.net),
+                 "-device", f"virtio-net-device,netdev=n0,mac={spec.net.mac}"]  # fmt: skip
     argv += ["-device", "virtio-rng-device"]
     # Free page reporting: the guest hands pages it frees back to QEMU, which
     # discards them, so memory a container used once returns to the host.
@@ -108,28 +121,33 @@ def command(config: MachineConfig) -> list[str]:
     return argv
 
 
-class Machine:
-    """One running QEMU process."""
+class QemuMachine:
+    """One QEMU process running one VM."""
 
-    def __init__(self, config: MachineConfig) -> None:
-        self.config = config
+    def __init__(self, spec: MachineSpec) -> None:
+        self.spec = spec
         self._proc: subprocess.Popen[bytes] | None = None
+        self._console = ConsoleLog(spec.console) if spec.console is not None else None
 
-    def start(self, *, stdout: int | None = subprocess.DEVNULL) -> None:
-        argv = command(self.config)
+    def start(self) -> None:
+        argv = command(self.spec)
+        fds = tuple(n.fd for n in (self.spec.net,) if isinstance(n, Tap))
         try:
             self._proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
-                stdout=stdout,
+                stdout=subprocess.PIPE if self._console else None,
                 stderr=subprocess.PIPE,
-                pass_fds=self.config.pass_fds,
+                pass_fds=fds,
                 # Its own process group: a Ctrl-C at the terminal is for the
                 # container (relayed by the agent), not for the VMM.
                 start_new_session=True,
             )
         except OSError as e:
             raise ExternalError(f"cannot start {argv[0]}: {e.strerror}") from e
+        if self._console is not None and self._proc.stdout is not None:
+            self._console.start(os.dup(self._proc.stdout.fileno()))
+            self._proc.stdout.close()
 
     @property
     def pid(self) -> int:
@@ -137,8 +155,7 @@ class Machine:
         return self._proc.pid
 
     @property
-    def stderr_pipe(self) -> IO[bytes] | None:
-        """Readable once QEMU complains or exits: an event to wait on."""
+    def events(self) -> IO[bytes] | None:
         return None if self._proc is None else self._proc.stderr
 
     def poll(self) -> int | None:
@@ -151,11 +168,19 @@ class Machine:
         except subprocess.TimeoutExpired as e:
             raise Timeout(f"the VM did not stop within {timeout:g}s") from e
 
-    def stderr(self) -> str:
-        """What QEMU said on stderr; only once it has exited."""
-        if self._proc is None or self._proc.stderr is None or self._proc.poll() is None:
+    def last_words(self) -> str:
+        if self._proc is None or self._proc.poll() is None:
             return ""
-        return self._proc.stderr.read().decode(errors="replace").strip()
+        said = ""
+        if self._proc.stderr is not None and not self._proc.stderr.closed:
+            said = self._proc.stderr.read().decode(errors="replace").strip()
+        if said:
+            return said.splitlines()[-1]
+        if self._console is not None:
+            self._console.join()
+            if line := self._console.last_line():
+                return f"guest console: {line}"
+        return "no output from the VM"
 
     def kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -163,7 +188,6 @@ class Machine:
             self._proc.wait()
 
     def stop(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for the guest to power off, then kill."""
         if self._proc is None:
             return
         try:
@@ -172,3 +196,49 @@ class Machine:
             self.kill()
         if self._proc.stderr is not None and not self._proc.stderr.closed:
             self._proc.stderr.close()
+        if self._console is not None:
+            self._console.join()
+
+    def _qmp(self, command: str) -> object:
+        from cocoon.vm.qmp import Qmp
+
+        if self.spec.control_socket is None or self.poll() is not None:
+            raise ExternalError("the VM is not running")
+        with Qmp(self.spec.control_socket) as qmp:
+            return qmp.execute(command)
+
+    def pause(self) -> None:
+        self._qmp("stop")
+
+    def resume(self) -> None:
+        self._qmp("cont")
+
+    def status(self) -> Status:
+        if self.poll() is not None:
+            return Status.EXITED
+        answer = self._qmp("query-status")
+        state = answer.get("status") if isinstance(answer, dict) else None
+        if state == "paused":
+            return Status.PAUSED
+        if state in ("shutdown", "guest-panicked", "internal-error"):
+            return Status.SHUTDOWN
+        return Status.RUNNING
+
+
+def probe(spec: MachineSpec, marker: bytes, timeout: float) -> tuple[bool, str]:
+    """Boot ``spec`` with its console on a pipe; (did ``marker`` appear?, why not)."""
+    try:
+        result = subprocess.run(
+            command(spec), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"the guest did not reach the agent within {timeout:g}s"
+    if marker in result.stdout:
+        return True, ""
+    reason = result.stderr.decode(errors="replace").strip().splitlines()
+    return False, reason[-1] if reason else f"{QEMU} exited with {result.returncode}"
+
+
+def binary() -> Path:
+    """The QEMU program in use (what the accelerator verdict depends on)."""
+    return Path(tools.find(QEMU))

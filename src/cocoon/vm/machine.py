@@ -1,0 +1,133 @@
+"""What cocoon asks of a virtual machine, in words no VMM owns.
+
+A :class:`MachineSpec` describes one VM with neutral devices (disks, shared
+folders, a network interface, the agent's port); ``backend.create`` hands it
+to a backend, which returns a :class:`Machine`. QEMU's ``microvm`` is the one
+backend today (``qemu.py``, the only file that knows QEMU's syntax); another
+VMM would sit beside it behind the same small interface, as Apple's
+containerization keeps its backends side by side behind one protocol.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    path: Path
+    format: str = "raw"  # or "qcow2", whose backing file the VMM opens read-only
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFolder:
+    """A host folder the guest mounts by ``tag`` (virtio-9p)."""
+
+    path: Path
+    tag: str
+    readonly: bool = False
+    # How guest ownership maps to the host's: "passthrough" (as root: the
+    # guest's uid is the file's uid) or "mapped-xattr" (without root).
+    security_model: str = "passthrough"
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A host port forwarded into the guest by the VMM's own user-mode stack."""
+
+    protocol: str  # "tcp" or "udp"
+    host_ip: str
+    host_port: int
+    guest_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tap:
+    """A TAP device already open in this process; the VMM inherits ``fd``."""
+
+    fd: int
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserNet:
+    """The VMM's unprivileged user-mode network (NAT, no address of its own on the host)."""
+
+    subnet: str
+    mac: str
+    forwards: tuple[Forward, ...] = ()
+
+
+@dataclass(slots=True)
+class MachineSpec:
+    kernel: Path
+    initrd: Path
+    accel: str  # "kvm" or "tcg"
+    cpus: int = 1
+    memory_mib: int = 512
+    disks: list[Disk] = field(default_factory=list)
+    shares: list[SharedFolder] = field(default_factory=list)
+    net: Tap | UserNet | None = None
+    agent_socket: Path | None = None  # a listening unix socket the VMM connects to
+    control_socket: Path | None = None  # where the VMM serves its control protocol
+    console: Path | None = None  # where the guest console goes; None = the VMM's stdout
+    params: dict[str, str] = field(default_factory=dict)  # cocoon.KEY=VALUE, not user text
+
+
+class Status(enum.StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTDOWN = "shutdown"  # the guest stopped its CPUs (halt) but the VMM lives
+    EXITED = "exited"  # the VMM process is gone
+
+
+class Machine(Protocol):
+    """One VM: started once, stopped once; pause and resume in between."""
+
+    spec: MachineSpec
+
+    def start(self) -> None: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def events(self) -> IO[bytes] | None:
+        """Readable once the VMM complains or exits: an event to wait on."""
+        ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def stop(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the guest to power off, then kill."""
+        ...
+
+    def kill(self) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def status(self) -> Status: ...
+
+    def last_words(self) -> str:
+        """What the VMM said before it exited (empty while it runs)."""
+        ...
+
+
+__all__ = [
+    "Disk",
+    "Forward",
+    "Machine",
+    "MachineSpec",
+    "SharedFolder",
+    "Status",
+    "Tap",
+    "UserNet",
+]
