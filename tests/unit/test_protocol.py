@@ -10,11 +10,12 @@ from cocoon.agent.protocol import (
     Decoder,
     Field,
     Msg,
-    ProcessSpec,
     decode_header,
     encode,
+    encode_run,
     exit_status,
 )
+from cocoon.agent.spec import ProcessSpec
 from cocoon.errors import Corrupt, InvalidArgument
 
 
@@ -64,7 +65,7 @@ def _fields(payload: bytes) -> list[tuple[int, bytes]]:
 
 def test_run_fields():
     spec = ProcessSpec(["sh", "-c", "exit 7"], ["A=1"], cwd="/w", user="app", tty=(24, 80))
-    fields = _fields(spec.encode())
+    fields = _fields(encode_run(spec))
     assert fields == [
         (Field.ARG, b"sh"),
         (Field.ARG, b"-c"),
@@ -74,14 +75,14 @@ def test_run_fields():
         (Field.USER, b"app"),
         (Field.TTY, b"\0\x18\0\x50"),
     ]
-    assert (Field.STDIN, b"") in _fields(ProcessSpec(["cat"], [], stdin=True).encode())
+    assert (Field.STDIN, b"") in _fields(encode_run(ProcessSpec(["cat"], [], stdin=True)))
 
 
 def test_run_refuses_nul_and_empty_argv():
     with pytest.raises(InvalidArgument, match="NUL"):
-        ProcessSpec(["a\0b"], []).encode()
+        encode_run(ProcessSpec(["a\0b"], []))
     with pytest.raises(InvalidArgument, match="no command"):
-        ProcessSpec([], []).encode()
+        encode_run(ProcessSpec([], []))
 
 
 def test_exit_status():

@@ -9,8 +9,12 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cocoon.errors import Corrupt, InvalidArgument
+
+if TYPE_CHECKING:
+    from cocoon.agent.spec import ProcessSpec
 
 VERSION = 1
 MAX_PAYLOAD = 1 << 20
@@ -108,28 +112,18 @@ def _text(tag: Field, value: str) -> bytes:
     return _field(tag, value.encode())
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessSpec:
-    """What the agent needs to start a process inside the container."""
-
-    args: list[str]
-    env: list[str]
-    cwd: str = "/"
-    user: str = "0:0"
-    tty: tuple[int, int] | None = None  # (rows, columns)
-    stdin: bool = False
-
-    def encode(self) -> bytes:
-        if not self.args:
-            raise InvalidArgument("no command to run: the image has no Cmd or Entrypoint")
-        parts = [_text(Field.ARG, a) for a in self.args]
-        parts += [_text(Field.ENV, e) for e in self.env]
-        parts += [_text(Field.CWD, self.cwd), _text(Field.USER, self.user)]
-        if self.tty is not None:
-            parts.append(_field(Field.TTY, struct.pack(">HH", *self.tty)))
-        if self.stdin:
-            parts.append(_field(Field.STDIN, b""))
-        return b"".join(parts)
+def encode_run(spec: ProcessSpec) -> bytes:
+    """A RUN payload: the process's fields, in the order the document gives."""
+    if not spec.args:
+        raise InvalidArgument("no command to run: the image has no Cmd or Entrypoint")
+    parts = [_text(Field.ARG, a) for a in spec.args]
+    parts += [_text(Field.ENV, e) for e in spec.env]
+    parts += [_text(Field.CWD, spec.cwd), _text(Field.USER, spec.user)]
+    if spec.tty is not None:
+        parts.append(_field(Field.TTY, struct.pack(">HH", *spec.tty)))
+    if spec.stdin:
+        parts.append(_field(Field.STDIN, b""))
+    return b"".join(parts)
 
 
 def exit_status(payload: bytes) -> tuple[bool, int]:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cocoon.agent.channel import Channel
-from cocoon.agent.protocol import Msg, ProcessSpec, exit_status, resize_payload
+from cocoon.agent.protocol import Msg, encode_run, exit_status, resize_payload
+from cocoon.agent.spec import ProcessSpec
 from cocoon.errors import Corrupt, ExternalError
 
 Sink = Callable[[bytes], None]
@@ -30,13 +31,21 @@ class ExitStatus:
     error: str | None = None  # why the process could not start
 
 
+def decode_exit(how: tuple[bool, int], error: str | None = None) -> ExitStatus:
+    """An EXIT's (killed by a signal?, code) as Docker reports it: 128+N for signal N."""
+    signaled, code = how
+    if signaled:
+        return ExitStatus(128 + code, signal=code, error=error)
+    return ExitStatus(code, error=error)
+
+
 class Process:
     def __init__(self, channel: Channel, proc: int = 1) -> None:
         self.channel = channel
         self.proc = proc
 
     def start(self, spec: ProcessSpec) -> None:
-        self.channel.send(Msg.RUN, self.proc, spec.encode())
+        self.channel.send(Msg.RUN, self.proc, encode_run(spec))
 
     def signal(self, signum: int) -> None:
         self.channel.send(Msg.SIGNAL, self.proc, bytes([signum]))
@@ -85,9 +94,6 @@ class Process:
                 case Msg.ERROR:
                     error = frame.payload.decode(errors="replace")
                 case Msg.EXIT:
-                    signaled, code = exit_status(frame.payload)
-                    if signaled:
-                        return ExitStatus(128 + code, signal=code, error=error)
-                    return ExitStatus(code, error=error)
+                    return decode_exit(exit_status(frame.payload), error)
                 case _:
                     raise Corrupt(f"guest protocol: unexpected {frame.type.name} from the guest")

@@ -1,0 +1,39 @@
+"""What the agent needs to start a process in the container: the record's and the wire's form.
+
+Plain data, cheap to import: a container's record holds it from creation,
+long before the protocol that encodes it (``protocol.encode_run``) is needed
+(once the VM runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    args: list[str]
+    env: list[str]
+    cwd: str = "/"
+    user: str = "0:0"
+    tty: tuple[int, int] | None = None  # (rows, columns)
+    stdin: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProcessSpec:
+        tty = data.get("tty")
+        return cls(
+            args=list(data["args"]),
+            env=list(data.get("env", [])),
+            cwd=data.get("cwd", "/"),
+            user=data.get("user", "0:0"),
+            tty=None if tty is None else (int(tty[0]), int(tty[1])),
+            stdin=bool(data.get("stdin", False)),
+        )
+
+
+__all__ = ["ProcessSpec"]
