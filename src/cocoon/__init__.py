@@ -30,11 +30,11 @@ def run(
 ) -> RunResult:
     """Run ``command`` in a new container of ``image`` and wait for it.
 
-    ``options`` are the fields of :class:`cocoon.container.run.RunOptions`
+    ``options`` are the fields of :class:`cocoon.container.options.RunOptions`
     (env, workdir, user, entrypoint, cpus, memory, tty, ...). Output is
     collected into the result unless ``stdout``/``stderr`` callables are given.
     """
-    from cocoon.container.run import RunOptions
+    from cocoon.container.options import RunOptions
     from cocoon.container.run import run as run_container
 
     sinks = {k: options.pop(k) for k in ("stdout", "stderr", "on_start") if k in options}

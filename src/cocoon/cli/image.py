@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -77,19 +74,14 @@ def _add_transfer_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _age(created: str | None) -> str:
+    from cocoon.cli.output import ago
+
     if not created:
         return "unknown"
     try:
-        then = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        return ago(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
     except ValueError:
         return created
-    seconds = max(0, time.time() - then)
-    for unit, size in (("year", 31_536_000), ("month", 2_592_000), ("day", 86_400),
-                       ("hour", 3_600), ("minute", 60)):  # fmt: skip
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if n > 1 else ''} ago"
-    return "just now"
 
 
 def _size(n: int) -> str:
@@ -180,14 +172,13 @@ def push_image(args: argparse.Namespace) -> int:
 
 
 def inspect_images(args: argparse.Namespace) -> int:
-    from cocoon.cli.output import emit_one
+    from cocoon.cli.output import emit_json, emit_one
     from cocoon.image.store import ImageStore
 
     store = ImageStore()
     details = [_details(store.resolve(text)) for text in args.images]
     if args.format == "json":
-        json.dump(details, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        emit_json(details)
         return 0
     for item in details:
         emit_one("table", {k: v for k, v in item.items() if k not in ("Layers", "Config")})
@@ -256,7 +247,7 @@ def _remove_unused_disks(store: ImageStore) -> None:
     from cocoon.container import record
     from cocoon.rootfs.disks import remove_unused
 
-    in_use = {Path(r.config["rootfs"]) for r in record.all_records() if "rootfs" in r.config}
+    in_use = {Path(r.config.rootfs) for r in record.all_records() if r.config is not None}
     remove_unused(store, in_use)
 
 

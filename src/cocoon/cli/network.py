@@ -64,11 +64,9 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    import json
-
     from cocoon.network import ipam
 
-    print(json.dumps([_view(ipam.get(n)) for n in args.names], indent=2))
+    output.emit_json([_view(ipam.get(n)) for n in args.names])
     return 0
 
 
@@ -87,15 +85,11 @@ def _rm(args: argparse.Namespace) -> int:
 def teardown(args: argparse.Namespace) -> int:
     from cocoon.container import manager
     from cocoon.errors import InvalidState
-    from cocoon.network import attach
+    from cocoon.network.teardown import teardown as remove_all
 
-    bridged = [
-        r.name
-        for r in manager.containers()
-        if (r.config.get("network") or {}).get("mode") == "bridge"
-    ]
+    bridged = [r.name for r in manager.containers() if r.settings.network.mode == "bridge"]
     if bridged:
         raise InvalidState(f"containers still use bridge networks: {', '.join(bridged)}")
-    for bridge in attach.teardown():
+    for bridge in remove_all():
         print(bridge)
     return 0

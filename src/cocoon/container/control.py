@@ -1,13 +1,15 @@
 """The monitor's control socket: what clients send, and the client side of it.
 
 A client connects to ``ctl.sock`` in the container's run dir and sends one
-JSON line ``{"op": ...}``. ``stop``, ``kill`` and ``wait`` get one JSON line
-back (``{"ok": true, ...}`` or ``{"error": "..."}``). ``exec`` and ``attach``
+JSON line ``{"op": ...}``. ``stop``, ``kill``, ``wait`` and ``hosts`` get one
+JSON line back (``{"ok": true, ...}``, or ``{"error": "...", "code": "..."}``
+rebuilt here as the same ``cocoon.errors`` class). ``exec`` and ``attach``
 turn the connection into a stream of guest-protocol frames
 (docs/guest-protocol.md) in which proc 1 is the client's process: ``exec``
 starts with the client's ``RUN``; both carry ``STDIN``/``SIGNAL``/``RESIZE``
 from the client and ``STARTED``/``STDOUT``/``STDERR``/``ERROR``/``EXIT`` back,
-so the host's one framing code path serves here too.
+so the host's one framing code path serves here too. The server is
+``server.py``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import socket
 from typing import Any
 
 from cocoon.agent.channel import Channel
-from cocoon.container import boot
-from cocoon.errors import CocoonError, ExternalError, InvalidState
+from cocoon.container.record import sock_dir
+from cocoon.errors import ExternalError, InvalidState, from_code
 
 SOCKET = "ctl.sock"
 MAX_REQUEST = 64 * 1024
@@ -27,19 +29,19 @@ MAX_REQUEST = 64 * 1024
 def _connect(container_id: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        sock.connect(str(boot.sock_dir(container_id) / SOCKET))
+        sock.connect(str(sock_dir(container_id) / SOCKET))
     except OSError as e:
         sock.close()
         raise InvalidState(f"container {container_id[:12]} is not running") from e
     return sock
 
 
-def _send_line(sock: socket.socket, message: dict[str, Any]) -> None:
+def send_line(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall(json.dumps(message).encode() + b"\n")
 
 
 def read_line(sock: socket.socket) -> dict[str, Any] | None:
-    """One JSON line, read byte by byte so no frame after it is consumed."""
+    """One JSON object on a line, read byte by byte so no frame after it is consumed."""
     data = bytearray()
     while not data.endswith(b"\n"):
         byte = sock.recv(1)
@@ -47,22 +49,25 @@ def read_line(sock: socket.socket) -> dict[str, Any] | None:
             return None
         data += byte
         if len(data) > MAX_REQUEST:
-            raise ExternalError("control request too long")
-    return json.loads(data)
+            raise ExternalError("control message too long")
+    message = json.loads(data)
+    if not isinstance(message, dict):
+        raise ExternalError("control message is not a JSON object")
+    return message
 
 
 def request(container_id: str, op: str, **args: Any) -> dict[str, Any]:
     """Send one request to the container's monitor and return its answer."""
     with _connect(container_id) as sock:
         try:
-            _send_line(sock, {"op": op, **args})
+            send_line(sock, {"op": op, **args})
             reply = read_line(sock)
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise ExternalError(f"lost the connection to the container's monitor: {e}") from e
     if reply is None:
         raise ExternalError("the container's monitor closed the connection")
     if "error" in reply:
-        raise CocoonError(reply["error"])
+        raise from_code(reply.get("code"), str(reply["error"]))
     return reply
 
 
@@ -70,11 +75,11 @@ def session(container_id: str, op: str) -> Channel:
     """A frame stream to one process in the container (``exec`` or ``attach``)."""
     sock = _connect(container_id)
     try:
-        _send_line(sock, {"op": op})
+        send_line(sock, {"op": op})
     except OSError as e:
         sock.close()
         raise ExternalError(f"lost the connection to the container's monitor: {e}") from e
     return Channel(sock)
 
 
-__all__ = ["SOCKET", "read_line", "request", "session"]
+__all__ = ["SOCKET", "read_line", "request", "send_line", "session"]

@@ -5,7 +5,8 @@ The process that owns a container's VM (its monitor, or a foreground
 folder for as long as it lives. The kernel drops it when that process dies,
 however it dies, so a record that says ``running`` while the lock is free was
 left by an owner killed with SIGKILL: :func:`reconcile` marks it exited and
-kills its orphaned QEMU, if any is left.
+kills its orphaned QEMU, if any is left, and finishes the ``--rm`` the owner
+could not: such a container is removed, its name free again.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
-import time
 from typing import IO
 
 from cocoon.container import record as records
 from cocoon.container.record import Record
-from cocoon.container.state import State
+from cocoon.container.state import State, to_exited
 from cocoon.errors import InvalidState, NotFound
 
 OWNER_DIED = "its monitor died unexpectedly"
@@ -69,20 +70,30 @@ def kill_orphan_vm(record: Record) -> None:
 
 
 def reconcile(record: Record) -> Record:
-    """The record as it truly is: a running one whose owner died becomes exited."""
+    """The record as it truly is: a running one whose owner died becomes exited.
+
+    One made with ``--rm`` is removed instead (its address, disk and sockets
+    too): NotFound then, as for any container that is gone.
+    """
     if record.state != State.RUNNING or owner_alive(record.id):
         return record
 
     def mark(r: Record) -> None:
         if r.state == State.RUNNING and not owner_alive(r.id):
-            r.state, r.finished = State.EXITED.value, time.time()
-            r.error = r.error or OWNER_DIED
+            to_exited(r, None, r.error or OWNER_DIED)
 
     kill_orphan_vm(record)
     try:
-        return records.update(record.id, mark)
+        record = records.update(record.id, mark)
     except NotFound:
         return record  # removed meanwhile
+    if record.remove and record.state == State.EXITED:
+        from cocoon.container import boot  # boot needs the network layer; reconcile rarely does
+
+        shutil.rmtree(records.sock_dir(record.id), ignore_errors=True)
+        boot.discard(record.id)
+        raise NotFound(f"no such container: {record.name} (removed: it was run with --rm)")
+    return record
 
 
 __all__ = ["hold", "kill_orphan_vm", "owner_alive", "reconcile", "start_ticks"]

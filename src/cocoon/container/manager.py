@@ -17,15 +17,24 @@ import sys
 import time
 from typing import Any
 
-from cocoon.agent.protocol import Msg, ProcessSpec
+from cocoon.agent.protocol import Msg
 from cocoon.agent.session import ExitStatus, Process
+from cocoon.agent.spec import ProcessSpec
 from cocoon.container import boot, control, liveness
 from cocoon.container import record as records
-from cocoon.container.boot import RunOptions
+from cocoon.container.config import NetworkSettings
+from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
-from cocoon.container.spec import env_entry, merge_env
+from cocoon.container.spec import check_exec_size, env_entry, merge_env
 from cocoon.container.state import Op, State, check
-from cocoon.errors import ExternalError, InvalidArgument, InvalidState, Timeout
+from cocoon.errors import (
+    ExternalError,
+    InvalidArgument,
+    InvalidState,
+    NotFound,
+    Timeout,
+    from_code,
+)
 from cocoon.image.store import ImageStore
 
 COUNTERS_TIMEOUT = 30.0
@@ -40,7 +49,10 @@ def get(ref: str) -> Record:
 
 def containers(all: bool = False) -> list[Record]:
     """Containers, newest first; only running ones unless ``all``."""
-    found = [liveness.reconcile(r) for r in records.all_records()]
+    found = []
+    for rec in records.all_records():
+        with contextlib.suppress(NotFound):  # a --rm container whose owner died: now gone
+            found.append(liveness.reconcile(rec))
     found.sort(key=lambda r: r.created, reverse=True)
     return [r for r in found if all or r.state == State.RUNNING]
 
@@ -83,7 +95,7 @@ def start(ref: str, *, wait_attach: bool = False) -> Record:
     except ValueError:
         reply = {"error": "the container's monitor exited during start (see monitor.log)"}
     if reply.get("error"):
-        raise ExternalError(reply["error"])
+        raise from_code(reply.get("code", ExternalError.code), str(reply["error"]))
     return records.load(rec.id)
 
 
@@ -113,7 +125,10 @@ def _wait_owner_gone(rec: Record, timeout: float) -> Record:
         if time.monotonic() > deadline:
             raise Timeout(f"container {rec.name} did not stop within {timeout:g}s")
         time.sleep(0.05)
-    return liveness.reconcile(records.load(rec.id))
+    try:
+        return liveness.reconcile(records.load(rec.id))
+    except NotFound:
+        return rec  # it was run with --rm: its owner removed it on the way out
 
 
 def _signal_owner(rec: Record, signum: int) -> None:
@@ -128,7 +143,7 @@ def stop(ref: str, timeout: float = 10.0, signal_name: str | None = None) -> Rec
     """Signal the main process, wait ``timeout`` seconds, then power the VM off."""
     rec = get(ref)
     check(Op.STOP, rec.state, rec.name)
-    signum = parse_signal(signal_name or rec.config.get("stop_signal") or "SIGTERM")
+    signum = parse_signal(signal_name or rec.settings.stop_signal or "SIGTERM")
     try:
         control.request(rec.id, "stop", signal=signum, timeout=timeout)
     except InvalidState:
@@ -183,7 +198,8 @@ def wait(ref: str) -> Record:
 
 def inspect(ref: str) -> dict[str, Any]:
     rec = get(ref)
-    config = rec.config
+    config = rec.settings
+    running = rec.state == State.RUNNING
     return {
         "id": rec.id,
         "name": rec.name,
@@ -192,46 +208,42 @@ def inspect(ref: str) -> dict[str, Any]:
         "command": rec.command,
         "created": _iso(rec.created),
         "state": {
-            "status": rec.state,
-            "running": rec.state == State.RUNNING,
-            "pid": rec.monitor_pid if rec.state == State.RUNNING else None,
-            "vm_pid": rec.vm_pid if rec.state == State.RUNNING else None,
+            "status": rec.state.value,
+            "running": running,
+            "pid": rec.monitor_pid if running else None,
+            "vm_pid": rec.vm_pid if running else None,
             "exit_code": rec.exit_code,
             "error": rec.error,
             "started_at": _iso(rec.started),
             "finished_at": _iso(rec.finished),
         },
         "config": {
-            "hostname": config.get("hostname"),
-            "process": config.get("process"),
-            "stop_signal": config.get("stop_signal"),
+            "hostname": config.hostname,
+            "process": config.process.to_json(),
+            "stop_signal": config.stop_signal,
         },
         "resources": {
-            "cpus": config.get("cpus"),
-            "memory_mib": config.get("memory_mib"),
-            "accel": config.get("accel"),
+            "cpus": config.cpus,
+            "memory_mib": config.memory_mib,
+            "accel": config.accel,
         },
-        "network": _network_view(config.get("network")),
+        "network": _network_view(config.network),
         "log_path": str(records.folder(rec.id) / "container.log"),
         "auto_remove": rec.remove,
     }
 
 
-def _network_view(settings: dict[str, Any] | None) -> dict[str, Any]:
+def _network_view(settings: NetworkSettings) -> dict[str, Any]:
     """Docker-like names; ``mode`` says how the VM is connected (bridge, user, none)."""
-    settings = settings or {"mode": "none"}
     return {
-        "mode": settings["mode"],
-        "network": settings.get("network", settings["mode"]),
-        "ip_address": settings.get("ip"),
-        "prefix_len": settings.get("prefix"),
-        "gateway": settings.get("gateway"),
-        "mac_address": settings.get("mac"),
-        "dns": settings.get("dns", []),
-        "ports": [
-            f"{p['host_ip']}:{p['host_port']}->{p['container_port']}/{p['protocol']}"
-            for p in settings.get("ports", [])
-        ],
+        "mode": settings.mode,
+        "network": settings.network or settings.mode,
+        "ip_address": settings.ip,
+        "prefix_len": settings.prefix,
+        "gateway": settings.gateway,
+        "mac_address": settings.mac,
+        "dns": settings.dns,
+        "ports": [str(p) for p in settings.ports],
     }
 
 
@@ -254,13 +266,15 @@ def exec_spec(
     """An extra process: the main process's env, cwd and user unless overridden."""
     if not args:
         raise InvalidArgument("exec needs a command")
-    main = boot.process_of(rec)
+    main = rec.settings.process
     extra = [e for item in env if (e := env_entry(item, os.environ))]
     if workdir is not None and not workdir.startswith("/"):
         raise InvalidArgument(f"working directory {workdir!r} must be an absolute path")
+    merged = merge_env(main.env, ["TERM=xterm"] if tty else [], extra)
+    check_exec_size(args, merged)
     return ProcessSpec(
         args=list(args),
-        env=merge_env(main.env, ["TERM=xterm"] if tty else [], extra),
+        env=merged,
         cwd=workdir or main.cwd,
         user=user or main.user,
         tty=tty,

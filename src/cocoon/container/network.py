@@ -1,6 +1,8 @@
 """A container's network, over its life: settings at create, devices at boot, release at removal.
 
-Three modes, recorded in the container's config under ``network``:
+The network layer (``cocoon.network``) owns bridges, addresses, NAT and
+port relays; this module ties them to one container and tells its peers when
+it joins. Three modes, recorded in the container's config under ``network``:
 
 - ``bridge``: a cocoon network (default ``cocoon0``); the container leases an
   address, its VM gets a TAP on the network's bridge, published ports are
@@ -21,12 +23,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cocoon.container import record as records
+from cocoon.container.config import NetworkSettings
 from cocoon.errors import CocoonError, InvalidArgument, Unsupported
 from cocoon.log import Logger
 from cocoon.network import ipam, nat, netdev, ports
+from cocoon.vm.machine import Forward, Tap, UserNet
 
 if TYPE_CHECKING:
     from cocoon.agent.channel import Channel
@@ -84,25 +88,26 @@ def configure(
     dns: Sequence[str] = (),
     add_hosts: Sequence[str] = (),
     publish: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> NetworkSettings:
     """A new container's network settings (leasing its address on a bridge network)."""
     name = network or default_network()
-    specs = [ports.parse(p) for p in publish]
-    settings: dict[str, Any] = {
-        "mode": name if name in ("none", "user") else "bridge",
-        "dns": _check_ipv4(dns, "--dns"),
-        "add_hosts": [":".join(parse_add_host(h)) for h in add_hosts],
-        "ports": [vars_of(s) for s in specs],
-    }
-    if ip is not None and settings["mode"] != "bridge":
+    mode = name if name in ("none", "user") else "bridge"
+    settings = NetworkSettings(
+        mode=mode,
+        dns=_check_ipv4(dns, "--dns"),
+        add_hosts=[":".join(parse_add_host(h)) for h in add_hosts],
+        ports=[ports.parse(p) for p in publish],
+    )
+    if ip is not None and mode != "bridge":
         raise InvalidArgument(f"--ip needs a bridge network, not --network {name}")
-    if settings["mode"] == "none":
-        if specs:
+    if mode == "none":
+        if settings.ports:
             raise InvalidArgument("-p needs a network; --network none has only loopback")
         return settings
-    if settings["mode"] == "user":
-        settings.update(ip=USER_IP, prefix=24, gateway=USER_GATEWAY, mac=USER_MAC)
-        settings["dns"] = settings["dns"] or [USER_DNS]
+    if mode == "user":
+        settings.ip, settings.prefix, settings.gateway = USER_IP, 24, USER_GATEWAY
+        settings.mac = USER_MAC
+        settings.dns = settings.dns or [USER_DNS]
         return settings
     if not netdev.can_admin():
         raise Unsupported(f"network {name} needs CAP_NET_ADMIN (root); use --network user")
@@ -110,20 +115,10 @@ def configure(
         name, container_id, container_name, ip, exists=lambda i: records.folder(i).exists()
     )
     a, b, c, d = ipaddress.IPv4Address(address).packed
-    settings.update(
-        network=net.name,
-        ip=address,
-        prefix=net.prefix,
-        gateway=net.gateway,
-        mac=f"02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}",
-    )
-    settings["dns"] = settings["dns"] or _host_dns()
+    settings.network, settings.ip, settings.prefix = net.name, address, net.prefix
+    settings.gateway, settings.mac = net.gateway, f"02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}"
+    settings.dns = settings.dns or _host_dns()
     return settings
-
-
-def vars_of(spec: ports.PortSpec) -> dict[str, Any]:
-    return {"host_ip": spec.host_ip, "host_port": spec.host_port,
-            "container_port": spec.container_port, "protocol": spec.protocol}  # fmt: skip
 
 
 def release(container_id: str) -> None:
@@ -133,16 +128,16 @@ def release(container_id: str) -> None:
 
 def hosts_file(rec: records.Record) -> str:
     """The container's /etc/hosts: itself, its network's other containers, --add-host."""
-    settings = rec.config.get("network") or {}
-    hostname = rec.config.get("hostname") or rec.id[:12]
+    config = rec.settings
+    settings = config.network
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-    names = " ".join(dict.fromkeys([hostname, rec.name]))
-    lines.append(f"{settings['ip']}\t{names}" if settings.get("ip") else f"127.0.1.1\t{names}")
-    if settings.get("network"):
-        for ip, lease in sorted(ipam.peers(settings["network"]).items()):
+    names = " ".join(dict.fromkeys([config.hostname, rec.name]))
+    lines.append(f"{settings.ip}\t{names}" if settings.ip else f"127.0.1.1\t{names}")
+    if settings.network:
+        for ip, lease in sorted(ipam.peers(settings.network).items()):
             if lease["id"] != rec.id:
                 lines.append(f"{ip}\t{lease['name']}")
-    for entry in settings.get("add_hosts", []):
+    for entry in settings.add_hosts:
         name, _, address = entry.partition(":")
         lines.append(f"{address}\t{name}")
     return "\n".join(lines) + "\n"
@@ -152,17 +147,15 @@ def hosts_file(rec: records.Record) -> str:
 class Plug:
     """What one boot of the VM needs for its network, and what to undo after."""
 
-    netdev: str | None = None
-    mac: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    fds: list[int] = field(default_factory=list)
+    device: Tap | UserNet | None = None
+    params: dict[str, str] = field(default_factory=dict)  # the guest's address, for the agent
     forwarder: ports.Forwarder | None = None
 
     def started(self) -> None:
-        """QEMU holds the TAP now; ours would keep it alive after QEMU exits."""
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
+        """The VMM holds the TAP now; ours would keep it alive after the VMM exits."""
+        if isinstance(self.device, Tap) and self.device.fd >= 0:
+            os.close(self.device.fd)
+            self.device = Tap(-1, self.device.mac)
 
     def close(self) -> None:
         self.started()
@@ -178,32 +171,30 @@ def _ensure_bridge(net: ipam.Network) -> None:
 
 
 def plug(rec: records.Record) -> Plug:
-    """Devices and forwarders for booting the container's VM (before QEMU starts)."""
-    settings = rec.config.get("network") or {"mode": "none"}
-    mode = settings["mode"]
-    log.debug("network mode %s for %s", mode, rec.name)
+    """Devices and forwarders for booting the container's VM (before the VMM starts)."""
+    settings = rec.settings.network
+    log.debug("network mode %s for %s", settings.mode, rec.name)
     result = Plug()
-    if mode == "none":
+    if settings.mode == "none" or settings.mac is None:
         return result
-    result.params = {"ip": f"{settings['ip']}/{settings['prefix']}", "gw": settings["gateway"]}
-    if settings["dns"]:
-        result.params["dns"] = ",".join(settings["dns"])
-    result.mac = settings["mac"]
-    specs = [ports.PortSpec(**p) for p in settings["ports"]]
-    if mode == "user":
-        forwards = "".join(
-            f",hostfwd={s.protocol}:{s.host_ip}:{s.host_port}-:{s.container_port}" for s in specs
+    result.params = {"ip": f"{settings.ip}/{settings.prefix}", "gw": str(settings.gateway)}
+    if settings.dns:
+        result.params["dns"] = ",".join(settings.dns)
+    if settings.mode == "user":
+        forwards = tuple(
+            Forward(p.protocol, p.host_ip, p.host_port, p.container_port) for p in settings.ports
         )
-        result.netdev = f"user,id=n0,net={USER_NET}{forwards}"
+        result.device = UserNet(USER_NET, settings.mac, forwards)
         return result
-    _ensure_bridge(ipam.get(settings["network"]))
+    assert settings.network is not None and settings.ip is not None
+    net = ipam.get(settings.network)
+    _ensure_bridge(net)
     try:
-        result.forwarder = ports.Forwarder(specs, settings["ip"]) if specs else None
-        result.fds.append(netdev.open_tap(f"cc{rec.id[:12]}", ipam.get(settings["network"]).bridge))
+        result.forwarder = ports.Forwarder(settings.ports, settings.ip) if settings.ports else None
+        result.device = Tap(netdev.open_tap(f"cc{rec.id[:12]}", net.bridge), settings.mac)
     except BaseException:
         result.close()
         raise
-    result.netdev = f"tap,id=n0,fd={result.fds[0]}"
     return result
 
 
@@ -218,14 +209,13 @@ def ready(rec: records.Record, result: Plug, channel: Channel) -> None:
     """The agent is up: open the published ports, tell the peers."""
     if result.forwarder is not None:
         result.forwarder.start()
-    network = (rec.config.get("network") or {}).get("network")
-    if network:
+    if network := rec.settings.network.network:
         _tell_peers(rec, network)
 
 
 def _tell_peers(rec: records.Record, network: str) -> None:
     """Running peers learn the newcomer's name (those run in the foreground do not)."""
-    from cocoon.container import control  # control imports boot, which imports us
+    from cocoon.container import control  # only once a peer is there to tell
 
     for lease in ipam.peers(network).values():
         if lease["id"] == rec.id:
@@ -233,16 +223,6 @@ def _tell_peers(rec: records.Record, network: str) -> None:
         with contextlib.suppress(CocoonError):
             peer = records.load(lease["id"])
             control.request(peer.id, "hosts", content=hosts_file(peer))
-
-
-def teardown() -> list[str]:
-    """Remove the bridges and NAT table cocoon made in this network namespace."""
-    removed = []
-    for bridge in netdev.cocoon_bridges():
-        netdev.delete_bridge(bridge)
-        removed.append(bridge)
-    nat.apply([])
-    return removed
 
 
 __all__ = [
@@ -253,5 +233,4 @@ __all__ = [
     "plug",
     "ready",
     "release",
-    "teardown",
 ]

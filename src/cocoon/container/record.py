@@ -14,14 +14,16 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from cocoon import paths
-from cocoon.errors import AlreadyExists, InvalidArgument, NotFound
+from cocoon.container.config import ContainerConfig
+from cocoon.container.state import State
+from cocoon.errors import AlreadyExists, Corrupt, InvalidArgument, NotFound
+from cocoon.files import write_atomic
 from cocoon.locks import flock
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
@@ -40,16 +42,39 @@ class Record:
     image_id: str
     command: list[str]
     created: float
-    state: str = "created"  # see cocoon.container.state
+    state: State = State.CREATED  # see cocoon.container.state
     exit_code: int | None = None
     error: str | None = None
     started: float | None = None
     finished: float | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    config: ContainerConfig | None = None  # None only while the container is being made
     monitor_pid: int | None = None
     vm_pid: int | None = None
     vm_start_ticks: int | None = None  # with vm_pid: tells a recycled pid apart
     remove: bool = False  # --rm: the monitor removes the container when it exits
+
+    @property
+    def settings(self) -> ContainerConfig:
+        """The configuration, which every record past creation has."""
+        if self.config is None:
+            raise Corrupt(f"container {self.name} has no configuration (its creation failed)")
+        return self.config
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = State(self.state).value
+        data["config"] = None if self.config is None else self.config.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["state"] = State(values.get("state", State.CREATED))
+        config = values.get("config")
+        # Records made before configurations were typed kept {} until set.
+        values["config"] = ContainerConfig.from_json(config) if config else None
+        return cls(**values)
 
 
 def root() -> Path:
@@ -58,6 +83,11 @@ def root() -> Path:
 
 def folder(container_id: str) -> Path:
     return root() / container_id
+
+
+def sock_dir(container_id: str) -> Path:
+    """The container's sockets (agent port, control); short, as unix socket paths must be."""
+    return paths.run_dir() / container_id[:12]
 
 
 @contextlib.contextmanager
@@ -89,26 +119,28 @@ def update(container_id: str, change: Callable[[Record], None]) -> Record:
 
 
 def save(record: Record) -> None:
-    target = folder(record.id)
-    fd, tmp = tempfile.mkstemp(dir=target, prefix=".container.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(record), f, indent=1)
-    os.replace(tmp, target / "container.json")
+    write_atomic(folder(record.id) / "container.json", json.dumps(record.to_json()).encode())
+
+
+def _read(path: Path) -> Record:
+    try:
+        return Record.from_json(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError) as e:
+        raise Corrupt(f"container record {path} is damaged: {e}") from e
 
 
 def load(container_id: str) -> Record:
     try:
-        data = json.loads((folder(container_id) / "container.json").read_text())
+        return _read(folder(container_id) / "container.json")
     except FileNotFoundError as e:
         raise NotFound(f"no such container: {container_id}") from e
-    return Record(**data)
 
 
 def all_records() -> list[Record]:
     records = []
     for path in root().glob("*/container.json") if root().exists() else ():
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            records.append(Record(**json.loads(path.read_text())))
+        with contextlib.suppress(FileNotFoundError, Corrupt):
+            records.append(_read(path))
     return records
 
 

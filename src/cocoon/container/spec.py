@@ -12,11 +12,24 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from cocoon.agent.spec import ProcessSpec
 from cocoon.errors import InvalidArgument, NotFound
 
+if TYPE_CHECKING:
+    from cocoon.container.options import RunOptions
+    from cocoon.image.model import ImageConfig
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HOST_NAME_MAX = 64
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+# execve(2)'s limits on x86-64 with the default 8 MiB stack: ARG_MAX is a
+# quarter of the stack, one string at most 32 pages.
+ARG_MAX = 2 << 20
+MAX_ARG_STRLEN = 32 * 4096
+POINTER = 8
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -71,48 +84,65 @@ def argv(
     return list(image_entrypoint or []) + list(command or image_cmd or [])
 
 
-def process_spec(
-    *,
-    image_entrypoint: Sequence[str] | None,
-    image_cmd: Sequence[str] | None,
-    image_env: Sequence[str] | None,
-    image_workdir: str | None,
-    image_user: str | None,
-    command: Sequence[str] | None = None,
-    entrypoint: str | None = None,
-    env: Sequence[str] = (),
-    env_files: Sequence[str | Path] = (),
-    workdir: str | None = None,
-    user: str | None = None,
-    hostname: str,
-    tty: tuple[int, int] | None = None,
-    stdin: bool = False,
-    host_env: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """The container's main process, as its record keeps it (``config["process"]``).
+def check_hostname(name: str) -> str:
+    """An RFC 1123 host name the guest kernel takes whole (at most 64 bytes), or InvalidArgument."""
+    if len(name) > HOST_NAME_MAX or not _HOSTNAME.match(name):
+        raise InvalidArgument(
+            f"invalid hostname {name!r}: use letters, digits and '-' in dot-separated "
+            f"labels, at most {HOST_NAME_MAX} characters"
+        )
+    return name
 
-    These are the fields of ``agent.protocol.ProcessSpec``, made into one
-    only once the VM runs (``boot.process_of``): the protocol is not needed
-    before.
+
+def check_exec_size(args: Sequence[str], env: Sequence[str]) -> None:
+    """Refuse what execve(2) in the guest would refuse (E2BIG), before a VM boots for it.
+
+    Linux's limits: each string at most MAX_ARG_STRLEN bytes with its NUL,
+    and all of them with their NULs and pointers at most ARG_MAX.
     """
+    total = 0
+    for item in (*args, *env):
+        size = len(item.encode()) + 1
+        if size > MAX_ARG_STRLEN:
+            raise InvalidArgument(
+                f"an argument or environment entry of {size - 1} bytes is longer than "
+                f"Linux allows ({MAX_ARG_STRLEN - 1})"
+            )
+        total += size + POINTER
+    if total > ARG_MAX:
+        raise InvalidArgument(
+            f"arguments and environment take {total} bytes; Linux allows {ARG_MAX}"
+        )
+
+
+def process_spec(
+    image: ImageConfig,
+    opts: RunOptions,
+    *,
+    hostname: str,
+    stdin: bool,
+    host_env: Mapping[str, str] | None = None,
+) -> ProcessSpec:
+    """The container's main process: the image's config with the caller's options over it."""
     host_env = os.environ if host_env is None else host_env
-    args = argv(image_entrypoint, image_cmd, command, entrypoint)
+    args = argv(image.entrypoint, image.cmd, opts.command, opts.entrypoint)
     if not args:
         raise InvalidArgument("no command specified: the image has no Cmd or Entrypoint")
-    from_files = [e for f in env_files for e in read_env_file(f)]
-    extra = [e for item in [*from_files, *env] if (e := env_entry(item, host_env))]
+    from_files = [e for f in opts.env_files for e in read_env_file(f)]
+    extra = [e for item in [*from_files, *opts.env] if (e := env_entry(item, host_env))]
     defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"]
-    if tty is not None:
+    if opts.tty is not None:
         defaults.append("TERM=xterm")
-    merged = merge_env(defaults, image_env or [], extra)
-    cwd = workdir or image_workdir or "/"
+    merged = merge_env(defaults, image.env, extra)
+    cwd = opts.workdir or image.working_dir or "/"
     if not cwd.startswith("/"):
         raise InvalidArgument(f"working directory {cwd!r} must be an absolute path")
-    return {
-        "args": args,
-        "env": merged,
-        "cwd": cwd,
-        "user": user or image_user or "0:0",
-        "tty": tty,
-        "stdin": stdin,
-    }
+    check_exec_size(args, merged)
+    return ProcessSpec(
+        args=args,
+        env=merged,
+        cwd=cwd,
+        user=opts.user or image.user or "0:0",
+        tty=opts.tty,
+        stdin=stdin,
+    )

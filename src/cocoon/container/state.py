@@ -12,6 +12,8 @@ with the same message.
 from __future__ import annotations
 
 import enum
+import time
+from typing import Protocol
 
 from cocoon.errors import InvalidState
 
@@ -66,4 +68,32 @@ def check(op: Op, state: State | str, name: str) -> None:
                            f"it is {state.value}{detail}")  # fmt: skip
 
 
-__all__ = ["Op", "State", "can", "check"]
+class Stateful(Protocol):
+    """What a transition changes: the fields of a container's record it owns."""
+
+    name: str
+    state: State
+    exit_code: int | None
+    error: str | None
+    started: float | None
+    finished: float | None
+    monitor_pid: int | None
+    vm_pid: int | None
+    vm_start_ticks: int | None
+
+
+def to_running(rec: Stateful, *, owner_pid: int, vm_pid: int, vm_start_ticks: int | None) -> None:
+    """``rec`` now runs: a VM under ``owner_pid`` (a monitor or a foreground run)."""
+    check(Op.START, rec.state, rec.name)
+    rec.state, rec.started, rec.finished = State.RUNNING, time.time(), None
+    rec.exit_code = rec.error = None
+    rec.monitor_pid, rec.vm_pid, rec.vm_start_ticks = owner_pid, vm_pid, vm_start_ticks
+
+
+def to_exited(rec: Stateful, exit_code: int | None, error: str | None) -> None:
+    """``rec``'s VM is gone: the main process's exit code, or why there is none."""
+    rec.state, rec.finished = State.EXITED, time.time()
+    rec.exit_code, rec.error = exit_code, error
+
+
+__all__ = ["Op", "State", "can", "check", "to_exited", "to_running"]

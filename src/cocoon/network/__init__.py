@@ -2,5 +2,6 @@
 
 ``ipam`` keeps networks and leases in the state dir; ``netdev`` creates the
 kernel's devices; ``nat`` owns one nftables table; ``ports`` forwards
-published ports; ``attach`` ties them to a container's life.
+published ports; ``teardown`` removes what cocoon made. Tying them to one
+container's life is the container layer's job (``cocoon.container.network``).
 """

@@ -1,0 +1,85 @@
+"""A container's configuration as its record keeps it: typed, versioned, JSON both ways.
+
+Everything a later ``cocoon start`` needs to boot the VM again is here,
+fixed when the container is created. ``VERSION`` counts the record's
+format: records written before it existed (no ``version`` key) have the
+same keys as version 1 and load unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cocoon.agent.spec import ProcessSpec
+from cocoon.errors import Corrupt
+from cocoon.network.ports import PortSpec
+
+VERSION = 1
+
+
+@dataclass(slots=True)
+class NetworkSettings:
+    """How the container's VM is connected: ``bridge``, ``user`` or ``none``."""
+
+    mode: str = "none"
+    network: str | None = None  # the cocoon network's name, in bridge mode
+    ip: str | None = None
+    prefix: int | None = None
+    gateway: str | None = None
+    mac: str | None = None
+    dns: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)  # NAME:IP
+    ports: list[PortSpec] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ports"] = [asdict(p) for p in self.ports]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> NetworkSettings:
+        data = dict(data or {"mode": "none"})
+        data["ports"] = [PortSpec(**p) for p in data.get("ports", [])]
+        return cls(**data)
+
+
+@dataclass(slots=True)
+class ContainerConfig:
+    cpus: int
+    memory_mib: int
+    accel: str
+    hostname: str
+    rootfs: str  # the image's disk this container's own disk is an overlay of
+    process: ProcessSpec
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    stop_signal: str | None = None
+    version: int = VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["process"] = self.process.to_json()
+        data["network"] = self.network.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerConfig:
+        version = data.get("version", VERSION)
+        if version > VERSION:
+            raise Corrupt(f"container record format {version} is newer than this cocoon's")
+        try:
+            return cls(
+                cpus=int(data["cpus"]),
+                memory_mib=int(data["memory_mib"]),
+                accel=data["accel"],
+                hostname=data["hostname"],
+                rootfs=data["rootfs"],
+                process=ProcessSpec.from_json(data["process"]),
+                network=NetworkSettings.from_json(data.get("network")),
+                stop_signal=data.get("stop_signal"),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise Corrupt(f"container record: bad configuration ({e})") from e
+
+
+__all__ = ["VERSION", "ContainerConfig", "NetworkSettings"]
