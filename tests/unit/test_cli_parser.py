@@ -25,10 +25,12 @@ def test_every_verb_is_registered_by_its_module():
         assert verb in _verbs(parser([verb]))
 
 
-def test_unknown_verb_exits_2(capsys):
+def test_unknown_verb_is_one_line_and_exits_125(capsys):
     with pytest.raises(SystemExit) as exc:
         parser(["nosuch"]).parse_args(["nosuch"])
-    assert exc.value.code == 2
+    assert exc.value.code == 125
+    err = capsys.readouterr().err
+    assert err.startswith("cocoon: ") and len(err.strip().splitlines()) == 1, err
 
 
 def test_version(capsys):

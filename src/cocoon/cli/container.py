@@ -6,15 +6,15 @@ create, start, stop, kill, rm, ls/ps, inspect, logs, exec, stats, wait, prune.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import json
 import sys
 import time
 from collections.abc import Callable
 
 from cocoon.cli import output
-from cocoon.cli.run import add_container_flags, options_from, stdio_writer
+from cocoon.cli.run import add_container_flags, options_from
+from cocoon.container.record import Record
+from cocoon.container.state import State
 
 MIB = 1 << 20
 
@@ -106,16 +106,8 @@ def _start(args: argparse.Namespace) -> int:
 
     rec = manager.start(args.container, wait_attach=True)
     process = manager.attach(rec.id)
-    tty = rec.config["process"]["tty"] is not None
-    if args.interactive:
-        process.feed_stdin(sys.stdin.fileno())
-    terminal.relay_signals(process, sys.stdout.fileno() if tty else None)
-    raw = terminal.raw(sys.stdin.fileno()) if tty and args.interactive else contextlib.nullcontext()
-    with raw:
-        status = process.relay(stdio_writer(sys.stdout.fileno()), stdio_writer(sys.stderr.fileno()))
-    if status.error:
-        print(f"cocoon: {status.error}", file=sys.stderr)
-    return status.code
+    stdin_fd = sys.stdin.fileno() if args.interactive else None
+    return terminal.attach(process, stdin_fd=stdin_fd, tty=rec.settings.process.tty is not None)
 
 
 def _each(args: argparse.Namespace, action: Callable[[str], object]) -> int:
@@ -166,8 +158,8 @@ def _ls(args: argparse.Namespace) -> int:
             "name": rec.name,
             "image": rec.image,
             "command": " ".join(rec.command),
-            "created": _ago(now - rec.created),
-            "state": rec.state,
+            "created": rec.created if args.format == "json" else output.ago(rec.created),
+            "state": rec.state.value,
             "status": _status(rec, now),
             "exit_code": rec.exit_code,
             "error": rec.error,
@@ -187,32 +179,20 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _ago(seconds: float) -> str:
-    return f"{_duration(seconds)} ago"
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * size:
-            return f"{int(seconds // size)} {unit}"
-    return f"{int(seconds)} seconds"
-
-
-def _status(rec, now: float) -> str:
-    if rec.state == "running":
-        return f"Up {_duration(now - (rec.started or now))}"
-    if rec.state == "created":
+def _status(rec: Record, now: float) -> str:
+    if rec.state == State.RUNNING:
+        return f"Up {output.duration(now - (rec.started or now))}"
+    if rec.state == State.CREATED:
         return "Created"
     code = "?" if rec.exit_code is None else rec.exit_code
-    text = f"Exited ({code}) {_ago(now - (rec.finished or now))}"
+    text = f"Exited ({code}) {output.ago(rec.finished or now)}"
     return f"{text}: {rec.error}" if rec.error and rec.exit_code is None else text
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
-    json.dump([manager.inspect(ref) for ref in args.containers], sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    output.emit_json([manager.inspect(ref) for ref in args.containers])
     return 0
 
 
@@ -240,27 +220,18 @@ def _exec(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
     rec = manager.get(args.container)
-    stdin_fd = sys.stdin.fileno() if args.interactive else None
-    out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
     spec = manager.exec_spec(
         rec,
         args.command,
         env=args.env,
         workdir=args.workdir,
         user=args.user,
-        tty=terminal.size(out_fd) if args.tty else None,
+        tty=terminal.size(sys.stdout.fileno()) if args.tty else None,
         interactive=args.interactive,
     )
     process = manager.exec_start(rec.id, spec)
-    if stdin_fd is not None:
-        process.feed_stdin(stdin_fd)
-    terminal.relay_signals(process, out_fd if args.tty else None)
-    raw = terminal.raw(stdin_fd) if args.tty and stdin_fd is not None else contextlib.nullcontext()
-    with raw:
-        status = process.relay(stdio_writer(out_fd), stdio_writer(err_fd))
-    if status.error:
-        print(f"cocoon: {status.error}", file=sys.stderr)
-    return status.code
+    stdin_fd = sys.stdin.fileno() if args.interactive else None
+    return terminal.attach(process, stdin_fd=stdin_fd, tty=args.tty)
 
 
 def _stats(args: argparse.Namespace) -> int:

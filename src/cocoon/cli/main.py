@@ -11,11 +11,19 @@ import gc
 import importlib
 import signal
 import sys
+from typing import NoReturn
 
 from cocoon import __version__
 from cocoon.errors import CocoonError
 
 EXIT_COCOON = 125
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as Docker gives them: one line, exit 125 (argparse: a usage block, 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_COCOON, f"cocoon: {message} (see '{self.prog} --help')\n")
 
 
 class _Terminated(Exception):
@@ -47,7 +55,7 @@ def _verb_of(argv: list[str]) -> str | None:
 
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line parser; with ``argv``, only the part that ``argv`` uses."""
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="cocoon",
         description="Run OCI containers, each in its own lightweight virtual machine.",
     )

@@ -1,9 +1,10 @@
-"""Rendering for the CLI: aligned tables for people, JSON for scripts."""
+"""Rendering for the CLI: aligned tables and relative times for people, JSON for scripts."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,11 +15,15 @@ def add_format_flag(parser: Any) -> None:
     )
 
 
+def emit_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
 def emit(fmt: str, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
     """Print ``rows`` as JSON, or as a table of ``columns`` (key, heading)."""
     if fmt == "json":
-        json.dump(list(rows), sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        emit_json(list(rows))
         return
     cells = [[h for _, h in columns]] + [[str(r.get(k, "")) for k, _ in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
@@ -28,9 +33,34 @@ def emit(fmt: str, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
 
 def emit_one(fmt: str, item: dict[str, Any]) -> None:
     if fmt == "json":
-        json.dump(item, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        emit_json(item)
         return
     width = max(map(len, item))
     for key, value in item.items():
         print(f"{key.ljust(width)}  {value}")
+
+
+# Docker's wording for a span of time: the largest unit that reads well.
+_UNITS = (("years", 86400 * 365), ("months", 86400 * 30), ("weeks", 86400 * 7),
+          ("days", 86400), ("hours", 3600), ("minutes", 60))  # fmt: skip
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    if seconds < 120:
+        return "About a minute"
+    if 3600 <= seconds < 7200:
+        return "About an hour"
+    for unit, size in _UNITS:
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds // 60)} minutes"
+
+
+def ago(stamp: float | None) -> str:
+    """``stamp`` (seconds since the epoch) relative to now, for people; JSON keeps the stamp."""
+    return "unknown" if stamp is None else f"{duration(time.time() - stamp)} ago"

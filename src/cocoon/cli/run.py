@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cocoon.container.boot import RunOptions
+    from cocoon.container.options import RunOptions
 
 HELP = "Run a command in a new container, in its own VM"
 
@@ -101,7 +99,7 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> RunOptions:
-    from cocoon.container.boot import RunOptions
+    from cocoon.container.options import RunOptions
 
     return RunOptions(
         command=args.command or None,
@@ -140,37 +138,18 @@ def handle(args: argparse.Namespace) -> int:
 
     stdin_fd = sys.stdin.fileno() if args.interactive else None
     out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
-    tty_size = terminal.size(out_fd) if args.tty else None
-    options = options_from(args, tty_size)
-    raw = terminal.raw(stdin_fd) if args.tty and stdin_fd is not None else contextlib.nullcontext()
-    with raw:
+    options = options_from(args, terminal.size(out_fd) if args.tty else None)
+    with terminal.raw(stdin_fd, args.tty):
         result = run(
             args.image,
             options,
             stdin=stdin_fd,
-            stdout=stdio_writer(out_fd),
-            stderr=stdio_writer(err_fd),
+            stdout=terminal.stdio_writer(out_fd),
+            stderr=terminal.stdio_writer(err_fd),
             on_start=lambda p: terminal.relay_signals(p, out_fd if args.tty else None),
         )
-    if result.error:
-        print(f"cocoon: {result.error}", file=sys.stderr)
     if timings_file := os.environ.get("COCOON_TIMINGS"):
         # For bench/: where this run's time went, in seconds.
         with open(timings_file, "w") as f:
             f.write(json.dumps(result.timings))
-    return result.exit_code
-
-
-def stdio_writer(fd: int) -> Callable[[bytes], None]:
-    broken = False
-
-    def write(data: bytes) -> None:
-        nonlocal broken
-        view = memoryview(data)
-        while view and not broken:
-            try:
-                view = view[os.write(fd, view) :]
-            except BrokenPipeError:
-                broken = True  # reader gone; keep draining so the container can finish
-
-    return write
+    return terminal.report(result.exit_code, result.error)

@@ -1,13 +1,14 @@
-"""The caller's terminal: raw mode for -t, its size, and relaying signals."""
+"""The caller's terminal: raw mode for -t, its size, signals, attaching to a process."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import sys
 import termios
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,9 +34,13 @@ def size(fd: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def raw(fd: int) -> Iterator[None]:
-    """Raw mode, so keys (Ctrl-C too) go to the container's own terminal."""
-    if not os.isatty(fd):
+def raw(fd: int | None, tty_wanted: bool = True) -> Iterator[None]:
+    """Raw mode, so keys (Ctrl-C too) go to the container's own terminal.
+
+    Only for ``-t`` with ``-i`` (``tty_wanted`` and an ``fd``), and only
+    when ``fd`` is a terminal; otherwise nothing changes.
+    """
+    if fd is None or not tty_wanted or not os.isatty(fd):
         yield
         return
     saved = termios.tcgetattr(fd)
@@ -62,3 +67,36 @@ def relay_signals(process: Process, size_fd: int | None) -> None:
                 process.resize(*size(size_fd))
 
         signal.signal(signal.SIGWINCH, resize)
+
+
+def stdio_writer(fd: int) -> Callable[[bytes], None]:
+    broken = False
+
+    def write(data: bytes) -> None:
+        nonlocal broken
+        view = memoryview(data)
+        while view and not broken:
+            try:
+                view = view[os.write(fd, view) :]
+            except BrokenPipeError:
+                broken = True  # reader gone; keep draining so the container can finish
+
+    return write
+
+
+def report(code: int, error: str | None) -> int:
+    """The CLI's exit code for a finished process, saying first why it could not start."""
+    if error:
+        print(f"cocoon: {error}", file=sys.stderr)
+    return code
+
+
+def attach(process: Process, *, stdin_fd: int | None, tty: bool) -> int:
+    """Relay a process to this terminal until it exits: stdin in, signals on, output out."""
+    out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    if stdin_fd is not None:
+        process.feed_stdin(stdin_fd)
+    relay_signals(process, out_fd if tty else None)
+    with raw(stdin_fd, tty):
+        status = process.relay(stdio_writer(out_fd), stdio_writer(err_fd))
+    return report(status.code, status.error)
