@@ -19,10 +19,6 @@ from cocoon.errors import Corrupt, ExternalError
 
 Sink = Callable[[bytes], None]
 
-# Docker's codes for a command that cannot be run.
-EXIT_NOT_FOUND = 127
-EXIT_CANNOT_EXEC = 126
-
 
 @dataclass(frozen=True, slots=True)
 class ExitStatus:

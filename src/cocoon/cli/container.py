@@ -15,6 +15,7 @@ from cocoon.cli import output
 from cocoon.cli.run import add_container_flags, options_from
 from cocoon.container.record import Record
 from cocoon.container.state import State
+from cocoon.stamps import rfc3339
 
 MIB = 1 << 20
 
@@ -158,7 +159,7 @@ def _ls(args: argparse.Namespace) -> int:
             "name": rec.name,
             "image": rec.image,
             "command": " ".join(rec.command),
-            "created": rec.created if args.format == "json" else output.ago(rec.created),
+            "created": rfc3339(rec.created) if args.format == "json" else output.ago(rec.created),
             "state": rec.state.value,
             "status": _status(rec, now),
             "exit_code": rec.exit_code,

@@ -36,6 +36,7 @@ from cocoon.errors import (
     from_code,
 )
 from cocoon.image.store import ImageStore
+from cocoon.stamps import rfc3339
 
 COUNTERS_TIMEOUT = 30.0
 SESSION_PROC = 1  # in a control session, proc 1 is the client's own
@@ -206,7 +207,7 @@ def inspect(ref: str) -> dict[str, Any]:
         "image": rec.image,
         "image_id": rec.image_id,
         "command": rec.command,
-        "created": _iso(rec.created),
+        "created": rfc3339(rec.created),
         "state": {
             "status": rec.state.value,
             "running": running,
@@ -214,8 +215,8 @@ def inspect(ref: str) -> dict[str, Any]:
             "vm_pid": rec.vm_pid if running else None,
             "exit_code": rec.exit_code,
             "error": rec.error,
-            "started_at": _iso(rec.started),
-            "finished_at": _iso(rec.finished),
+            "started_at": rfc3339(rec.started),
+            "finished_at": rfc3339(rec.finished),
         },
         "config": {
             "hostname": config.hostname,
@@ -245,12 +246,6 @@ def _network_view(settings: NetworkSettings) -> dict[str, Any]:
         "dns": settings.dns,
         "ports": [str(p) for p in settings.ports],
     }
-
-
-def _iso(stamp: float | None) -> str | None:
-    if stamp is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
 
 
 def exec_spec(
