@@ -2,7 +2,7 @@
 
 import pytest
 
-from cocoon.container.spec import DEFAULT_PATH, argv, merge_env, parse_size, process_spec
+from cocoon.container.spec import DEFAULT_PATH, argv, merge_env, process_spec
 from cocoon.errors import InvalidArgument, NotFound
 
 
@@ -54,15 +54,3 @@ def test_bad_inputs():
         _spec(env=["=x"])
     with pytest.raises(NotFound, match="env file"):
         _spec(env_files=["/nonexistent/env"])
-
-
-@pytest.mark.parametrize(
-    ("text", "value"), [("512m", 512 << 20), ("1g", 1 << 30), ("1.5GiB", 3 << 29), ("4096", 4096)]
-)
-def test_parse_size(text, value):
-    assert parse_size(text) == value
-
-
-def test_parse_size_rejects_junk():
-    with pytest.raises(InvalidArgument):
-        parse_size("lots")

@@ -19,12 +19,13 @@ from cocoon import paths
 from cocoon.agent.listener import Listener
 from cocoon.container import record as records
 from cocoon.container.record import Record
-from cocoon.container.spec import parse_size, process_spec
+from cocoon.container.spec import process_spec
 from cocoon.errors import ExternalError, InvalidArgument
 from cocoon.image.registry import resolve_or_pull
 from cocoon.image.store import ImageStore
 from cocoon.network import attach as network
 from cocoon.rootfs.disks import container_disk, image_disk
+from cocoon.units import parse_size
 from cocoon.vm import accel as accelerators
 from cocoon.vm.artifacts import artifacts
 from cocoon.vm.qemu import Disk, Machine, MachineConfig
