@@ -70,13 +70,14 @@ def test_machine_mounts(tmp_path, store):
     )
     mounts = plan.prepare(flags, CID, "one", store=store)
     got = plan.machine_mounts(mounts, CID, lambda cid: False, store=store)
-    model = "passthrough" if os.geteuid() == 0 else "none"
+    root = os.geteuid() == 0
+    bind, vol = ("passthrough", "passthrough") if root else ("none", "mapped-xattr")
     # One disk for two mounts of db, read-write as one of them is.
     assert got.disks == [plan.DiskAttachment(store.get("db").path, False, "cocoon-vol0")]
     assert got.shares == [
-        plan.Share(tmp_path / "src", "cocoon.m0", True, model),
-        plan.Share(store.get("web").path, "cocoon.m1", False, model),
-        plan.Share(tmp_path / "conf", "cocoon.m2", True, model),
+        plan.Share(tmp_path / "src", "cocoon.m0", True, bind),
+        plan.Share(store.get("web").path, "cocoon.m1", False, vol),
+        plan.Share(tmp_path / "conf", "cocoon.m2", True, bind),
     ]
     # Parents before what is inside them; otherwise in the order given.
     assert got.guest == [
@@ -138,3 +139,11 @@ def test_forget(store):
     assert plan.forget(mounts, CID, remove_anonymous=True, store=store) == [mounts[0].name]
     assert {v.name for v in store.volumes()} == {"named", kept[0].name}
     assert all(v.users == {} for v in store.volumes())
+
+
+def test_security_models(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert plan.security_model(volume=False) == plan.security_model(volume=True) == "passthrough"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert plan.security_model(volume=False) == "none"
+    assert plan.security_model(volume=True) == "mapped-xattr"

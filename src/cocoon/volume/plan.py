@@ -9,9 +9,12 @@
                                                 the anonymous volumes
 
 9p shares: as root, ``passthrough`` (a file a container process makes as uid
-1000 is uid 1000's on the host, as with Docker); without root QEMU cannot
-give files other owners, so ``none``: files are made as the user running
-cocoon and a chown in the container changes nothing, quietly.
+1000 is uid 1000's on the host, as with Docker). Without root QEMU cannot
+give host files other owners. A bind mount then uses ``none``: files are
+made as the user running cocoon, who owns them in the container too, and a
+chown there fails (EPERM). A dir volume, whose files only containers read, uses
+``mapped-xattr``: owners and modes live in extended attributes, so a chown
+in the container holds (the state dir's filesystem must allow user xattrs).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class Share:
     path: Path  # a host folder, exported alone (-fsdev local,path=...)
     tag: str  # the 9p mount tag the guest mounts it by
     readonly: bool
-    security_model: str  # "passthrough" or "none"
+    security_model: str  # "passthrough", or without root "none" or "mapped-xattr"
 
 
 @dataclass(slots=True)
@@ -51,8 +54,11 @@ class MachineMounts:
     guest: list[dict[str, Any]] = field(default_factory=list)  # in mount order
 
 
-def security_model() -> str:
-    return "passthrough" if os.geteuid() == 0 else "none"
+def security_model(*, volume: bool) -> str:
+    """QEMU's 9p security model for a share of a host folder (``volume``: a dir volume's)."""
+    if os.geteuid() == 0:
+        return "passthrough"
+    return "mapped-xattr" if volume else "none"
 
 
 def prepare(
@@ -112,7 +118,6 @@ def machine_mounts(
     the boot fails.
     """
     store = store or VolumeStore()
-    model = security_model()
     result = MachineMounts()
     disks: dict[str, int] = {}  # volume name -> index in result.disks
     try:
@@ -125,6 +130,7 @@ def machine_mounts(
                 _check_source(mount)
                 source = Path(os.path.realpath(mount.source))
                 folder = source if source.is_dir() else source.parent
+                model = security_model(volume=False)
                 entry = _share(result, folder, mount.readonly, model, mount.target)
                 if folder != source:  # a file: the agent mounts it from its folder
                     entry["file"] = source.name
@@ -132,6 +138,7 @@ def machine_mounts(
                 assert mount.name is not None, "prepare() names anonymous volumes"
                 volume = store.claim(mount.name, container_id, active)
                 if volume.driver == "dir":
+                    model = security_model(volume=True)
                     entry = _share(result, volume.path, mount.readonly, model, mount.target)
                 else:
                     entry = _disk(result, disks, mount, volume.path)
