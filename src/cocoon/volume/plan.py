@@ -49,6 +49,18 @@ class Share:
 
 @dataclass(slots=True)
 class MachineMounts:
+    """What one boot of a container's VM needs for its mounts.
+
+    ``guest`` is for the agent, one dict per mount, parents first:
+    ``{"type": "ext4", "serial", "target", "readonly", "copy_up"}`` (the disk
+    whose /sys/block/*/serial matches; the same serial may come twice),
+    ``{"type": "9p", "tag", "target", "readonly"[, "file"][, "copy_up"]}``
+    ("file": mount the share elsewhere and bind that file of it on target),
+    ``{"type": "tmpfs", "target", "size" (bytes or None), "mode", "flags"}``.
+    ``copy_up``: if the volume is empty (lost+found aside), copy the image's
+    files at target into it first, as Docker does.
+    """
+
     disks: list[DiskAttachment] = field(default_factory=list)
     shares: list[Share] = field(default_factory=list)
     guest: list[dict[str, Any]] = field(default_factory=list)  # in mount order
