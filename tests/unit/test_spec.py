@@ -11,7 +11,6 @@ from cocoon.container.spec import (
     check_exec_size,
     check_hostname,
     merge_env,
-    parse_size,
     process_spec,
 )
 from cocoon.errors import InvalidArgument, NotFound
@@ -63,18 +62,6 @@ def test_bad_inputs():
         _spec(env=["=x"])
     with pytest.raises(NotFound, match="env file"):
         _spec(env_files=["/nonexistent/env"])
-
-
-@pytest.mark.parametrize(
-    ("text", "value"), [("512m", 512 << 20), ("1g", 1 << 30), ("1.5GiB", 3 << 29), ("4096", 4096)]
-)
-def test_parse_size(text, value):
-    assert parse_size(text) == value
-
-
-def test_parse_size_rejects_junk():
-    with pytest.raises(InvalidArgument):
-        parse_size("lots")
 
 
 @pytest.mark.parametrize("name", ["web", "a-b.example", "x" * 63, "a1." * 16 + "a"])

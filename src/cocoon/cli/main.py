@@ -44,9 +44,10 @@ _VERB_MODULES = {
     "image": "image",
     "registry": "registry",
     "network": "network",
+    "volume": "volume",
     "system": "system",
 }
-_ORDER = ("run", "container", "image", "registry", "network", "system")
+_ORDER = ("run", "container", "image", "registry", "network", "volume", "system")
 
 
 def _verb_of(argv: list[str]) -> str | None:

@@ -18,11 +18,12 @@ from cocoon.container import record as records
 from cocoon.container.config import ContainerConfig
 from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
-from cocoon.container.spec import check_hostname, parse_size, process_spec
+from cocoon.container.spec import check_hostname, process_spec
 from cocoon.errors import ExternalError, InvalidArgument
 from cocoon.image.registry import resolve_or_pull
 from cocoon.image.store import ImageStore
 from cocoon.rootfs.disks import container_disk, image_disk
+from cocoon.units import parse_size
 from cocoon.vm import accel as accelerators
 from cocoon.vm import backend
 from cocoon.vm import machine as vms

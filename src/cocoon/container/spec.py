@@ -30,16 +30,6 @@ _HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 ARG_MAX = 2 << 20
 MAX_ARG_STRLEN = 32 * 4096
 POINTER = 8
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``512m``, ``1g``, ``1.5GiB``, ``1048576``."""
-    match = _SIZE.match(text)
-    if not match:
-        raise InvalidArgument(f"invalid size {text!r} (use e.g. 512m or 2g)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def env_entry(item: str, host_env: Mapping[str, str]) -> str | None:

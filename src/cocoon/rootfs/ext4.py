@@ -44,6 +44,12 @@ def make_image(source: Path, image: Path, size: int) -> None:
     _mkfs(image, ["-J", f"size={_JOURNAL >> 20}", "-N", str(inodes), "-d", str(source)])
 
 
+def make_empty(image: Path, size: int) -> None:
+    """Write a sparse, empty, journalled ext4 image of ``size`` bytes."""
+    _create_sparse(image, size)
+    _mkfs(image, [])
+
+
 def _create_sparse(path: Path, size: int) -> None:
     with open(path, "wb") as f:
         f.truncate(size)
@@ -91,4 +97,4 @@ def _blocks(size: int) -> int:
     return (blocks + blocks // (32 << 10)) * BLOCK
 
 
-__all__ = ["make_image"]
+__all__ = ["make_empty", "make_image"]
