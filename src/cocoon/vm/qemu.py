@@ -80,6 +80,9 @@ def command(spec: MachineSpec) -> list[str]:
         "-smp", str(spec.cpus),
         "-m", f"{spec.memory_mib}M",
         "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
+        # QEMU's own seccomp filter: a guest that escaped into the VMM still
+        # could not exec, gain privileges or change scheduling on the host.
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
         "-kernel", str(spec.kernel),
         "-initrd", str(spec.initrd),
         "-append", kernel_cmdline(spec),
