@@ -7,12 +7,16 @@ shares, tested against the same document as the C agent.
 from __future__ import annotations
 
 import enum
+import ipaddress
+import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cocoon.errors import Corrupt, InvalidArgument
 
-VERSION = 1
+VERSION = 2
 MAX_PAYLOAD = 1 << 20
 HEADER = struct.Struct(">IBI")
 
@@ -34,6 +38,7 @@ class Msg(enum.IntEnum):
     SHUTDOWN = 0x14
     HOSTS = 0x15
     STATS = 0x16
+    CONFIG = 0x17
 
 
 class Field(enum.IntEnum):
@@ -43,6 +48,14 @@ class Field(enum.IntEnum):
     USER = 0x04
     TTY = 0x05
     STDIN = 0x06
+
+
+class ConfigField(enum.IntEnum):
+    HOSTNAME = 0x01
+    TIME = 0x02
+    ADDRESS = 0x03
+    GATEWAY = 0x04
+    DNS = 0x05
 
 
 _KNOWN = frozenset(int(m) for m in Msg)
@@ -98,7 +111,7 @@ class Decoder:
             raise Corrupt(f"guest protocol: stream ended inside a frame ({len(self._buf)} bytes)")
 
 
-def _field(tag: Field, value: bytes) -> bytes:
+def _field(tag: Field | ConfigField, value: bytes) -> bytes:
     return _FIELD.pack(tag, len(value)) + value
 
 
@@ -130,6 +143,58 @@ class ProcessSpec:
         if self.stdin:
             parts.append(_field(Field.STDIN, b""))
         return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class GuestConfig:
+    """Per-container settings, sent in CONFIG before anything else the agent acts on."""
+
+    hostname: str | None = None
+    time_ns: int | None = None  # the host's wall clock, nanoseconds since the epoch
+    address: str | None = None  # eth0's A.B.C.D/N; None = no network but lo
+    gateway: str | None = None
+    dns: Sequence[str] = ()
+
+    def encode(self) -> bytes:
+        parts = []
+        if self.hostname is not None:
+            parts.append(_field(ConfigField.HOSTNAME, self.hostname.encode()))
+        if self.time_ns is not None:
+            parts.append(_field(ConfigField.TIME, struct.pack(">Q", self.time_ns)))
+        if self.address is not None:
+            iface = _ipv4(ipaddress.IPv4Interface, self.address)
+            ip = iface.ip.packed + bytes([iface.network.prefixlen])
+            parts.append(_field(ConfigField.ADDRESS, ip))
+        if self.gateway is not None:
+            gateway = _ipv4(ipaddress.IPv4Address, self.gateway).packed
+            parts.append(_field(ConfigField.GATEWAY, gateway))
+        parts += [_field(ConfigField.DNS, _ipv4(ipaddress.IPv4Address, a).packed) for a in self.dns]
+        return b"".join(parts)
+
+
+def _ipv4(kind: type[ipaddress.IPv4Address | ipaddress.IPv4Interface], text: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError as e:
+        raise InvalidArgument(f"not an IPv4 address: {text!r}") from e
+
+
+# Everything a terminal could act on: escape sequences whole, then any other
+# C0 control but tab, DEL and C1.
+_CONTROL = re.compile(
+    r"""
+    \x1b \[ [0-?]* [ -/]* [@-~]         # CSI: colours, cursor moves
+    | \x1b \] [^\x07\x1b]* (\x07|\x1b\\)?  # OSC: window titles, hyperlinks
+    | \x1b .?                           # any other escape
+    | [\x00-\x08\x0a-\x1f\x7f-\x9f]
+    """,
+    re.VERBOSE,
+)
+
+
+def guest_text(payload: bytes) -> str:
+    """Text from the guest, safe to show: decoded, control characters and escapes removed."""
+    return _CONTROL.sub("", payload.decode(errors="replace"))
 
 
 def exit_status(payload: bytes) -> tuple[bool, int]:

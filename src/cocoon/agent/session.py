@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cocoon.agent.channel import Channel
-from cocoon.agent.protocol import Msg, ProcessSpec, exit_status, resize_payload
+from cocoon.agent.protocol import Msg, ProcessSpec, exit_status, guest_text, resize_payload
 from cocoon.errors import Corrupt, ExternalError
 
 Sink = Callable[[bytes], None]
@@ -81,9 +81,9 @@ class Process:
                 case Msg.STARTED:
                     pass
                 case Msg.ERROR if frame.proc == 0:
-                    raise ExternalError(f"guest agent: {frame.payload.decode(errors='replace')}")
+                    raise ExternalError(f"guest agent: {guest_text(frame.payload)}")
                 case Msg.ERROR:
-                    error = frame.payload.decode(errors="replace")
+                    error = guest_text(frame.payload)
                 case Msg.EXIT:
                     signaled, code = exit_status(frame.payload)
                     if signaled:
