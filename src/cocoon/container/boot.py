@@ -206,12 +206,7 @@ def boot(
             disks=[Disk(folder / DISK, format="qcow2")],
             agent_socket=listener.path,
             console_log=folder / "console.log",
-            params={
-                "root": "vda",
-                "hostname": config["hostname"],
-                "time": f"{time.time():.3f}",
-                **net.params,
-            },
+            params={"root": "vda"},
             netdev=net.netdev,
             mac=net.mac,
             pass_fds=tuple(net.fds),
@@ -224,11 +219,13 @@ def boot(
         # The host's side of the agent protocol is imported now, while the
         # guest boots, rather than before QEMU starts (see Listener.accept).
         from cocoon.agent.channel import AgentFailed
-        from cocoon.agent.protocol import Msg
+        from cocoon.agent.protocol import GuestConfig, Msg
 
         try:
             channel = listener.accept(machine.stderr_pipe, BOOT_TIMEOUT)
             timings["vmm_start"] = time.monotonic() - t1
+            guest = GuestConfig(config["hostname"], time.time_ns(), **net.guest)
+            channel.send(Msg.CONFIG, 0, guest.encode())
             # Queued in the port until the agent is up, in the order it must
             # act on them: /etc/hosts before the process that may read it.
             network.send_hosts(rec, channel)

@@ -154,7 +154,7 @@ class Plug:
 
     netdev: str | None = None
     mac: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
+    guest: dict[str, Any] = field(default_factory=dict)  # address, gateway, dns of GuestConfig
     fds: list[int] = field(default_factory=list)
     forwarder: ports.Forwarder | None = None
 
@@ -185,9 +185,11 @@ def plug(rec: records.Record) -> Plug:
     result = Plug()
     if mode == "none":
         return result
-    result.params = {"ip": f"{settings['ip']}/{settings['prefix']}", "gw": settings["gateway"]}
-    if settings["dns"]:
-        result.params["dns"] = ",".join(settings["dns"])
+    result.guest = {
+        "address": f"{settings['ip']}/{settings['prefix']}",
+        "gateway": settings["gateway"],
+        "dns": settings["dns"],
+    }
     result.mac = settings["mac"]
     specs = [ports.PortSpec(**p) for p in settings["ports"]]
     if mode == "user":
