@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from cocoon.agent.channel import Channel
-from cocoon.agent.protocol import Frame, Msg, exit_status
+from cocoon.agent.protocol import Frame, Msg, exit_status, guest_text
 from cocoon.agent.session import ExitStatus
 from cocoon.container import boot, control, liveness, logs
 from cocoon.container import record as records
@@ -88,7 +88,7 @@ class Monitor:
                     if done is not None:
                         return done, None
                 elif frame.proc == 0 and frame.type is Msg.ERROR:
-                    return None, f"guest agent: {frame.payload.decode(errors='replace')}"
+                    return None, f"guest agent: {guest_text(frame.payload)}"
                 else:
                     self._exec_frame(frame)
         except CocoonError as e:
@@ -107,7 +107,7 @@ class Monitor:
             case Msg.STARTED:
                 self.ready({"ok": True})
             case Msg.ERROR:
-                self.rec.error = frame.payload.decode(errors="replace")
+                self.rec.error = guest_text(frame.payload)
             case Msg.EXIT:
                 signaled, code = exit_status(frame.payload)
                 status = (
