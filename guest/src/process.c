@@ -443,6 +443,11 @@ struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, siz
 	close_fd(&pp[0]);
 	while (waitpid(shim, NULL, 0) < 0 && errno == EINTR)
 		;
+	/* The process had the pipe for a moment before closing it: whatever
+	 * came through must at least name a child of the agent. */
+	siginfo_t si;
+	if (pid > 0 && waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+		pid = -1;
 
 	/* The child only runs setup code before exec, so waiting for the exec
 	 * here is short, and it guarantees STARTED precedes any output. */
