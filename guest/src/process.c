@@ -268,7 +268,7 @@ static void close_fd(int *fd)
  * the container's sight: it drops every descriptor of the agent, enters the
  * container's namespaces and forks the process there. Then it reports the
  * process's pid and exits, and the process, orphaned, becomes the agent's
- * child again (the agent is the reaper of this namespace), so the agent
+ * child again (the agent is PID 1 of the shim's namespace), so the agent
  * waits for it, and signals it, directly. No process the container can see
  * ever held the agent's port.
  */
