@@ -17,10 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
-#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -163,6 +164,7 @@ static void __attribute__((noreturn)) finish(long linger_ms)
 	flush_outq(5000);
 	kill(-1, SIGKILL);
 	reap_all(3000);
+	proc_ns_close();
 	if (root_ready)
 		teardown_mounts(old_root);
 	linger(linger_ms);
@@ -394,7 +396,8 @@ static void handle_frame(const struct frame_hdr *h, const uint8_t *payload)
 	}
 }
 
-static void port_readable(void)
+/* One read from the port into inbuf; the end of the stream ends the VM. */
+static void port_read(void)
 {
 	size_t room = FRAME_HDR_LEN + FRAME_MAX_PAYLOAD - inlen;
 	ssize_t r = read(port, inbuf + inlen, room < READ_CHUNK ? room : READ_CHUNK);
@@ -411,23 +414,31 @@ static void port_readable(void)
 		finish(0);
 	}
 	inlen += (size_t)r;
+}
 
-	size_t off = 0;
-	for (;;) {
-		struct frame_hdr h;
-		const uint8_t *payload;
-		size_t used;
-		enum frame_status st = frame_parse(inbuf + off, inlen - off, &h, &payload, &used);
-		if (st == FRAME_NEED_MORE)
-			break;
-		if (st != FRAME_OK) {
-			char err[128];
-			frame_error(st, inbuf + off, err, sizeof(err));
-			fatal("%s", err);
-		}
-		handle_frame(&h, payload);
-		off += used;
+/* The next complete frame in inbuf at *off, or 0; a corrupt one is fatal. */
+static int next_frame(size_t *off, struct frame_hdr *h, const uint8_t **payload)
+{
+	size_t used;
+	enum frame_status st = frame_parse(inbuf + *off, inlen - *off, h, payload, &used);
+	if (st == FRAME_NEED_MORE)
+		return 0;
+	if (st != FRAME_OK) {
+		char err[128];
+		frame_error(st, inbuf + *off, err, sizeof(err));
+		fatal("%s", err);
 	}
+	*off += used;
+	return 1;
+}
+
+static void handle_frames(void)
+{
+	size_t off = 0;
+	struct frame_hdr h;
+	const uint8_t *payload;
+	while (next_frame(&off, &h, &payload))
+		handle_frame(&h, payload);
 	memmove(inbuf, inbuf + off, inlen - off);
 	inlen -= off;
 }
@@ -500,7 +511,8 @@ static void __attribute__((noreturn)) loop(void)
 		if (prev & POLLOUT)
 			port_write_once();
 		if (prev & (POLLIN | POLLERR)) {
-			port_readable();
+			port_read();
+			handle_frames();
 		} else if (prev & POLLHUP) {
 			logmsg("host closed the channel; shutting down");
 			finish(0);
@@ -590,30 +602,54 @@ static void open_console(void)
 		close(fd);
 }
 
-static void set_clock(const char *value)
+/*
+ * The host sends CONFIG first, right after it accepts the connection: the
+ * container's settings travel in the protocol, never on the kernel command
+ * line, where text could smuggle in kernel parameters.
+ */
+static void read_config(struct guest_config *cfg)
 {
-	char *end;
-	errno = 0;
-	long long sec = strtoll(value, &end, 10);
-	if (errno || end == value || sec <= 0) {
-		logmsg("bad cocoon.time=%s", value);
-		return;
+	size_t off = 0;
+	struct frame_hdr h;
+	const uint8_t *payload;
+	while (!next_frame(&off, &h, &payload)) {
+		struct pollfd pfd = {port, POLLIN, 0};
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			fatal("poll: %s", errstr(errno));
+		port_read();
 	}
-	long usec = 0;
-	if (*end == '.') {
-		long scale = 100000;
-		for (end++; *end >= '0' && *end <= '9' && scale > 0; end++, scale /= 10)
-			usec += (*end - '0') * scale;
-	}
-	struct timeval tv = {(time_t)sec, usec};
-	if (settimeofday(&tv, NULL) < 0)
-		logmsg("settimeofday: %s", errstr(errno));
+	if (h.type != MSG_CONFIG)
+		fatal("expected CONFIG first, got %s", msg_type_name(h.type));
+	if (h.proc != 0)
+		fatal("CONFIG with proc %u", h.proc);
+	char err[256];
+	if (config_parse(payload, h.len, cfg, err, sizeof(err)) < 0)
+		fatal("%s", err);
+	memmove(inbuf, inbuf + off, inlen - off);
+	inlen -= off;
 }
 
-/* A device name from the command line must name something in /dev. */
-static int plain_name(const char *s)
+static void apply_config(const struct guest_config *cfg)
 {
-	return s[0] && s[0] != '.' && !strchr(s, '/');
+	/* The guest has no trusted RTC: the host's clock is the one. */
+	if (cfg->time_ns) {
+		struct timespec ts = {(time_t)(cfg->time_ns / 1000000000u),
+				      (long)(cfg->time_ns % 1000000000u)};
+		if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+			logmsg("clock_settime: %s", errstr(errno));
+	}
+	if (cfg->hostname[0] && sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)
+		logmsg("sethostname: %s", errstr(errno));
+	/* Docker keeps the hostname in /etc/hostname too; programs read it. */
+	char hostname[HOST_NAME_MAX + 2];
+	if (gethostname(hostname, HOST_NAME_MAX + 1) == 0) {
+		hostname[HOST_NAME_MAX + 1] = '\0';
+		size_t n = strlen(hostname);
+		hostname[n] = '\n';
+		if (mkdir_p("/etc", 0755) < 0 || write_file_atomic("/etc/hostname", hostname, n + 1) < 0)
+			logmsg("write /etc/hostname: %s", errstr(errno));
+	}
+	net_setup(cfg);
 }
 
 int main(void)
@@ -624,6 +660,9 @@ int main(void)
 	}
 	mount_early();
 	open_console();
+	/* No core dumps and no ptrace of the agent by anyone without
+	 * CAP_SYS_PTRACE; the namespaces keep the container from seeing it. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
 	signal(SIGPIPE, SIG_IGN);
 	sigset_t set;
@@ -643,8 +682,6 @@ int main(void)
 		(void)write_all(1, "cocoon-probe-ok\n", 16);
 		power_off();
 	}
-	if (cmdline_get(cmdline, "time", val, sizeof(val)) == 1)
-		set_clock(val);
 
 	inbuf = malloc(FRAME_HDR_LEN + FRAME_MAX_PAYLOAD);
 	if (!inbuf)
@@ -654,10 +691,11 @@ int main(void)
 	 * announced (that takes tens of milliseconds under emulation); a
 	 * failure is kept and reported once the port is open. */
 	char err[512] = "";
-	if (cmdline_get(cmdline, "root", root, sizeof(root)) != 1 || !plain_name(root))
+	if (cmdline_get(cmdline, "root", root, sizeof(root)) != 1 || !device_name_valid(root))
 		snprintf(err, sizeof(err), "no valid cocoon.root on the kernel command line");
 	else
 		old_root = setup_root(root, err, sizeof(err));
+	free(cmdline);
 
 	port = open_port();
 	if (port < 0)
@@ -667,24 +705,17 @@ int main(void)
 		fatal("%s", err[0] ? err : "setting up the root failed");
 	root_ready = 1;
 
-	if (cmdline_get(cmdline, "hostname", val, sizeof(val)) == 1 &&
-	    sethostname(val, strlen(val)) < 0)
-		logmsg("sethostname %s: %s", val, errstr(errno));
-	/* Docker keeps the hostname in /etc/hostname too; programs read it. */
-	char hostname[HOST_NAME_MAX + 2];
-	if (gethostname(hostname, HOST_NAME_MAX + 1) == 0) {
-		hostname[HOST_NAME_MAX + 1] = '\0';
-		size_t n = strlen(hostname);
-		hostname[n] = '\n';
-		if (mkdir_p("/etc", 0755) < 0 || write_file_atomic("/etc/hostname", hostname, n + 1) < 0)
-			logmsg("write /etc/hostname: %s", errstr(errno));
-	}
-	net_setup(cmdline);
-	free(cmdline);
+	struct guest_config cfg;
+	read_config(&cfg);
+	apply_config(&cfg);
+	if (proc_ns_start(err, sizeof(err)) < 0)
+		fatal("%s", err);
 
 	uint8_t ready[1 + sizeof(AGENT_VERSION) - 1];
 	ready[0] = PROTO_VERSION;
 	memcpy(ready + 1, AGENT_VERSION, sizeof(AGENT_VERSION) - 1);
 	send_frame(MSG_READY, 0, ready, sizeof(ready));
+	/* What came with CONFIG (HOSTS, RUN) is not announced by poll again. */
+	handle_frames();
 	loop();
 }

@@ -14,6 +14,11 @@
 
 #define NEWROOT "/newroot"
 
+int device_name_valid(const char *s)
+{
+	return s[0] && s[0] != '.' && !strchr(s, '/');
+}
+
 int wait_for_path(const char *path, long timeout_ms)
 {
 	long long deadline = now_ms() + timeout_ms;

@@ -20,6 +20,10 @@ int setup_root(const char *root_dev, char *err, size_t errlen);
 /* Unmounts what can be, so the root disk ends clean; old_root from setup_root (or -1). */
 void teardown_mounts(int old_root);
 
+/* A device name from the command line must name something in /dev:
+ * not empty, no `/`, not starting with `.`. */
+int device_name_valid(const char *s);
+
 /* Waits up to timeout_ms for a path to exist (devices appear asynchronously). */
 int wait_for_path(const char *path, long timeout_ms);
 

@@ -38,8 +38,14 @@ static void set_sin(struct sockaddr *sa, uint32_t addr)
 	sin->sin_addr.s_addr = addr;
 }
 
+uint32_t prefix_netmask(int prefix)
+{
+	/* A shift by 32 is undefined: /0 is spelled out. */
+	return prefix <= 0 ? 0 : htonl(~0u << (32 - (prefix > 32 ? 32 : prefix)));
+}
+
 /* ioctls rather than netlink: four calls, no message building. */
-static void eth0_setup(int s, uint32_t addr, int prefix, const char *gw)
+static void eth0_setup(int s, const struct guest_config *cfg)
 {
 	/* virtio-net is probed before init runs, but do not bet on it. */
 	if (wait_for_path("/sys/class/net/" IFACE, 2000) < 0) {
@@ -49,35 +55,49 @@ static void eth0_setup(int s, uint32_t addr, int prefix, const char *gw)
 	struct ifreq ifr;
 	memset(&ifr, 0, sizeof(ifr));
 	strcpy(ifr.ifr_name, IFACE);
-	set_sin(&ifr.ifr_addr, addr);
+	set_sin(&ifr.ifr_addr, cfg->address);
 	if (ioctl(s, SIOCSIFADDR, &ifr) < 0) {
 		logmsg("set %s address: %s", IFACE, errstr(errno));
 		return;
 	}
-	set_sin(&ifr.ifr_netmask, prefix ? htonl(~0u << (32 - prefix)) : 0);
+	set_sin(&ifr.ifr_netmask, prefix_netmask(cfg->prefix));
 	if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0)
 		logmsg("set %s netmask: %s", IFACE, errstr(errno));
 	if (if_up(s, IFACE) < 0) {
 		logmsg("bring up %s: %s", IFACE, errstr(errno));
 		return;
 	}
-	struct in_addr gw_addr;
-	if (!gw || inet_pton(AF_INET, gw, &gw_addr) != 1) {
-		if (gw)
-			logmsg("bad cocoon.gw=%s", gw);
+	if (!cfg->has_gateway)
 		return;
-	}
 	struct rtentry rt;
 	memset(&rt, 0, sizeof(rt));
 	set_sin(&rt.rt_dst, 0);
 	set_sin(&rt.rt_genmask, 0);
-	set_sin(&rt.rt_gateway, gw_addr.s_addr);
+	set_sin(&rt.rt_gateway, cfg->gateway);
 	rt.rt_flags = RTF_UP | RTF_GATEWAY;
 	if (ioctl(s, SIOCADDRT, &rt) < 0)
-		logmsg("default route via %s: %s", gw, errstr(errno));
+		logmsg("default route: %s", errstr(errno));
 }
 
-void net_setup(const char *cmdline)
+int resolv_conf_format(const uint32_t *dns, size_t n, char *out, size_t outlen)
+{
+	size_t used = 0;
+	if (outlen == 0)
+		return -1;
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		char one[INET_ADDRSTRLEN];
+		struct in_addr in = {dns[i]};
+		inet_ntop(AF_INET, &in, one, sizeof(one));
+		int w = snprintf(out + used, outlen - used, "nameserver %s\n", one);
+		if (w < 0 || (size_t)w >= outlen - used)
+			return -1;
+		used += (size_t)w;
+	}
+	return 0;
+}
+
+void net_setup(const struct guest_config *cfg)
 {
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0) {
@@ -87,25 +107,19 @@ void net_setup(const char *cmdline)
 	/* The kernel gives lo 127.0.0.1/8 by itself when it comes up. */
 	if (if_up(s, "lo") < 0)
 		logmsg("bring up lo: %s", errstr(errno));
-
-	char ip[64], gw[64], dns[512], conf[1024];
-	if (cmdline_get(cmdline, "ip", ip, sizeof(ip)) == 1) {
-		uint32_t addr;
-		int prefix;
-		if (parse_ipv4_cidr(ip, &addr, &prefix) < 0)
-			logmsg("bad cocoon.ip=%s", ip);
-		else
-			eth0_setup(s, addr, prefix, cmdline_get(cmdline, "gw", gw, sizeof(gw)) == 1 ? gw : NULL);
-	}
+	if (cfg->has_address)
+		eth0_setup(s, cfg);
 	close(s);
 
-	if (cmdline_get(cmdline, "dns", dns, sizeof(dns)) == 1) {
-		if (resolv_conf_format(dns, conf, sizeof(conf)) < 0)
-			logmsg("bad cocoon.dns=%s", dns);
-		else if (mkdir_p("/etc", 0755) < 0 ||
-			 write_file_atomic("/etc/resolv.conf", conf, strlen(conf)) < 0)
-			logmsg("write /etc/resolv.conf: %s", errstr(errno));
-	}
+	/* Without DNS fields the image's own file is left alone. */
+	char conf[CONFIG_MAX_DNS * 32];
+	if (cfg->ndns == 0)
+		return;
+	if (resolv_conf_format(cfg->dns, cfg->ndns, conf, sizeof(conf)) < 0)
+		logmsg("resolv.conf does not fit");
+	else if (mkdir_p("/etc", 0755) < 0 ||
+		 write_file_atomic("/etc/resolv.conf", conf, strlen(conf)) < 0)
+		logmsg("write /etc/resolv.conf: %s", errstr(errno));
 }
 
 void net_write_hosts(const void *data, size_t len)

@@ -1,13 +1,25 @@
-/* The container's network, from the boot parameters and HOSTS messages. */
+/* The container's network, from the CONFIG and HOSTS messages. */
 #ifndef COCOON_NET_H
 #define COCOON_NET_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-/* Brings up lo; then, if cmdline has cocoon.ip, configures eth0 (address,
- * up, default route through cocoon.gw) and writes /etc/resolv.conf from
- * cocoon.dns. Problems are logged: a container without network still runs. */
-void net_setup(const char *cmdline);
+#include "protocol.h"
+
+/* Brings up lo; then, if cfg has an ADDRESS, configures eth0 (address, up,
+ * default route through GATEWAY) and writes /etc/resolv.conf from the DNS
+ * fields. Problems are logged: a container without network still runs. */
+void net_setup(const struct guest_config *cfg);
+
+/*
+ * Formats resolv.conf: one `nameserver` line per address (network byte
+ * order). Returns 0, or -1 if out is too small.
+ */
+int resolv_conf_format(const uint32_t *dns, size_t n, char *out, size_t outlen);
+
+/* The netmask of a prefix length (0..32), in network byte order. */
+uint32_t prefix_netmask(int prefix);
 
 /* Replaces /etc/hosts with data (a HOSTS message), atomically. */
 void net_write_hosts(const void *data, size_t len);

@@ -10,8 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sched.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -51,6 +55,14 @@ static const char *env_get(char *const *envp, const char *key)
 	return NULL;
 }
 
+int path_candidate(const char *dir, size_t dlen, const char *file, char *out, size_t outlen)
+{
+	/* An empty PATH entry is the current directory, as in POSIX shells. */
+	int n = dlen == 0 ? snprintf(out, outlen, "./%s", file)
+			  : snprintf(out, outlen, "%.*s/%s", (int)dlen, dir, file);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
 /* Like Go's exec.LookPath followed by execve, so errors match Docker's. */
 static void __attribute__((noreturn))
 exec_path(int errfd, char *const *argv, char *const *envp)
@@ -68,19 +80,11 @@ exec_path(int errfd, char *const *argv, char *const *envp)
 	if (!path)
 		path = DEFAULT_PATH;
 	int denied = 0;
-	size_t flen = strlen(file);
 	for (const char *p = path;;) {
 		const char *colon = strchr(p, ':');
 		size_t dlen = colon ? (size_t)(colon - p) : strlen(p);
 		char cand[4096];
-		if (dlen == 0)
-			snprintf(cand, sizeof(cand), "./%s", file);
-		else if (dlen + 1 + flen < sizeof(cand))
-			snprintf(cand, sizeof(cand), "%.*s/%s", (int)dlen, p, file);
-		else
-			cand[0] = '\0';
-
-		if (cand[0]) {
+		if (path_candidate(p, dlen, file, cand, sizeof(cand)) == 0) {
 			struct stat st;
 			if (stat(cand, &st) == 0 && S_ISREG(st.st_mode)) {
 				execve(cand, argv, envp);
@@ -104,8 +108,7 @@ exec_path(int errfd, char *const *argv, char *const *envp)
 	child_fail(errfd, 127, "exec \"%s\": executable file not found in $PATH", file);
 }
 
-/* Entries of spec plus HOME when the spec does not set it. */
-static char **make_env(char *const *envp, const char *home)
+char **env_with_home(char *const *envp, const char *home)
 {
 	size_t n = 0;
 	while (envp[n])
@@ -127,14 +130,52 @@ static char **make_env(char *const *envp, const char *home)
 
 struct child_fds {
 	int errfd;            /* write end of the error pipe */
+	int pidfd;            /* write end of the pipe that reports the pid */
 	const char *pts;      /* pty slave path, with a TTY */
 	int in, out, err;     /* child ends of the pipes, without a TTY */
 };
+
+/*
+ * The container's own PID and mount namespaces. Every process of the
+ * container lives there, so the agent (PID 1 of the VM) is not among the
+ * processes its root can see, open (/proc/N/fd, pidfd_getfd) or trace.
+ */
+static int ns_pid_fd = -1, ns_mnt_fd = -1;
+
+int keep_fds(int *keep, int n)
+{
+	int base = 3 + n;
+	for (int i = 0; i < n; i++)
+		if (keep[i] >= base)
+			base = keep[i] + 1;
+	int tmp[8];
+	if (n > (int)(sizeof(tmp) / sizeof(*tmp)))
+		return -1;
+	/* Above every kept fd first, so moving them down cannot clobber one. */
+	for (int i = 0; i < n; i++)
+		if (keep[i] >= 0 && (tmp[i] = fcntl(keep[i], F_DUPFD_CLOEXEC, base)) < 0)
+			return -1;
+	for (int i = 0; i < n; i++) {
+		if (keep[i] < 0) {
+			close(3 + i);
+			continue;
+		}
+		if (dup3(tmp[i], 3 + i, O_CLOEXEC) < 0)
+			return -1;
+		keep[i] = 3 + i;
+	}
+	close_range_from(3 + n);
+	for (int fd = 0; fd < 3; fd++)
+		close(fd);
+	return 0;
+}
 
 static void __attribute__((noreturn))
 child_main(const struct run_spec *spec, const struct child_fds *fds)
 {
 	int errfd = fds->errfd;
+	/* Only the shim may report the pid: nothing in the container can. */
+	close(fds->pidfd);
 
 	/* The agent blocks SIGCHLD for its signalfd and ignores SIGPIPE; both
 	 * would be inherited across exec. */
@@ -162,10 +203,14 @@ child_main(const struct run_spec *spec, const struct child_fds *fds)
 			close(s);
 	} else {
 		int in = fds->in;
-		if (in < 0 && (in = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+		/* 0-2 are closed here: /dev/null may land on 0 itself, so it
+		 * must not be close-on-exec. */
+		if (in < 0 && (in = open("/dev/null", O_RDONLY)) < 0)
 			child_fail(errfd, 126, "open /dev/null: %s", errstr(errno));
 		if (dup2(in, 0) < 0 || dup2(fds->out, 1) < 0 || dup2(fds->err, 2) < 0)
 			child_fail(errfd, 126, "dup2: %s", errstr(errno));
+		if (in > 2)
+			close(in);
 	}
 
 	char *passwd = read_file("/etc/passwd", USERDB_MAX);
@@ -198,7 +243,7 @@ child_main(const struct run_spec *spec, const struct child_fds *fds)
 	if (chdir(cwd) < 0)
 		child_fail(errfd, 126, "chdir \"%s\": %s", cwd, errstr(errno));
 
-	char **env = make_env(spec->envp, u.home);
+	char **env = env_with_home(spec->envp, u.home);
 	if (!env)
 		child_fail(errfd, 126, "out of memory");
 	exec_path(errfd, spec->argv, env);
@@ -218,11 +263,136 @@ static void close_fd(int *fd)
 	}
 }
 
+/*
+ * The first child of a spawn, still in the agent's namespaces and so out of
+ * the container's sight: it drops every descriptor of the agent, enters the
+ * container's namespaces and forks the process there. Then it reports the
+ * process's pid and exits, and the process, orphaned, becomes the agent's
+ * child again (the agent is PID 1 of the shim's namespace), so the agent
+ * waits for it, and signals it, directly. No process the container can see
+ * ever held the agent's port.
+ */
+static void __attribute__((noreturn))
+shim_main(const struct run_spec *spec, const struct child_fds *fds)
+{
+	int errfd = fds->errfd;
+	if (setns(ns_mnt_fd, CLONE_NEWNS) < 0 || setns(ns_pid_fd, CLONE_NEWPID) < 0)
+		child_fail(errfd, 126, "enter the container's namespaces: %s", errstr(errno));
+	int keep[] = {fds->errfd, fds->pidfd, fds->in, fds->out, fds->err};
+	if (keep_fds(keep, sizeof(keep) / sizeof(*keep)) < 0)
+		child_fail(errfd, 126, "close the agent's descriptors: %s", errstr(errno));
+	struct child_fds mine = {keep[0], keep[1], fds->pts, keep[2], keep[3], keep[4]};
+	pid_t pid = fork();
+	if (pid < 0)
+		child_fail(mine.errfd, 126, "fork: %s", errstr(errno));
+	if (pid == 0)
+		child_main(spec, &mine);
+	uint8_t b[4];
+	put_be32(b, (uint32_t)pid);
+	(void)write_all(mine.pidfd, b, sizeof(b));
+	_exit(0);
+}
+
+static void on_sigchld(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * PID 1 of the container's namespace: it only reaps the orphans the
+ * container leaves. The container's processes are not its children but
+ * the agent's, so their exit status, signals (a PID 1 ignores those it has
+ * no handler for, which would break `kill` and Ctrl-C) and `kill -9 $$` all
+ * behave as without a namespace; this process holds no descriptor at all.
+ */
+static void __attribute__((noreturn)) init_main(int readyfd)
+{
+	prctl(PR_SET_NAME, "cocoon-init", 0, 0, 0);
+	/* A /proc of this PID namespace, in a mount namespace of its own so
+	 * the agent keeps the VM-wide one. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    umount2("/proc", MNT_DETACH) < 0 ||
+	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		_exit(1);
+	close(readyfd);
+
+	sigset_t mask;
+	sigfillset(&mask);
+	sigprocmask(SIG_SETMASK, &mask, NULL);
+	signal(SIGCHLD, on_sigchld);
+	sigdelset(&mask, SIGCHLD);
+	for (;;) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		sigsuspend(&mask);
+	}
+}
+
+int proc_ns_start(char *err, size_t errlen)
+{
+	int pp[2];
+	if (pipe2(pp, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", errstr(errno));
+		return -1;
+	}
+	pid_t helper = fork();
+	if (helper < 0) {
+		snprintf(err, errlen, "fork: %s", errstr(errno));
+		close(pp[0]);
+		close(pp[1]);
+		return -1;
+	}
+	if (helper == 0) {
+		int keep[] = {pp[1]};
+		if (keep_fds(keep, 1) < 0 || unshare(CLONE_NEWPID | CLONE_NEWNS) < 0)
+			_exit(1);
+		pid_t init = fork();
+		if (init < 0)
+			_exit(1);
+		if (init == 0)
+			init_main(keep[0]);
+		uint8_t b[4];
+		put_be32(b, (uint32_t)init);
+		(void)write_all(keep[0], b, sizeof(b));
+		_exit(0);
+	}
+	close(pp[1]);
+	uint8_t b[4];
+	pid_t init = read_full(pp[0], b, sizeof(b)) == sizeof(b) ? (pid_t)get_be32(b) : -1;
+	/* End of file once the init has its /proc (or is gone). */
+	uint8_t extra;
+	while (read(pp[0], &extra, 1) < 0 && errno == EINTR)
+		;
+	close(pp[0]);
+	while (waitpid(helper, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (init <= 0 || waitpid(init, NULL, WNOHANG) != 0) {
+		snprintf(err, errlen, "the container's PID namespace could not be set up");
+		return -1;
+	}
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)init);
+	ns_pid_fd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)init);
+	ns_mnt_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (ns_pid_fd < 0 || ns_mnt_fd < 0) {
+		snprintf(err, errlen, "open the container's namespaces: %s", errstr(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void proc_ns_close(void)
+{
+	close_fd(&ns_pid_fd);
+	close_fd(&ns_mnt_fd);
+}
+
 struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, size_t errlen,
 			int *code)
 {
 	struct proc *p = calloc(1, sizeof(*p));
-	int ep[2] = {-1, -1}, ip[2] = {-1, -1}, op[2] = {-1, -1}, xp[2] = {-1, -1};
+	int ep[2] = {-1, -1}, pp[2] = {-1, -1}, ip[2] = {-1, -1}, op[2] = {-1, -1}, xp[2] = {-1, -1};
 	int master = -1;
 	char pts[64];
 	*code = 126;
@@ -252,18 +422,32 @@ struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, siz
 			goto syserr;
 	}
 
-	pid_t pid = fork();
-	if (pid < 0)
+	if (pipe2(pp, O_CLOEXEC) < 0)
 		goto syserr;
-	if (pid == 0) {
-		struct child_fds fds = {ep[1], pts, ip[0], op[1], xp[1]};
-		child_main(spec, &fds);
+	pid_t shim = fork();
+	if (shim < 0)
+		goto syserr;
+	if (shim == 0) {
+		struct child_fds fds = {ep[1], pp[1], pts, ip[0], op[1], xp[1]};
+		shim_main(spec, &fds);
 	}
 
 	close_fd(&ep[1]);
+	close_fd(&pp[1]);
 	close_fd(&ip[0]);
 	close_fd(&op[1]);
 	close_fd(&xp[1]);
+
+	uint8_t pidbuf[4];
+	pid_t pid = read_full(pp[0], pidbuf, sizeof(pidbuf)) == sizeof(pidbuf) ? (pid_t)get_be32(pidbuf) : -1;
+	close_fd(&pp[0]);
+	while (waitpid(shim, NULL, 0) < 0 && errno == EINTR)
+		;
+	/* The process had the pipe for a moment before closing it: whatever
+	 * came through must at least name a child of the agent. */
+	siginfo_t si;
+	if (pid > 0 && waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+		pid = -1;
 
 	/* The child only runs setup code before exec, so waiting for the exec
 	 * here is short, and it guarantees STARTED precedes any output. */
@@ -280,11 +464,12 @@ struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, siz
 			break;
 	}
 	close_fd(&ep[0]);
-	if (got > 0) {
+	if (got > 0 || pid <= 0) {
 		msg[got] = '\0';
-		*code = (unsigned char)msg[0];
+		/* Only the two codes a start failure has (see child_fail). */
+		*code = got > 0 && (unsigned char)msg[0] == 127 ? 127 : 126;
 		snprintf(err, errlen, "%s", got > 1 ? msg + 1 : "exec failed");
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
 		goto cleanup;
 	}
@@ -310,6 +495,8 @@ syserr:
 cleanup:
 	close_fd(&ep[0]);
 	close_fd(&ep[1]);
+	close_fd(&pp[0]);
+	close_fd(&pp[1]);
 	close_fd(&ip[0]);
 	close_fd(&ip[1]);
 	close_fd(&op[0]);

@@ -29,6 +29,34 @@ struct proc {
 struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, size_t errlen,
 			int *code);
 
+/*
+ * Creates the container's PID namespace (with its init) and mount namespace
+ * (with a /proc of that PID namespace); every process spawned afterwards
+ * lives there. Returns 0, or -1 with a message in err.
+ */
+int proc_ns_start(char *err, size_t errlen);
+
+/* Drops the agent's handles on those namespaces, so they end with their
+ * processes (before the root is unmounted). */
+void proc_ns_close(void);
+
+/*
+ * Keeps only the descriptors keep[0..n) (negative ones are skipped), moved
+ * to 3, 4, ... in order and close-on-exec, and updates keep; closes all
+ * others, 0-2 included. For anything forked for the container:
+ * close-on-exec alone leaves the agent's port open until exec, and in a
+ * process that never execs. At most 8 fds. Returns 0, or -1.
+ */
+int keep_fds(int *keep, int n);
+
+/* Environment entries envp, plus HOME=home when envp has no HOME; the
+ * strings are shared with envp, only the vector (and HOME) is new. */
+char **env_with_home(char *const *envp, const char *home);
+
+/* dir[0..dlen)/file, or ./file for an empty PATH entry, into out.
+ * Returns 0, or -1 if it does not fit. */
+int path_candidate(const char *dir, size_t dlen, const char *file, char *out, size_t outlen);
+
 /* Closes the fds and frees the process (it must already be reaped). */
 void proc_free(struct proc *p);
 

@@ -1,13 +1,12 @@
 #include "protocol.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int msg_type_known(uint8_t type)
 {
-	return (type >= MSG_READY && type <= MSG_COUNTERS) || (type >= MSG_RUN && type <= MSG_STATS);
+	return (type >= MSG_READY && type <= MSG_COUNTERS) || (type >= MSG_RUN && type <= MSG_CONFIG);
 }
 
 const char *msg_type_name(uint8_t type)
@@ -15,10 +14,10 @@ const char *msg_type_name(uint8_t type)
 	static const char *const guest[] = {"READY", "STDOUT", "STDERR", "EXIT",
 					    "ERROR", "STARTED", "COUNTERS"};
 	static const char *const host[] = {"RUN", "STDIN", "SIGNAL", "RESIZE",
-					   "SHUTDOWN", "HOSTS", "STATS"};
+					   "SHUTDOWN", "HOSTS", "STATS", "CONFIG"};
 	if (type >= MSG_READY && type <= MSG_COUNTERS)
 		return guest[type - MSG_READY];
-	if (type >= MSG_RUN && type <= MSG_STATS)
+	if (type >= MSG_RUN && type <= MSG_CONFIG)
 		return host[type - MSG_RUN];
 	return "unknown";
 }
@@ -201,6 +200,134 @@ void run_spec_free(struct run_spec *spec)
 	memset(spec, 0, sizeof(*spec));
 }
 
+int hostname_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > HOSTNAME_MAX)
+		return 0;
+	size_t label = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (c == '.') {
+			if (label == 0 || s[i - 1] == '-')
+				return 0;
+			label = 0;
+			continue;
+		}
+		int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		if (!alnum && (c != '-' || label == 0))
+			return 0;
+		if (++label > 63)
+			return 0;
+	}
+	return label > 0 && s[len - 1] != '-';
+}
+
+static const char *config_tag_name(uint8_t tag)
+{
+	static const char *const names[] = {"HOSTNAME", "TIME", "ADDRESS", "GATEWAY", "DNS"};
+	if (tag >= CFG_HOSTNAME && tag <= CFG_DNS)
+		return names[tag - CFG_HOSTNAME];
+	return "unknown";
+}
+
+/* The size each fixed-size CONFIG field must have (0 = variable). */
+static uint32_t config_field_size(uint8_t tag)
+{
+	switch (tag) {
+	case CFG_TIME:
+		return 8;
+	case CFG_ADDRESS:
+		return 5;
+	case CFG_GATEWAY:
+	case CFG_DNS:
+		return 4;
+	default:
+		return 0;
+	}
+}
+
+int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err, size_t errlen)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	unsigned seen = 0;
+	size_t off = 0;
+	while (off < n) {
+		if (n - off < 5) {
+			snprintf(err, errlen, "CONFIG: truncated field header at offset %zu", off);
+			return -1;
+		}
+		uint8_t tag = p[off];
+		uint32_t len = get_be32(p + off + 1);
+		off += 5;
+		if (len > n - off) {
+			snprintf(err, errlen, "CONFIG: field %s of %u bytes overruns the payload",
+				 config_tag_name(tag), len);
+			return -1;
+		}
+		const uint8_t *v = p + off;
+		off += len;
+		if (tag < CFG_HOSTNAME || tag > CFG_DNS) {
+			snprintf(err, errlen, "CONFIG: unknown field tag 0x%02x", tag);
+			return -1;
+		}
+		if (tag != CFG_DNS && (seen & 1u << tag)) {
+			snprintf(err, errlen, "CONFIG: %s given twice", config_tag_name(tag));
+			return -1;
+		}
+		seen |= 1u << tag;
+		uint32_t want = config_field_size(tag);
+		if (want && len != want) {
+			snprintf(err, errlen, "CONFIG: %s field of %u bytes, expected %u",
+				 config_tag_name(tag), len, want);
+			return -1;
+		}
+		switch (tag) {
+		case CFG_HOSTNAME:
+			/* Never truncated: a name the kernel cannot hold is refused. */
+			if (len > HOSTNAME_MAX) {
+				snprintf(err, errlen, "CONFIG: hostname of %u bytes exceeds %d", len,
+					 HOSTNAME_MAX);
+				return -1;
+			}
+			if (!hostname_valid((const char *)v, len)) {
+				snprintf(err, errlen, "CONFIG: invalid hostname (RFC 1123)");
+				return -1;
+			}
+			memcpy(cfg->hostname, v, len);
+			cfg->hostname[len] = '\0';
+			break;
+		case CFG_TIME:
+			cfg->time_ns = get_be64(v);
+			break;
+		case CFG_ADDRESS:
+			if (v[4] > 32) {
+				snprintf(err, errlen, "CONFIG: prefix length %u exceeds 32", v[4]);
+				return -1;
+			}
+			cfg->has_address = 1;
+			memcpy(&cfg->address, v, 4);
+			cfg->prefix = v[4];
+			break;
+		case CFG_GATEWAY:
+			cfg->has_gateway = 1;
+			memcpy(&cfg->gateway, v, 4);
+			break;
+		case CFG_DNS:
+			if (cfg->ndns == CONFIG_MAX_DNS) {
+				snprintf(err, errlen, "CONFIG: more than %d DNS fields", CONFIG_MAX_DNS);
+				return -1;
+			}
+			memcpy(&cfg->dns[cfg->ndns++], v, 4);
+			break;
+		}
+	}
+	if (cfg->has_gateway && !cfg->has_address) {
+		snprintf(err, errlen, "CONFIG: GATEWAY without ADDRESS");
+		return -1;
+	}
+	return 0;
+}
+
 int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen)
 {
 	const char *prefix = "cocoon.";
@@ -241,55 +368,4 @@ int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen)
 		found = 1; /* keep looking: the last occurrence wins */
 	}
 	return found;
-}
-
-int parse_ipv4_cidr(const char *s, uint32_t *addr, int *prefix)
-{
-	const char *slash = strchr(s, '/');
-	char host[INET_ADDRSTRLEN];
-	if (!slash || (size_t)(slash - s) >= sizeof(host))
-		return -1;
-	memcpy(host, s, (size_t)(slash - s));
-	host[slash - s] = '\0';
-	struct in_addr in;
-	if (inet_pton(AF_INET, host, &in) != 1)
-		return -1;
-	const char *p = slash + 1;
-	int n = 0;
-	if (!*p || strlen(p) > 2)
-		return -1;
-	for (; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		n = n * 10 + (*p - '0');
-	}
-	if (n > 32)
-		return -1;
-	*addr = in.s_addr;
-	*prefix = n;
-	return 0;
-}
-
-int resolv_conf_format(const char *dns, char *out, size_t outlen)
-{
-	size_t used = 0;
-	out[0] = '\0';
-	while (*dns) {
-		const char *end = strchr(dns, ',');
-		size_t len = end ? (size_t)(end - dns) : strlen(dns);
-		char one[INET_ADDRSTRLEN];
-		struct in_addr in;
-		if (len == 0 || len >= sizeof(one))
-			return -1;
-		memcpy(one, dns, len);
-		one[len] = '\0';
-		if (inet_pton(AF_INET, one, &in) != 1)
-			return -1;
-		int n = snprintf(out + used, outlen - used, "nameserver %s\n", one);
-		if (n < 0 || (size_t)n >= outlen - used)
-			return -1;
-		used += (size_t)n;
-		dns += len + (end ? 1 : 0);
-	}
-	return 0;
 }

@@ -1,6 +1,6 @@
 /*
- * The guest protocol of docs/guest-protocol.md: frames, RUN fields and boot
- * parameters. Pure functions over buffers, no I/O, so they can be unit
+ * The guest protocol of docs/guest-protocol.md: frames, RUN and CONFIG
+ * fields, boot parameters. Pure functions over buffers, no I/O, so they can be unit
  * tested on the build host.
  */
 #ifndef COCOON_PROTOCOL_H
@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define FRAME_HDR_LEN 9
 #define FRAME_MAX_PAYLOAD (1u << 20)
 
@@ -30,6 +30,7 @@ enum msg_type {
 	MSG_SHUTDOWN = 0x14,
 	MSG_HOSTS = 0x15,
 	MSG_STATS = 0x16,
+	MSG_CONFIG = 0x17,
 };
 
 enum run_tag {
@@ -39,6 +40,14 @@ enum run_tag {
 	TAG_USER = 0x04,
 	TAG_TTY = 0x05,
 	TAG_STDIN = 0x06,
+};
+
+enum config_tag {
+	CFG_HOSTNAME = 0x01,
+	CFG_TIME = 0x02,
+	CFG_ADDRESS = 0x03,
+	CFG_GATEWAY = 0x04,
+	CFG_DNS = 0x05,
 };
 
 struct frame_hdr {
@@ -55,6 +64,11 @@ static inline uint32_t get_be32(const uint8_t *p)
 static inline uint16_t get_be16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
 }
 
 static inline void put_be32(uint8_t *p, uint32_t v)
@@ -109,24 +123,39 @@ struct run_spec {
 int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err, size_t errlen);
 void run_spec_free(struct run_spec *spec);
 
+/* Linux's limit on a hostname (HOST_NAME_MAX). */
+#define HOSTNAME_MAX 64
+/* More name servers than this are not used by any resolver. */
+#define CONFIG_MAX_DNS 8
+
+/* A CONFIG payload: the per-container settings, applied before READY. */
+struct guest_config {
+	char hostname[HOSTNAME_MAX + 1]; /* "" = keep the kernel's */
+	uint64_t time_ns;                /* wall clock; 0 = not given */
+	int has_address;
+	uint32_t address;                /* network byte order */
+	int prefix;
+	int has_gateway;
+	uint32_t gateway;                /* network byte order */
+	uint32_t dns[CONFIG_MAX_DNS];    /* network byte order */
+	size_t ndns;
+};
+
+/*
+ * Parses a CONFIG payload. Returns 0, or -1 with a one-line message in err:
+ * an invalid field is never applied partly or truncated.
+ */
+int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err, size_t errlen);
+
+/* RFC 1123: dot-separated labels of letters, digits and inner hyphens,
+ * at most HOSTNAME_MAX bytes in all. */
+int hostname_valid(const char *s, size_t len);
+
 /*
  * Finds `cocoon.KEY=VALUE` in a kernel command line and copies VALUE (with
  * surrounding double quotes removed) to out. Returns 1 if found, 0 if not,
  * -1 if the value does not fit.
  */
 int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen);
-
-/*
- * Parses `A.B.C.D/N` (cocoon.ip): the address in network byte order and the
- * prefix length. Returns 0, or -1 if malformed.
- */
-int parse_ipv4_cidr(const char *s, uint32_t *addr, int *prefix);
-
-/*
- * Formats resolv.conf from a comma-separated list of IPv4 addresses
- * (cocoon.dns): one `nameserver` line each. Returns 0, or -1 if an entry is
- * not an address or out is too small.
- */
-int resolv_conf_format(const char *dns, char *out, size_t outlen);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,6 +145,32 @@ long long now_ms(void)
 }
 
 /* Replaces path (a file in /etc, say) whole, so readers never see half of it. */
+ssize_t read_full(int fd, void *p, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, (char *)p + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+void close_range_from(int fd)
+{
+	/* Linux 5.9+; the guest kernel is newer, an old build host falls back. */
+	if (syscall(SYS_close_range, (unsigned)fd, ~0u, 0) == 0)
+		return;
+	long max = sysconf(_SC_OPEN_MAX);
+	for (long i = fd; i < (max > 0 ? max : 1024); i++)
+		close((int)i);
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len)
 {
 	char tmp[128];

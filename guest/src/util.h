@@ -15,6 +15,12 @@ void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)))
 
 /* Writes everything, retrying on EINTR and short writes. */
 int write_all(int fd, const void *p, size_t n);
+/* Reads until n bytes or end of file; returns the bytes read, -1 on error. */
+ssize_t read_full(int fd, void *p, size_t n);
+
+/* Closes every descriptor from fd up. */
+void close_range_from(int fd);
+
 int write_file_atomic(const char *path, const void *data, size_t len);
 
 /* The whole file, NUL-terminated, or NULL (errno set). Larger than max = EFBIG. */

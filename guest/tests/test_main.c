@@ -1,10 +1,21 @@
-/* Unit tests of the agent's pure parts: framing, RUN fields, boot
- * parameters, user resolution, the byte queue. Built with the host's gcc. */
+/* Unit tests of the agent's pure parts: framing, RUN and CONFIG fields
+ * (also against the shared vectors of docs/guest-protocol-vectors.txt, whose
+ * path is the first argument), boot parameters, user resolution, the byte
+ * queue, and the helpers of process.c, mounts.c and net.c. Built with the
+ * host's gcc. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "buf.h"
+#include "mounts.h"
+#include "net.h"
+#include "process.h"
 #include "protocol.h"
 #include "userdb.h"
 
@@ -90,19 +101,20 @@ static void test_frames(void)
 	CHECK(strstr(err, "4294967295") != NULL);
 
 	/* Unknown types, reported from the header alone. */
-	static const uint8_t unknown[] = {0x00, 0x08, 0x0f, 0x17, 0x20, 0xff};
+	static const uint8_t unknown[] = {0x00, 0x08, 0x0f, 0x18, 0x20, 0xff};
 	for (size_t i = 0; i < sizeof(unknown); i++) {
 		frame_hdr_encode(h, 3, unknown[i], 1);
 		CHECK(frame_parse(h, FRAME_HDR_LEN, &fh, &pl, &used) == FRAME_UNKNOWN_TYPE);
 	}
-	frame_hdr_encode(h, 3, 0x17, 1);
+	frame_hdr_encode(h, 3, 0x18, 1);
 	frame_error(FRAME_UNKNOWN_TYPE, h, err, sizeof(err));
-	CHECK(strstr(err, "0x17") != NULL);
+	CHECK(strstr(err, "0x18") != NULL);
 	for (int t = 0; t < 256; t++)
-		CHECK(msg_type_known((uint8_t)t) == ((t >= 1 && t <= 7) || (t >= 0x10 && t <= 0x16)));
+		CHECK(msg_type_known((uint8_t)t) == ((t >= 1 && t <= 7) || (t >= 0x10 && t <= 0x17)));
 	CHECK_STR(msg_type_name(MSG_RESIZE), "RESIZE");
 	CHECK_STR(msg_type_name(MSG_STARTED), "STARTED");
 	CHECK_STR(msg_type_name(MSG_COUNTERS), "COUNTERS");
+	CHECK_STR(msg_type_name(MSG_CONFIG), "CONFIG");
 	CHECK_STR(msg_type_name(MSG_STATS), "STATS");
 }
 
@@ -237,6 +249,7 @@ static void test_cmdline(void)
 	const char *cl = "console=ttyS0 reboot=t cocoon.root=vda cocoon.rootx=no "
 			 "cocoon.hostname=\"my host\" cocoon.time=1700000000 xcocoon.rw=no "
 			 "\"cocoon.rw=vdb\" cocoon.empty= cocoon.time=1800000000\n";
+	/* The agent reads only root and probe now; any key parses the same. */
 	char v[64];
 	CHECK(cmdline_get(cl, "root", v, sizeof(v)) == 1);
 	CHECK_STR(v, "vda");
@@ -278,31 +291,198 @@ static const char group[] =
 	"bad:x:zz:alice\n"
 	"last:x:2000:alice";
 
-static void test_net_params(void)
+static uint32_t ip4(const char *s)
 {
-	uint32_t addr;
-	int prefix;
-	CHECK(parse_ipv4_cidr("192.168.64.5/24", &addr, &prefix) == 0);
-	const uint8_t *b = (const uint8_t *)&addr;
-	CHECK(b[0] == 192 && b[1] == 168 && b[2] == 64 && b[3] == 5 && prefix == 24);
-	CHECK(parse_ipv4_cidr("10.0.2.15/0", &addr, &prefix) == 0 && prefix == 0);
-	CHECK(parse_ipv4_cidr("10.0.2.15/32", &addr, &prefix) == 0 && prefix == 32);
-	static const char *const bad[] = {"10.0.2.15", "10.0.2.15/", "10.0.2.15/33", "10.0.2/24",
-					  "10.0.2.15/2x", "/24", "10.0.2.15/024", "300.1.1.1/8", ""};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		CHECK(parse_ipv4_cidr(bad[i], &addr, &prefix) == -1);
+	struct in_addr in;
+	return inet_pton(AF_INET, s, &in) == 1 ? in.s_addr : 0;
+}
 
+static void test_net(void)
+{
 	char out[128];
-	CHECK(resolv_conf_format("192.168.64.1", out, sizeof(out)) == 0);
+	uint32_t dns[] = {ip4("192.168.64.1"), ip4("8.8.8.8")};
+	CHECK(resolv_conf_format(dns, 1, out, sizeof(out)) == 0);
 	CHECK_STR(out, "nameserver 192.168.64.1\n");
-	CHECK(resolv_conf_format("1.1.1.1,8.8.8.8", out, sizeof(out)) == 0);
-	CHECK_STR(out, "nameserver 1.1.1.1\nnameserver 8.8.8.8\n");
-	CHECK(resolv_conf_format("", out, sizeof(out)) == 0);
+	CHECK(resolv_conf_format(dns, 2, out, sizeof(out)) == 0);
+	CHECK_STR(out, "nameserver 192.168.64.1\nnameserver 8.8.8.8\n");
+	CHECK(resolv_conf_format(dns, 0, out, sizeof(out)) == 0);
 	CHECK_STR(out, "");
-	CHECK(resolv_conf_format("1.1.1.1,", out, sizeof(out)) == 0);
-	CHECK(resolv_conf_format("1.1.1.1,,2.2.2.2", out, sizeof(out)) == -1);
-	CHECK(resolv_conf_format("example.com", out, sizeof(out)) == -1);
-	CHECK(resolv_conf_format("1.1.1.1,8.8.8.8", out, 30) == -1);
+	CHECK(resolv_conf_format(dns, 2, out, 30) == -1);
+
+	CHECK(prefix_netmask(24) == ip4("255.255.255.0"));
+	CHECK(prefix_netmask(32) == ip4("255.255.255.255"));
+	CHECK(prefix_netmask(1) == ip4("128.0.0.0"));
+	CHECK(prefix_netmask(0) == 0);
+}
+
+static void test_hostnames(void)
+{
+	static const char *const good[] = {"a", "web-1", "A.b-c.D9", "0", "x.y.z"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
+		CHECK(hostname_valid(good[i], strlen(good[i])));
+	static const char *const bad[] = {"", "-a", "a-", "a..b", ".a", "a.", "a b",
+					  "a_b", "a\nb", "é", "a.-b", "a-.b"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		CHECK(!hostname_valid(bad[i], strlen(bad[i])));
+	char label[70];
+	memset(label, 'a', sizeof(label));
+	CHECK(hostname_valid(label, 63));
+	CHECK(!hostname_valid(label, 64)); /* one label over 63 */
+	/* A NUL inside is never a valid name. */
+	CHECK(!hostname_valid("a\0b", 3));
+}
+
+static void test_mounts(void)
+{
+	CHECK(device_name_valid("vda"));
+	CHECK(device_name_valid("nvme0n1p1"));
+	CHECK(!device_name_valid(""));
+	CHECK(!device_name_valid("../sda"));
+	CHECK(!device_name_valid(".hidden"));
+	CHECK(!device_name_valid("disk/by-id"));
+}
+
+static void test_process_helpers(void)
+{
+	char out[32];
+	CHECK(path_candidate("/usr/bin:/bin", 8, "sh", out, sizeof(out)) == 0);
+	CHECK_STR(out, "/usr/bin/sh");
+	CHECK(path_candidate("", 0, "sh", out, sizeof(out)) == 0);
+	CHECK_STR(out, "./sh");
+	CHECK(path_candidate("/a-very-long-directory-name", 27, "prog", out, sizeof(out)) == -1);
+
+	char *with_home[] = {"A=1", "HOME=/mine", NULL};
+	char **env = env_with_home(with_home, "/root");
+	CHECK(env && str_eq(env[0], "A=1") && str_eq(env[1], "HOME=/mine") && !env[2]);
+	free(env);
+	char *without[] = {"HOMEX=1", NULL};
+	env = env_with_home(without, "/home/alice");
+	CHECK(env && str_eq(env[0], "HOMEX=1") && str_eq(env[1], "HOME=/home/alice") && !env[2]);
+	if (env)
+		free(env[1]);
+	free(env);
+}
+
+/* keep_fds in a child: only the kept fds remain, renumbered from 3. */
+static void test_keep_fds(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		int a = open("/dev/null", O_RDONLY), b = open("/dev/null", O_RDONLY);
+		int c = open("/dev/zero", O_RDONLY | O_CLOEXEC), d = dup2(a, 40);
+		int keep[] = {c, -1, d};
+		if (b < 0 || keep_fds(keep, 3) < 0 || keep[0] != 3 || keep[1] != -1 || keep[2] != 5)
+			_exit(1);
+		char z;
+		/* 3 is /dev/zero (close-on-exec), 5 is /dev/null, all else closed. */
+		if (read(3, &z, 1) != 1 || z != 0 || !(fcntl(3, F_GETFD) & FD_CLOEXEC))
+			_exit(2);
+		if (read(5, &z, 1) != 0)
+			_exit(3);
+		for (int fd = 0; fd < 64; fd++)
+			if (fd != 3 && fd != 5 && fcntl(fd, F_GETFD) >= 0)
+				_exit(4);
+		_exit(0);
+	}
+	int status = -1;
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_config(void)
+{
+	struct guest_config c;
+	char err[256];
+	CHECK(config_parse(NULL, 0, &c, err, sizeof(err)) == 0);
+	CHECK(!c.hostname[0] && !c.time_ns && !c.has_address && !c.ndns);
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* One vector of the shared file (see there for the format). */
+static void check_vector(const char *kind, const char *name, const char *result, const uint8_t *b,
+			 size_t n)
+{
+	int ok_wanted = strcmp(result, "ok") == 0;
+	char err[256];
+	int before = failed;
+	if (strcmp(kind, "frame") == 0) {
+		struct frame_hdr h;
+		const uint8_t *pl;
+		size_t used = 0;
+		enum frame_status st = frame_parse(b, n, &h, &pl, &used);
+		if (ok_wanted)
+			CHECK(st == FRAME_OK && used == n);
+		else if (strcmp(result, "need-more") == 0)
+			CHECK(st == FRAME_NEED_MORE);
+		else if (strcmp(result, "too-long") == 0)
+			CHECK(st == FRAME_TOO_LONG);
+		else
+			CHECK(strcmp(result, "unknown-type") == 0 && st == FRAME_UNKNOWN_TYPE);
+	} else if (strcmp(kind, "config") == 0) {
+		struct guest_config c;
+		CHECK((config_parse(b, n, &c, err, sizeof(err)) == 0) == ok_wanted);
+		if (strcmp(name, "basic") == 0) {
+			CHECK_STR(c.hostname, "web-1");
+			CHECK(c.time_ns == 1700000000123456789ull);
+			CHECK(c.has_address && c.address == ip4("192.168.64.2") && c.prefix == 24);
+			CHECK(c.has_gateway && c.gateway == ip4("192.168.64.1"));
+			CHECK(c.ndns == 2 && c.dns[0] == ip4("192.168.64.1") && c.dns[1] == ip4("1.1.1.1"));
+		}
+	} else if (strcmp(kind, "run") == 0) {
+		struct run_spec r;
+		int rc = run_spec_parse(b, n, &r, err, sizeof(err));
+		CHECK((rc == 0) == ok_wanted);
+		if (rc == 0 && strcmp(name, "basic") == 0) {
+			CHECK(r.argc == 3 && str_eq(r.argv[0], "sh") && str_eq(r.argv[2], "echo hi"));
+			CHECK(r.envc == 1 && str_eq(r.envp[0], "PATH=/bin"));
+			CHECK_STR(r.cwd, "/tmp");
+			CHECK_STR(r.user, "1000:1000");
+			CHECK(r.tty && r.rows == 24 && r.cols == 80 && r.stdin_open);
+		}
+		if (rc == 0)
+			run_spec_free(&r);
+	} else {
+		CHECK(!"unknown vector kind");
+	}
+	if (failed != before)
+		fprintf(stderr, "  in vector %s/%s\n", kind, name);
+}
+
+static void test_vectors(const char *path)
+{
+	FILE *f = path ? fopen(path, "r") : NULL;
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	char line[8192];
+	int count = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char kind[16], name[64], result[16], hex[4096];
+		if (line[0] == '#' || line[0] == '\n')
+			continue;
+		CHECK(sscanf(line, "%15s %63s %15s %4095s", kind, name, result, hex) == 4);
+		static uint8_t bytes[2048];
+		size_t n = 0;
+		int bad_hex = 0;
+		if (strcmp(hex, "-") != 0) {
+			size_t len = strlen(hex);
+			bad_hex = len % 2 != 0;
+			for (size_t i = 0; i + 1 < len && n < sizeof(bytes); i += 2) {
+				int hi = hexval(hex[i]), lo = hexval(hex[i + 1]);
+				bad_hex |= hi < 0 || lo < 0;
+				bytes[n++] = (uint8_t)(hi << 4 | lo);
+			}
+		}
+		CHECK(!bad_hex);
+		check_vector(kind, name, result, bytes, n);
+		count++;
+	}
+	fclose(f);
+	CHECK(count > 20);
 }
 
 static void test_users(void)
@@ -457,10 +637,13 @@ static void test_fuzz(void)
 		char line[128];
 		data[n] = 0;
 		cmdline_get((const char *)data, "root", line, sizeof(line));
-		uint32_t a;
-		int pfx;
-		parse_ipv4_cidr((const char *)data, &a, &pfx);
-		resolv_conf_format((const char *)data, line, sizeof(line));
+		struct guest_config c;
+		if (config_parse(data, n, &c, err, sizeof(err)) == 0) {
+			if (c.ndns > CONFIG_MAX_DNS || (c.hostname[0] && !hostname_valid(c.hostname, strlen(c.hostname))))
+				bad++;
+		} else if (!err[0]) {
+			bad++;
+		}
 
 		struct exec_user u;
 		if (user_resolve((const char *)data + n / 2, (const char *)data, (const char *)data, &u,
@@ -470,12 +653,18 @@ static void test_fuzz(void)
 	CHECK(bad == 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	test_frames();
 	test_run();
 	test_cmdline();
-	test_net_params();
+	test_config();
+	test_vectors(argc > 1 ? argv[1] : NULL);
+	test_hostnames();
+	test_net();
+	test_mounts();
+	test_process_helpers();
+	test_keep_fds();
 	test_users();
 	test_buf();
 	test_fuzz();

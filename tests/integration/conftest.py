@@ -1,8 +1,9 @@
 """Fixtures for tests that boot real VMs.
 
 One cocoon state dir for the session (images are loaded once), the real
-cache dir (kernel, agent and accelerator verdict built by setup.sh), and a
-check after every test that no VM it started is still running.
+cache dir (kernel and accelerator verdict built by setup.sh), the guest agent
+built from this working tree, and a check after every test that no VM it
+started is still running.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from oci import Layer, busybox_layer, write_layout
 from procs import monitors_of, vms_of
 
 BUSYBOX = "localhost/busybox:latest"
+GUEST = Path(__file__).resolve().parents[2] / "guest"
 
 
 class Cocoon:
@@ -61,12 +63,16 @@ def _kill_all(pids: list[int]) -> None:
 
 @pytest.fixture(scope="session")
 def cocoon() -> Iterator[Cocoon]:
+    # The agent under test is the working tree's, never the one setup.sh cached.
+    subprocess.run(["make", "-s", "-C", str(GUEST)], check=True)
     # Removed at the end: rootfs and writable disks are large.
     state = Path(tempfile.mkdtemp(prefix="cocoon-test-state-"))
     # Unix socket paths are short; pytest's tmp dirs can be long.
     run_dir = Path(tempfile.mkdtemp(prefix="cct-", dir="/tmp"))
-    saved = {k: os.environ.get(k) for k in ("COCOON_STATE_DIR", "COCOON_RUN_DIR", "COCOON_NETWORK")}
+    keys = ("COCOON_STATE_DIR", "COCOON_RUN_DIR", "COCOON_NETWORK", "COCOON_AGENT")
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ.update(COCOON_STATE_DIR=str(state), COCOON_RUN_DIR=str(run_dir))
+    os.environ["COCOON_AGENT"] = str(GUEST / "build" / "cocoon-agent")
     # As root the default network is a bridge with NAT: only in a netns the
     # test made (the netns fixture), never on the host itself.
     os.environ["COCOON_NETWORK"] = "none"

@@ -9,6 +9,7 @@ from cocoon.agent.protocol import (
     MAX_PAYLOAD,
     Decoder,
     Field,
+    GuestConfig,
     Msg,
     decode_header,
     encode,
@@ -92,3 +93,17 @@ def test_exit_status():
         exit_status(b"\0")
     with pytest.raises(Corrupt):
         exit_status(struct.pack(">Bi", 2, 0))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"address": "192.168.64.300/24"},
+        {"address": "10.0.0.2/33"},
+        {"gateway": "::1"},
+        {"dns": ["x"]},
+    ],
+)
+def test_guest_config_refuses_what_is_not_ipv4(fields):
+    with pytest.raises(InvalidArgument, match="IPv4"):
+        GuestConfig(**fields).encode()

@@ -12,8 +12,12 @@ import threading
 import time
 from collections import deque
 
-from cocoon.agent.protocol import Decoder, Frame, Msg, encode
+from cocoon.agent.protocol import VERSION, Decoder, Frame, Msg, encode, guest_text
 from cocoon.errors import Corrupt, ExternalError, Timeout
+
+# The agent never sends empty frames in a row; a guest that does is spinning
+# the host's CPU, not talking.
+MAX_EMPTY_FRAMES = 1024
 
 
 class AgentFailed(ExternalError):
@@ -28,6 +32,7 @@ class Channel:
         self._decoder = Decoder()
         self._pending: deque[Frame] = deque()
         self._send_lock = threading.Lock()
+        self._empty = 0  # consecutive empty frames received
 
     def send(self, type: Msg, proc: int, payload: bytes = b"") -> None:
         data = encode(type, proc, payload)
@@ -53,19 +58,25 @@ class Channel:
                 self._decoder.close()
                 return None
             self._pending.extend(self._decoder.feed(data))
-        return self._pending.popleft()
+        frame = self._pending.popleft()
+        self._empty = 0 if frame.payload else self._empty + 1
+        if self._empty > MAX_EMPTY_FRAMES:
+            raise Corrupt(f"guest protocol: more than {MAX_EMPTY_FRAMES} empty frames in a row")
+        return frame
 
     def wait_ready(self, timeout: float) -> str:
         frame = self.recv(timeout)
         if frame is None:
             raise ExternalError("the VM stopped before the guest agent started")
         if frame.type is Msg.ERROR:
-            raise AgentFailed(f"guest agent: {frame.payload.decode(errors='replace')}")
+            raise AgentFailed(f"guest agent: {guest_text(frame.payload)}")
         if frame.type is not Msg.READY or not frame.payload:
             raise Corrupt(f"guest protocol: expected READY, got {frame.type.name}")
-        if frame.payload[0] != 1:
-            raise Corrupt(f"guest agent speaks protocol {frame.payload[0]}, cocoon speaks 1")
-        return frame.payload[1:].decode(errors="replace")
+        if frame.payload[0] != VERSION:
+            raise Corrupt(
+                f"guest agent speaks protocol {frame.payload[0]}, cocoon speaks {VERSION}"
+            )
+        return guest_text(frame.payload[1:])
 
     def close(self) -> None:
         self._sock.close()

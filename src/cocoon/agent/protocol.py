@@ -7,16 +7,19 @@ shares, tested against the same document as the C agent.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cocoon.errors import Corrupt, InvalidArgument
+from cocoon.text import printable
 
 if TYPE_CHECKING:
     from cocoon.agent.spec import ProcessSpec
 
-VERSION = 1
+VERSION = 2
 MAX_PAYLOAD = 1 << 20
 HEADER = struct.Struct(">IBI")
 
@@ -38,6 +41,7 @@ class Msg(enum.IntEnum):
     SHUTDOWN = 0x14
     HOSTS = 0x15
     STATS = 0x16
+    CONFIG = 0x17
 
 
 class Field(enum.IntEnum):
@@ -47,6 +51,14 @@ class Field(enum.IntEnum):
     USER = 0x04
     TTY = 0x05
     STDIN = 0x06
+
+
+class ConfigField(enum.IntEnum):
+    HOSTNAME = 0x01
+    TIME = 0x02
+    ADDRESS = 0x03
+    GATEWAY = 0x04
+    DNS = 0x05
 
 
 _KNOWN = frozenset(int(m) for m in Msg)
@@ -102,7 +114,7 @@ class Decoder:
             raise Corrupt(f"guest protocol: stream ended inside a frame ({len(self._buf)} bytes)")
 
 
-def _field(tag: Field, value: bytes) -> bytes:
+def _field(tag: Field | ConfigField, value: bytes) -> bytes:
     return _FIELD.pack(tag, len(value)) + value
 
 
@@ -124,6 +136,45 @@ def encode_run(spec: ProcessSpec) -> bytes:
     if spec.stdin:
         parts.append(_field(Field.STDIN, b""))
     return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class GuestConfig:
+    """Per-container settings, sent in CONFIG before anything else the agent acts on."""
+
+    hostname: str | None = None
+    time_ns: int | None = None  # the host's wall clock, nanoseconds since the epoch
+    address: str | None = None  # eth0's A.B.C.D/N; None = no network but lo
+    gateway: str | None = None
+    dns: Sequence[str] = ()
+
+    def encode(self) -> bytes:
+        parts = []
+        if self.hostname is not None:
+            parts.append(_field(ConfigField.HOSTNAME, self.hostname.encode()))
+        if self.time_ns is not None:
+            parts.append(_field(ConfigField.TIME, struct.pack(">Q", self.time_ns)))
+        if self.address is not None:
+            iface = _ipv4(ipaddress.IPv4Interface, self.address)
+            ip = iface.ip.packed + bytes([iface.network.prefixlen])
+            parts.append(_field(ConfigField.ADDRESS, ip))
+        if self.gateway is not None:
+            gateway = _ipv4(ipaddress.IPv4Address, self.gateway).packed
+            parts.append(_field(ConfigField.GATEWAY, gateway))
+        parts += [_field(ConfigField.DNS, _ipv4(ipaddress.IPv4Address, a).packed) for a in self.dns]
+        return b"".join(parts)
+
+
+def _ipv4(kind: type[ipaddress.IPv4Address | ipaddress.IPv4Interface], text: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError as e:
+        raise InvalidArgument(f"not an IPv4 address: {text!r}") from e
+
+
+def guest_text(payload: bytes) -> str:
+    """Text from the guest, safe to show: decoded, control characters and escapes removed."""
+    return printable(payload.decode(errors="replace"))
 
 
 def exit_status(payload: bytes) -> tuple[bool, int]:

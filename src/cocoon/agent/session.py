@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cocoon.agent.channel import Channel
-from cocoon.agent.protocol import Msg, encode_run, exit_status, resize_payload
+from cocoon.agent.protocol import Msg, encode_run, exit_status, guest_text, resize_payload
 from cocoon.agent.spec import ProcessSpec
 from cocoon.errors import Corrupt, ExternalError
 
@@ -86,9 +86,9 @@ class Process:
                 case Msg.STARTED:
                     pass
                 case Msg.ERROR if frame.proc == 0:
-                    raise ExternalError(f"guest agent: {frame.payload.decode(errors='replace')}")
+                    raise ExternalError(f"guest agent: {guest_text(frame.payload)}")
                 case Msg.ERROR:
-                    error = frame.payload.decode(errors="replace")
+                    error = guest_text(frame.payload)
                 case Msg.EXIT:
                     return decode_exit(exit_status(frame.payload), error)
                 case _:

@@ -140,12 +140,8 @@ def machine_spec(rec: Record, net: network.Plug) -> vms.MachineSpec:
         agent_socket=sockets / "agent.sock",
         control_socket=sockets / "vmm.sock",
         console=folder / "console.log",
-        params={
-            "root": "vda",
-            "hostname": config.hostname,
-            "time": f"{time.time():.3f}",
-            **net.params,
-        },
+        # Only cocoon's own words: the container's settings go in CONFIG.
+        params={"root": "vda"},
     )
 
 
@@ -179,11 +175,13 @@ def boot(
         # The host's side of the agent protocol is imported now, while the
         # guest boots, rather than before the VMM starts (see Listener.accept).
         from cocoon.agent.channel import AgentFailed
-        from cocoon.agent.protocol import Msg, encode_run
+        from cocoon.agent.protocol import GuestConfig, Msg, encode_run
 
         try:
             channel = listener.accept(machine.events, BOOT_TIMEOUT)
             timings["vmm_start"] = time.monotonic() - t1
+            guest = GuestConfig(rec.settings.hostname, time.time_ns(), **net.guest)
+            channel.send(Msg.CONFIG, 0, guest.encode())
             # Queued in the port until the agent is up, in the order it must
             # act on them: /etc/hosts before the process that may read it.
             network.send_hosts(rec, channel)

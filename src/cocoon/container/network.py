@@ -23,7 +23,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cocoon.container import record as records
 from cocoon.container.config import NetworkSettings
@@ -148,7 +148,7 @@ class Plug:
     """What one boot of the VM needs for its network, and what to undo after."""
 
     device: Tap | UserNet | None = None
-    params: dict[str, str] = field(default_factory=dict)  # the guest's address, for the agent
+    guest: dict[str, Any] = field(default_factory=dict)  # address, gateway, dns of GuestConfig
     forwarder: ports.Forwarder | None = None
 
     def started(self) -> None:
@@ -177,9 +177,11 @@ def plug(rec: records.Record) -> Plug:
     result = Plug()
     if settings.mode == "none" or settings.mac is None:
         return result
-    result.params = {"ip": f"{settings.ip}/{settings.prefix}", "gw": str(settings.gateway)}
-    if settings.dns:
-        result.params["dns"] = ",".join(settings.dns)
+    result.guest = {
+        "address": f"{settings.ip}/{settings.prefix}",
+        "gateway": settings.gateway,
+        "dns": settings.dns,
+    }
     if settings.mode == "user":
         forwards = tuple(
             Forward(p.protocol, p.host_ip, p.host_port, p.container_port) for p in settings.ports

@@ -13,7 +13,7 @@ import signal
 import threading
 
 from cocoon.agent.channel import Channel
-from cocoon.agent.protocol import Frame, Msg, exit_status
+from cocoon.agent.protocol import Frame, Msg, exit_status, guest_text
 from cocoon.agent.session import ExitStatus, decode_exit
 from cocoon.container import logs
 from cocoon.container.lifecycle import VM_LOST
@@ -50,7 +50,7 @@ class AgentRouter:
                     if done is not None:
                         return done, None
                 elif frame.proc == 0 and frame.type is Msg.ERROR:
-                    return None, f"guest agent: {frame.payload.decode(errors='replace')}"
+                    return None, f"guest agent: {guest_text(frame.payload)}"
                 else:
                     self._exec_frame(frame)
         except CocoonError as e:
@@ -69,7 +69,7 @@ class AgentRouter:
             case Msg.STARTED:
                 self.on_started()
             case Msg.ERROR:
-                self.error = frame.payload.decode(errors="replace")
+                self.error = guest_text(frame.payload)
             case Msg.EXIT:
                 status = decode_exit(exit_status(frame.payload), self.error)
                 self.on_exit(status)

@@ -16,6 +16,8 @@ import os
 import threading
 from pathlib import Path
 
+from cocoon.text import printable
+
 LIMIT = 1 << 20
 
 
@@ -63,7 +65,7 @@ class ConsoleLog:
         with contextlib.suppress(OSError):
             lines = self.path.read_text(errors="replace").strip().splitlines()
             if lines:
-                return lines[-1]
+                return printable(lines[-1])
         return ""
 
 
