@@ -55,7 +55,9 @@ def test_put_blob_streams_verifies_and_stores_read_only(store: ImageStore) -> No
     assert desc == Descriptor(OCI_LAYER, sha(data), len(data))
     assert store.has_blob(desc.digest)
     assert store.blob_path(desc.digest).read_bytes() == data
-    assert store.blob_path(desc.digest).stat().st_mode & 0o777 == 0o444
+    # Blobs hold what archives and registries sent, secrets included: the owner's only.
+    assert store.blob_path(desc.digest).stat().st_mode & 0o777 == 0o400
+    assert store.root.stat().st_mode & 0o777 == 0o700
     with store.open_blob(desc.digest) as f:
         assert f.read() == data
     assert (store.root / "oci-layout").is_file()

@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -246,18 +245,7 @@ def remove_images(args: argparse.Namespace) -> int:
             print(f"Untagged: {name}")
         if removed.deleted:
             print(f"Deleted: {removed.deleted}")
-    _remove_unused_disks(store)
     return 0
-
-
-def _remove_unused_disks(store: ImageStore) -> None:
-    """Drop root filesystem disks no image needs, keeping those that existing
-    containers run on (their disks are overlays of them)."""
-    from cocoon.container import record
-    from cocoon.rootfs.disks import remove_unused
-
-    in_use = {Path(r.config["rootfs"]) for r in record.all_records() if "rootfs" in r.config}
-    remove_unused(store, in_use)
 
 
 def prune_images(args: argparse.Namespace) -> int:
@@ -265,7 +253,6 @@ def prune_images(args: argparse.Namespace) -> int:
 
     store = ImageStore()
     images, blobs = store.prune()
-    _remove_unused_disks(store)
     for digest in images:
         print(f"Deleted: {digest}")
     print(f"Removed {len(images)} untagged images and {len(blobs)} unreferenced blobs")
