@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from oci import Layer
 
 from cocoon.errors import ExternalError, InvalidArgument
 from cocoon.image.model import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
@@ -140,8 +141,10 @@ class FlakyRegistry(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky() -> Iterator[str]:
-    layer = gzip.compress(random.Random(0).randbytes(100_000))
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"diff_ids": []}})
+    tar = Layer().file("noise", random.Random(0).randbytes(100_000)).tar()
+    layer = gzip.compress(tar, mtime=0)
+    diff_ids = ["sha256:" + hashlib.sha256(tar).hexdigest()]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"diff_ids": diff_ids}})
 
     def desc(media_type: str, data: bytes) -> dict[str, object]:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()

@@ -4,9 +4,9 @@ Every blob streams from the registry straight into ``ImageStore.put_blob``,
 which hashes it on the way to a temporary file and only renames it into the
 store when the digest and size match; a broken connection resumes with an
 HTTP Range request where the registry allows it, otherwise the blob is
-dropped. The whole pull runs inside ``store.ingest()``, so garbage collection
-cannot take blobs that are not tagged yet; a failed or interrupted pull
-collects what it left once no other writer is active.
+dropped. The whole pull is one ``store.transaction()``: garbage collection
+cannot take blobs that are not tagged yet, and a failed or interrupted pull
+(or an image whose layers would not unpack) leaves no blob behind.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from cocoon.image.model import (
 from cocoon.image.registry.client import RegistryClient, Response, discard
 from cocoon.image.registry.progress import Quiet, Reporter
 from cocoon.image.store import MAX_DOCUMENT, MAX_NESTING, ImageStore
+from cocoon.rootfs.layers import check_image
 
 JOBS = 4  # blobs downloaded at once: enough to fill a link, few enough to be polite
 RESUMES = 5  # reconnections per blob before giving up on it
@@ -66,21 +67,17 @@ def pull(
     want = platform or store.platform
     with RegistryClient(ref.registry, insecure=insecure, connections=jobs + 1) as client:
         puller = _Puller(client, ref, store, progress or Quiet())
-        try:
-            with store.ingest():
-                documents = puller.documents(want)
-                manifest = Manifest.parse(documents[-1].data, f"{ref}: manifest")
-                puller.blobs((manifest.config, *manifest.layers), jobs)
-                stored = [
-                    store.put_bytes(d.data, d.descriptor.media_type) for d in reversed(documents)
-                ]
-                # The store resolves an index for its own platform; for another
-                # platform, the name has to point at that platform's manifest.
-                top = stored[-1] if want == store.platform else stored[0]
-                store.tag(ref, top)
-        except BaseException:
-            store.gc()
-            raise
+        with store.transaction():
+            documents = puller.documents(want)
+            manifest = Manifest.parse(documents[-1].data, f"{ref}: manifest")
+            puller.blobs((manifest.config, *manifest.layers), jobs)
+            stored = [store.put_bytes(d.data, d.descriptor.media_type) for d in reversed(documents)]
+            # The store resolves an index for its own platform; for another
+            # platform, the name has to point at that platform's manifest.
+            top = stored[-1] if want == store.platform else stored[0]
+            # As Docker does, a layer that could not be unpacked is refused now.
+            check_image(store, store.image(stored[0].digest))
+            store.tag(ref, top)
     return store.image(top.digest)
 
 
