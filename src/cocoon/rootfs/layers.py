@@ -488,8 +488,11 @@ class _Extractor(_Walker):
         target_dir = os.dup(target_dir) if target_dir is not None else None
         try:
             link_parent = self._parent(parts, member.name)
-            if target_dir is None or _lstat(target_dir, target[-1]) is None:
+            existing = _lstat(target_dir, target[-1]) if target_dir is not None else None
+            if existing is None:
                 raise self._missing_target(member)
+            if stat.S_ISDIR(existing.st_mode):  # link(2) says only EPERM
+                raise self._corrupt(f"hardlink {member.name!r} points at a directory")
             os.link(
                 target[-1],
                 name,
@@ -497,8 +500,6 @@ class _Extractor(_Walker):
                 dst_dir_fd=link_parent,
                 follow_symlinks=False,
             )
-        except IsADirectoryError as e:
-            raise self._corrupt(f"hardlink {member.name!r} points at a directory") from e
         finally:
             if target_dir is not None:
                 os.close(target_dir)
