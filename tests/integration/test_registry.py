@@ -65,6 +65,12 @@ def _store_is_empty(state: Path) -> bool:
     return not blobs and not staged and not index.get("manifests")
 
 
+def _blob_files(state: Path) -> dict[str, tuple[int, int]]:
+    """Each stored blob's inode and mtime: a blob written again would change both."""
+    folder = state / "images" / "blobs" / "sha256"
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
 def test_pull_what_skopeo_pushed(fresh, registry, layout):
     folder, digest = layout
     ref = f"{registry.host}/skopeo/busybox:1"
@@ -77,7 +83,10 @@ def test_pull_what_skopeo_pushed(fresh, registry, layout):
     inspected = json.loads(fresh("image", "inspect", "--format", "json", ref).stdout)
     assert inspected[0]["Digest"] == digest and len(inspected[0]["Layers"]) == 3
     # Pulling again downloads nothing and changes nothing.
-    assert fresh("image", "pull", "-q", ref).returncode == 0
+    before = _blob_files(fresh.state)
+    again = fresh("image", "pull", "-q", ref)
+    assert (again.returncode, again.stderr) == (0, b"")
+    assert _blob_files(fresh.state) == before
 
 
 def test_pull_by_digest(fresh, registry, layout):
@@ -188,8 +197,14 @@ def test_index_platform_selection(fresh, registry, tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     other = json.loads(fresh("image", "inspect", "--format", "json", ref).stdout)[0]
     assert other["Digest"] == arm and other["Config"]["Labels"] == {"arch": "arm64"}
+    before = _blob_files(fresh.state)
     missing = fresh("image", "pull", "--platform", "linux/s390x", ref)
-    assert missing.returncode == 125 and b"linux/arm64" in missing.stderr
+    assert (missing.returncode, missing.stderr.decode()) == (
+        125,
+        f"cocoon: {ref}: index {index_digest} has no image for linux/s390x "
+        "(it offers: linux/amd64, linux/arm64)\n",
+    )
+    assert _blob_files(fresh.state) == before
 
 
 def test_basic_auth_login_logout(fresh, layout, tmp_path):
@@ -198,9 +213,14 @@ def test_basic_auth_login_logout(fresh, layout, tmp_path):
         ref = f"{registry.host}/private/busybox:1"
         skopeo_copy(f"oci:{folder}:latest", f"docker://{ref}", "--dest-creds", "alice:s3cret")
         denied = fresh("image", "pull", ref)
-        assert denied.returncode == 125 and b"authentication required" in denied.stderr
+        assert (denied.returncode, denied.stderr.decode()) == (125, _login_first(registry.host))
+        assert _store_is_empty(fresh.state)
         wrong = fresh("registry", "login", "-u", "alice", "-p", "nope", registry.host)
-        assert wrong.returncode == 125 and b"denied" in wrong.stderr
+        assert (wrong.returncode, wrong.stderr.decode()) == (
+            125,
+            f"cocoon: registry {registry.host}: access denied for user 'alice': "
+            "UNAUTHORIZED authentication required\n",
+        )
         login = fresh("registry", "login", "-u", "alice", "--password-stdin", registry.host,
                       input=b"s3cret\n")  # fmt: skip
         assert login.returncode == 0, login.stderr.decode()
@@ -214,7 +234,18 @@ def test_basic_auth_login_logout(fresh, layout, tmp_path):
         )
         assert fresh("registry", "logout", registry.host).returncode == 0
         assert fresh("image", "rm", ref).returncode == 0
-        assert fresh("image", "pull", ref).returncode == 125
+        logged_out = fresh("image", "pull", ref)
+        assert (logged_out.returncode, logged_out.stderr.decode()) == (
+            125,
+            _login_first(registry.host),
+        )
+
+
+def _login_first(host: str) -> str:
+    return (
+        f"cocoon: registry {host}: authentication required "
+        f"(log in with 'cocoon registry login {host}')\n"
+    )
 
 
 def test_token_auth(fresh, tmp_path):
@@ -225,10 +256,17 @@ def test_token_auth(fresh, tmp_path):
         write_layout(copy, [busybox_layer()], ref="localhost/tok:1")
         assert fresh("image", "load", str(copy)).returncode == 0
         anonymous = fresh("image", "push", "localhost/tok:1", ref)
-        assert anonymous.returncode == 125, anonymous.stderr.decode()
+        assert (anonymous.returncode, anonymous.stderr.decode()) == (
+            125,
+            _login_first(registry.host).replace("\n", ": UNAUTHORIZED authentication required\n"),
+        )
         login = fresh("registry", "login", "-u", "bob", "-p", "pw", registry.host)
         assert login.returncode == 0, login.stderr.decode()
-        assert fresh("registry", "login", "-u", "bob", "-p", "bad", registry.host).returncode == 125
+        bad = fresh("registry", "login", "-u", "bob", "-p", "bad", registry.host)
+        assert (bad.returncode, bad.stderr.decode()) == (
+            125,
+            f"cocoon: registry {registry.host}: access denied for user 'bob'\n",
+        )
         tokens.issued.clear()
         result = fresh("image", "push", "localhost/tok:1", ref)
         assert result.returncode == 0, result.stderr.decode()

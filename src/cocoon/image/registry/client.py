@@ -60,7 +60,7 @@ class RegistryClient:
     ) -> None:
         self.registry = registry
         host = _HUB if registry == "docker.io" else registry
-        self.base = f"https://{host}"
+        self.base = self.secure = f"https://{host}"
         tls: dict[str, str] = {}
         if is_insecure(registry, insecure):
             self.plain: str | None = f"http://{host}"  # if it turns out not to speak TLS
@@ -128,8 +128,8 @@ class RegistryClient:
                     decode_content=False,
                 )
             except HTTPError as e:
-                if self._to_plain(url, e):
-                    url = self.url(path)
+                if (plain := self._to_plain(url, e)) is not None:
+                    url = plain
                     continue
                 if retryable and attempt + 1 < ATTEMPTS and not _refused(e):
                     self._pause(attempt, method, url, str(e))
@@ -169,15 +169,17 @@ class RegistryClient:
         """Check that the registry speaks v2 and accepts our credentials."""
         discard(self.request("GET", "/v2/", scope=""))
 
-    def _to_plain(self, url: str, error: HTTPError) -> bool:
-        """Switch an insecure registry that failed the TLS handshake to plain HTTP."""
-        if self.plain is None or not url.startswith(self.base + "/"):
-            return False
+    def _to_plain(self, url: str, error: HTTPError) -> str | None:
+        """For an insecure registry that failed the TLS handshake: ``url`` over plain
+        HTTP, which every later request then uses too (other threads may have
+        switched already)."""
+        if self.plain is None or not url.startswith(self.secure + "/"):
+            return None
         if not isinstance(getattr(error, "reason", None), urllib3.exceptions.SSLError):
-            return False
+            return None
         log.debug("%s does not speak TLS (%s); using plain HTTP", self.registry, error)
         self.base = self.plain
-        return True
+        return self.plain + url.removeprefix(self.secure)
 
     def _pause(self, attempt: int, method: str, url: str, why: str) -> None:
         delay = BACKOFF * 2**attempt

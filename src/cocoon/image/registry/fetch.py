@@ -95,6 +95,8 @@ class _Puller:
         self.progress = progress
         self.scope = f"repository:{ref.repository}:pull"
         self.cancel = threading.Event()
+        self.streams: set[_BlobStream] = set()  # downloading now, to unblock on cancel
+        self.lock = threading.Lock()
 
     def documents(self, want: Platform) -> list[_Document]:
         """The manifest chain from the reference down to ``want``'s manifest, top first."""
@@ -137,7 +139,12 @@ class _Puller:
                     raise error
         finally:
             # Also on Ctrl-C: workers notice, and put_blob removes their temp files.
+            # A worker waiting on a stalled registry would notice only at the
+            # read timeout, so its socket is shut under it.
             self.cancel.set()
+            with self.lock:
+                for stream in self.streams:
+                    stream.abort()
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _blob(self, blob: Descriptor) -> None:
@@ -145,9 +152,15 @@ class _Puller:
             raise _Cancelled
         self.progress.start(blob.digest, blob.size, "Downloading")
         stream = _BlobStream(self, blob)
+        with self.lock:
+            self.streams.add(stream)
         try:
+            if self.cancel.is_set():  # cancelled while it connected: abort() missed it
+                raise _Cancelled
             self.store.put_blob(stream, blob.digest, size=blob.size, media_type=blob.media_type)
         finally:
+            with self.lock:
+                self.streams.discard(stream)
             stream.close()
         self.progress.finish(blob.digest, "Pull complete")
 
@@ -195,6 +208,8 @@ class _BlobStream:
             return data
 
     def _resume(self, cause: Exception) -> None:
+        if self.puller.cancel.is_set():
+            raise _Cancelled  # the break was abort()'s doing
         self.resumes += 1
         if self.resumes > RESUMES:
             raise ExternalError(
@@ -202,6 +217,12 @@ class _BlobStream:
             ) from cause
         self.close()
         self.response = self._open()
+
+    def abort(self) -> None:
+        """Unblock a read in another thread (it then fails)."""
+        response = self.response  # the worker may drop it meanwhile
+        if response is not None:
+            response.shutdown()
 
     def close(self) -> None:
         if self.response is None:
