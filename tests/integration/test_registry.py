@@ -6,9 +6,12 @@ digests must survive both ways. Auth: none, htpasswd (basic) and token.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import shlex
+import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -16,7 +19,14 @@ from pathlib import Path
 import pytest
 from conftest import Cocoon
 from oci import Layer, busybox_layer, write_layout
-from registries import TokenServer, running, skopeo_copy
+from registries import (
+    StallingRegistry,
+    TokenServer,
+    make_ca,
+    running,
+    server_certificate,
+    skopeo_copy,
+)
 
 from cocoon.image.registry import pull, push
 from cocoon.image.store import ImageStore
@@ -287,3 +297,115 @@ def test_run_pulls_a_missing_image(cocoon, registry, layout):
     result = cocoon("run", "--rm", ref, "sh", "-c", "echo hi; cat /hello.txt")
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == b"hi\nhello from the registry\n"
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory, layout):
+    """The Debian registry over HTTPS only, its certificate signed by a test CA."""
+    folder = tmp_path_factory.mktemp("tls")
+    ca = make_ca(folder, "cocoon-test-ca")
+    with running(tls=server_certificate(folder, ca)) as registry:
+        skopeo_copy(f"oci:{layout[0]}:latest", f"docker://{registry.host}/tls/busybox:1")
+        yield registry, ca[0], folder
+
+
+def _trust(fresh: Cocoon, host: str, ca: Path) -> None:
+    target = Path(fresh.env["COCOON_CONFIG_DIR"]) / "certs.d" / host / "ca.crt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(ca.read_bytes())
+
+
+def test_https_registry_with_its_own_ca(fresh, tls_registry, layout):
+    registry, ca, _ = tls_registry
+    _trust(fresh, registry.host, ca)
+    result = fresh("image", "pull", "-q", f"{registry.host}/tls/busybox:1")
+    assert result.returncode == 0, result.stderr.decode()
+    assert f"Digest: {layout[1]}" in result.stdout.decode()
+
+
+def test_https_registry_with_the_wrong_ca_is_refused_unless_insecure(fresh, tls_registry, layout):
+    registry, _, folder = tls_registry
+    # A CA configured for the registry means its certificate is checked, even on loopback.
+    _trust(fresh, registry.host, make_ca(folder, "some-other-ca")[0])
+    ref = f"{registry.host}/tls/busybox:1"
+    refused = fresh("image", "pull", "-q", ref)
+    stderr = refused.stderr.decode()
+    assert refused.returncode == 125 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"cocoon: registry {registry.host}: GET https://{registry.host}/v2/")
+    assert "CERTIFICATE_VERIFY_FAILED" in stderr and "or use --insecure)" in stderr
+    assert _store_is_empty(fresh.state)
+    insecure = fresh("image", "pull", "-q", "--insecure", ref)
+    assert insecure.returncode == 0, insecure.stderr.decode()
+    assert f"Digest: {layout[1]}" in insecure.stdout.decode()
+
+
+def test_loopback_registry_over_https_without_a_ca(fresh, tls_registry, layout):
+    # Loopback is insecure as for Docker: HTTPS unverified (this one speaks nothing else).
+    registry, _, _ = tls_registry
+    result = fresh("image", "pull", "-q", f"{registry.host}/tls/busybox:1")
+    assert result.returncode == 0, result.stderr.decode()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's default config dir is /etc/cocoon")
+def test_credentials_default_to_etc_cocoon_for_root(fresh, layout, tmp_path):
+    """Without COCOON_CONFIG_DIR, root's login lands in /etc/cocoon/auth.json.
+
+    The real /etc is never written: the commands run in a mount namespace of
+    their own, where /etc is an overlay whose changes land in the test's folder.
+    """
+    folder, _ = layout
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    env = {k: v for k, v in fresh.env.items() if k != "COCOON_CONFIG_DIR"}
+    cocoon = shlex.join(fresh.argv())
+    with running(htpasswd=("carol", "pa55")) as registry:
+        ref = f"{registry.host}/etc/busybox:1"
+        skopeo_copy(f"oci:{folder}:latest", f"docker://{ref}", "--dest-creds", "carol:pa55")
+        script = (
+            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"
+            f" && {cocoon} registry login -u carol -p pa55 {registry.host} >/dev/null"
+            f" && stat -c %a /etc/cocoon/auth.json && {cocoon} image pull -q {ref}"
+        )
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "600"
+    saved = json.loads((upper / "cocoon" / "auth.json").read_text())
+    assert list(saved["auths"]) == [registry.host]
+
+
+def test_interrupted_pull_leaves_nothing(fresh, tmp_path):
+    layer_tar = Layer().file("noise", os.urandom(4 << 20)).tar()
+    layer = gzip.compress(layer_tar, mtime=0)
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux",
+         "rootfs": {"type": "layers", "diff_ids": [_sha(layer_tar)]}}
+    ).encode()  # fmt: skip
+    manifest = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": _sha(config), "size": len(config)},
+         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                     "digest": _sha(layer), "size": len(layer)}]}
+    ).encode()  # fmt: skip
+    blobs = {_sha(config): config, _sha(layer): layer}
+    with StallingRegistry(manifest, blobs) as registry:
+        pull = fresh.popen("image", "pull", "-q", f"{registry.host}/stalls:1",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            assert registry.stalled.wait(60), "the pull never started downloading"
+            pull.send_signal(signal.SIGINT)
+            _, stderr = pull.communicate(timeout=30)
+        finally:
+            if pull.poll() is None:
+                pull.kill()
+                pull.wait()
+    assert pull.returncode == 128 + signal.SIGINT, stderr.decode()
+    assert _store_is_empty(fresh.state)
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -11,19 +11,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from oci import Layer, write_layout
+from oci import Layer, store_unchecked, write_layout
 
 from cocoon.errors import Corrupt
 from cocoon.image.archive import load
-from cocoon.image.model import (
-    OCI_CONFIG,
-    OCI_LAYER,
-    OCI_MANIFEST,
-    Image,
-    Manifest,
-    Platform,
-    dumps,
-)
+from cocoon.image.model import Image, Platform
 from cocoon.image.store import ImageStore
 from cocoon.rootfs import disks
 from cocoon.rootfs.disks import ROOT_SIZE, container_disk, image_disk, remove_unused
@@ -118,19 +110,8 @@ def test_image_disk_is_cached_and_shared_by_tags(store: ImageStore, tmp_path: Pa
     assert leftovers == [f"{disk.stem}.qcow2"]  # the containers' overlay template
 
 
-def stored_unchecked(store: ImageStore, layer: Layer, ref: str) -> Image:
-    """An image put straight into the store, as one stored before loads were checked."""
-    raw = layer.tar()
-    blob = store.put_bytes(raw, OCI_LAYER)
-    config = {"architecture": "amd64", "os": "linux",
-              "rootfs": {"type": "layers", "diff_ids": [blob.digest]}}  # fmt: skip
-    manifest = Manifest(OCI_MANIFEST, store.put_bytes(dumps(config), OCI_CONFIG), (blob,))
-    store.tag(ref, store.put_bytes(dumps(manifest.to_json()), OCI_MANIFEST))
-    return store.resolve(ref)
-
-
 def test_failed_build_leaves_nothing(store: ImageStore, tmp_path: Path) -> None:
-    image = stored_unchecked(store, Layer().file("../evil", b"x"), "localhost/bad:1")
+    image = store_unchecked(store, Layer().file("../evil", b"x"), "localhost/bad:1")
     with pytest.raises(Corrupt, match="escapes the root"):
         image_disk(store, image)
     assert sorted(p.suffix for p in (tmp_path / "state" / "rootfs").iterdir()) == [".lock"]
