@@ -70,7 +70,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def _add_transfer_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--insecure", action="store_true", help="use plain HTTP (loopback registries always do)"
+        "--insecure", action="store_true", help="skip TLS verification; plain HTTP if no TLS"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 

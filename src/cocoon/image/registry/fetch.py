@@ -11,6 +11,7 @@ cannot take blobs that are not tagged yet, and a failed or interrupted pull
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -221,8 +222,10 @@ class _BlobStream:
     def abort(self) -> None:
         """Unblock a read in another thread (it then fails)."""
         response = self.response  # the worker may drop it meanwhile
-        if response is not None:
-            response.shutdown()
+        # Finished already, its connection back in the pool: nothing to unblock.
+        with contextlib.suppress(RuntimeError, OSError):
+            if response is not None:
+                response.shutdown()
 
     def close(self) -> None:
         if self.response is None:
