@@ -73,6 +73,20 @@ def test_host_json_is_not_taken_as_a_config(store: ImageStore, tmp_path: Path):
     assert blobs(store) == [] and entries(store) == []
 
 
+def test_layout_blob_linked_to_a_host_file_is_refused(store: ImageStore, tmp_path: Path):
+    # Even with the right content, a link out would tell whether a host file holds it.
+    layout = tmp_path / "layout"
+    digest = write_layout(layout, [Layer().file("f", b"x")], ref="localhost/oracle:1")
+    blob = layout / "blobs/sha256" / digest.partition(":")[2]
+    host_copy = tmp_path / "host-file"
+    host_copy.write_bytes(blob.read_bytes())
+    blob.unlink()
+    blob.symlink_to(host_copy)
+    with pytest.raises(Corrupt, match=f"blobs/sha256/{digest.partition(':')[2]} leads outside"):
+        load(store, layout)
+    assert blobs(store) == [] and entries(store) == []
+
+
 def test_links_inside_the_folder_still_work(store: ImageStore, tmp_path: Path):
     layout = tmp_path / "layout"
     write_layout(layout, [Layer().file("f", b"x")], ref="localhost/linked:1")

@@ -66,6 +66,7 @@ class ImageStore:
     def __init__(self, root: Path | str | None = None, platform: Platform | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.platform = platform or Platform.host()
+        self._written = 0  # blobs this instance stored: has a transaction anything to undo?
 
     # -- blobs ---------------------------------------------------------------
 
@@ -131,14 +132,16 @@ class ImageStore:
         """``ingest`` for a whole pull or load: if it fails, what it stored goes.
 
         The collection waits for other writers, whose blobs are then tagged
-        (reachable, kept) or garbage too. Not for use inside ``ingest``: that
-        would wait for itself.
+        (reachable, kept) or garbage too; a failure that stored nothing does
+        not wait. Not for use inside ``ingest``: that would wait for itself.
         """
+        written = self._written
         try:
             with self.ingest():
                 yield
         except BaseException:
-            self.gc(wait=True)
+            if self._written != written:
+                self.gc(wait=True)
             raise
 
     def _existing(self, digest: str, size: int | None, media_type: str) -> Descriptor:
@@ -159,6 +162,7 @@ class ImageStore:
                 os.fsync(out.fileno())
             _check_content(reader, digest, size)
             os.chmod(tmp, BLOB_MODE)
+            self._written += 1  # counted before it lands: an interruption just after is undone too
             os.replace(tmp, self.blob_path(reader.digest))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
