@@ -5,6 +5,9 @@
     <root>/.index.lock   held while index.json is rewritten
     <root>/.gc.lock      shared by writers, exclusive for garbage collection
 
+The store folder is 0700 and blobs 0400: they hold whatever archives and
+registries sent, secrets included.
+
 A tag is an index.json entry whose ``org.opencontainers.image.ref.name`` is
 the full normalised reference; an entry without one keeps an untagged image.
 Blobs are verified when written, and manifests and configs again when read.

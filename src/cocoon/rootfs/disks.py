@@ -12,6 +12,8 @@ Making one is copying the image's empty qcow2 template, a few kilobytes.
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import shutil
 import subprocess
@@ -25,6 +27,8 @@ from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
 from cocoon.locks import flock
 from cocoon.rootfs import ext4
+
+log = logging.getLogger(__name__)
 
 # The smallest root filesystem a container gets: room to write, like a
 # Docker container's writable layer on a host disk.
@@ -160,7 +164,7 @@ def container_disk(path: Path, image_disk: Path) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         shutil.copyfile(_template(image_disk), tmp)
-        os.link(image_disk, _user(path))
+        _link_user(image_disk, _user(path))
         os.replace(tmp, path)
     except BaseException:
         for partial in (tmp, _user(path)):
@@ -172,6 +176,17 @@ def container_disk(path: Path, image_disk: Path) -> Path:
 
 def _user(container_disk: Path) -> Path:
     return container_disk.with_name(f"{container_disk.name}.base")
+
+
+def _link_user(image_disk: Path, user: Path) -> None:
+    try:
+        os.link(image_disk, user)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        # State split over filesystems: nothing then marks the disk in use,
+        # and removing its image before the container would break the container.
+        log.warning("%s is on another filesystem than %s: not marked in use", user, image_disk)
 
 
 def remove_unused(store: ImageStore) -> list[Path]:
