@@ -135,6 +135,7 @@ class Registry:
         *,
         htpasswd: tuple[str, str] | None = None,
         token: TokenServer | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.folder = folder
         self.storage = folder / "storage"
@@ -154,6 +155,8 @@ class Registry:
             "http:",
             f"  addr: {self.host}",
         ]
+        if tls is not None:  # (certificate, key): then it speaks HTTPS only
+            config += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
         if htpasswd is not None:
             user, password = htpasswd
             line = subprocess.run(
@@ -211,6 +214,83 @@ def running(**kw: object) -> Iterator[Registry]:
         Registry(Path(folder), **kw) as registry,  # type: ignore[arg-type]
     ):
         yield registry
+
+
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    """A test CA: (certificate, key)."""
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def server_certificate(folder: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by ``ca``: (certificate, key)."""
+    cert, key, request = folder / "server.crt", folder / "server.key", folder / "server.csr"
+    subprocess.run(
+        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(key), "-out", str(request)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", str(request), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
+         "-CAcreateserial", "-days", "2", "-extfile", str(folder / "san.cnf"), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+class StallingRegistry:
+    """Serves one image's manifest, then sends half of each blob and stalls until closed.
+
+    ``stalled`` is set once a blob is half sent: a pull is then mid-download.
+    """
+
+    def __init__(self, manifest: bytes, blobs: dict[str, bytes]) -> None:
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if "/manifests/" in self.path:
+                    body, media_type = manifest, "application/vnd.oci.image.manifest.v1+json"
+                    self.send_response(200)
+                    self.send_header("Content-Type", media_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                data = blobs[self.path.rpartition("/")[2]]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                server.stalled.set()
+                server.release.wait(60)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> StallingRegistry:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
 
 
 def skopeo_copy(source: str, destination: str, *extra: str) -> None:

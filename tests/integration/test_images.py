@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
-from oci import Layer, busybox_layer, write_layout
+from oci import Layer, busybox_layer, store_unchecked, write_layout
 
 from cocoon.image.store import ImageStore
 from cocoon.rootfs.disks import disk_key
@@ -31,26 +33,51 @@ def test_layers_and_whiteouts(cocoon, tmp_path):
     ]
 
 
-def test_hostile_layer_is_refused(cocoon, tmp_path):
-    victim = tmp_path / "victim"
-    hostile = busybox_layer().file(f"../../../../../../../..{victim}", b"pwned")
-    cocoon.load_layout(tmp_path, [hostile], "localhost/hostile:1")
-    records = set((cocoon.state / "containers").glob("*/container.json"))
-    result = cocoon("run", "--rm", "localhost/hostile:1", "true")
+def _load_refused(cocoon, tmp_path, layers: list[Layer], ref: str) -> str:
+    """Load a layout that must be refused: its stderr line, after checking nothing was kept."""
+    layout = tmp_path / "hostile-layout"
+    write_layout(layout, layers, ref=ref)
+    blobs = sorted((cocoon.state / "images" / "blobs" / "sha256").iterdir())
+    result = cocoon("image", "load", str(layout))
     assert result.returncode == 125
-    assert "escapes" in result.stderr.decode()
+    assert sorted((cocoon.state / "images" / "blobs" / "sha256").iterdir()) == blobs
+    assert cocoon("image", "inspect", ref).returncode == 125
+    return result.stderr.decode()
+
+
+def _layer_digest(layers: list[Layer], index: int) -> str:
+    """As write_layout stores it: gzip without a timestamp."""
+    return "sha256:" + hashlib.sha256(gzip.compress(layers[index].tar(), mtime=0)).hexdigest()
+
+
+def test_hostile_layer_is_refused(cocoon, busybox, tmp_path):
+    victim = tmp_path / "victim"
+    name = f"../../../../../../../..{victim}"
+    layers = [busybox_layer(), Layer().file(name, b"pwned")]
+    stderr = _load_refused(cocoon, tmp_path, layers, "localhost/hostile:1")
+    assert stderr == f"cocoon: layer {_layer_digest(layers, 1)}: entry {name!r} escapes the root\n"
+    # An image that reached the store unchecked (before loads checked layers) is
+    # still refused when it runs, before any VM or container exists.
+    store_unchecked(ImageStore(cocoon.state / "images"), layers[1], "localhost/hostile:2")
+    records = set((cocoon.state / "containers").glob("*/container.json"))
+    result = cocoon("run", "--rm", "localhost/hostile:2", "true")
+    assert result.returncode == 125
+    assert result.stderr.decode().endswith(f"entry {name!r} escapes the root\n")
+    assert result.stderr.decode().count("\n") == 1
     assert not victim.exists()
     assert set((cocoon.state / "containers").glob("*/container.json")) == records
 
 
-def test_symlink_escape_is_not_followed(cocoon, tmp_path):
+def test_symlink_escape_is_not_followed(cocoon, busybox, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
-    layer = busybox_layer().symlink("link", str(outside)).file("link/planted", b"x")
-    cocoon.load_layout(tmp_path, [layer], "localhost/linky:1")
-    result = cocoon("run", "--rm", "localhost/linky:1", "true")
+    layers = [busybox_layer().symlink("link", str(outside)).file("link/planted", b"x")]
+    stderr = _load_refused(cocoon, tmp_path, layers, "localhost/linky:1")
+    assert stderr == (
+        f"cocoon: layer {_layer_digest(layers, 0)}: entry 'link/planted' is below 'link', "
+        "which is a symbolic link or not a directory\n"
+    )
     assert not (outside / "planted").exists()
-    assert result.returncode == 125
 
 
 def test_docker_archive_from_skopeo(cocoon, tmp_path):

@@ -6,9 +6,12 @@ digests must survive both ways. Auth: none, htpasswd (basic) and token.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import shlex
+import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -16,7 +19,14 @@ from pathlib import Path
 import pytest
 from conftest import Cocoon
 from oci import Layer, busybox_layer, write_layout
-from registries import TokenServer, running, skopeo_copy
+from registries import (
+    StallingRegistry,
+    TokenServer,
+    make_ca,
+    running,
+    server_certificate,
+    skopeo_copy,
+)
 
 from cocoon.image.registry import pull, push
 from cocoon.image.store import ImageStore
@@ -65,6 +75,12 @@ def _store_is_empty(state: Path) -> bool:
     return not blobs and not staged and not index.get("manifests")
 
 
+def _blob_files(state: Path) -> dict[str, tuple[int, int]]:
+    """Each stored blob's inode and mtime: a blob written again would change both."""
+    folder = state / "images" / "blobs" / "sha256"
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
 def test_pull_what_skopeo_pushed(fresh, registry, layout):
     folder, digest = layout
     ref = f"{registry.host}/skopeo/busybox:1"
@@ -77,7 +93,10 @@ def test_pull_what_skopeo_pushed(fresh, registry, layout):
     inspected = json.loads(fresh("image", "inspect", "--format", "json", ref).stdout)
     assert inspected[0]["Digest"] == digest and len(inspected[0]["Layers"]) == 3
     # Pulling again downloads nothing and changes nothing.
-    assert fresh("image", "pull", "-q", ref).returncode == 0
+    before = _blob_files(fresh.state)
+    again = fresh("image", "pull", "-q", ref)
+    assert (again.returncode, again.stderr) == (0, b"")
+    assert _blob_files(fresh.state) == before
 
 
 def test_pull_by_digest(fresh, registry, layout):
@@ -188,8 +207,14 @@ def test_index_platform_selection(fresh, registry, tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     other = json.loads(fresh("image", "inspect", "--format", "json", ref).stdout)[0]
     assert other["Digest"] == arm and other["Config"]["Labels"] == {"arch": "arm64"}
+    before = _blob_files(fresh.state)
     missing = fresh("image", "pull", "--platform", "linux/s390x", ref)
-    assert missing.returncode == 125 and b"linux/arm64" in missing.stderr
+    assert (missing.returncode, missing.stderr.decode()) == (
+        125,
+        f"cocoon: {ref}: index {index_digest} has no image for linux/s390x "
+        "(it offers: linux/amd64, linux/arm64)\n",
+    )
+    assert _blob_files(fresh.state) == before
 
 
 def test_basic_auth_login_logout(fresh, layout, tmp_path):
@@ -198,9 +223,14 @@ def test_basic_auth_login_logout(fresh, layout, tmp_path):
         ref = f"{registry.host}/private/busybox:1"
         skopeo_copy(f"oci:{folder}:latest", f"docker://{ref}", "--dest-creds", "alice:s3cret")
         denied = fresh("image", "pull", ref)
-        assert denied.returncode == 125 and b"authentication required" in denied.stderr
+        assert (denied.returncode, denied.stderr.decode()) == (125, _login_first(registry.host))
+        assert _store_is_empty(fresh.state)
         wrong = fresh("registry", "login", "-u", "alice", "-p", "nope", registry.host)
-        assert wrong.returncode == 125 and b"denied" in wrong.stderr
+        assert (wrong.returncode, wrong.stderr.decode()) == (
+            125,
+            f"cocoon: registry {registry.host}: access denied for user 'alice': "
+            "UNAUTHORIZED authentication required\n",
+        )
         login = fresh("registry", "login", "-u", "alice", "--password-stdin", registry.host,
                       input=b"s3cret\n")  # fmt: skip
         assert login.returncode == 0, login.stderr.decode()
@@ -214,7 +244,18 @@ def test_basic_auth_login_logout(fresh, layout, tmp_path):
         )
         assert fresh("registry", "logout", registry.host).returncode == 0
         assert fresh("image", "rm", ref).returncode == 0
-        assert fresh("image", "pull", ref).returncode == 125
+        logged_out = fresh("image", "pull", ref)
+        assert (logged_out.returncode, logged_out.stderr.decode()) == (
+            125,
+            _login_first(registry.host),
+        )
+
+
+def _login_first(host: str) -> str:
+    return (
+        f"cocoon: registry {host}: authentication required "
+        f"(log in with 'cocoon registry login {host}')\n"
+    )
 
 
 def test_token_auth(fresh, tmp_path):
@@ -225,10 +266,17 @@ def test_token_auth(fresh, tmp_path):
         write_layout(copy, [busybox_layer()], ref="localhost/tok:1")
         assert fresh("image", "load", str(copy)).returncode == 0
         anonymous = fresh("image", "push", "localhost/tok:1", ref)
-        assert anonymous.returncode == 125, anonymous.stderr.decode()
+        assert (anonymous.returncode, anonymous.stderr.decode()) == (
+            125,
+            _login_first(registry.host).replace("\n", ": UNAUTHORIZED authentication required\n"),
+        )
         login = fresh("registry", "login", "-u", "bob", "-p", "pw", registry.host)
         assert login.returncode == 0, login.stderr.decode()
-        assert fresh("registry", "login", "-u", "bob", "-p", "bad", registry.host).returncode == 125
+        bad = fresh("registry", "login", "-u", "bob", "-p", "bad", registry.host)
+        assert (bad.returncode, bad.stderr.decode()) == (
+            125,
+            f"cocoon: registry {registry.host}: access denied for user 'bob'\n",
+        )
         tokens.issued.clear()
         result = fresh("image", "push", "localhost/tok:1", ref)
         assert result.returncode == 0, result.stderr.decode()
@@ -249,3 +297,115 @@ def test_run_pulls_a_missing_image(cocoon, registry, layout):
     result = cocoon("run", "--rm", ref, "sh", "-c", "echo hi; cat /hello.txt")
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == b"hi\nhello from the registry\n"
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory, layout):
+    """The Debian registry over HTTPS only, its certificate signed by a test CA."""
+    folder = tmp_path_factory.mktemp("tls")
+    ca = make_ca(folder, "cocoon-test-ca")
+    with running(tls=server_certificate(folder, ca)) as registry:
+        skopeo_copy(f"oci:{layout[0]}:latest", f"docker://{registry.host}/tls/busybox:1")
+        yield registry, ca[0], folder
+
+
+def _trust(fresh: Cocoon, host: str, ca: Path) -> None:
+    target = Path(fresh.env["COCOON_CONFIG_DIR"]) / "certs.d" / host / "ca.crt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(ca.read_bytes())
+
+
+def test_https_registry_with_its_own_ca(fresh, tls_registry, layout):
+    registry, ca, _ = tls_registry
+    _trust(fresh, registry.host, ca)
+    result = fresh("image", "pull", "-q", f"{registry.host}/tls/busybox:1")
+    assert result.returncode == 0, result.stderr.decode()
+    assert f"Digest: {layout[1]}" in result.stdout.decode()
+
+
+def test_https_registry_with_the_wrong_ca_is_refused_unless_insecure(fresh, tls_registry, layout):
+    registry, _, folder = tls_registry
+    # A CA configured for the registry means its certificate is checked, even on loopback.
+    _trust(fresh, registry.host, make_ca(folder, "some-other-ca")[0])
+    ref = f"{registry.host}/tls/busybox:1"
+    refused = fresh("image", "pull", "-q", ref)
+    stderr = refused.stderr.decode()
+    assert refused.returncode == 125 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"cocoon: registry {registry.host}: GET https://{registry.host}/v2/")
+    assert "CERTIFICATE_VERIFY_FAILED" in stderr and "or use --insecure)" in stderr
+    assert _store_is_empty(fresh.state)
+    insecure = fresh("image", "pull", "-q", "--insecure", ref)
+    assert insecure.returncode == 0, insecure.stderr.decode()
+    assert f"Digest: {layout[1]}" in insecure.stdout.decode()
+
+
+def test_loopback_registry_over_https_without_a_ca(fresh, tls_registry, layout):
+    # Loopback is insecure as for Docker: HTTPS unverified (this one speaks nothing else).
+    registry, _, _ = tls_registry
+    result = fresh("image", "pull", "-q", f"{registry.host}/tls/busybox:1")
+    assert result.returncode == 0, result.stderr.decode()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's default config dir is /etc/cocoon")
+def test_credentials_default_to_etc_cocoon_for_root(fresh, layout, tmp_path):
+    """Without COCOON_CONFIG_DIR, root's login lands in /etc/cocoon/auth.json.
+
+    The real /etc is never written: the commands run in a mount namespace of
+    their own, where /etc is an overlay whose changes land in the test's folder.
+    """
+    folder, _ = layout
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    env = {k: v for k, v in fresh.env.items() if k != "COCOON_CONFIG_DIR"}
+    cocoon = shlex.join(fresh.argv())
+    with running(htpasswd=("carol", "pa55")) as registry:
+        ref = f"{registry.host}/etc/busybox:1"
+        skopeo_copy(f"oci:{folder}:latest", f"docker://{ref}", "--dest-creds", "carol:pa55")
+        script = (
+            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"
+            f" && {cocoon} registry login -u carol -p pa55 {registry.host} >/dev/null"
+            f" && stat -c %a /etc/cocoon/auth.json && {cocoon} image pull -q {ref}"
+        )
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "600"
+    saved = json.loads((upper / "cocoon" / "auth.json").read_text())
+    assert list(saved["auths"]) == [registry.host]
+
+
+def test_interrupted_pull_leaves_nothing(fresh, tmp_path):
+    layer_tar = Layer().file("noise", os.urandom(4 << 20)).tar()
+    layer = gzip.compress(layer_tar, mtime=0)
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux",
+         "rootfs": {"type": "layers", "diff_ids": [_sha(layer_tar)]}}
+    ).encode()  # fmt: skip
+    manifest = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": _sha(config), "size": len(config)},
+         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                     "digest": _sha(layer), "size": len(layer)}]}
+    ).encode()  # fmt: skip
+    blobs = {_sha(config): config, _sha(layer): layer}
+    with StallingRegistry(manifest, blobs) as registry:
+        pull = fresh.popen("image", "pull", "-q", f"{registry.host}/stalls:1",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            assert registry.stalled.wait(60), "the pull never started downloading"
+            pull.send_signal(signal.SIGINT)
+            _, stderr = pull.communicate(timeout=30)
+        finally:
+            if pull.poll() is None:
+                pull.kill()
+                pull.wait()
+    assert pull.returncode == 128 + signal.SIGINT, stderr.decode()
+    assert _store_is_empty(fresh.state)
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from oci import Layer, write_layout
+from oci import Layer, store_unchecked, write_layout
 
 from cocoon.errors import Corrupt
 from cocoon.image.archive import load
@@ -111,7 +111,7 @@ def test_image_disk_is_cached_and_shared_by_tags(store: ImageStore, tmp_path: Pa
 
 
 def test_failed_build_leaves_nothing(store: ImageStore, tmp_path: Path) -> None:
-    image = loaded(store, tmp_path, [Layer().file("../evil", b"x")], "localhost/bad:1")
+    image = store_unchecked(store, Layer().file("../evil", b"x"), "localhost/bad:1")
     with pytest.raises(Corrupt, match="escapes the root"):
         image_disk(store, image)
     assert sorted(p.suffix for p in (tmp_path / "state" / "rootfs").iterdir()) == [".lock"]
@@ -154,10 +154,20 @@ def test_remove_unused(store: ImageStore, tmp_path: Path) -> None:
     image = loaded(store, tmp_path, stack(), "localhost/app:1")
     disk = image_disk(store, image)
     assert remove_unused(store) == []
+    container = container_disk(tmp_path / "container.qcow2", disk)
+    # The library's removal takes the disk with the image, once no container runs on it.
     store.remove("localhost/app:1")
-    # A container still runs on it: kept until the container is gone too.
-    assert remove_unused(store, in_use=[disk]) == []
+    assert disk.exists()
+    container.unlink()
+    (tmp_path / "container.qcow2.base").unlink()  # what removing the container's folder does
     assert remove_unused(store) == [disk]
+    assert list(disk.parent.iterdir()) == []
+
+
+def test_image_removal_takes_its_disk(store: ImageStore, tmp_path: Path) -> None:
+    disk = image_disk(store, loaded(store, tmp_path, stack(), "localhost/app:1"))
+    store.remove("localhost/app:1")
+    assert not disk.exists()
     assert list(disk.parent.iterdir()) == []
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from oci import Layer
 
-from cocoon.errors import Corrupt, Unsupported
+from cocoon.errors import Corrupt, InvalidState, Unsupported
 from cocoon.rootfs import layers
 from cocoon.rootfs.layers import apply_layer
 
@@ -263,3 +263,47 @@ def test_zstd_without_the_module(root: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_invalid_whiteout_names(root: Path) -> None:
     with pytest.raises(Corrupt, match="not a valid whiteout"):
         apply(root, entry("a/.wh..", size=0))
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [
+        [Layer().dir("a").file("a/f", b"1"), Layer().whiteout("a").file("a", b"now a file")],
+        [Layer().symlink("l", "/etc"), Layer().whiteout("l").dir("l").file("l/f", b"1")],
+        [Layer().dir("d").file("d/old", b"1"), Layer().file("d/new", b"2").opaque("d")],
+        [Layer().file("t", b"1").hardlink("h", "t"), Layer().hardlink("h2", "h")],
+        [Layer().symlink("s", "x").hardlink("h", "s").file("h/f", b"1")],
+        [Layer().file("a", b"1"), Layer().file("a/b", b"2")],
+        [Layer().dir("a").hardlink("h", "a")],
+        [Layer().file("x", b"1"), Layer().opaque("").hardlink("h", "x")],
+        [Layer().dir("p").symlink("p/s", "/"), Layer().hardlink("h", "p/s/etc")],
+        [Layer().file("f", b"1").whiteout("f").hardlink("h", "f")],
+    ],
+)
+def test_checking_agrees_with_unpacking(tmp_path: Path, stack: list[Layer]) -> None:
+    """What check_layer refuses at load is exactly what apply_layer refuses at run."""
+
+    def outcome(step) -> str:
+        try:
+            for layer in stack:
+                raw = layer.tar()
+                step(io.BytesIO(raw), digest=sha(raw), diff_id=sha(raw))
+        except Corrupt as e:
+            return str(e)
+        return "accepted"
+
+    tree = layers.Tree()
+    checked = outcome(lambda s, **kw: layers.check_layer(s, tree, **kw))
+    target = tmp_path / "root"
+    target.mkdir()
+    unpacked = outcome(lambda s, **kw: apply_layer(s, target, **kw))
+    assert checked == unpacked
+
+
+def test_unpacking_stops_at_its_room(root: Path) -> None:
+    raw = Layer().file("big", bytes(8 << 20)).tar()
+    with pytest.raises(InvalidState, match="not enough free space in /somewhere"):
+        apply_layer(
+            io.BytesIO(raw), root, digest=sha(raw), room=layers.Room(4 << 20, Path("/somewhere"))
+        )
+    assert not (root / "big").exists() or (root / "big").stat().st_size == 0

@@ -7,17 +7,19 @@ import hashlib
 import http.server
 import json
 import random
+import socket
 import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from oci import Layer
 
 from cocoon.errors import ExternalError, InvalidArgument
 from cocoon.image.model import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
 from cocoon.image.registry import client as clients
-from cocoon.image.registry import credentials, parse_platform, pull
+from cocoon.image.registry import credentials, parse_platform, pull, resolve_or_pull
 from cocoon.image.registry.auth import Authenticator, parse_challenges
 from cocoon.image.store import ImageStore
 
@@ -86,6 +88,29 @@ def test_http_only_for_loopback_and_configured(tmp_path: Path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config/registries.json").write_text('{"insecure-registries": ["reg.lan:5000"]}')
     assert clients.is_insecure("reg.lan:5000")
+    # A CA of its own means its certificate is checked, loopback or not.
+    credentials.ca_path("localhost:5000").parent.mkdir(parents=True)
+    credentials.ca_path("localhost:5000").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert not clients.is_insecure("localhost:5000")
+    assert clients.is_insecure("localhost:5000", insecure=True)
+
+
+def test_missing_image_and_refused_connection_is_one_try_and_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def no_retry(*args: object) -> None:
+        raise AssertionError("a refused connection was retried")
+
+    monkeypatch.setattr(clients.RegistryClient, "_pause", no_retry)
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{s.getsockname()[1]}"
+        with pytest.raises(ExternalError) as caught:
+            resolve_or_pull(f"{host}/nosuchimage", ImageStore(tmp_path / "store"))
+    assert str(caught.value) == (
+        f"image {host}/nosuchimage not found locally, and pulling it failed: "
+        f"cannot connect to {host} (connection refused)"
+    )
 
 
 def test_platform_flag():
@@ -140,8 +165,10 @@ class FlakyRegistry(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky() -> Iterator[str]:
-    layer = gzip.compress(random.Random(0).randbytes(100_000))
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"diff_ids": []}})
+    tar = Layer().file("noise", random.Random(0).randbytes(100_000)).tar()
+    layer = gzip.compress(tar, mtime=0)
+    diff_ids = ["sha256:" + hashlib.sha256(tar).hexdigest()]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"diff_ids": diff_ids}})
 
     def desc(media_type: str, data: bytes) -> dict[str, object]:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()

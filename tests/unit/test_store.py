@@ -7,6 +7,7 @@ import io
 import json
 import multiprocessing
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,9 @@ def test_put_blob_streams_verifies_and_stores_read_only(store: ImageStore) -> No
     assert desc == Descriptor(OCI_LAYER, sha(data), len(data))
     assert store.has_blob(desc.digest)
     assert store.blob_path(desc.digest).read_bytes() == data
-    assert store.blob_path(desc.digest).stat().st_mode & 0o777 == 0o444
+    # Blobs hold what archives and registries sent, secrets included: the owner's only.
+    assert store.blob_path(desc.digest).stat().st_mode & 0o777 == 0o400
+    assert store.root.stat().st_mode & 0o777 == 0o700
     with store.open_blob(desc.digest) as f:
         assert f.read() == data
     assert (store.root / "oci-layout").is_file()
@@ -206,6 +209,32 @@ def test_gc_waits_for_writers(store: ImageStore) -> None:
         pending = store.put_bytes(b"not tagged yet")
         assert store.gc() == []
     assert store.gc() == [pending.digest]
+
+
+def test_failed_transaction_collects_what_it_stored(store: ImageStore) -> None:
+    store.tag("keep", make_image(store, "keep"))
+    kept = blobs(store)
+    with pytest.raises(Corrupt), store.transaction():
+        store.put_bytes(b"stored, then the load fails")
+        raise Corrupt("the archive turned out bad")
+    assert blobs(store) == kept
+
+
+def test_failed_transaction_that_stored_nothing_does_not_wait(store: ImageStore) -> None:
+    outcome: list[str] = []
+
+    def fail_early() -> None:
+        try:
+            with store.transaction():
+                raise InvalidArgument("not an archive")
+        except InvalidArgument:
+            outcome.append("failed")
+
+    with store.ingest():  # another writer, mid-pull: a collection would wait for it
+        worker = threading.Thread(target=fail_early)
+        worker.start()
+        worker.join(60)  # a deadlock detector, not a timing: it returns at once
+        assert outcome == ["failed"]
 
 
 def test_remove_by_tag_then_last_tag_deletes(store: ImageStore) -> None:

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def _add_transfer_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--insecure", action="store_true", help="use plain HTTP (loopback registries always do)"
+        "--insecure", action="store_true", help="skip TLS verification; plain HTTP if no TLS"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
@@ -237,18 +236,7 @@ def remove_images(args: argparse.Namespace) -> int:
             print(f"Untagged: {name}")
         if removed.deleted:
             print(f"Deleted: {removed.deleted}")
-    _remove_unused_disks(store)
     return 0
-
-
-def _remove_unused_disks(store: ImageStore) -> None:
-    """Drop root filesystem disks no image needs, keeping those that existing
-    containers run on (their disks are overlays of them)."""
-    from cocoon.container import record
-    from cocoon.rootfs.disks import remove_unused
-
-    in_use = {Path(r.config.rootfs) for r in record.all_records() if r.config is not None}
-    remove_unused(store, in_use)
 
 
 def prune_images(args: argparse.Namespace) -> int:
@@ -256,7 +244,6 @@ def prune_images(args: argparse.Namespace) -> int:
 
     store = ImageStore()
     images, blobs = store.prune()
-    _remove_unused_disks(store)
     for digest in images:
         print(f"Deleted: {digest}")
     print(f"Removed {len(images)} untagged images and {len(blobs)} unreferenced blobs")

@@ -15,7 +15,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     login.add_argument("-u", "--username", help="user name (asked for when missing)")
     login.add_argument("-p", "--password", help="password (prefer --password-stdin)")
     login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    login.add_argument("--insecure", action="store_true", help="use plain HTTP")
+    login.add_argument("--insecure", action="store_true", help="no TLS verification")
     login.set_defaults(handler=login_registry)
     logout = sub.add_parser("logout", help="Forget a registry's saved credentials")
     logout.add_argument("server", help="registry host[:port]")

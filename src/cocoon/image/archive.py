@@ -14,8 +14,10 @@ import json
 import os
 import posixpath
 import re
+import stat
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -46,6 +48,10 @@ _BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _MAGIC = {b"\x1f\x8b": OCI_LAYER_GZIP, b"\x28\xb5\x2f\xfd": OCI_LAYER_ZSTD}
 
 
+# Links followed to reach one archive member before giving up on a loop.
+_MAX_LINKS = 16
+
+
 class _Source(Protocol):
     label: str
 
@@ -55,18 +61,46 @@ class _Source(Protocol):
 
 
 class _DirSource:
+    """Files of a folder by relative name: none may lead outside it, nor be other than a file.
+
+    The archive is hostile, and it names the files to read: a manifest.json
+    naming ``/etc/shadow``, or a link pointing there, must not copy a host
+    file into the store. Links within the folder are fine (``docker save``
+    folders use them).
+    """
+
     def __init__(self, root: Path) -> None:
-        self.root = root
         self.label = str(root)
+        self.real = os.path.realpath(root)
 
     def has(self, name: str) -> bool:
-        return (self.root / name).is_file()
+        return os.path.lexists(os.path.join(self.real, name))
 
     def open(self, name: str) -> BinaryIO:
+        path = os.path.join(self.real, name)
+        # Checked before opening, so no host file is even opened, and after,
+        # on what was opened, so a link swapped in between changes nothing.
+        if not self._inside(os.path.realpath(path)):
+            raise Corrupt(f"{self.label}: {name} leads outside the folder")
         try:
-            return open(self.root / name, "rb")
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise Corrupt(f"{self.label}: {name} is missing") from None
+        except OSError as e:
+            raise Corrupt(f"{self.label}: cannot read {name}: {e.strerror}") from None
+        try:
+            if not self._inside(os.readlink(f"/proc/self/fd/{fd}")):
+                raise Corrupt(f"{self.label}: {name} leads outside the folder")
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Corrupt(f"{self.label}: {name} is not a regular file")
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _inside(self, real: str) -> bool:
+        return real.startswith(self.real.rstrip("/") + "/")
 
 
 class _TarSource:
@@ -78,15 +112,35 @@ class _TarSource:
         self.members = {_normalise(m.name): m for m in tar.getmembers()}
 
     def has(self, name: str) -> bool:
-        member = self.members.get(_normalise(name))
-        return member is not None and (member.isfile() or member.issym() or member.islnk())
+        return _normalise(name) in self.members
 
     def open(self, name: str) -> BinaryIO:
-        member = self.members.get(_normalise(name))
-        stream = self.tar.extractfile(member) if member is not None else None
-        if stream is None:
-            raise Corrupt(f"{self.label}: {name} is missing or not a file")
+        stream = self.tar.extractfile(self._file(name))
+        assert stream is not None  # a regular member always has content
         return stream
+
+    def _file(self, name: str) -> tarfile.TarInfo:
+        """The regular member ``name`` is or links to, links followed by hand.
+
+        tarfile's own link following recurses without end on a loop and
+        raises KeyError on a dangling link; here both are one clear error,
+        and an absolute or ``..`` target stays inside the archive.
+        """
+        key = _normalise(name)
+        for _ in range(_MAX_LINKS):
+            member = self.members.get(key)
+            if member is None:
+                via = "" if key == _normalise(name) else f" (it links to {key})"
+                raise Corrupt(f"{self.label}: {name} is missing{via}")
+            if member.isreg():
+                return member
+            if member.issym():
+                key = _normalise(posixpath.join(posixpath.dirname(key), member.linkname))
+            elif member.islnk():
+                key = _normalise(member.linkname)
+            else:
+                raise Corrupt(f"{self.label}: {name} is not a file")
+        raise Corrupt(f"{self.label}: {name} is a loop of links")
 
 
 def _normalise(name: str) -> str:
@@ -94,28 +148,45 @@ def _normalise(name: str) -> str:
 
 
 def load(store: ImageStore, path: Path | str) -> list[Image]:
-    """Import every image of an OCI layout (directory or tar) or a docker-archive."""
+    """Import every image of an OCI layout (directory or tar) or a docker-archive.
+
+    An image whose layers would be refused when it runs is refused now, and a
+    load that fails leaves no blob and no tag behind.
+    """
     path = Path(path)
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file or directory") from None
+    except OSError as e:
+        raise InvalidArgument(f"{path}: {e.strerror}") from None
+    if stat.S_ISDIR(mode):
         return _load_source(store, _DirSource(path))
-    if not path.exists():
-        raise NotFound(f"{path}: no such file or directory")
+    if not stat.S_ISREG(mode):
+        raise InvalidArgument(f"{path}: not an OCI layout or a docker-archive (not a file)")
     with _open_tar(path) as tar:
         try:
             return _load_source(store, _TarSource(tar, str(path)))
-        except (tarfile.TarError, EOFError) as e:
+        except (tarfile.TarError, EOFError, zlib.error) as e:
             raise Corrupt(f"{path}: damaged archive ({e})") from e
 
 
 def _open_tar(path: Path) -> tarfile.TarFile:
+    with open(path, "rb") as f:
+        head = f.read(tarfile.BLOCKSIZE)
+    # A plain tar or a gzip-compressed one (`docker save | gzip`); told from a
+    # header, so that no other format gets decompressed on the off chance.
+    gzipped = head.startswith(b"\x1f\x8b")
+    if not gzipped and head[257:262] != b"ustar":
+        raise InvalidArgument(f"{path}: not an OCI layout or a docker-archive (not a tar file)")
     try:
-        return tarfile.open(path, "r:*")  # also reads a gzip-compressed `docker save`
+        return tarfile.open(path, "r:gz" if gzipped else "r:")
     except (tarfile.TarError, OSError, EOFError) as e:
         raise InvalidArgument(f"{path}: not an OCI layout or a docker-archive ({e})") from e
 
 
 def _load_source(store: ImageStore, source: _Source) -> list[Image]:
-    with store.ingest():
+    with store.transaction():
         if source.has("index.json"):
             digests_loaded = _load_layout(store, source)
         elif source.has("manifest.json"):
@@ -213,7 +284,10 @@ def _load_docker_archive(store: ImageStore, source: _Source) -> list[str]:
 
 
 def _register(store: ImageStore, stored: Descriptor, names: Iterable[str]) -> str:
-    """Tag a loaded image with its names, or keep it untagged; its digest."""
+    """Check a loaded image's layers, then tag it with its names, or keep it untagged."""
+    from cocoon.rootfs.layers import check_image  # the rules of unpacking live there
+
+    check_image(store, store.image(stored.digest))
     names = list(names)
     for name in names:
         store.tag(name, stored)

@@ -5,6 +5,9 @@
     <root>/.index.lock   held while index.json is rewritten
     <root>/.gc.lock      shared by writers, exclusive for garbage collection
 
+The store folder is 0700 and blobs 0400: they hold whatever archives and
+registries sent, secrets included.
+
 A tag is an index.json entry whose ``org.opencontainers.image.ref.name`` is
 the full normalised reference; an entry without one keeps an untagged image.
 Blobs are verified when written, and manifests and configs again when read.
@@ -46,6 +49,9 @@ from cocoon.locks import flock
 OCTET_STREAM = "application/octet-stream"
 MAX_DOCUMENT = 64 << 20  # manifests and configs are read whole; refuse absurd ones
 MAX_NESTING = 4  # indexes within indexes, before a manifest must come
+# Blobs are what images and archives hold, secrets included: only the store's
+# owner reads them (no store is shared between users).
+BLOB_MODE = 0o400
 _ID_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{1,64})")
 
 
@@ -63,6 +69,7 @@ class ImageStore:
     def __init__(self, root: Path | str | None = None, platform: Platform | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.platform = platform or Platform.host()
+        self._written = 0  # blobs this instance stored: has a transaction anything to undo?
 
     # -- blobs ---------------------------------------------------------------
 
@@ -116,12 +123,29 @@ class ImageStore:
     def ingest(self) -> Iterator[None]:
         """Hold off garbage collection while blobs are written but not yet tagged.
 
-        Wrap a whole pull or load in it: between its first blob and its tag,
-        nothing reaches those blobs from index.json.
+        Between a pull's or load's first blob and its tag, nothing reaches
+        those blobs from index.json.
         """
         self._init_layout()
         with flock(self.root / ".gc.lock", fcntl.LOCK_SH):
             yield
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``ingest`` for a whole pull or load: if it fails, what it stored goes.
+
+        The collection waits for other writers, whose blobs are then tagged
+        (reachable, kept) or garbage too; a failure that stored nothing does
+        not wait. Not for use inside ``ingest``: that would wait for itself.
+        """
+        written = self._written
+        try:
+            with self.ingest():
+                yield
+        except BaseException:
+            if self._written != written:
+                self.gc(wait=True)
+            raise
 
     def _existing(self, digest: str, size: int | None, media_type: str) -> Descriptor:
         actual = self.blob_path(digest).stat().st_size
@@ -140,7 +164,8 @@ class ImageStore:
                 out.flush()
                 os.fsync(out.fileno())
             _check_content(reader, digest, size)
-            os.chmod(tmp, 0o444)
+            os.chmod(tmp, BLOB_MODE)
+            self._written += 1  # counted before it lands: an interruption just after is undone too
             os.replace(tmp, self.blob_path(reader.digest))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -239,7 +264,7 @@ class ImageStore:
         if name is not None:
             digest = self.untag(name)
             remaining = any(e.digest == digest for e in self.entries())
-            self.gc()
+            self._collect_all()
             return Removed((name,), None if remaining else digest)
         image = self.resolve(text)
         if len(image.references) > 1 and not force:
@@ -248,7 +273,7 @@ class ImageStore:
                 f"({', '.join(image.references)}): remove the tags by name, or force"
             )
         self._update_index(lambda now: [e for e in now if e.digest != image.digest])
-        self.gc()
+        self._collect_all()
         return Removed(image.references, image.digest)
 
     def prune(self) -> tuple[list[str], list[str]]:
@@ -260,18 +285,27 @@ class ImageStore:
             return [e for e in entries if _name(e) is not None]
 
         self._update_index(untagged)
-        return dropped, self.gc()
+        return dropped, self._collect_all()
 
-    def gc(self) -> list[str]:
+    def _collect_all(self) -> list[str]:
+        """``gc``, and the root filesystem disks built for images now gone."""
+        from cocoon.rootfs.disks import remove_unused  # rootfs builds on this module
+
+        collected = self.gc()
+        remove_unused(self)
+        return collected
+
+    def gc(self, *, wait: bool = False) -> list[str]:
         """Delete blobs no index entry reaches; return their digests.
 
-        Does nothing while another process is writing blobs (see ``ingest``):
-        the next collection gets them.
+        While another process is writing blobs (see ``ingest``) it does
+        nothing, leaving them to the next collection, or with ``wait`` waits
+        for the writers to finish.
         """
         if not (self.root / "blobs" / "sha256").is_dir():
             return []  # never written to; nothing to collect
         try:
-            with flock(self.root / ".gc.lock", fcntl.LOCK_EX | fcntl.LOCK_NB):
+            with flock(self.root / ".gc.lock", fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)):
                 return self._collect()
         except BlockingIOError:
             return []
@@ -350,6 +384,8 @@ class ImageStore:
     # -- index.json ----------------------------------------------------------
 
     def _init_layout(self) -> None:
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, exist_ok=True)
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         (self.root / ".ingest").mkdir(exist_ok=True)
         layout = self.root / "oci-layout"

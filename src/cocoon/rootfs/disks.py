@@ -12,12 +12,13 @@ Making one is copying the image's empty qcow2 template, a few kilobytes.
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Collection
 from pathlib import Path
 
 from cocoon import paths, sha256, tools
@@ -27,11 +28,15 @@ from cocoon.image.store import ImageStore
 from cocoon.locks import flock
 from cocoon.rootfs import ext4
 
+log = logging.getLogger(__name__)
+
 # The smallest root filesystem a container gets: room to write, like a
 # Docker container's writable layer on a host disk.
 ROOT_SIZE = 8 << 30
 # Part of every cache key: bump it when the way disks are built changes.
 FORMAT = "2"
+# Left free when unpacking layers, for everything else on the host.
+_SPARE = 256 << 20
 
 
 def rootfs_dir() -> Path:
@@ -64,14 +69,21 @@ def image_disk(store: ImageStore, image: Image) -> Path:
 def make_disk(store: ImageStore, image: Image, work: Path) -> None:
     """Apply ``image``'s layers into ``work``/root and make ``work``/disk.ext4 of it."""
     # The extractor (tarfile, gzip) is only needed the first time an image runs.
-    from cocoon.rootfs.layers import apply_layer
+    from cocoon.rootfs.layers import Room, apply_layer
 
     root = work / "root"
     root.mkdir(mode=0o755)
+    # mkfs.ext4 copies the tree into an image beside it: the tree gets half the space.
+    room = Room(max(0, free_space(work) - _SPARE) // 2, work.parent)
     for layer, diff_id in zip(image.layers, image.config.diff_ids, strict=True):
         with store.open_blob(layer.digest) as blob:
-            apply_layer(blob, root, digest=layer.digest, diff_id=diff_id)
+            apply_layer(blob, root, digest=layer.digest, diff_id=diff_id, room=room)
     ext4.make_image(root, work / "disk.ext4", ROOT_SIZE)
+
+
+def free_space(folder: Path) -> int:
+    """Bytes this user may still write on ``folder``'s filesystem."""
+    return shutil.disk_usage(folder).free
 
 
 def _privileged() -> bool:
@@ -143,29 +155,50 @@ def _make_template(disk: Path) -> None:
 
 
 def container_disk(path: Path, image_disk: Path) -> Path:
-    """Create ``path``: a new container's copy-on-write disk over ``image_disk``."""
+    """Create ``path``: a new container's copy-on-write disk over ``image_disk``.
+
+    A hard link to ``image_disk`` goes beside it (``_user``): while the
+    container's folder exists, the image disk's link count says it is in use,
+    with no list of users to keep in step.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         shutil.copyfile(_template(image_disk), tmp)
+        _link_user(image_disk, _user(path))
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for partial in (tmp, _user(path)):
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
         raise
     return path
 
 
-def remove_unused(store: ImageStore, in_use: Collection[Path] = ()) -> list[Path]:
+def _user(container_disk: Path) -> Path:
+    return container_disk.with_name(f"{container_disk.name}.base")
+
+
+def _link_user(image_disk: Path, user: Path) -> None:
+    try:
+        os.link(image_disk, user)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        # State split over filesystems: nothing then marks the disk in use,
+        # and removing its image before the container would break the container.
+        log.warning("%s is on another filesystem than %s: not marked in use", user, image_disk)
+
+
+def remove_unused(store: ImageStore) -> list[Path]:
     """Delete cached root filesystems that no stored image uses any more,
-    except those in ``in_use``: the backing disks of existing containers."""
+    except those existing containers run on (see ``container_disk``)."""
     folder = rootfs_dir()
     if not folder.is_dir():
         return []
     wanted = {disk_key(image) for image in store.images()}
-    wanted |= {disk.stem for disk in in_use}
     removed = []
     for disk in folder.glob("*.ext4"):
-        if disk.stem not in wanted:
+        if disk.stem not in wanted and disk.stat().st_nlink == 1:
             with flock(folder / f"{disk.stem}.lock"):
                 _template(disk).unlink(missing_ok=True)
                 disk.unlink(missing_ok=True)

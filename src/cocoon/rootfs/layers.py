@@ -16,6 +16,7 @@ layer remembers the paths it wrote.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import logging
@@ -26,9 +27,14 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cocoon.errors import Corrupt, Unsupported
+from cocoon.errors import Corrupt, InvalidState, Unsupported
 from cocoon.image.digest import CHUNK, HashingReader, Readable
+
+if TYPE_CHECKING:
+    from cocoon.image.model import Image
+    from cocoon.image.store import ImageStore
 
 try:
     import zstandard
@@ -41,6 +47,7 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 _XATTR = "SCHILY.xattr."
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+BLOCK = 4096  # what an entry costs on disk at least
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Parts = tuple[str, ...]
@@ -54,20 +61,85 @@ if zstandard is not None:
     _DECODE_ERRORS += (zstandard.ZstdError,)
 
 
-def apply_layer(stream: Readable, dest: Path, *, digest: str, diff_id: str | None = None) -> None:
-    """Unpack one layer (tar, gzip or zstd) onto ``dest``, checking its digests."""
-    raw = HashingReader(stream)
-    tar_stream = HashingReader(_decompressor(raw, digest))
+def apply_layer(
+    stream: Readable,
+    dest: Path,
+    *,
+    digest: str,
+    diff_id: str | None = None,
+    room: Room | None = None,
+) -> None:
+    """Unpack one layer (tar, gzip or zstd) onto ``dest``, checking its digests.
+
+    With ``room``, the files it writes count against that allowance.
+    """
     root_fd = os.open(dest, _DIR_FLAGS)
     try:
+        with _layer_tar(stream, digest, diff_id) as tar:
+            _Extractor(root_fd, digest, room).run(tar)
+    finally:
+        os.close(root_fd)
+
+
+class Tree:
+    """The names and kinds of an image's files, as its layers build them up.
+
+    ``check_layer`` applies layers to it instead of to a directory, so a
+    hostile image is refused when it is loaded or pulled, without writing
+    anything, by the same rules ``apply_layer`` enforces when it unpacks.
+    """
+
+    def __init__(self) -> None:
+        self.root: _Dir = {}
+
+
+def check_layer(stream: Readable, tree: Tree, *, digest: str, diff_id: str | None = None) -> None:
+    """Refuse a layer that ``apply_layer`` would refuse on top of ``tree``; update ``tree``."""
+    with _layer_tar(stream, digest, diff_id) as tar:
+        _Checker(tree, digest).run(tar)
+
+
+def check_image(store: ImageStore, image: Image) -> None:
+    """Refuse an image, as it is loaded or pulled, whose layers would be refused when it runs."""
+    diff_ids = image.config.diff_ids
+    if len(diff_ids) != len(image.layers):
+        raise Corrupt(
+            f"image {image.short_id}: its config lists {len(diff_ids)} layers, "
+            f"its manifest {len(image.layers)}"
+        )
+    tree = Tree()
+    for layer, diff_id in zip(image.layers, diff_ids, strict=True):
+        with store.open_blob(layer.digest) as blob:
+            check_layer(blob, tree, digest=layer.digest, diff_id=diff_id)
+
+
+class Room:
+    """Bytes unpacking may still write: beyond them it fails cleanly, before the disk fills."""
+
+    def __init__(self, size: int, where: Path) -> None:
+        self.size, self.left, self.where = size, size, where
+
+    def take(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise InvalidState(
+                f"not enough free space in {self.where} to unpack the image: "
+                f"its layers hold more than the {self.size >> 20} MiB available"
+            )
+
+
+@contextlib.contextmanager
+def _layer_tar(stream: Readable, digest: str, diff_id: str | None) -> Iterator[tarfile.TarFile]:
+    """The layer's tar stream; its digests are checked once the block has read it all."""
+    raw = HashingReader(stream)
+    tar_stream = HashingReader(_decompressor(raw, digest))
+    try:
         with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
-            _Extractor(root_fd, digest).run(tar)
+            yield tar
         tar_stream.drain()
         raw.drain()
     except _DECODE_ERRORS as e:
         raise Corrupt(f"layer {digest}: not a valid tar archive ({e})") from e
-    finally:
-        os.close(root_fd)
     if raw.digest != digest:
         raise Corrupt(f"layer {digest}: content does not match its digest (got {raw.digest})")
     if diff_id is not None and tar_stream.digest != diff_id:
@@ -105,23 +177,19 @@ def _decompressor(raw: HashingReader, digest: str) -> Readable:
     return source
 
 
-class _Extractor:
-    def __init__(self, root_fd: int, digest: str) -> None:
-        self.root_fd = root_fd
+class _Walker:
+    """One layer's members, in order: names checked, whiteouts told from files.
+
+    Subclasses say what an entry does: to a directory or to a ``Tree``.
+    """
+
+    def __init__(self, digest: str) -> None:
         self.digest = digest
-        self.written: set[Parts] = {()}
-        self.dir_times: list[tuple[Parts, int]] = []
-        self._cached: tuple[Parts, int] | None = None
+        self.written: set[Parts] = {()}  # what this layer wrote: its whiteouts spare it
 
     def run(self, tar: tarfile.TarFile) -> None:
-        try:
-            for member in tar:
-                self._entry(tar, member)
-            # Writing into a directory changes its mtime, so set those last.
-            for parts, mtime in reversed(self.dir_times):
-                self._set_dir_time(parts, mtime)
-        finally:
-            self._forget()
+        for member in tar:
+            self._entry(tar, member)
 
     def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         parts = self._parts(member.name, member.name)
@@ -131,12 +199,25 @@ class _Extractor:
         elif base.startswith(WHITEOUT + WHITEOUT):
             pass  # aufs bookkeeping (.wh..wh.plnk and the like), not content
         elif base.startswith(WHITEOUT):
-            self._whiteout(member.name, parts[:-1], base.removeprefix(WHITEOUT))
+            name = base.removeprefix(WHITEOUT)
+            if name in ("", ".", ".."):
+                raise self._corrupt(f"entry {member.name!r} is not a valid whiteout")
+            if (*parts[:-1], name) not in self.written:  # it only hides lower layers' files
+                self._whiteout(member.name, parts[:-1], name)
         else:
+            if not parts and not member.isdir():
+                raise self._corrupt(f"entry {member.name!r} replaces the root with a non-directory")
             self._write(tar, member, parts)
             self._mark_written(parts)
 
-    # -- paths ----------------------------------------------------------------
+    def _opaque(self, parts: Parts) -> None:
+        raise NotImplementedError
+
+    def _whiteout(self, entry: str, parent: Parts, name: str) -> None:
+        raise NotImplementedError
+
+    def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts) -> None:
+        raise NotImplementedError
 
     def _parts(self, name: str, entry: str) -> Parts:
         """Split a member name into components, refusing any that leaves the root."""
@@ -151,6 +232,128 @@ class _Extractor:
             elif component not in ("", "."):
                 stack.append(component)
         return tuple(stack)
+
+    def _link_target(self, member: tarfile.TarInfo, parts: Parts) -> Parts | None:
+        """A hardlink's target, or None for a link to itself (nothing to do)."""
+        target = self._parts(member.linkname, f"{member.name} -> {member.linkname}")
+        if target == parts:
+            return None
+        if not target:
+            raise self._corrupt(f"hardlink {member.name!r} points at the root")
+        return target
+
+    def _below_non_dir(self, entry: str, parts: Parts, i: int) -> Corrupt:
+        return self._corrupt(
+            f"entry {entry!r} is below {'/'.join(parts[: i + 1])!r}, "
+            "which is a symbolic link or not a directory"
+        )
+
+    def _missing_target(self, member: tarfile.TarInfo) -> Corrupt:
+        return self._corrupt(
+            f"hardlink {member.name!r} -> {member.linkname!r}: the target does not exist"
+        )
+
+    def _mark_written(self, parts: Parts) -> None:
+        for i in range(len(parts), 0, -1):
+            if parts[:i] in self.written:
+                return
+            self.written.add(parts[:i])
+
+    def _corrupt(self, what: str) -> Corrupt:
+        return Corrupt(f"layer {self.digest}: {what}")
+
+
+# A directory of a Tree: its entries by name; a file or link is its kind.
+_Dir = dict[str, "_Dir | str"]
+_LINK, _OTHER = "symlink", "other"
+
+
+class _Checker(_Walker):
+    """Applies a layer to a ``Tree``: every refusal of ``_Extractor``, nothing written."""
+
+    def __init__(self, tree: Tree, digest: str) -> None:
+        super().__init__(digest)
+        self.tree = tree
+
+    def _dir(self, parts: Parts, create: bool, entry: str) -> _Dir | None:
+        """As ``_Extractor._open_dir``: the directory at ``parts``, or None (or an error)."""
+        node = self.tree.root
+        for i, component in enumerate(parts):
+            child = node.get(component)
+            if child is None and create:
+                child = node[component] = {}
+            if not isinstance(child, dict):
+                if create:
+                    raise self._below_non_dir(entry, parts, i)
+                return None
+            node = child
+        return node
+
+    def _whiteout(self, entry: str, parent: Parts, name: str) -> None:
+        node = self._dir(parent, create=False, entry=entry)
+        if node is not None:
+            node.pop(name, None)
+
+    def _opaque(self, parts: Parts) -> None:
+        self._mark_written(parts)
+        node = self._dir(parts, create=True, entry="/".join((*parts, OPAQUE)))
+        assert node is not None  # with create, a failure raises
+        self._clear_lower(node, parts)
+
+    def _clear_lower(self, node: _Dir, parts: Parts) -> None:
+        for name in list(node):
+            child = node[name]
+            if (*parts, name) not in self.written:
+                del node[name]
+            elif isinstance(child, dict):
+                self._clear_lower(child, (*parts, name))
+
+    def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts) -> None:
+        if not parts:
+            return
+        parent = self._dir(parts[:-1], create=True, entry=member.name)
+        assert parent is not None
+        name = parts[-1]
+        if member.isdir():
+            if not isinstance(parent.get(name), dict):
+                parent[name] = {}
+        elif member.islnk():
+            self._link(parent, name, member, parts)
+        else:
+            parent[name] = _LINK if member.issym() else _OTHER
+
+    def _link(self, parent: _Dir, name: str, member: tarfile.TarInfo, parts: Parts) -> None:
+        target = self._link_target(member, parts)
+        if target is None:
+            return
+        parent.pop(name, None)
+        target_dir = self._dir(target[:-1], create=False, entry=member.name)
+        parent = self._dir(parts[:-1], create=True, entry=member.name)
+        assert parent is not None
+        kind = target_dir.get(target[-1]) if target_dir is not None else None
+        if kind is None:
+            raise self._missing_target(member)
+        if isinstance(kind, dict):
+            raise self._corrupt(f"hardlink {member.name!r} points at a directory")
+        parent[name] = kind  # a hard link to a symlink is a symlink
+
+
+class _Extractor(_Walker):
+    def __init__(self, root_fd: int, digest: str, room: Room | None) -> None:
+        super().__init__(digest)
+        self.root_fd = root_fd
+        self.room = room
+        self.dir_times: list[tuple[Parts, int]] = []
+        self._cached: tuple[Parts, int] | None = None
+
+    def run(self, tar: tarfile.TarFile) -> None:
+        try:
+            super().run(tar)
+            # Writing into a directory changes its mtime, so set those last.
+            for parts, mtime in reversed(self.dir_times):
+                self._set_dir_time(parts, mtime)
+        finally:
+            self._forget()
 
     def _open_dir(self, parts: Parts, create: bool, entry: str) -> int | None:
         """A descriptor for the directory at ``parts``, walked without following links.
@@ -170,10 +373,7 @@ class _Extractor:
                 if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                     raise
                 if create:
-                    raise self._corrupt(
-                        f"entry {entry!r} is below {'/'.join(parts[: i + 1])!r}, "
-                        "which is a symbolic link or not a directory"
-                    ) from None
+                    raise self._below_non_dir(entry, parts, i) from None
                 return None
             finally:
                 if fd != self.root_fd:
@@ -188,19 +388,9 @@ class _Extractor:
             os.close(self._cached[1])
         self._cached = None
 
-    def _mark_written(self, parts: Parts) -> None:
-        for i in range(len(parts), 0, -1):
-            if parts[:i] in self.written:
-                return
-            self.written.add(parts[:i])
-
     # -- whiteouts ------------------------------------------------------------
 
     def _whiteout(self, entry: str, parent: Parts, name: str) -> None:
-        if name in ("", ".", ".."):
-            raise self._corrupt(f"entry {entry!r} is not a valid whiteout")
-        if (*parent, name) in self.written:
-            return  # a whiteout only hides lower layers' files
         fd = self._open_dir(parent, create=False, entry=entry)
         if fd is not None:
             self._remove(fd, name)
@@ -239,9 +429,9 @@ class _Extractor:
     # -- writing --------------------------------------------------------------
 
     def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts) -> None:
+        if self.room is not None:  # a block for its inode and name, and its data
+            self.room.take(BLOCK + (member.size if member.isreg() else 0))
         if not parts:
-            if not member.isdir():
-                raise self._corrupt(f"entry {member.name!r} replaces the root with a non-directory")
             self._set_dir_meta(self.root_fd, member)
             self.dir_times.append(((), _mtime_ns(member)))
             return
@@ -290,20 +480,19 @@ class _Extractor:
     def _write_hardlink(
         self, parent: int, name: str, member: tarfile.TarInfo, parts: Parts
     ) -> None:
-        target = self._parts(member.linkname, f"{member.name} -> {member.linkname}")
-        if target == parts:
+        target = self._link_target(member, parts)
+        if target is None:
             return
-        if not target:
-            raise self._corrupt(f"hardlink {member.name!r} points at the root")
         self._remove(parent, name)
         target_dir = self._open_dir(target[:-1], create=False, entry=member.name)
         target_dir = os.dup(target_dir) if target_dir is not None else None
         try:
             link_parent = self._parent(parts, member.name)
-            if target_dir is None or _lstat(target_dir, target[-1]) is None:
-                raise self._corrupt(
-                    f"hardlink {member.name!r} -> {member.linkname!r}: the target does not exist"
-                )
+            existing = _lstat(target_dir, target[-1]) if target_dir is not None else None
+            if existing is None:
+                raise self._missing_target(member)
+            if stat.S_ISDIR(existing.st_mode):  # link(2) says only EPERM
+                raise self._corrupt(f"hardlink {member.name!r} points at a directory")
             os.link(
                 target[-1],
                 name,
@@ -311,8 +500,6 @@ class _Extractor:
                 dst_dir_fd=link_parent,
                 follow_symlinks=False,
             )
-        except IsADirectoryError as e:
-            raise self._corrupt(f"hardlink {member.name!r} points at a directory") from e
         finally:
             if target_dir is not None:
                 os.close(target_dir)
@@ -353,9 +540,6 @@ class _Extractor:
         parent = self._open_dir(parts[:-1], create=False, entry="/".join(parts))
         if parent is not None and _lstat(parent, parts[-1]) is not None:
             os.utime(parts[-1], ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
-
-    def _corrupt(self, what: str) -> Corrupt:
-        return Corrupt(f"layer {self.digest}: {what}")
 
 
 def _open_child_dir(fd: int, name: str, create: bool) -> int:
@@ -403,4 +587,4 @@ def _set_xattrs(fd: int, member: tarfile.TarInfo) -> None:
             log.debug("xattr %s on %s not kept: %s", name, member.name, e.strerror)
 
 
-__all__ = ["OPAQUE", "WHITEOUT", "apply_layer"]
+__all__ = ["OPAQUE", "WHITEOUT", "Room", "Tree", "apply_layer", "check_image", "check_layer"]

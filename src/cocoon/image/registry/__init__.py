@@ -17,7 +17,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from cocoon import reference as references
-from cocoon.errors import InvalidArgument, NotFound
+from cocoon.errors import CocoonError, InvalidArgument, NotFound
 from cocoon.image.model import Image, Platform
 from cocoon.image.store import ImageStore
 
@@ -58,8 +58,11 @@ def resolve_or_pull(text: str, store: ImageStore | None = None) -> Image:
     from cocoon.image.registry.progress import for_stderr
 
     bars = for_stderr()
-    with bars if bars is not None else contextlib.nullcontext():
-        return pull(ref, store=store, progress=bars)
+    try:
+        with bars if bars is not None else contextlib.nullcontext():
+            return pull(ref, store=store, progress=bars)
+    except CocoonError as e:
+        raise type(e)(f"image {text} not found locally, and pulling it failed: {e}") from e
 
 
 def parse_platform(text: str) -> Platform:

@@ -1,9 +1,11 @@
 """A low-level client for one registry (OCI distribution spec v2): requests, auth, retries.
 
 It maps 1:1 to the wire: ``fetch`` and ``push`` build pulls and pushes on it.
-HTTPS is used unless the registry is on loopback, was named insecure by the
-caller, or is listed in registries.json; then plain HTTP (as Docker does for
-``localhost``).
+HTTPS always comes first, verified against the system's CAs, or against the
+registry's own ``certs.d/HOST[:PORT]/ca.crt`` under the config dir. A registry
+on loopback (unless it has such a CA), named insecure by the caller, or listed
+in registries.json gets HTTPS without verification, and plain HTTP when it
+does not speak TLS at all (as Docker does for ``localhost``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import contextlib
 import json
 import logging
 import time
+import warnings
 from collections.abc import Iterable
 from typing import IO
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, InsecureRequestWarning
 
 from cocoon.errors import CocoonError, ExternalError, InvalidArgument, NotFound, Timeout
 from cocoon.image.registry import credentials as creds
@@ -37,8 +40,11 @@ Response = urllib3.BaseHTTPResponse
 
 
 def is_insecure(registry: str, insecure: bool = False) -> bool:
+    """Whether ``registry`` may be reached without verified TLS."""
+    if insecure or registry in creds.insecure_registries():
+        return True
     host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
-    return insecure or host in _LOOPBACK or registry in creds.insecure_registries()
+    return host in _LOOPBACK and creds.ca_file(registry) is None
 
 
 class RegistryClient:
@@ -53,9 +59,19 @@ class RegistryClient:
         connections: int = 8,
     ) -> None:
         self.registry = registry
-        scheme = "http" if is_insecure(registry, insecure) else "https"
-        self.base = f"{scheme}://{_HUB if registry == 'docker.io' else registry}"
+        host = _HUB if registry == "docker.io" else registry
+        self.base = self.secure = f"https://{host}"
+        tls: dict[str, str] = {}
+        if is_insecure(registry, insecure):
+            self.plain: str | None = f"http://{host}"  # if it turns out not to speak TLS
+            tls["cert_reqs"] = "CERT_NONE"
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+        else:
+            self.plain = None
+            if (ca := creds.ca_file(registry)) is not None:
+                tls["ca_certs"] = str(ca)
         self.pool = urllib3.PoolManager(
+            **tls,
             maxsize=connections,
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
             # Redirects (blob storage on another host) are followed by urllib3,
@@ -112,7 +128,10 @@ class RegistryClient:
                     decode_content=False,
                 )
             except HTTPError as e:
-                if retryable and attempt + 1 < ATTEMPTS:
+                if (plain := self._to_plain(url, e)) is not None:
+                    url = plain
+                    continue
+                if retryable and attempt + 1 < ATTEMPTS and not _refused(e):
                     self._pause(attempt, method, url, str(e))
                     continue
                 raise _transport_error(self.registry, method, url, e) from e
@@ -150,6 +169,18 @@ class RegistryClient:
         """Check that the registry speaks v2 and accepts our credentials."""
         discard(self.request("GET", "/v2/", scope=""))
 
+    def _to_plain(self, url: str, error: HTTPError) -> str | None:
+        """For an insecure registry that failed the TLS handshake: ``url`` over plain
+        HTTP, which every later request then uses too (other threads may have
+        switched already)."""
+        if self.plain is None or not url.startswith(self.secure + "/"):
+            return None
+        if not isinstance(getattr(error, "reason", None), urllib3.exceptions.SSLError):
+            return None
+        log.debug("%s does not speak TLS (%s); using plain HTTP", self.registry, error)
+        self.base = self.plain
+        return self.plain + url.removeprefix(self.secure)
+
     def _pause(self, attempt: int, method: str, url: str, why: str) -> None:
         delay = BACKOFF * 2**attempt
         log.debug("%s %s: %s; retrying in %.2fs", method, url, why, delay)
@@ -160,7 +191,7 @@ class RegistryClient:
             try:
                 response = self.pool.request("GET", url, headers=headers)
             except HTTPError as e:
-                if attempt + 1 < ATTEMPTS:
+                if attempt + 1 < ATTEMPTS and not _refused(e):
                     self._pause(attempt, "GET", url, str(e))
                     continue
                 raise _transport_error(self.registry, "GET", url, e) from e
@@ -199,8 +230,25 @@ def discard(response: Response) -> None:
     response.release_conn()
 
 
+def _refused(e: HTTPError) -> bool:
+    """Nothing listens there: asking again soon will not change that."""
+    reason = getattr(e, "reason", None)
+    return isinstance(reason, urllib3.exceptions.NewConnectionError) and isinstance(
+        reason.__cause__ or reason.__context__, ConnectionRefusedError
+    )
+
+
 def _transport_error(registry: str, method: str, url: str, e: Exception) -> CocoonError:
     reason = getattr(e, "reason", None) or e
+    if isinstance(e, HTTPError) and _refused(e):
+        where = urllib3.util.parse_url(url)
+        port = where.port or (443 if where.scheme == "https" else 80)
+        return ExternalError(f"cannot connect to {where.host}:{port} (connection refused)")
+    if isinstance(reason, urllib3.exceptions.SSLError):
+        return ExternalError(
+            f"registry {registry}: {method} {url}: {reason} (trust its CA with "
+            f"{creds.ca_path(registry)}, or use --insecure)"
+        )
     if isinstance(reason, urllib3.exceptions.TimeoutError):
         return Timeout(f"registry {registry}: {method} {url} timed out")
     return ExternalError(f"registry {registry}: {method} {url}: {reason}")

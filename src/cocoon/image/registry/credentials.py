@@ -2,6 +2,8 @@
 
     <config>/auth.json        {"auths": {"HOST": {"auth": base64("user:password")}}}
     <config>/registries.json  {"insecure-registries": ["HOST[:PORT]", ...]}
+    <config>/certs.d/HOST[:PORT]/ca.crt   the CA a registry's TLS certificate is
+                              checked against (Docker's layout, so files copy over)
 
 auth.json has the shape of ``~/.docker/config.json``'s ``auths`` so people
 and tools already know it; it is written with mode 0600 because it holds
@@ -89,6 +91,17 @@ def insecure_registries() -> frozenset[str]:
     return frozenset(str(r) for r in doc.get("insecure-registries") or ())
 
 
+def ca_path(registry: str) -> Path:
+    """Where the CA that ``registry``'s certificate must chain to is kept."""
+    return paths.config_dir() / "certs.d" / registry / "ca.crt"
+
+
+def ca_file(registry: str) -> Path | None:
+    """``ca_path`` if the user put a CA there."""
+    path = ca_path(registry)
+    return path if path.is_file() else None
+
+
 def _write_private(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # mkstemp creates the file 0600, so the secret is never readable by others.
@@ -104,4 +117,4 @@ def _write_private(path: Path, doc: dict[str, Any]) -> None:
         raise
 
 
-__all__ = ["insecure_registries", "lookup", "remove", "save"]
+__all__ = ["ca_file", "ca_path", "insecure_registries", "lookup", "remove", "save"]

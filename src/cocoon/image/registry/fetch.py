@@ -4,13 +4,14 @@ Every blob streams from the registry straight into ``ImageStore.put_blob``,
 which hashes it on the way to a temporary file and only renames it into the
 store when the digest and size match; a broken connection resumes with an
 HTTP Range request where the registry allows it, otherwise the blob is
-dropped. The whole pull runs inside ``store.ingest()``, so garbage collection
-cannot take blobs that are not tagged yet; a failed or interrupted pull
-collects what it left once no other writer is active.
+dropped. The whole pull is one ``store.transaction()``: garbage collection
+cannot take blobs that are not tagged yet, and a failed or interrupted pull
+(or an image whose layers would not unpack) leaves no blob behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from cocoon.image.model import (
 from cocoon.image.registry.client import RegistryClient, Response, discard
 from cocoon.image.registry.progress import Quiet, Reporter
 from cocoon.image.store import MAX_DOCUMENT, MAX_NESTING, ImageStore
+from cocoon.rootfs.layers import check_image
 
 JOBS = 4  # blobs downloaded at once: enough to fill a link, few enough to be polite
 RESUMES = 5  # reconnections per blob before giving up on it
@@ -66,21 +68,17 @@ def pull(
     want = platform or store.platform
     with RegistryClient(ref.registry, insecure=insecure, connections=jobs + 1) as client:
         puller = _Puller(client, ref, store, progress or Quiet())
-        try:
-            with store.ingest():
-                documents = puller.documents(want)
-                manifest = Manifest.parse(documents[-1].data, f"{ref}: manifest")
-                puller.blobs((manifest.config, *manifest.layers), jobs)
-                stored = [
-                    store.put_bytes(d.data, d.descriptor.media_type) for d in reversed(documents)
-                ]
-                # The store resolves an index for its own platform; for another
-                # platform, the name has to point at that platform's manifest.
-                top = stored[-1] if want == store.platform else stored[0]
-                store.tag(ref, top)
-        except BaseException:
-            store.gc()
-            raise
+        with store.transaction():
+            documents = puller.documents(want)
+            manifest = Manifest.parse(documents[-1].data, f"{ref}: manifest")
+            puller.blobs((manifest.config, *manifest.layers), jobs)
+            stored = [store.put_bytes(d.data, d.descriptor.media_type) for d in reversed(documents)]
+            # The store resolves an index for its own platform; for another
+            # platform, the name has to point at that platform's manifest.
+            top = stored[-1] if want == store.platform else stored[0]
+            # As Docker does, a layer that could not be unpacked is refused now.
+            check_image(store, store.image(stored[0].digest))
+            store.tag(ref, top)
     return store.image(top.digest)
 
 
@@ -98,6 +96,8 @@ class _Puller:
         self.progress = progress
         self.scope = f"repository:{ref.repository}:pull"
         self.cancel = threading.Event()
+        self.streams: set[_BlobStream] = set()  # downloading now, to unblock on cancel
+        self.lock = threading.Lock()
 
     def documents(self, want: Platform) -> list[_Document]:
         """The manifest chain from the reference down to ``want``'s manifest, top first."""
@@ -140,7 +140,12 @@ class _Puller:
                     raise error
         finally:
             # Also on Ctrl-C: workers notice, and put_blob removes their temp files.
+            # A worker waiting on a stalled registry would notice only at the
+            # read timeout, so its socket is shut under it.
             self.cancel.set()
+            with self.lock:
+                for stream in self.streams:
+                    stream.abort()
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _blob(self, blob: Descriptor) -> None:
@@ -148,9 +153,15 @@ class _Puller:
             raise _Cancelled
         self.progress.start(blob.digest, blob.size, "Downloading")
         stream = _BlobStream(self, blob)
+        with self.lock:
+            self.streams.add(stream)
         try:
+            if self.cancel.is_set():  # cancelled while it connected: abort() missed it
+                raise _Cancelled
             self.store.put_blob(stream, blob.digest, size=blob.size, media_type=blob.media_type)
         finally:
+            with self.lock:
+                self.streams.discard(stream)
             stream.close()
         self.progress.finish(blob.digest, "Pull complete")
 
@@ -198,6 +209,8 @@ class _BlobStream:
             return data
 
     def _resume(self, cause: Exception) -> None:
+        if self.puller.cancel.is_set():
+            raise _Cancelled  # the break was abort()'s doing
         self.resumes += 1
         if self.resumes > RESUMES:
             raise ExternalError(
@@ -205,6 +218,14 @@ class _BlobStream:
             ) from cause
         self.close()
         self.response = self._open()
+
+    def abort(self) -> None:
+        """Unblock a read in another thread (it then fails)."""
+        response = self.response  # the worker may drop it meanwhile
+        # Finished already, its connection back in the pool: nothing to unblock.
+        with contextlib.suppress(RuntimeError, OSError):
+            if response is not None:
+                response.shutdown()
 
     def close(self) -> None:
         if self.response is None:
