@@ -391,6 +391,13 @@ static void handle_frame(const struct frame_hdr *h, const uint8_t *payload)
 			fatal("STATS payload of %u bytes, expected 0", h->len);
 		send_counters(h->proc);
 		break;
+	case MSG_PING:
+		/* Answered from the poll loop, ahead of queued process output's
+		 * reading: the host only wants to know the guest is alive. */
+		if (h->len != 0)
+			fatal("PING payload of %u bytes, expected 0", h->len);
+		send_frame(MSG_PONG, 0, NULL, 0);
+		break;
 	default:
 		fatal("unexpected %s frame from the host", msg_type_name(h->type));
 	}

@@ -6,18 +6,18 @@
 
 int msg_type_known(uint8_t type)
 {
-	return (type >= MSG_READY && type <= MSG_COUNTERS) || (type >= MSG_RUN && type <= MSG_CONFIG);
+	return (type >= MSG_READY && type <= MSG_PONG) || (type >= MSG_RUN && type <= MSG_PING);
 }
 
 const char *msg_type_name(uint8_t type)
 {
 	static const char *const guest[] = {"READY", "STDOUT", "STDERR", "EXIT",
-					    "ERROR", "STARTED", "COUNTERS"};
+					    "ERROR", "STARTED", "COUNTERS", "PONG"};
 	static const char *const host[] = {"RUN", "STDIN", "SIGNAL", "RESIZE",
-					   "SHUTDOWN", "HOSTS", "STATS", "CONFIG"};
-	if (type >= MSG_READY && type <= MSG_COUNTERS)
+					   "SHUTDOWN", "HOSTS", "STATS", "CONFIG", "PING"};
+	if (type >= MSG_READY && type <= MSG_PONG)
 		return guest[type - MSG_READY];
-	if (type >= MSG_RUN && type <= MSG_CONFIG)
+	if (type >= MSG_RUN && type <= MSG_PING)
 		return host[type - MSG_RUN];
 	return "unknown";
 }

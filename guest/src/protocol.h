@@ -22,6 +22,7 @@ enum msg_type {
 	MSG_ERROR = 0x05,
 	MSG_STARTED = 0x06,
 	MSG_COUNTERS = 0x07,
+	MSG_PONG = 0x08,
 	/* host -> guest */
 	MSG_RUN = 0x10,
 	MSG_STDIN = 0x11,
@@ -31,6 +32,7 @@ enum msg_type {
 	MSG_HOSTS = 0x15,
 	MSG_STATS = 0x16,
 	MSG_CONFIG = 0x17,
+	MSG_PING = 0x18,
 };
 
 enum run_tag {

@@ -101,16 +101,16 @@ static void test_frames(void)
 	CHECK(strstr(err, "4294967295") != NULL);
 
 	/* Unknown types, reported from the header alone. */
-	static const uint8_t unknown[] = {0x00, 0x08, 0x0f, 0x18, 0x20, 0xff};
+	static const uint8_t unknown[] = {0x00, 0x09, 0x0f, 0x19, 0x20, 0xff};
 	for (size_t i = 0; i < sizeof(unknown); i++) {
 		frame_hdr_encode(h, 3, unknown[i], 1);
 		CHECK(frame_parse(h, FRAME_HDR_LEN, &fh, &pl, &used) == FRAME_UNKNOWN_TYPE);
 	}
-	frame_hdr_encode(h, 3, 0x18, 1);
+	frame_hdr_encode(h, 3, 0x19, 1);
 	frame_error(FRAME_UNKNOWN_TYPE, h, err, sizeof(err));
-	CHECK(strstr(err, "0x18") != NULL);
+	CHECK(strstr(err, "0x19") != NULL);
 	for (int t = 0; t < 256; t++)
-		CHECK(msg_type_known((uint8_t)t) == ((t >= 1 && t <= 7) || (t >= 0x10 && t <= 0x17)));
+		CHECK(msg_type_known((uint8_t)t) == ((t >= 1 && t <= 8) || (t >= 0x10 && t <= 0x18)));
 	CHECK_STR(msg_type_name(MSG_RESIZE), "RESIZE");
 	CHECK_STR(msg_type_name(MSG_STARTED), "STARTED");
 	CHECK_STR(msg_type_name(MSG_COUNTERS), "COUNTERS");

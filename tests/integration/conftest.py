@@ -33,6 +33,7 @@ class Cocoon:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.state = Path(env["COCOON_STATE_DIR"])
+        self.run_dir = Path(env["COCOON_RUN_DIR"])
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "cocoon.cli.main", *args]

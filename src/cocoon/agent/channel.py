@@ -33,6 +33,9 @@ class Channel:
         self._pending: deque[Frame] = deque()
         self._send_lock = threading.Lock()
         self._empty = 0  # consecutive empty frames received
+        self._pings = 0  # PINGs not answered yet
+        self.last_seen = time.monotonic()  # when the guest last sent anything
+        self.lost: str | None = None  # why the host gave up on the guest, if it did
 
     def send(self, type: Msg, proc: int, payload: bytes = b"") -> None:
         data = encode(type, proc, payload)
@@ -42,8 +45,44 @@ class Channel:
             except OSError as e:
                 raise ExternalError(f"lost the connection to the guest agent: {e}") from e
 
+    def ping(self) -> None:
+        """Ask the agent to show it is alive; its PONG is taken by ``recv``."""
+        with self._send_lock:
+            self._pings += 1
+        self.send(Msg.PING, 0)
+
+    def seen(self) -> None:
+        self.last_seen = time.monotonic()
+
+    def has_unread(self) -> bool:
+        """Whether the guest has sent something nobody has read yet (or hung up)."""
+        if self._pending:
+            return True
+        try:
+            return bool(select.select([self._sock], [], [], 0)[0])
+        except (OSError, ValueError):  # closed meanwhile: nothing more will come
+            return False
+
     def recv(self, timeout: float | None = None) -> Frame | None:
         """The next frame, or None at end of stream (the VM is gone)."""
+        while True:
+            frame = self._next(timeout)
+            if frame is None:
+                return None
+            self.seen()
+            with self._send_lock:
+                answered = frame.type is Msg.PONG and frame.proc == 0 and self._pings > 0
+                if answered:
+                    self._pings -= 1
+            if answered:
+                continue  # the guest is alive; nothing for the caller
+            # An unasked-for PONG counts with the other empty frames.
+            self._empty = 0 if frame.payload else self._empty + 1
+            if self._empty > MAX_EMPTY_FRAMES:
+                raise Corrupt(f"guest protocol: more than {MAX_EMPTY_FRAMES} empty frames in a row")
+            return frame
+
+    def _next(self, timeout: float | None) -> Frame | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._pending:
             if deadline is not None:
@@ -53,16 +92,14 @@ class Channel:
             try:
                 data = self._sock.recv(1 << 18)
             except OSError as e:
+                if self.lost:
+                    return None  # the host stopped the VM itself, and says why in .lost
                 raise ExternalError(f"lost the connection to the guest agent: {e}") from e
             if not data:
                 self._decoder.close()
                 return None
             self._pending.extend(self._decoder.feed(data))
-        frame = self._pending.popleft()
-        self._empty = 0 if frame.payload else self._empty + 1
-        if self._empty > MAX_EMPTY_FRAMES:
-            raise Corrupt(f"guest protocol: more than {MAX_EMPTY_FRAMES} empty frames in a row")
-        return frame
+        return self._pending.popleft()
 
     def wait_ready(self, timeout: float) -> str:
         frame = self.recv(timeout)

@@ -15,16 +15,12 @@ guest that has something to say is alive.
 from __future__ import annotations
 
 import contextlib
-import select
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cocoon.errors import CocoonError
-
-if TYPE_CHECKING:
-    from cocoon.agent.channel import Channel
 
 PING_AFTER = 5.0
 # Far above what a live agent needs to answer, even under emulation on a
@@ -33,10 +29,23 @@ DEAD_AFTER = 20.0
 SILENT = "the guest stopped responding (its kernel halted or hung); its VM was stopped"
 
 
+class Watched(Protocol):
+    """What the watchdog needs of a connection (``channel.Channel``)."""
+
+    last_seen: float
+    lost: str | None
+
+    def has_unread(self) -> bool: ...
+
+    def seen(self) -> None: ...
+
+    def ping(self) -> None: ...
+
+
 class Watchdog:
     def __init__(
         self,
-        channel: Channel,
+        channel: Watched,
         on_silent: Callable[[], None],
         *,
         ping_after: float = PING_AFTER,
@@ -57,8 +66,6 @@ class Watchdog:
         self._stop.set()
 
     def _watch(self) -> None:
-        from cocoon.agent.protocol import Msg
-
         tick = min(1.0, self.ping_after / 2)
         while not self._stop.wait(tick):
             if self.channel.has_unread():
@@ -70,14 +77,7 @@ class Watchdog:
                 return
             if quiet >= self.ping_after:
                 with contextlib.suppress(CocoonError):
-                    self.channel.send(Msg.PING, 0)
+                    self.channel.ping()
 
 
-def unread(sock: object) -> bool:
-    """Whether bytes (or the end) wait in ``sock`` that nobody has read yet."""
-    with contextlib.suppress(OSError, ValueError):
-        return bool(select.select([sock], [], [], 0)[0])
-    return False
-
-
-__all__ = ["DEAD_AFTER", "PING_AFTER", "SILENT", "Watchdog", "unread"]
+__all__ = ["DEAD_AFTER", "PING_AFTER", "SILENT", "Watchdog", "Watched"]

@@ -33,6 +33,7 @@ class Msg(enum.IntEnum):
     ERROR = 0x05
     STARTED = 0x06
     COUNTERS = 0x07
+    PONG = 0x08
     # host -> guest
     RUN = 0x10
     STDIN = 0x11
@@ -42,6 +43,7 @@ class Msg(enum.IntEnum):
     HOSTS = 0x15
     STATS = 0x16
     CONFIG = 0x17
+    PING = 0x18
 
 
 class Field(enum.IntEnum):

@@ -8,6 +8,7 @@ can never deadlock the two.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ class Process:
         while True:
             frame = self.channel.recv()
             if frame is None:
+                if self.channel.lost:
+                    # The host stopped a silent guest: the process was killed with it.
+                    return ExitStatus(128 + signal.SIGKILL, signal.SIGKILL, self.channel.lost)
                 raise ExternalError("the VM stopped before the container process exited")
             if frame.proc != self.proc and frame.proc != 0:
                 continue

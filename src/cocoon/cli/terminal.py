@@ -52,9 +52,20 @@ def raw(fd: int | None, tty_wanted: bool = True) -> Iterator[None]:
 
 
 def relay_signals(process: Process, size_fd: int | None) -> None:
-    """Forward the CLI's signals to the container process; window changes with -t."""
+    """Forward the CLI's signals to the container process; window changes with -t.
+
+    A second Ctrl-C (or SIGTERM) is not forwarded: it gets the user out, as
+    KeyboardInterrupt, even from a container that ignores the first or a
+    guest that no longer answers.
+    """
+    interrupted = False
 
     def forward(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        if signum in (signal.SIGINT, signal.SIGTERM):
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted = True
         with contextlib.suppress(Exception):
             process.signal(signum)
 

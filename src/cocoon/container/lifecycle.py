@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
+from cocoon.agent.keepalive import Watchdog
 from cocoon.container import boot, liveness
 from cocoon.container import record as records
 from cocoon.container.record import Record
@@ -37,6 +38,7 @@ class Lifecycle:
         self.vm: boot.BootedVM | None = None
         self._owner: IO[str] | None = None
         self.stopped_at: float | None = None  # time.monotonic() once the VM is gone
+        self._watchdog: Watchdog | None = None
 
     def begin(
         self,
@@ -60,6 +62,9 @@ class Lifecycle:
             self.vm = vm
             if prepare is not None:
                 prepare(vm)
+            # A guest that halts or hangs says nothing more: the watchdog
+            # stops its VM, and whoever reads the channel learns why.
+            self._watchdog = Watchdog(vm.channel, vm.machine.kill).start()
             ticks = liveness.start_ticks(vm.machine.pid)
             self.rec = records.update(
                 self.id,
@@ -68,6 +73,8 @@ class Lifecycle:
                 ),
             )
         except BaseException as e:
+            if self._watchdog is not None:
+                self._watchdog.stop()
             if self.vm is not None:
                 self.vm.close()
             if isinstance(e, CocoonError) and self.rec is not None:
@@ -86,6 +93,8 @@ class Lifecycle:
         """
         vm = self.vm
         assert vm is not None
+        if self._watchdog is not None:
+            self._watchdog.stop()
         # Closing our end tells the agent every byte has been read; it then
         # powers off by itself (the VMM drops what the host has not taken).
         vm.channel.close()

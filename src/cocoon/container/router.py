@@ -55,6 +55,9 @@ class AgentRouter:
                     self._exec_frame(frame)
         except CocoonError as e:
             return None, str(e)
+        if self.agent.lost:
+            # The watchdog stopped a silent guest: the process was killed with it.
+            return ExitStatus(128 + signal.SIGKILL, signal.SIGKILL, self.agent.lost), None
         if self.stopping:
             # Forced stop: SHUTDOWN or the VM killed after the grace period.
             return ExitStatus(128 + signal.SIGKILL, signal=signal.SIGKILL), None
@@ -132,10 +135,12 @@ class AgentRouter:
             with contextlib.suppress(CocoonError):
                 client.send(Msg.EXIT, MAIN, gone)
             client.close()
+        # A guest the watchdog stopped sent no EXIT: its process was killed.
+        final = self.exit_payload or (gone if self.agent.lost else None)
         for client in attached:
-            if self.exit_payload is not None:
+            if final is not None:
                 with contextlib.suppress(CocoonError):
-                    client.send(Msg.EXIT, MAIN, self.exit_payload)
+                    client.send(Msg.EXIT, MAIN, final)
             client.close()
 
 

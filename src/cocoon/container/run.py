@@ -60,6 +60,7 @@ def run(
     vm = life.begin(run_main=True, timings=timings)
     status: ExitStatus | None = None
     error: str | None = None
+    forced = False
     try:
         # Imported while the guest runs the process, not before QEMU starts.
         from cocoon.agent.session import Process
@@ -77,9 +78,13 @@ def run(
     except CocoonError as e:
         error = str(e)
         raise
+    except KeyboardInterrupt:
+        # The user insisted (a second Ctrl-C): no grace for the guest.
+        error, forced = "interrupted: the VM was stopped", True
+        raise
     finally:
         t3 = time.monotonic()
-        life.end(status, error, fast=opts.remove)
+        life.end(status, error, fast=opts.remove or forced)
         timings["teardown"] = time.monotonic() - t3
         # What the host did while the VM was not running is the rest of the
         # caller's wall time: the benchmark's "Python-side overhead".
