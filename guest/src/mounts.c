@@ -5,7 +5,10 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
 #include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +16,8 @@
 #include "util.h"
 
 #define NEWROOT "/newroot"
+/* ext4's own ioctl, which is in no userspace header. */
+#define EXT4_IOC_RESIZE_FS _IOW('f', 16, uint64_t)
 
 int device_name_valid(const char *s)
 {
@@ -94,6 +99,40 @@ static int container_mounts(char *err, size_t errlen)
 	return 0;
 }
 
+/* A container's disk may be larger than the image's filesystem on it
+ * (--storage-opt size=): grow the filesystem, mounted, to fill the disk. The
+ * kernel does nothing when they already match, so this costs two ioctls. */
+static int grow_root(const char *dev, char *err, size_t errlen)
+{
+	int fd = open(dev, O_RDONLY | O_CLOEXEC);
+	uint64_t bytes = 0;
+	if (fd < 0 || ioctl(fd, BLKGETSIZE64, &bytes) < 0) {
+		snprintf(err, errlen, "size of %s: %s", dev, errstr(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	struct statfs st;
+	int dir = open(NEWROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0 || fstatfs(dir, &st) < 0 || st.f_bsize <= 0) {
+		snprintf(err, errlen, "statfs %s: %s", NEWROOT, errstr(errno));
+		if (dir >= 0)
+			close(dir);
+		return -1;
+	}
+	uint64_t blocks = bytes / (uint64_t)st.f_bsize;
+	int r = ioctl(dir, EXT4_IOC_RESIZE_FS, &blocks);
+	int saved = errno;
+	close(dir);
+	if (r < 0) {
+		snprintf(err, errlen, "grow the root filesystem to %llu blocks: %s",
+			 (unsigned long long)blocks, errstr(saved));
+		return -1;
+	}
+	return 0;
+}
+
 int setup_root(const char *root_dev, char *err, size_t errlen)
 {
 	char dev[128];
@@ -103,6 +142,8 @@ int setup_root(const char *root_dev, char *err, size_t errlen)
 		return -1;
 	}
 	if (do_mount(dev, NEWROOT, "ext4", 0, NULL, err, errlen) < 0)
+		return -1;
+	if (grow_root(dev, err, errlen) < 0)
 		return -1;
 
 	/* Kept so teardown can leave the root and unmount it. */

@@ -94,6 +94,13 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
         metavar="NAME:IP",
         help="add a line to the container's /etc/hosts",
     )
+    p.add_argument(
+        "--storage-opt",
+        action="append",
+        default=[],
+        metavar="size=SIZE",
+        help="the container's disk size, at least the image's (default: the image's, 8g)",
+    )
     p.add_argument("image", help="image reference or id")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -121,6 +128,7 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
         dns=args.dns,
         add_hosts=args.add_host,
         publish=args.publish,
+        storage_opts=args.storage_opt,
     )
 
 

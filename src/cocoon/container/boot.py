@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from cocoon.container.spec import check_hostname, process_spec
 from cocoon.errors import ExternalError, InvalidArgument
 from cocoon.image.registry import resolve_or_pull
 from cocoon.image.store import ImageStore
-from cocoon.rootfs.disks import container_disk, image_disk
+from cocoon.rootfs.disks import check_disk_size, container_disk, image_disk
 from cocoon.units import parse_size
 from cocoon.vm import accel as accelerators
 from cocoon.vm import backend
@@ -43,6 +44,17 @@ def _memory_mib(text: str) -> int:
     return mib
 
 
+def _disk_size(storage_opts: Sequence[str]) -> int | None:
+    """The root disk's size from ``--storage-opt size=SIZE`` (the one option there is)."""
+    size = None
+    for opt in storage_opts:
+        key, sep, value = opt.partition("=")
+        if key != "size" or not sep:
+            raise InvalidArgument(f"--storage-opt {opt}: only size=SIZE is supported")
+        size = parse_size(value)
+    return size
+
+
 def create(
     image: str,
     opts: RunOptions,
@@ -55,6 +67,7 @@ def create(
     if opts.cpus < 1:
         raise InvalidArgument("--cpus must be at least 1")
     memory_mib = _memory_mib(opts.memory)
+    disk_size = _disk_size(opts.storage_opts)
     if opts.hostname is not None:
         check_hostname(opts.hostname)
     t0 = time.monotonic()
@@ -64,6 +77,8 @@ def create(
     arts = artifacts()
     accel = accelerators.choose(opts.accel, arts.kernel, arts.initrd)
     rootfs = image_disk(store, img)
+    if disk_size is not None:
+        check_disk_size(rootfs, disk_size)
     timings["prepare"] = time.monotonic() - t0
 
     rec = records.create(
@@ -87,6 +102,7 @@ def create(
             hostname=hostname,
             rootfs=str(rootfs),
             stop_signal=img.config.stop_signal,
+            disk_size=disk_size,
             process=process,
             network=network.configure(
                 rec.id,
@@ -98,7 +114,7 @@ def create(
                 publish=opts.publish,
             ),
         )
-        container_disk(records.folder(rec.id) / DISK, rootfs)
+        container_disk(records.folder(rec.id) / DISK, rootfs, disk_size)
         records.save(rec)
     except BaseException:
         discard(rec.id)

@@ -34,6 +34,7 @@ class RunOptions:
     dns: Sequence[str] = ()
     add_hosts: Sequence[str] = ()  # NAME:IP
     publish: Sequence[str] = ()  # [HOSTIP:]HOSTPORT:CPORT[/tcp|udp]
+    storage_opts: Sequence[str] = ()  # KEY=VALUE, Docker's --storage-opt: size=SIZE
 
 
 __all__ = ["DEFAULT_MEMORY", "RunOptions"]

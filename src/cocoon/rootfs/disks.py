@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from cocoon import paths, sha256, tools
-from cocoon.errors import CocoonError, Corrupt, ExternalError
+from cocoon.errors import CocoonError, Corrupt, ExternalError, InvalidArgument
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
 from cocoon.locks import flock
@@ -137,33 +137,55 @@ def _template(disk: Path) -> Path:
     return disk.with_suffix(".qcow2")
 
 
+def _overlay(disk: Path, out: Path, size: int | None = None) -> None:
+    """``out``: an empty qcow2 overlay of ``disk`` (``size`` bytes, else as large as it)."""
+    argv = [tools.find("qemu-img"), "create", "-q", "-f", "qcow2",
+            "-F", "raw", "-b", str(disk.resolve()), str(out)]  # fmt: skip
+    if size is not None:
+        argv.append(str(size))
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        said = (result.stderr.strip() or "no output").splitlines()[-1]
+        raise ExternalError(f"qemu-img failed making an overlay of {disk.name}: {said}")
+
+
 def _make_template(disk: Path) -> None:
     """An empty qcow2 overlay of ``disk``: what every container's disk starts as."""
     template = _template(disk)
     tmp = template.with_name(f".{template.name}.{os.getpid()}")
-    argv = [tools.find("qemu-img"), "create", "-q", "-f", "qcow2",
-            "-F", "raw", "-b", str(disk.resolve()), str(tmp)]  # fmt: skip
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            said = (result.stderr.strip() or "no output").splitlines()[-1]
-            raise ExternalError(f"qemu-img failed making an overlay of {disk.name}: {said}")
+        _overlay(disk, tmp)
         _fsync(tmp)
         os.replace(tmp, template)
     finally:
         tmp.unlink(missing_ok=True)  # a failed or interrupted qemu-img's file
 
 
-def container_disk(path: Path, image_disk: Path) -> Path:
+def check_disk_size(image_disk: Path, size: int) -> None:
+    """A container's disk may be larger than its image's filesystem, never smaller."""
+    smallest = image_disk.stat().st_size
+    if size < smallest:
+        raise InvalidArgument(
+            f"--storage-opt size={size >> 20}M: a container's disk is at least its "
+            f"image's, {smallest >> 20}M"
+        )
+
+
+def container_disk(path: Path, image_disk: Path, size: int | None = None) -> Path:
     """Create ``path``: a new container's copy-on-write disk over ``image_disk``.
 
-    A hard link to ``image_disk`` goes beside it (``_user``): while the
-    container's folder exists, the image disk's link count says it is in use,
-    with no list of users to keep in step.
+    ``size`` (at least the image disk's, see ``check_disk_size``) makes the
+    disk larger than the image's filesystem; the guest grows the filesystem
+    to fill it when it mounts it. A hard link to ``image_disk`` goes beside
+    it (``_user``): while the container's folder exists, the image disk's
+    link count says it is in use, with no list of users to keep in step.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        shutil.copyfile(_template(image_disk), tmp)
+        if size is None or size == image_disk.stat().st_size:
+            shutil.copyfile(_template(image_disk), tmp)
+        else:
+            _overlay(image_disk, tmp, size)
         _link_user(image_disk, _user(path))
         os.replace(tmp, path)
     except BaseException:
