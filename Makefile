@@ -1,6 +1,6 @@
 VENV := .venv/bin
 
-.PHONY: setup test test-unit test-vm lint guest-test bench bench-pull example-image clean
+.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull example-image clean
 
 setup:
 	./setup.sh
@@ -21,6 +21,11 @@ lint:
 
 guest-test:
 	$(MAKE) -s -C guest test
+
+# Breaks one feature at a time in a copy of the tree and checks that its
+# tests notice (slow: it boots VMs; not part of `make test`).
+mutate:
+	$(VENV)/python tests/mutate.py
 
 bench:
 	$(VENV)/python bench/start.py
