@@ -13,11 +13,13 @@ on), makes the check fail, so the list cannot rot silently.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,10 +179,16 @@ def tree_files() -> list[str]:
     return [name for name in listed.decode().split("\0") if name and (ROOT / name).is_file()]
 
 
-def copy_tree(target: Path) -> None:
-    for name in tree_files():
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target / name)
+@contextlib.contextmanager
+def copied_tree() -> Iterator[Path]:
+    """A copy of the working tree, removed after."""
+    with tempfile.TemporaryDirectory(prefix="cocoon-mutate-") as tmp:
+        target = Path(tmp)
+        target.chmod(0o755)  # some tests run cocoon as another user
+        for name in tree_files():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+        yield target
 
 
 def apply(tree: Path, m: Mutation) -> str | None:
@@ -195,7 +203,8 @@ def apply(tree: Path, m: Mutation) -> str | None:
     return None
 
 
-def run_tests(tree: Path, tests: tuple[str, ...], agent: bool) -> int:
+def run_tests(tree: Path, tests: tuple[str, ...], agent: bool) -> tuple[int, str]:
+    """pytest's exit code and the end of its report."""
     env = dict(os.environ, PYTHONPATH=str(tree / "src"))
     if agent:
         subprocess.run(["make", "-s", "-C", str(tree / "guest")], check=True,
@@ -208,7 +217,8 @@ def run_tests(tree: Path, tests: tuple[str, ...], agent: bool) -> int:
     if not where.startswith(str(tree)):
         raise SystemExit(f"the copy's cocoon is not the one imported ({where.strip()})")
     argv = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
-    return subprocess.run(argv, cwd=tree, env=env, stdout=subprocess.DEVNULL).returncode
+    done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True)
+    return done.returncode, "\n".join(done.stdout.splitlines()[-15:])
 
 
 def main() -> int:
@@ -226,24 +236,24 @@ def main() -> int:
         return 0
     if not args.no_baseline:
         # A selection that fails unmutated would count every mutation as caught.
-        with tempfile.TemporaryDirectory(prefix="cocoon-mutate-") as tmp:
-            copy_tree(Path(tmp))
+        with copied_tree() as tree:
             tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
             agent = any(m.path.startswith("guest/") for m in chosen)
-            if (code := run_tests(Path(tmp), tests, agent)) != 0:
-                print(f"the tests fail without any mutation (pytest exit {code})")
+            code, said = run_tests(tree, tests, agent)
+            if code != 0:
+                print(f"{said}\nthe tests fail without any mutation (pytest exit {code})")
                 return 1
     bad = 0
     for m in chosen:
-        with tempfile.TemporaryDirectory(prefix="cocoon-mutate-") as tmp:
-            tree = Path(tmp)
-            copy_tree(tree)
+        with copied_tree() as tree:
             if why := apply(tree, m):
                 verdict = f"STALE ({why})"
             else:
-                code = run_tests(tree, m.tests, m.path.startswith("guest/"))
+                code, said = run_tests(tree, m.tests, m.path.startswith("guest/"))
                 # pytest: 1 = tests failed; anything else is not a catch.
                 verdict = {0: "SURVIVED", 1: "caught"}.get(code, f"ERROR (pytest exit {code})")
+                if code not in (0, 1):
+                    print(said)
         print(f"{verdict:<10} {m.name}", flush=True)
         bad += verdict != "caught"
     print(f"{len(chosen) - bad} of {len(chosen)} mutations caught")

@@ -79,7 +79,10 @@ def test_detached_logs_exec_stop_rm(cc, busybox):
     assert out.splitlines() == [f"1 {cid[:12]}", "/tmp/w", "app"]
     assert cc("exec", "-i", "web", "cat", input=b"piped\n").stdout == b"piped\n"
     missing = cc("exec", "web", "no-such-command")
-    assert missing.returncode == 127 and b"not found" in missing.stderr
+    assert (missing.returncode, missing.stderr) == (
+        127,
+        b'cocoon: exec "no-such-command": executable file not found in $PATH\n',
+    )
 
     ok(cc("stop", "web"))
     follow.wait(LONG)  # -f ends when the container does
@@ -125,14 +128,20 @@ def test_stop_with_a_chosen_signal_and_kill(cc, busybox):
 def test_wrong_state_operations_are_refused(cc, busybox):
     detached(cc, "--name", "busy", busybox, "sleep", "1000")
     refused = cc("rm", "busy")
-    assert refused.returncode == 125 and b"is running" in refused.stderr
+    assert (refused.returncode, refused.stderr) == (
+        125,
+        b"cocoon: cannot remove container busy, it is running: stop it first or use rm -f\n",
+    )
     assert cc("start", "busy").returncode == 125
     ok(cc("rm", "-f", "busy"))
     assert cc("ls", "-a", "-q").stdout == b""
 
     ok(cc("create", "--name", "fresh", busybox, "true"))
     stopped = cc("stop", "fresh")
-    assert stopped.returncode == 125 and b"it is created" in stopped.stderr
+    assert (stopped.returncode, stopped.stderr) == (
+        125,
+        b"cocoon: cannot stop container fresh, it is created\n",
+    )
 
 
 def test_create_then_start(cc, busybox):
@@ -164,7 +173,10 @@ def test_run_detached_rm_removes_on_exit(cc, busybox):
 def test_names_and_id_prefixes(cc, busybox):
     cid = detached(cc, "--name", "uniq", busybox, "sleep", "1000")
     clash = cc("run", "-d", "--name", "uniq", busybox, "true")
-    assert clash.returncode == 125 and b"already in use" in clash.stderr
+    assert (clash.returncode, clash.stderr) == (
+        125,
+        b"cocoon: the container name 'uniq' is already in use\n",
+    )
     assert inspect(cc, cid[:5])["name"] == "uniq"
     assert inspect(cc, cid)["state"]["pid"] in monitors_of(cc.state)
     ok(cc("rm", "-f", cid[:6]))

@@ -120,7 +120,10 @@ def test_concurrent_runs_get_distinct_addresses_and_ip_is_honoured(net, busybox)
     ok(net("run", "-d", "--name", "fixed", "--ip", "192.168.64.200", busybox, "sleep", "600"))
     assert ip_of(net, "fixed") == "192.168.64.200"
     taken = net("run", "--rm", "--ip", "192.168.64.200", busybox, "true")
-    assert taken.returncode == 125 and b"already in use" in taken.stderr
+    assert (taken.returncode, taken.stderr) == (
+        125,
+        b"cocoon: address 192.168.64.200 is already in use by fixed\n",
+    )
 
 
 def refused(net: InNetns, url: str) -> None:
