@@ -106,6 +106,27 @@ MUTATIONS = [
         (RUN + "test_exit_codes",),
     ),
     Mutation(
+        "teardown leaves IP forwarding on",
+        "src/cocoon/network/nat.py",
+        '            FORWARD.write_text("0")\n',
+        "            FORWARD.read_text()\n",
+        (NET + "test_outbound_nat_forwarding_and_lease_across_restart",),
+    ),
+    Mutation(
+        "--debug does not say the network mode",
+        "src/cocoon/network/attach.py",
+        '    log.debug("network mode %s for %s", mode, rec.name)\n',
+        "",
+        (RUN + "test_debug_logs_the_network_mode",),
+    ),
+    Mutation(
+        "exec -t gives no terminal",
+        "src/cocoon/cli/container.py",
+        "tty=terminal.size(out_fd) if args.tty else None,",
+        "tty=None,",
+        (CMDS + "test_ps_stats_stream_and_exec_tty",),
+    ),
+    Mutation(
         "the cached accelerator verdict is ignored",
         "src/cocoon/vm/accel.py",
         "verdict = json.loads(cache.read_text())",
