@@ -63,7 +63,7 @@ def test_image_tag_and_save(cc, busybox, tmp_path):
     (image,) = json.loads(ok(cc("image", "inspect", "--format", "json", "localhost/tagged:2")))
     (original,) = json.loads(ok(cc("image", "inspect", "--format", "json", busybox)))
     assert image["Id"] == original["Id"]
-    assert sorted(image["RepoTags"]) == sorted([busybox, "localhost/tagged:2"])
+    assert {busybox, "localhost/tagged:2"} <= set(image["RepoTags"])
     assert ok(cc("run", "--rm", "localhost/tagged:2", "echo", "tagged")) == "tagged\n"
 
     archive = tmp_path / "saved.tar"
