@@ -1,6 +1,6 @@
 VENV := .venv/bin
 
-.PHONY: setup test test-unit test-vm lint guest-test bench bench-pull example-image clean
+.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull example-image clean
 
 setup:
 	./setup.sh
@@ -22,8 +22,16 @@ lint:
 guest-test:
 	$(MAKE) -s -C guest test
 
+# Breaks one feature at a time in a copy of the tree and checks that its
+# tests notice (slow: it boots VMs; not part of `make test`).
+mutate:
+	$(VENV)/python tests/mutate.py
+
+# The start benchmark; README's performance table is rewritten from its JSON
+# (kept as bench/results.json: a unit test checks the table still matches it).
 bench:
-	$(VENV)/python bench/start.py
+	$(VENV)/python bench/start.py --json bench/results.json
+	$(VENV)/python bench/readme.py bench/results.json README.md
 
 # Pull of a multi-layer image from a local docker-registry, against skopeo copy.
 bench-pull:

@@ -1,14 +1,19 @@
 """Start-time and footprint benchmark: `make bench` (or `python bench/start.py`).
 
 Prints medians over repeated runs, each figure with the accelerator, and the
-same as JSON (``--json FILE``). The baseline is the floor this VMM and kernel
-allow: QEMU booting cocoon's own kernel into a static init that powers off at
-once. Everything cocoon adds is measured against it.
-"""
+same as JSON (``--json FILE``, from which `make bench` rewrites README's
+table). The baseline is the floor this VMM and kernel allow: QEMU booting
+cocoon's own kernel into a static init that prints a marker on the serial
+port and powers off; a boot without the marker stops the benchmark. Warm
+runs are paired with baseline boots and with podman runs, alternating which
+goes first, and the ratios are medians of the pairs' ratios. The cold start,
+the idle container's memory and the density series are single samples, and
+are labelled so (``single_samples`` in the JSON)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -31,10 +37,15 @@ from cocoon.vm.artifacts import artifacts, initramfs_bytes  # noqa: E402
 from cocoon.vm.machine import MachineSpec  # noqa: E402
 
 IMAGE = "localhost/bench-busybox:latest"
+# Figures measured once per benchmark run, not medians: the report says so.
+SINGLE_SAMPLES = ["cocoon_cold_s", "memory", "density"]
 # What works with Debian's podman on these cgroup-v1 hosts (../shared/ENVIRONMENT.md).
 PODMAN = ["podman", "--cgroup-manager=cgroupfs"]
 PODMAN_RUN = ["run", "--runtime", "runc", "--rm",
               "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]  # fmt: skip
+
+
+INIT_MARKER = b"cocoon-bench-init-ran"  # what trivial-init.c prints
 
 
 def median_of(fn, runs: int) -> tuple[float, list[float]]:
@@ -48,28 +59,64 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - t
 
 
-def paired_runs(
-    baseline_cmd: list[str], run_cmd: list[str], env: dict[str, str], work: Path, runs: int
-) -> dict[str, object]:
-    """The baseline and a warm run in turn, so drift in the machine's speed
-    hits both alike; each run's own account of where its time went."""
-    timings_file = work / "timings.json"
-    env = dict(env, COCOON_TIMINGS=str(timings_file))
-    base, warm, ratios, overhead, phases = [], [], [], [], []
-    for _ in range(runs):
-        base.append(timed(baseline_cmd))
-        warm.append(timed(run_cmd, env))
-        ratios.append(warm[-1] / base[-1])
-        phases.append(json.loads(timings_file.read_text()))
+def timed_boot(argv: list[str]) -> float:
+    """A baseline boot, which counts only if its init ran: with panic=-1 and
+    -no-reboot QEMU exits 0 on a kernel panic as well."""
+    t = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, check=True)
+    elapsed = time.perf_counter() - t
+    if INIT_MARKER not in result.stdout:
+        last = result.stdout.decode(errors="replace").strip().splitlines()[-3:]
+        raise SystemExit(f"the baseline VM never reached its init: {' / '.join(last)}")
+    return elapsed
+
+
+def paired(first: Callable[[], float], second: Callable[[], float], runs: int):
+    """``runs`` pairs of the two, alternating which goes first, so drift in the
+    machine's speed and any cost of going second hit both alike."""
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(runs):
+        if i % 2 == 0:
+            a.append(first())
+            b.append(second())
+        else:
+            b.append(second())
+            a.append(first())
+    return a, b
+
+
+def ratio(numerators: list[float], denominators: list[float]) -> float:
+    """Median of the pairs' ratios: each pair ran under the same conditions."""
+    return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
+
+
+class WarmRun:
+    """`cocoon run --rm IMG true`, keeping each run's account of where its time went."""
+
+    def __init__(self, env: dict[str, str], work: Path) -> None:
+        self.timings = work / "timings.json"
+        self.env = dict(env, COCOON_TIMINGS=str(self.timings))
+        self.phases: list[dict[str, float]] = []
+        self.overhead: list[float] = []
+
+    def __call__(self) -> float:
+        elapsed = timed(cocoon_cli("run", "--rm", IMAGE, "true"), self.env)
+        self.phases.append(json.loads(self.timings.read_text()))
         # The CLI's wall time less the time its VM existed: interpreter
         # start, imports, preparation, and cleanup after the VM is gone.
-        overhead.append(warm[-1] - phases[-1]["vm_alive"])
+        self.overhead.append(elapsed - self.phases[-1]["vm_alive"])
+        return elapsed
+
+
+def against_baseline(baseline_cmd: list[str], warm: WarmRun, runs: int) -> dict[str, object]:
+    base, runs_warm = paired(lambda: timed_boot(baseline_cmd), warm, runs)
     return {
         "baseline_vmm_s": statistics.median(base),
-        "cocoon_warm_s": statistics.median(warm),
-        "ratio_warm_vs_baseline": statistics.median(ratios),
-        "python_overhead_s": statistics.median(overhead),
-        "phases_s": {k: statistics.median(p[k] for p in phases) for k in phases[0]},
+        "cocoon_warm_s": statistics.median(runs_warm),
+        "ratio_warm_vs_baseline": ratio(runs_warm, base),
+        "python_overhead_s": statistics.median(warm.overhead),
+        "phases_s": {k: statistics.median(p[k] for p in warm.phases) for k in warm.phases[0]},
     }
 
 
@@ -119,10 +166,12 @@ def idle_memory(env: dict[str, str], state: Path) -> dict[str, int]:
     return figures
 
 
-def podman_run(layout: Path, runs: int) -> float | None:
-    """Median `podman run --rm IMG true`, the same image loaded from its OCI layout."""
+@contextlib.contextmanager
+def podman_image(layout: Path) -> Iterator[str | None]:
+    """The benchmark's image in podman's store (None without a working podman)."""
     if not shutil.which("podman"):
-        return None
+        yield None
+        return
     # podman names the image after the layout's path, which must then be a
     # valid reference: a temporary directory's random name may not be.
     link = Path(tempfile.gettempdir(), f"cocoon-bench-podman-{os.getpid()}")
@@ -135,15 +184,26 @@ def podman_run(layout: Path, runs: int) -> float | None:
         link.unlink()
     if loaded.returncode != 0:
         print(f"podman cannot load the image: {loaded.stderr.strip()}", file=sys.stderr)
-        return None
-    image = loaded.stdout.strip()
+        yield None
+        return
     try:
-        return median_of(lambda: timed([*PODMAN, *PODMAN_RUN, image, "true"]), runs)[0]
-    except subprocess.CalledProcessError as e:
-        print(f"podman run failed with exit code {e.returncode}", file=sys.stderr)
-        return None
+        yield loaded.stdout.strip()
     finally:
-        subprocess.run([*PODMAN, "rmi", "-f", image], capture_output=True)
+        subprocess.run([*PODMAN, "rmi", "-f", loaded.stdout.strip()], capture_output=True)
+
+
+def against_podman(layout: Path, warm: WarmRun, runs: int) -> dict[str, object]:
+    """`podman run --rm IMG true` with runc on the same image, paired with warm runs."""
+    with podman_image(layout) as image:
+        if image is None:
+            return {"podman_s": None}
+        podman_run = [*PODMAN, *PODMAN_RUN, image, "true"]
+        try:
+            runs_warm, pod = paired(warm, lambda: timed(podman_run), runs)
+        except subprocess.CalledProcessError as e:
+            print(f"podman run failed with exit code {e.returncode}", file=sys.stderr)
+            return {"podman_s": None}
+    return {"podman_s": statistics.median(pod), "ratio_warm_vs_podman": ratio(runs_warm, pod)}
 
 
 def density(env: dict[str, str], state: Path, count: int) -> dict[str, object]:
@@ -215,20 +275,17 @@ def main() -> int:
         write_layout(work / "layout", [busybox_layer()], ref=IMAGE)
         subprocess.run(cocoon_cli("image", "load", str(work / "layout")), env=env, check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-        run_true = cocoon_cli("run", "--rm", IMAGE, "true")
-        results["cocoon_cold_s"] = timed(run_true, env)  # first run builds the rootfs disk
-        results.update(paired_runs(baseline_cmd, run_true, env, work, args.runs))
+        # One sample by nature: only the first run builds the image's root disk.
+        results["cocoon_cold_s"] = timed(cocoon_cli("run", "--rm", IMAGE, "true"), env)
+        results.update(against_baseline(baseline_cmd, WarmRun(env, work), args.runs))
         results["python_start_s"], _ = median_of(
             lambda: timed([sys.executable, "-c", "import cocoon.cli.main, cocoon.container.run"]),
             args.runs,
         )
-
-        results["podman_s"] = podman_run(work / "layout", args.runs)
+        results.update(against_podman(work / "layout", WarmRun(env, work), args.runs))
         results["memory"] = idle_memory(env, state)
         results["density"] = density(env, state, args.density)
-
-        if results["podman_s"]:
-            results["ratio_warm_vs_podman"] = results["cocoon_warm_s"] / results["podman_s"]
+        results["single_samples"] = SINGLE_SAMPLES
         report(results)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
@@ -240,9 +297,10 @@ def main() -> int:
 def report(r: dict) -> None:
     a = r["accelerator"]
     print(f"cocoon start benchmark — accelerator {a}, network {r['network']},"
-          f" medians of {r['runs']} runs")  # fmt: skip
+          f" medians of {r['runs']} runs, pairs alternating which goes first")  # fmt: skip
     print(f"  baseline_vmm (QEMU + kernel + trivial init) {r['baseline_vmm_s']:.3f}s [{a}]")
-    print(f"  cocoon run --rm true, cold                {r['cocoon_cold_s']:.3f}s [{a}]")
+    print(f"  cocoon run --rm true, cold                {r['cocoon_cold_s']:.3f}s [{a}]"
+          " (single sample)")  # fmt: skip
     print(f"  cocoon run --rm true, warm                {r['cocoon_warm_s']:.3f}s [{a}]")
     print(f"  python start (imports)                    {r['python_start_s']:.3f}s")
     print(f"  python-side overhead (warm CLI run minus the VM's lifetime) "
@@ -254,18 +312,19 @@ def report(r: dict) -> None:
     print(f"  podman run --rm true (runc)               {podman}")
     d = r["density"]
     print(f"  {d['count']} idle containers started one by one: first {d['start_first_s']:.3f}s,"
-          f" last {d['start_last_s']:.3f}s [{a}]")  # fmt: skip
+          f" last {d['start_last_s']:.3f}s [{a}] (one series)")  # fmt: skip
     print(f"    QEMU PSS each {d['qemu_pss_mean_kib'] / 1024:.1f} MiB; by free host memory"
           f" about {d['more_that_fit_by_memory']} more would fit")  # fmt: skip
     m = r["memory"]
     print(f"  idle container, host PSS: qemu {m['qemu_pss_kib'] / 1024:.1f} MiB"
-          f" + cocoon {m['cocoon_pss_kib'] / 1024:.1f} MiB [{a}]")  # fmt: skip
+          f" + cocoon {m['cocoon_pss_kib'] / 1024:.1f} MiB [{a}] (single sample)")  # fmt: skip
     print(f"  idle container, guest memory used: {m['guest_used_kib'] / 1024:.1f} MiB"
-          f" of {m['guest_total_kib'] / 1024:.0f} MiB")  # fmt: skip
+          f" of {m['guest_total_kib'] / 1024:.0f} MiB (single sample)")  # fmt: skip
     print(f"  ratio warm / baseline_vmm (median of paired runs): "
           f"{r['ratio_warm_vs_baseline']:.2f}x [{a}]")  # fmt: skip
     if "ratio_warm_vs_podman" in r:
-        print(f"  ratio warm / podman: {r['ratio_warm_vs_podman']:.2f}x")
+        print(f"  ratio warm / podman (median of paired runs): "
+              f"{r['ratio_warm_vs_podman']:.2f}x [{a}]")  # fmt: skip
 
 
 if __name__ == "__main__":

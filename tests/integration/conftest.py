@@ -2,8 +2,9 @@
 
 One cocoon state dir for the session (images are loaded once), the real
 cache dir (kernel and accelerator verdict built by setup.sh), the guest agent
-built from this working tree, and a check after every test that no VM it
-started is still running.
+built from this working tree, a check after every test that no VM it
+started is still running, and one after the session that the host itself
+got no bridge or TAP.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from netns import new_netns
 from oci import Layer, busybox_layer, write_layout
 from procs import monitors_of, vms_of
 
@@ -113,12 +115,19 @@ def busybox(cocoon, tmp_path_factory) -> str:
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A network namespace of the test's own (lo up); deleted, with all it holds, after."""
-    name = f"cct-{os.getpid()}-{time.monotonic_ns() % 100000}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+    with new_netns() as name:
         yield name
-    finally:
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-        _kill_all([int(p) for p in pids.stdout.split()])
-        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _cocoon_links() -> set[str]:
+    """The host's links named as cocoon names its bridges (cocoon*) and TAPs (cc*)."""
+    return {p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(("cocoon", "cc"))}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_links_untouched() -> Iterator[None]:
+    """Bridges and TAPs belong in the tests' namespaces: the host has the same ones after."""
+    before = _cocoon_links()
+    yield
+    made = _cocoon_links() - before
+    assert not made, f"links made outside the test network namespaces: {sorted(made)}"

@@ -239,7 +239,7 @@ def probe(spec: MachineSpec, marker: bytes, timeout: float) -> tuple[bool, str]:
     if marker in result.stdout:
         return True, ""
     reason = result.stderr.decode(errors="replace").strip().splitlines()
-    return False, reason[-1] if reason else f"{QEMU} exited with {result.returncode}"
+    return False, reason[-1] if reason else f"qemu exited with {result.returncode}"
 
 
 def binary() -> Path:
