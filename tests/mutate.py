@@ -40,8 +40,44 @@ NET = "tests/integration/test_network.py::"
 LIFE = "tests/integration/test_lifecycle.py::"
 CMDS = "tests/integration/test_commands.py::"
 ACCEL = "tests/unit/test_accel.py::"
+SILENT = "tests/security/test_silent_guest.py::"
 
 MUTATIONS = [
+    Mutation(
+        "a silent guest is never declared dead",
+        "src/cocoon/agent/keepalive.py",
+        "            if quiet >= self.dead_after:\n",
+        "            if False:\n",
+        (SILENT + "test_a_frozen_guest_ends_a_detached_container_and_its_exec",),
+    ),
+    Mutation(
+        "a second interrupt is forwarded like the first",
+        "src/cocoon/cli/terminal.py",
+        "            if interrupted:\n                raise KeyboardInterrupt\n",
+        "",
+        (SILENT + "test_a_second_interrupt_gets_the_user_out_of_a_frozen_guest",),
+    ),
+    Mutation(
+        "hostnames are not checked",
+        "src/cocoon/container/spec.py",
+        "    if len(name) > HOST_NAME_MAX or not _HOSTNAME.match(name):\n",
+        "    if False:\n",
+        ("tests/unit/test_spec.py",),
+    ),
+    Mutation(
+        "the root filesystem is not grown to its disk",
+        "guest/src/mounts.c",
+        "\tif (grow_root(dev, err, errlen) < 0)\n\t\treturn -1;\n",
+        "",
+        ("tests/integration/test_storage.py",),
+    ),
+    Mutation(
+        "a killed run --rm is not finished by the next command",
+        "src/cocoon/container/liveness.py",
+        "    if record.remove and record.state == State.EXITED:\n",
+        "    if False:\n",
+        ("tests/integration/test_owner_death.py",),
+    ),
     Mutation(
         "SIGINT is not forwarded to the container",
         "src/cocoon/cli/terminal.py",
@@ -79,9 +115,9 @@ MUTATIONS = [
     ),
     Mutation(
         "user-mode forwards ignore the host IP",
-        "src/cocoon/network/attach.py",
-        'f",hostfwd={s.protocol}:{s.host_ip}:{s.host_port}-:{s.container_port}"',
-        'f",hostfwd={s.protocol}::{s.host_port}-:{s.container_port}"',
+        "src/cocoon/vm/qemu.py",
+        'f",hostfwd={f.protocol}:{f.host_ip}:{f.host_port}-:{f.guest_port}"',
+        'f",hostfwd={f.protocol}::{f.host_port}-:{f.guest_port}"',
         (NET + "test_user_mode_forwards_tcp_and_udp_on_the_host_ip",),
     ),
     Mutation(
@@ -114,15 +150,15 @@ MUTATIONS = [
     ),
     Mutation(
         "--debug does not say the network mode",
-        "src/cocoon/network/attach.py",
-        '    log.debug("network mode %s for %s", mode, rec.name)\n',
+        "src/cocoon/container/network.py",
+        '    log.debug("network mode %s for %s", settings.mode, rec.name)\n',
         "",
         (RUN + "test_debug_logs_the_network_mode",),
     ),
     Mutation(
         "exec -t gives no terminal",
         "src/cocoon/cli/container.py",
-        "tty=terminal.size(out_fd) if args.tty else None,",
+        "tty=terminal.size(sys.stdout.fileno()) if args.tty else None,",
         "tty=None,",
         (CMDS + "test_ps_stats_stream_and_exec_tty",),
     ),
@@ -149,7 +185,7 @@ MUTATIONS = [
     ),
     Mutation(
         "an unprivileged user defaults to a bridge network",
-        "src/cocoon/network/attach.py",
+        "src/cocoon/container/network.py",
         'return ipam.DEFAULT if netdev.can_admin() else "user"',
         "return ipam.DEFAULT",
         (CMDS + "test_unprivileged_user_runs_on_user_networking",),

@@ -17,7 +17,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Cocoon
 from oci import Layer, busybox_layer, write_layout
 from registries import (
     StallingRegistry,
@@ -27,6 +26,7 @@ from registries import (
     server_certificate,
     skopeo_copy,
 )
+from vm_fixtures import Cocoon
 
 from cocoon.image.registry import pull, push
 from cocoon.image.store import ImageStore

@@ -26,7 +26,7 @@ from oci import Layer, busybox_layer, write_layout
 from procs import monitors_of, vms_of
 
 BUSYBOX = "localhost/busybox:latest"
-GUEST = Path(__file__).resolve().parents[2] / "guest"
+GUEST = Path(__file__).resolve().parents[1] / "guest"
 
 
 class Cocoon:

@@ -1,3 +1,0 @@
-"""Security tests boot real VMs with the same fixtures as tests/integration."""
-
-from integration.conftest import *  # noqa: F403
