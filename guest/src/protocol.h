@@ -11,7 +11,7 @@
 
 #define PROTO_VERSION 2
 #define FRAME_HDR_LEN 9
-#define FRAME_MAX_PAYLOAD (1u << 20)
+#define FRAME_MAX_PAYLOAD (4u << 20)
 
 enum msg_type {
 	/* guest -> host */

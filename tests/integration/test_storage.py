@@ -34,3 +34,21 @@ def test_bad_storage_options_leave_nothing(cocoon, busybox, opt, message):
     result = cocoon("run", "--rm", "--storage-opt", opt, busybox, "true")
     assert (result.returncode, result.stderr.decode()) == (125, f"cocoon: {message}\n")
     assert (sorted(containers.iterdir()) if containers.exists() else []) == before
+
+
+def test_arguments_as_large_as_linux_allows_reach_the_process(cocoon, busybox, tmp_path):
+    """Eleven 100 KB arguments: over the old 1 MiB frame, within execve's 2 MiB (issue 10.5)."""
+    big = ["x" * 100_000] * 11
+    result = cocoon("run", "--rm", busybox, "sh", "-c", "echo $# ${#1}", "sh", *big)
+    assert (result.returncode, result.stdout) == (0, b"11 100000\n"), result.stderr.decode()
+    # More than execve takes: from a file, as the host's own execve would refuse it too.
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"V{i}={'y' * 100_000}\n" for i in range(21)))
+    before = sorted((cocoon.state / "containers").iterdir())
+    too_big = cocoon("run", "--rm", "--env-file", str(env_file), busybox, "true")
+    assert too_big.returncode == 125
+    said = too_big.stderr.decode()
+    assert said.startswith("cocoon: arguments and environment take ") and said.endswith(
+        " bytes; Linux allows 2097152\n"
+    ), said
+    assert sorted((cocoon.state / "containers").iterdir()) == before

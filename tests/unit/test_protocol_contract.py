@@ -61,8 +61,8 @@ def test_constants_match_the_code():
     assert f"# cocoon guest protocol, version {VERSION}\n" in DOC
     assert f"protocol version as one byte ({VERSION})" in DOC
     assert f"#define PROTO_VERSION {VERSION}\n" in HEADER_C
-    assert f"at most 1 MiB ({MAX_PAYLOAD})" in DOC
-    assert "#define FRAME_MAX_PAYLOAD (1u << 20)" in HEADER_C and MAX_PAYLOAD == 1 << 20
+    assert f"at most 4 MiB ({MAX_PAYLOAD})" in DOC
+    assert "#define FRAME_MAX_PAYLOAD (4u << 20)" in HEADER_C and MAX_PAYLOAD == 4 << 20
     assert f"#define FRAME_HDR_LEN {HEADER.size}\n" in HEADER_C
     assert f"Every message is a frame: a {HEADER.size}-byte header" in DOC
 

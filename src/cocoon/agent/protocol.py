@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from cocoon.agent.spec import ProcessSpec
 
 VERSION = 2
-MAX_PAYLOAD = 1 << 20
+# Room for a RUN of everything execve(2) takes (ARG_MAX, 2 MiB) and its field headers.
+MAX_PAYLOAD = 4 << 20
 HEADER = struct.Struct(">IBI")
 
 
