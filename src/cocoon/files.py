@@ -8,18 +8,22 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = False) -> None:
     """Replace ``path`` with ``data`` by a rename; no temporary file is left on failure.
 
     The temporary file is made in the same folder (so the rename is atomic)
     with ``mode`` from the start: a secret is never readable by others, even
-    for a moment.
+    for a moment. ``durable`` also syncs the data before the rename, for
+    files a crash must not leave empty (the image store's index).
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 from cocoon import paths
 from cocoon import reference as references
 from cocoon.errors import CocoonError, Corrupt, InvalidArgument, InvalidState, NotFound
+from cocoon.files import write_atomic
 from cocoon.image import digest as digests
 from cocoon.image.model import (
     OCI_INDEX,
@@ -468,18 +469,7 @@ def _not_found(text: str) -> str:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` so that readers and crashes see the old or the new content."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, durable=True)
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)

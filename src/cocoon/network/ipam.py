@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 from cocoon import paths
 from cocoon.errors import AlreadyExists, InvalidArgument, InvalidState, NotFound
+from cocoon.files import write_atomic
 from cocoon.locks import flock
 
 DEFAULT = "cocoon0"
@@ -71,10 +70,8 @@ def _load() -> dict[str, Network]:
 
 
 def _save(nets: dict[str, Network]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=root(), prefix=".networks.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump({name: asdict(n) for name, n in nets.items()}, f, indent=1)
-    os.replace(tmp, root() / "networks.json")
+    doc = {name: asdict(n) for name, n in nets.items()}
+    write_atomic(root() / "networks.json", json.dumps(doc, indent=1).encode())
 
 
 def _new(name: str, subnet: str, bridge: str) -> Network:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cocoon import paths, sha256
 from cocoon.errors import NotFound
+from cocoon.files import write_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +82,7 @@ def initramfs_path(agent: Path) -> Path:
     path = paths.cache_dir() / "initramfs" / f"{key}.cpio"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(initramfs_bytes(data))
-        os.replace(tmp, path)
+        write_atomic(path, initramfs_bytes(data))
     return path
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from cocoon import paths
 from cocoon.errors import AlreadyExists, Corrupt, InvalidArgument, InvalidState, NotFound
+from cocoon.files import write_atomic
 from cocoon.locks import flock
 from cocoon.rootfs import ext4
 from cocoon.units import parse_size
@@ -326,15 +327,7 @@ def _abandoned(work: Path) -> bool:
 
 
 def _save(folder: Path, volume: Volume) -> None:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".volume.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(volume.to_json(), f, indent=1)
-        os.replace(tmp, folder / _META)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(folder / _META, json.dumps(volume.to_json(), indent=1).encode())
 
 
 __all__ = ["DEFAULT_SIZE", "DRIVERS", "Active", "Exists", "Volume", "VolumeStore", "parse_options"]

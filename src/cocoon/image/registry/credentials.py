@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from cocoon import paths
 from cocoon.errors import Corrupt
+from cocoon.files import write_atomic
 
 AUTH_FILE = "auth.json"
 REGISTRIES_FILE = "registries.json"
@@ -104,17 +102,7 @@ def ca_file(registry: str) -> Path | None:
 
 def _write_private(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # mkstemp creates the file 0600, so the secret is never readable by others.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n", mode=0o600)
 
 
 __all__ = ["ca_file", "ca_path", "insecure_registries", "lookup", "remove", "save"]
