@@ -432,6 +432,17 @@ static void check_vector(const char *kind, const char *name, const char *result,
 			CHECK(c.has_gateway && c.gateway == ip4("192.168.64.1"));
 			CHECK(c.ndns == 2 && c.dns[0] == ip4("192.168.64.1") && c.dns[1] == ip4("1.1.1.1"));
 		}
+		if (strcmp(name, "mounts") == 0) {
+			CHECK(c.nmounts == 3 && c.readonly_root);
+			CHECK(c.mounts[0].kind == MOUNT_EXT4 && c.mounts[0].flags == MOUNT_COPY_UP);
+			CHECK_STR(c.mounts[0].source, "cocoon-vol0");
+			CHECK_STR(c.mounts[0].target, "/data");
+			CHECK(c.mounts[1].kind == MOUNT_9P && c.mounts[1].flags == MOUNT_RDONLY);
+			CHECK_STR(c.mounts[1].file, "app.conf");
+			CHECK(c.mounts[2].kind == MOUNT_TMPFS && c.mounts[2].mode == 01777);
+			CHECK(c.mounts[2].size == 65536 && c.mounts[2].flags == MOUNT_NOEXEC);
+		}
+		config_free(&c);
 	} else if (strcmp(kind, "run") == 0) {
 		struct run_spec r;
 		int rc = run_spec_parse(b, n, &r, err, sizeof(err));
@@ -641,6 +652,10 @@ static void test_fuzz(void)
 		if (config_parse(data, n, &c, err, sizeof(err)) == 0) {
 			if (c.ndns > CONFIG_MAX_DNS || (c.hostname[0] && !hostname_valid(c.hostname, strlen(c.hostname))))
 				bad++;
+			for (size_t i = 0; i < c.nmounts; i++)
+				if (!mount_target_valid(c.mounts[i].target, strlen(c.mounts[i].target)))
+					bad++;
+			config_free(&c);
 		} else if (!err[0]) {
 			bad++;
 		}

@@ -61,6 +61,22 @@ class ConfigField(enum.IntEnum):
     ADDRESS = 0x03
     GATEWAY = 0x04
     DNS = 0x05
+    MOUNT = 0x10
+    READONLY = 0x11
+
+
+class MountKind(enum.IntEnum):
+    EXT4 = 1  # a volume's virtio-blk disk, found by its serial
+    NINEP = 2  # a host folder shared over virtio-9p, by its mount tag
+    TMPFS = 3
+
+
+class MountFlag(enum.IntFlag):
+    RDONLY = 0x01
+    COPY_UP = 0x02  # an empty volume first gets the image's files at target
+    NOEXEC = 0x04
+    NOSUID = 0x08
+    NODEV = 0x10
 
 
 _KNOWN = frozenset(int(m) for m in Msg)
@@ -141,6 +157,26 @@ def encode_run(spec: ProcessSpec) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class GuestMount:
+    """One MOUNT field: what the agent mounts on ``target`` before READY."""
+
+    kind: MountKind
+    target: str
+    source: str = ""  # the disk's serial (EXT4) or the share's tag (NINEP)
+    file: str = ""  # NINEP: bind this file of the share on target
+    flags: MountFlag = MountFlag(0)
+    mode: int = 0  # TMPFS
+    size: int = 0  # TMPFS, bytes; 0 = the guest kernel's default
+
+    def encode(self) -> bytes:
+        strings = (self.source, self.target, self.file)
+        if any("\0" in text for text in strings):
+            raise InvalidArgument(f"NUL byte in the mount on {self.target!r}")
+        head = struct.pack(">BBHQ", self.kind, self.flags, self.mode, self.size)
+        return _field(ConfigField.MOUNT, head + b"\0".join(t.encode() for t in strings))
+
+
+@dataclass(frozen=True, slots=True)
 class GuestConfig:
     """Per-container settings, sent in CONFIG before anything else the agent acts on."""
 
@@ -149,6 +185,8 @@ class GuestConfig:
     address: str | None = None  # eth0's A.B.C.D/N; None = no network but lo
     gateway: str | None = None
     dns: Sequence[str] = ()
+    mounts: Sequence[GuestMount] = ()  # parents first
+    readonly: bool = False  # the container's root is read-only
 
     def encode(self) -> bytes:
         parts = []
@@ -164,6 +202,9 @@ class GuestConfig:
             gateway = _ipv4(ipaddress.IPv4Address, self.gateway).packed
             parts.append(_field(ConfigField.GATEWAY, gateway))
         parts += [_field(ConfigField.DNS, _ipv4(ipaddress.IPv4Address, a).packed) for a in self.dns]
+        parts += [m.encode() for m in self.mounts]
+        if self.readonly:
+            parts.append(_field(ConfigField.READONLY, b""))
         return b"".join(parts)
 
 
