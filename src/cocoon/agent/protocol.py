@@ -72,6 +72,7 @@ class MountKind(enum.IntEnum):
 
 
 class MountFlag(enum.IntFlag):
+    NONE = 0
     RDONLY = 0x01
     COPY_UP = 0x02  # an empty volume first gets the image's files at target
     NOEXEC = 0x04
@@ -164,7 +165,7 @@ class GuestMount:
     target: str
     source: str = ""  # the disk's serial (EXT4) or the share's tag (NINEP)
     file: str = ""  # NINEP: bind this file of the share on target
-    flags: MountFlag = MountFlag(0)
+    flags: MountFlag = MountFlag.NONE
     mode: int = 0  # TMPFS
     size: int = 0  # TMPFS, bytes; 0 = the guest kernel's default
 

@@ -14,6 +14,8 @@ from typing import Any
 from cocoon.agent.spec import ProcessSpec
 from cocoon.errors import Corrupt
 from cocoon.network.ports import PortSpec
+from cocoon.volume import mounts as mount_model
+from cocoon.volume.mounts import Mount
 
 VERSION = 1
 
@@ -54,12 +56,15 @@ class ContainerConfig:
     process: ProcessSpec
     network: NetworkSettings = field(default_factory=NetworkSettings)
     stop_signal: str | None = None
+    mounts: list[Mount] = field(default_factory=list)  # as made by volume.plan.prepare
+    read_only: bool = False
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["process"] = self.process.to_json()
         data["network"] = self.network.to_json()
+        data["mounts"] = [mount_model.to_json(m) for m in self.mounts]
         return data
 
     @classmethod
@@ -77,6 +82,8 @@ class ContainerConfig:
                 process=ProcessSpec.from_json(data["process"]),
                 network=NetworkSettings.from_json(data.get("network")),
                 stop_signal=data.get("stop_signal"),
+                mounts=[mount_model.from_json(m) for m in data.get("mounts", [])],
+                read_only=bool(data.get("read_only", False)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

@@ -310,7 +310,8 @@ def check_image_paths(mounts: Iterable[Mount], image_kind: PathKind) -> None:
     for mount in mounts:
         there = image_kind(mount.target)
         if isinstance(mount, BindMount):
-            wants = "dir" if os.path.isdir(mount.source) else "file"
+            # A missing source is a folder -v will make (--mount refuses it later).
+            wants = "file" if os.path.isfile(mount.source) else "dir"
             what = f"host {names[wants]} {mount.source}"
         else:
             wants, what = "dir", f"a {kind(mount)}"
