@@ -67,13 +67,12 @@ def test_bind_mounts_read_only_root_and_tmpfs(cc, image, tmp_path):
     conf = tmp_path / "app.conf"
     conf.write_text("key=1\n")
     made = tmp_path / "made" / "by" / "v"  # -v makes a missing source folder
-    cid = ok(
-        cc(
-            "run", "-d", "--read-only", "--tmpfs", "/scratch:size=8m,mode=700",
-            "-v", f"{shared}:/data", "-v", f"{shared}:/ro:ro", "-v", f"{conf}:/etc/app.conf:ro",
-            "-v", f"{made}:/made", image, "sleep", "600",
-        )  # fmt: skip
-    ).strip()
+    args = [
+        "--read-only", "--tmpfs", "/scratch:size=8m,mode=700",
+        "-v", f"{shared}:/data", "-v", f"{shared}:/ro:ro", "-v", f"{conf}:/etc/app.conf:ro",
+        "-v", f"{made}:/made",
+    ]  # fmt: skip
+    cid = ok(cc("run", "-d", *args, image, "sleep", "600")).strip()
 
     # A host file edited while the container runs is seen inside.
     assert ok(sh(cc, cid, "cat /data/hello")) == "v1\n"
