@@ -143,3 +143,56 @@ def test_bad_input_is_one_line_and_leaves_nothing(cc, image, args, message):
     assert cc("ls", "-a", "-q").stdout == b""
     assert _volumes(cc) == before
     assert not os.path.exists("/no/such/dir")
+
+
+def test_named_volume_keeps_data_and_is_copied_up(cc, image):
+    # First use: the empty volume gets the image's /data, owners and modes kept.
+    first = cc("run", "--name", "vol-a", "-v", "vt-data:/data", image, "sh", "-c",
+               "ls -ln /data; cat /data/seed; echo kept > /data/new")  # fmt: skip
+    out = ok(first)
+    assert "seeded\n" in out
+    assert any(line.startswith("-rw-r-----") and " 1000 " in line for line in out.splitlines())
+    # Another container sees what the first wrote; a read-only mount refuses writes.
+    second = cc("run", "--rm", "-v", "vt-data:/data:ro", image, "sh", "-c",
+                "cat /data/new; echo x > /data/other")  # fmt: skip
+    assert second.stdout == b"kept\n" and b"Read-only file system" in second.stderr
+
+    # One running VM per disk volume; the error names the holder.
+    ok(cc("run", "-d", "--name", "vol-holder", "-v", "vt-data:/data", image, "sleep", "600"))
+    refused = cc("run", "--rm", "-v", "vt-data:/data", image, "true")
+    assert refused.returncode == 125 and b"vol-holder" in refused.stderr
+    ok(cc("rm", "-f", "vol-holder", timeout=LONG))
+
+    # In use by a container (even a stopped one): volume rm is refused.
+    busy = cc("volume", "rm", "vt-data")
+    assert busy.returncode == 125 and b"vol-a" in busy.stderr
+    ok(cc("rm", "vol-a"))
+    assert "vt-data" in _volumes(cc)  # a named volume outlives its containers
+    ok(cc("volume", "rm", "vt-data"))
+
+
+def test_anonymous_volumes_go_with_rm_v_and_run_rm(cc, image):
+    before = set(_volumes(cc))
+    ok(cc("run", "--rm", "-v", "/anon", image, "sh", "-c", "echo x > /anon/f"))
+    assert set(_volumes(cc)) == before  # run --rm took its anonymous volume along
+
+    ok(cc("run", "--name", "anon-keep", "-v", "/anon", image, "true"))
+    ok(cc("rm", "anon-keep"))
+    kept = set(_volumes(cc)) - before
+    assert len(kept) == 1  # rm without -v keeps it, as Docker does
+    ok(cc("volume", "rm", *kept))
+    ok(cc("run", "--name", "anon-gone", "-v", "/anon", image, "true"))
+    ok(cc("rm", "-v", "anon-gone"))
+    assert set(_volumes(cc)) == before
+
+
+def test_dir_volume_is_shared_by_running_containers(cc, image):
+    ok(cc("volume", "create", "--opt", "type=dir", "vt-shared"))
+    one = ok(cc("run", "-d", "-v", "vt-shared:/shared", image, "sleep", "600")).strip()
+    two = ok(cc("run", "-d", "-v", "vt-shared:/shared", image, "sleep", "600")).strip()
+    ok(sh(cc, one, "echo from-one > /shared/note"))
+    assert ok(sh(cc, two, "cat /shared/note")) == "from-one\n"
+    shown = json.loads(ok(cc("inspect", two)))[0]["mounts"]
+    assert [(m["Type"], m["Name"], m["Destination"], m["RW"]) for m in shown] == [
+        ("volume", "vt-shared", "/shared", True)
+    ]
