@@ -19,6 +19,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "tar.h"
 #include "userdb.h"
 #include "util.h"
 
@@ -243,6 +244,15 @@ child_main(const struct run_spec *spec, const struct child_fds *fds)
 	if (chdir(cwd) < 0)
 		child_fail(errfd, 126, "chdir \"%s\": %s", cwd, errstr(errno));
 
+	if (spec->tar_op) {
+		/* The agent's own code, not a program of the image: closing the
+		 * error pipe tells the agent it started, as an exec would. */
+		close(errfd);
+		int rc = spec->tar_op == TAR_CREATE
+				 ? tar_create(1, spec->tar_path, spec->tar_flags & TAR_ONE_FS)
+				 : tar_extract(0, spec->tar_path);
+		_exit(rc < 0 ? 1 : 0);
+	}
 	char **env = env_with_home(spec->envp, u.home);
 	if (!env)
 		child_fail(errfd, 126, "out of memory");

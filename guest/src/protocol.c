@@ -76,8 +76,8 @@ static int vec_push(char ***vec, size_t *count, char *s)
 
 static const char *tag_name(uint8_t tag)
 {
-	static const char *const names[] = {"ARG", "ENV", "CWD", "USER", "TTY", "STDIN"};
-	if (tag >= TAG_ARG && tag <= TAG_STDIN)
+	static const char *const names[] = {"ARG", "ENV", "CWD", "USER", "TTY", "STDIN", "TAR"};
+	if (tag >= TAG_ARG && tag <= TAG_TAR)
 		return names[tag - TAG_ARG];
 	return "unknown";
 }
@@ -143,6 +143,25 @@ int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err,
 			}
 			spec->stdin_open = 1;
 			continue;
+		case TAG_TAR:
+			if (spec->tar_op) {
+				snprintf(err, errlen, "RUN: TAR given twice");
+				goto fail;
+			}
+			if (len < 3 || (v[0] != TAR_CREATE && v[0] != TAR_EXTRACT) ||
+			    v[1] & ~TAR_ONE_FS || v[2] != '/' || memchr(v + 2, 0, len - 2)) {
+				snprintf(err, errlen, "RUN: invalid TAR field");
+				goto fail;
+			}
+			if (!(spec->tar_path = malloc((size_t)len - 1))) {
+				snprintf(err, errlen, "RUN: out of memory");
+				goto fail;
+			}
+			memcpy(spec->tar_path, v + 2, len - 2);
+			spec->tar_path[len - 2] = '\0';
+			spec->tar_op = v[0];
+			spec->tar_flags = v[1];
+			continue;
 		default:
 			snprintf(err, errlen, "RUN: unknown field tag 0x%02x", tag);
 			goto fail;
@@ -197,6 +216,7 @@ void run_spec_free(struct run_spec *spec)
 	vec_free(spec->envp);
 	free(spec->cwd);
 	free(spec->user);
+	free(spec->tar_path);
 	memset(spec, 0, sizeof(*spec));
 }
 

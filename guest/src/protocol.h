@@ -42,7 +42,15 @@ enum run_tag {
 	TAG_USER = 0x04,
 	TAG_TTY = 0x05,
 	TAG_STDIN = 0x06,
+	TAG_TAR = 0x07,
 };
+
+/* A TAR field: the process is the agent's own tar code, not ARG's program. */
+enum tar_op {
+	TAR_CREATE = 1,  /* write a tar of path to stdout */
+	TAR_EXTRACT = 2, /* unpack the tar on stdin at path */
+};
+#define TAR_ONE_FS 0x01 /* TAR_CREATE: do not descend into other filesystems */
 
 enum config_tag {
 	CFG_HOSTNAME = 0x01,
@@ -117,6 +125,9 @@ struct run_spec {
 	int tty;     /* TTY field present */
 	uint16_t rows, cols;
 	int stdin_open; /* STDIN field present */
+	uint8_t tar_op;    /* 0 = exec ARG; else enum tar_op */
+	uint8_t tar_flags;
+	char *tar_path;
 };
 
 /*

@@ -5,21 +5,26 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` by a rename; no temporary file is left on failure.
+@contextlib.contextmanager
+def atomic_output(path: Path | str, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A file to write that replaces ``path`` by a rename once the block ends;
+    no temporary file is left on failure.
 
     The temporary file is made in the same folder (so the rename is atomic)
     with ``mode`` from the start: a secret is never readable by others, even
     for a moment.
     """
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
-            f.write(data)
+            yield f
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -27,4 +32,10 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
-__all__ = ["write_atomic"]
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` (see :func:`atomic_output`)."""
+    with atomic_output(path, mode) as f:
+        f.write(data)
+
+
+__all__ = ["atomic_output", "write_atomic"]

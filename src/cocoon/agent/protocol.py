@@ -53,6 +53,15 @@ class Field(enum.IntEnum):
     USER = 0x04
     TTY = 0x05
     STDIN = 0x06
+    TAR = 0x07
+
+
+class TarOp(enum.IntEnum):
+    CREATE = 1  # a tar of the path on stdout
+    EXTRACT = 2  # the tar on stdin unpacked at the path
+
+
+TAR_ONE_FS = 0x01  # CREATE: folders of other filesystems stay empty
 
 
 class ConfigField(enum.IntEnum):
@@ -154,6 +163,11 @@ def encode_run(spec: ProcessSpec) -> bytes:
         parts.append(_field(Field.TTY, struct.pack(">HH", *spec.tty)))
     if spec.stdin:
         parts.append(_field(Field.STDIN, b""))
+    if spec.tar is not None:
+        op, flags, path = spec.tar
+        if "\0" in path:
+            raise InvalidArgument(f"NUL byte in path {path!r}")
+        parts.append(_field(Field.TAR, bytes([op, flags]) + path.encode()))
     return b"".join(parts)
 
 
