@@ -196,3 +196,16 @@ def test_dir_volume_is_shared_by_running_containers(cc, image):
     assert [(m["Type"], m["Name"], m["Destination"], m["RW"]) for m in shown] == [
         ("volume", "vt-shared", "/shared", True)
     ]
+
+
+@as_root
+def test_the_library_takes_the_same_mounts(cocoon, image, tmp_path):
+    import cocoon as cocoon_lib
+    from cocoon.volume.mounts import BindMount, TmpfsMount
+
+    (tmp_path / "hello").write_text("from python\n")
+    mounts = [BindMount(str(tmp_path), "/data", readonly=True), TmpfsMount("/tmp", size=1 << 20)]
+    script = "cat /data/hello; ls /tmp; echo x > /data/no"
+    result = cocoon_lib.run(image, ["sh", "-c", script], mounts=mounts)
+    assert result.stdout == b"from python\n"  # the tmpfs hides the image's /tmp files
+    assert b"Read-only file system" in result.stderr

@@ -274,9 +274,12 @@ def parse_tmpfs_flag(text: str) -> TmpfsMount:
 
 
 def check_targets(mounts: Iterable[Mount]) -> None:
-    """One mount per target, as Docker requires."""
+    """Clean absolute targets (mounts made in Python skip the parsers), one per
+    target, as Docker requires."""
     seen: set[str] = set()
     for mount in mounts:
+        if _target(mount.target, f"mount on {mount.target!r}") != mount.target:
+            raise InvalidArgument(f"mount target {mount.target!r} is not a clean absolute path")
         if mount.target in seen:
             raise InvalidArgument(f"two mounts on {mount.target}: give each target once")
         seen.add(mount.target)
