@@ -70,7 +70,7 @@ def test_bind_mounts_read_only_root_and_tmpfs(cc, image, tmp_path):
     args = [
         "--read-only", "--tmpfs", "/scratch:size=8m,mode=700",
         "-v", f"{shared}:/data", "-v", f"{shared}:/ro:ro", "-v", f"{conf}:/etc/app.conf:ro",
-        "-v", f"{made}:/made",
+        "-v", f"{made}:/made", "--mount", "type=tmpfs,target=/long,tmpfs-size=1m",
     ]  # fmt: skip
     cid = ok(cc("run", "-d", *args, image, "sleep", "600")).strip()
 
@@ -98,6 +98,7 @@ def test_bind_mounts_read_only_root_and_tmpfs(cc, image, tmp_path):
     mounts = ok(sh(cc, cid, "cat /proc/mounts"))
     scratch = next(line for line in mounts.splitlines() if " /scratch " in line)
     assert "tmpfs" in scratch and "size=8192k" in scratch and "mode=700" in scratch
+    assert any(" /long tmpfs " in line and "size=1024k" in line for line in mounts.splitlines())
     assert " /tmp " not in mounts
     assert ok(sh(cc, cid, "cat /tmp/from-image")) == "image tmp\n"
 
