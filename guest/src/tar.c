@@ -374,17 +374,19 @@ static int read_pax(int in, uint64_t size, struct entry *e)
 		say("%s: %s", "extended header", E2BIG);
 		return -1;
 	}
-	static char buf[PAX_MAX + BLOCK];
+	static char buf[PAX_MAX + BLOCK + 1];
 	uint64_t padded = (size + BLOCK - 1) / BLOCK * BLOCK;
 	if (read_full(in, buf, (size_t)padded) != (ssize_t)padded) {
 		say("read %s: %s", "the archive", EPROTO);
 		return -1;
 	}
+	buf[padded] = '\0'; /* strtoul below stops there at the latest */
 	char *p = buf, *end = buf + size;
 	while (p < end) {
 		char *sp = memchr(p, ' ', (size_t)(end - p));
 		unsigned long len = strtoul(p, NULL, 10);
-		if (!sp || len == 0 || len > (unsigned long)(end - p) || p[len - 1] != '\n')
+		if (!sp || len == 0 || len > (unsigned long)(end - p) || sp + 1 >= p + len ||
+		    p[len - 1] != '\n')
 			break;
 		char *key = sp + 1, *eq = memchr(key, '=', (size_t)(p + len - key));
 		if (eq) {
@@ -420,7 +422,7 @@ static int read_pax(int in, uint64_t size, struct entry *e)
 /* A GNU long name ('L') or link ('K'): the next entry's. */
 static int read_long(int in, uint64_t size, char *to, int *have)
 {
-	if (size > NAME_MAX_LEN + 1) {
+	if (size > NAME_MAX_LEN) { /* to[size] must fit too */
 		say("%s: %s", "a name in the archive", ENAMETOOLONG);
 		return -1;
 	}
@@ -610,7 +612,7 @@ static int extract_one(const struct reader *r, struct entry *e)
 			say("link %s: %s", name, errno);
 			return -1;
 		}
-		return 0;
+		return skip(r->in, e->size);
 	}
 	case '3':
 	case '4':
@@ -627,7 +629,8 @@ static int extract_one(const struct reader *r, struct entry *e)
 		say("extract %s: %s", name, errno);
 		return -1;
 	}
-	return 0;
+	/* Only files carry data; any other entry's is skipped, never parsed. */
+	return e->type == '0' || e->type == '7' ? 0 : skip(r->in, e->size);
 }
 
 int tar_extract(int in, const char *path)
