@@ -1,6 +1,6 @@
 VENV := .venv/bin
 
-.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull example-image clean
+.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts example-image clean
 
 setup:
 	./setup.sh
@@ -36,6 +36,10 @@ bench:
 # Pull of a multi-layer image from a local docker-registry, against skopeo copy.
 bench-pull:
 	$(VENV)/python bench/pull.py
+
+# Bind mount, volume, root disk and the host folder itself: throughput, stat, start cost.
+bench-mounts:
+	$(VENV)/python bench/mounts.py
 
 # localhost/busybox:latest, a one-layer image made from Debian's busybox-static.
 example-image:

@@ -715,8 +715,11 @@ int main(void)
 	struct guest_config cfg;
 	read_config(&cfg);
 	apply_config(&cfg);
-	if (proc_ns_start(err, sizeof(err)) < 0)
+	if (user_mounts(cfg.mounts, cfg.nmounts, err, sizeof(err)) < 0)
 		fatal("%s", err);
+	if (proc_ns_start(cfg.readonly_root, err, sizeof(err)) < 0)
+		fatal("%s", err);
+	config_free(&cfg);
 
 	uint8_t ready[1 + sizeof(AGENT_VERSION) - 1];
 	ready[0] = PROTO_VERSION;

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "mounts.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "copytree.h"
 #include "util.h"
 
 #define NEWROOT "/newroot"
@@ -63,7 +65,8 @@ void mount_early(void)
 }
 
 /* Inside the new root. The image may lack the mountpoints; the upper layer
- * is writable, so they are created. */
+ * is writable, so they are created. /tmp stays the image's own folder, as
+ * in Docker: a tmpfs there only when the container asks for one. */
 static int container_mounts(char *err, size_t errlen)
 {
 	const unsigned long nsd = MS_NOSUID | MS_NODEV | MS_NOEXEC;
@@ -72,8 +75,7 @@ static int container_mounts(char *err, size_t errlen)
 	    do_mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", err, errlen) < 0 ||
 	    do_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
 		     "newinstance,ptmxmode=0666,mode=0620,gid=5", err, errlen) < 0 ||
-	    do_mount("shm", "/dev/shm", "tmpfs", nsd, "mode=1777", err, errlen) < 0 ||
-	    do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err, errlen) < 0)
+	    do_mount("shm", "/dev/shm", "tmpfs", nsd, "mode=1777", err, errlen) < 0)
 		return -1;
 
 	/* The ptmx of this devpts instance is the one programs must open. */
@@ -167,11 +169,216 @@ int setup_root(const char *root_dev, char *err, size_t errlen)
 	return old_root;
 }
 
+/* The container's own mounts, for teardown: innermost last. */
+static struct {
+	char target[MOUNT_TARGET_MAX + 1];
+	int own_sb; /* the first mount of an ext4 volume: its superblock to flush */
+} mounted[CONFIG_MAX_MOUNTS];
+static size_t nmounted;
+
+/* A file's content without its newline, or "" when it cannot be read. */
+static void read_attr(const char *path, char *out, size_t outlen)
+{
+	out[0] = '\0';
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, out, outlen - 1);
+	close(fd);
+	out[n > 0 ? n : 0] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+}
+
+/* The virtio-blk disk whose serial is `serial`: its name in /dev, and
+ * whether the host attached it read-only. Disks appear asynchronously. */
+static int find_disk(const char *serial, char *name, size_t namelen, int *readonly)
+{
+	long long deadline = now_ms() + 5000;
+	do {
+		DIR *d = opendir("/sys/block");
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			if (strncmp(e->d_name, "vd", 2))
+				continue;
+			char path[300], value[64];
+			snprintf(path, sizeof(path), "/sys/block/%s/serial", e->d_name);
+			read_attr(path, value, sizeof(value));
+			if (strcmp(value, serial))
+				continue;
+			snprintf(name, namelen, "/dev/%s", e->d_name);
+			snprintf(path, sizeof(path), "/sys/block/%s/ro", e->d_name);
+			read_attr(path, value, sizeof(value));
+			*readonly = !strcmp(value, "1");
+			closedir(d);
+			return wait_for_path(name, 1000);
+		}
+		if (d)
+			closedir(d);
+		sleep_ms(5);
+	} while (now_ms() < deadline);
+	return -1;
+}
+
+/* The target of a file bind: a file, made empty if missing. */
+static int make_file(const char *path)
+{
+	char parent[MOUNT_TARGET_MAX + 1];
+	snprintf(parent, sizeof(parent), "%s", path);
+	*strrchr(parent, '/') = '\0';
+	if (parent[0] && mkdir_p(parent, 0755) < 0)
+		return -1;
+	int fd = open(path, O_WRONLY | O_CREAT | O_NOCTTY | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+#define STAGE "/dev/.cocoon-stage"
+
+/* A file of a 9p share on target: the share is mounted where the container
+ * will not see it, the file bound, and the share let go, so nothing else of
+ * the host folder is reachable. */
+static int mount_share_file(const struct mount_spec *m, unsigned long flags, const char *data,
+			    char *err, size_t errlen)
+{
+	char file[sizeof(STAGE) + sizeof(m->file) + 1];
+	snprintf(file, sizeof(file), "%s/%s", STAGE, m->file);
+	if (do_mount(m->source, STAGE, "9p", flags, data, err, errlen) < 0)
+		return -1;
+	struct stat st;
+	int rc = -1;
+	if (lstat(file, &st) < 0 || !S_ISREG(st.st_mode))
+		snprintf(err, errlen, "%s: the shared file is gone", m->target);
+	else if (make_file(m->target) < 0)
+		snprintf(err, errlen, "make %s: %s", m->target, errstr(errno));
+	else if (mount(file, m->target, NULL, MS_BIND, NULL) < 0)
+		snprintf(err, errlen, "bind %s: %s", m->target, errstr(errno));
+	else
+		rc = 0;
+	umount2(STAGE, MNT_DETACH);
+	rmdir(STAGE);
+	return rc;
+}
+
+/* Where an earlier MOUNT already mounted the same volume disk, or NULL. */
+static const char *mounted_disk(const struct mount_spec *all, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (all[j].kind == MOUNT_EXT4 && !strcmp(all[j].source, all[i].source))
+			return all[j].target;
+	return NULL;
+}
+
+static int mount_one(const struct mount_spec *all, size_t i, char *err, size_t errlen)
+{
+	const struct mount_spec *m = &all[i];
+	unsigned long flags = MS_NOSUID * !!(m->flags & MOUNT_NOSUID) |
+			      MS_NODEV * !!(m->flags & MOUNT_NODEV) |
+			      MS_NOEXEC * !!(m->flags & MOUNT_NOEXEC);
+	int ro = !!(m->flags & MOUNT_RDONLY), own_sb = 0;
+	if (m->kind == MOUNT_9P && m->file[0]) {
+		const char *data = "trans=virtio,version=9p2000.L,msize=262144";
+		if (mount_share_file(m, flags | (ro ? MS_RDONLY : 0), data, err, errlen) < 0)
+			return -1;
+		goto done;
+	}
+	if (mkdir_p(m->target, 0755) < 0) {
+		snprintf(err, errlen, "mkdir %s: %s", m->target, errstr(errno));
+		return -1;
+	}
+	/* The image's folder, still reachable under the mount for copy-up. */
+	int under = -1;
+	if (m->flags & MOUNT_COPY_UP &&
+	    (under = open(m->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "open %s: %s", m->target, errstr(errno));
+		return -1;
+	}
+	int rc = -1;
+	if (m->kind == MOUNT_TMPFS) {
+		char data[64];
+		if (m->size)
+			snprintf(data, sizeof(data), "mode=%o,size=%llu", m->mode,
+				 (unsigned long long)m->size);
+		else
+			snprintf(data, sizeof(data), "mode=%o", m->mode);
+		rc = do_mount("tmpfs", m->target, "tmpfs", flags, data, err, errlen);
+	} else if (m->kind == MOUNT_9P) {
+		rc = do_mount(m->source, m->target, "9p", flags | (ro ? MS_RDONLY : 0),
+			      "trans=virtio,version=9p2000.L,msize=262144", err, errlen);
+	} else if (mounted_disk(all, i)) {
+		/* One superblock per disk: a second mount of it is a bind. */
+		rc = do_mount(mounted_disk(all, i), m->target, NULL, MS_BIND, NULL, err, errlen);
+	} else {
+		char dev[300];
+		int disk_ro = 0;
+		if (find_disk(m->source, dev, sizeof(dev), &disk_ro) < 0) {
+			snprintf(err, errlen, "volume disk %s for %s not found", m->source, m->target);
+		} else {
+			/* A read-only disk cannot replay its journal: noload. */
+			rc = do_mount(dev, m->target, "ext4", flags | (disk_ro ? MS_RDONLY : 0),
+				      disk_ro ? "noload" : NULL, err, errlen);
+			own_sb = !disk_ro;
+		}
+	}
+	if (rc == 0 && ro && m->kind == MOUNT_EXT4 &&
+	    mount(NULL, m->target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, NULL) < 0) {
+		snprintf(err, errlen, "make %s read-only: %s", m->target, errstr(errno));
+		rc = -1;
+	}
+	if (rc == 0 && under >= 0) {
+		int top = open(m->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		struct stat st;
+		if (top >= 0 && dir_is_empty(top) == 1 && dir_is_empty(under) == 0 && !ro &&
+		    fstat(under, &st) == 0) {
+			char why[256];
+			if (copy_tree(under, top, why, sizeof(why)) < 0 ||
+			    fchown(top, st.st_uid, st.st_gid) < 0 || fchmod(top, st.st_mode & 07777) < 0) {
+				snprintf(err, errlen, "copy the image's %s into its volume: %s", m->target,
+					 why[0] ? why : errstr(errno));
+				rc = -1;
+			}
+		}
+		if (top >= 0)
+			close(top);
+	}
+	if (under >= 0)
+		close(under);
+	if (rc < 0)
+		return -1;
+done:
+	snprintf(mounted[nmounted].target, sizeof(mounted[nmounted].target), "%s", m->target);
+	mounted[nmounted++].own_sb = own_sb;
+	return 0;
+}
+
+int user_mounts(const struct mount_spec *m, size_t n, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < n && i < CONFIG_MAX_MOUNTS; i++)
+		if (mount_one(m, i, err, errlen) < 0)
+			return -1;
+	return 0;
+}
+
+void unmount_user_mounts(void)
+{
+	while (nmounted > 0) {
+		const char *target = mounted[--nmounted].target;
+		/* Read-only writes the journal back and marks the volume clean,
+		 * even if processes of the container's namespace still hold it. */
+		if (mounted[nmounted].own_sb &&
+		    mount(NULL, target, NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			logmsg("remount %s read-only: %s", target, errstr(errno));
+		umount2(target, MNT_DETACH);
+	}
+}
+
 void teardown_mounts(int old_root)
 {
 	static const char *const subs[] = {"/sys/fs/cgroup", "/dev/pts", "/dev/shm", "/dev",
-					   "/tmp", "/proc", "/sys"};
+					   "/proc", "/sys"};
 	sync();
+	unmount_user_mounts();
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
 		umount2(subs[i], MNT_DETACH);
 	/* Read-only first: that writes everything back and marks the

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "protocol.h"
+
 /* /proc, /sys and /dev in the initramfs, so the console, the command line
  * and the devices can be reached. Failures are logged, not fatal. */
 void mount_early(void);
@@ -11,11 +13,21 @@ void mount_early(void);
 /*
  * Mounts /dev/root_dev, the container's own writable ext4 (a copy-on-write
  * overlay of its image's disk, made by the host), makes it the root, then
- * mounts the container's /proc, /sys, /dev, /dev/pts, /dev/shm and /tmp.
+ * mounts the container's /proc, /sys, /dev, /dev/pts and /dev/shm.
  * Returns an fd of the initramfs root, kept for teardown, or -1 with a
  * message in err.
  */
 int setup_root(const char *root_dev, char *err, size_t errlen);
+
+/*
+ * The container's own mounts (CONFIG's MOUNT fields, parents first): volume
+ * disks, 9p shares, tmpfs. Made in the new root before the container's
+ * namespaces, which inherit them. Returns 0, or -1 with a message in err.
+ */
+int user_mounts(const struct mount_spec *m, size_t n, char *err, size_t errlen);
+
+/* Unmounts user_mounts' mounts, innermost first; volume disks end clean. */
+void unmount_user_mounts(void);
 
 /* Unmounts what can be, so the root disk ends clean; old_root from setup_root (or -1). */
 void teardown_mounts(int old_root);

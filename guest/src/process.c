@@ -19,6 +19,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "tar.h"
 #include "userdb.h"
 #include "util.h"
 
@@ -243,6 +244,15 @@ child_main(const struct run_spec *spec, const struct child_fds *fds)
 	if (chdir(cwd) < 0)
 		child_fail(errfd, 126, "chdir \"%s\": %s", cwd, errstr(errno));
 
+	if (spec->tar_op) {
+		/* The agent's own code, not a program of the image: closing the
+		 * error pipe tells the agent it started, as an exec would. */
+		close(errfd);
+		int rc = spec->tar_op == TAR_CREATE
+				 ? tar_create(1, spec->tar_path, spec->tar_flags & TAR_ONE_FS)
+				 : tar_extract(0, spec->tar_path);
+		_exit(rc < 0 ? 1 : 0);
+	}
 	char **env = env_with_home(spec->envp, u.home);
 	if (!env)
 		child_fail(errfd, 126, "out of memory");
@@ -305,7 +315,7 @@ static void on_sigchld(int sig)
  * no handler for, which would break `kill` and Ctrl-C) and `kill -9 $$` all
  * behave as without a namespace; this process holds no descriptor at all.
  */
-static void __attribute__((noreturn)) init_main(int readyfd)
+static void __attribute__((noreturn)) init_main(int readyfd, int readonly_root)
 {
 	prctl(PR_SET_NAME, "cocoon-init", 0, 0, 0);
 	/* A /proc of this PID namespace, in a mount namespace of its own so
@@ -313,6 +323,10 @@ static void __attribute__((noreturn)) init_main(int readyfd)
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
 	    umount2("/proc", MNT_DETACH) < 0 ||
 	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		_exit(1);
+	/* Read-only for the container only: the flag is this namespace's
+	 * mount's, so the agent can still replace /etc/hosts. */
+	if (readonly_root && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
 		_exit(1);
 	close(readyfd);
 
@@ -328,7 +342,7 @@ static void __attribute__((noreturn)) init_main(int readyfd)
 	}
 }
 
-int proc_ns_start(char *err, size_t errlen)
+int proc_ns_start(int readonly_root, char *err, size_t errlen)
 {
 	int pp[2];
 	if (pipe2(pp, O_CLOEXEC) < 0) {
@@ -350,7 +364,7 @@ int proc_ns_start(char *err, size_t errlen)
 		if (init < 0)
 			_exit(1);
 		if (init == 0)
-			init_main(keep[0]);
+			init_main(keep[0], readonly_root);
 		uint8_t b[4];
 		put_be32(b, (uint32_t)init);
 		(void)write_all(keep[0], b, sizeof(b));

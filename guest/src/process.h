@@ -34,7 +34,7 @@ struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, siz
  * (with a /proc of that PID namespace); every process spawned afterwards
  * lives there. Returns 0, or -1 with a message in err.
  */
-int proc_ns_start(char *err, size_t errlen);
+int proc_ns_start(int readonly_root, char *err, size_t errlen);
 
 /* Drops the agent's handles on those namespaces, so they end with their
  * processes (before the root is unmounted). */

@@ -76,8 +76,8 @@ static int vec_push(char ***vec, size_t *count, char *s)
 
 static const char *tag_name(uint8_t tag)
 {
-	static const char *const names[] = {"ARG", "ENV", "CWD", "USER", "TTY", "STDIN"};
-	if (tag >= TAG_ARG && tag <= TAG_STDIN)
+	static const char *const names[] = {"ARG", "ENV", "CWD", "USER", "TTY", "STDIN", "TAR"};
+	if (tag >= TAG_ARG && tag <= TAG_TAR)
 		return names[tag - TAG_ARG];
 	return "unknown";
 }
@@ -143,6 +143,25 @@ int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err,
 			}
 			spec->stdin_open = 1;
 			continue;
+		case TAG_TAR:
+			if (spec->tar_op) {
+				snprintf(err, errlen, "RUN: TAR given twice");
+				goto fail;
+			}
+			if (len < 3 || (v[0] != TAR_CREATE && v[0] != TAR_EXTRACT) ||
+			    v[1] & ~TAR_ONE_FS || v[2] != '/' || memchr(v + 2, 0, len - 2)) {
+				snprintf(err, errlen, "RUN: invalid TAR field");
+				goto fail;
+			}
+			if (!(spec->tar_path = malloc((size_t)len - 1))) {
+				snprintf(err, errlen, "RUN: out of memory");
+				goto fail;
+			}
+			memcpy(spec->tar_path, v + 2, len - 2);
+			spec->tar_path[len - 2] = '\0';
+			spec->tar_op = v[0];
+			spec->tar_flags = v[1];
+			continue;
 		default:
 			snprintf(err, errlen, "RUN: unknown field tag 0x%02x", tag);
 			goto fail;
@@ -197,6 +216,7 @@ void run_spec_free(struct run_spec *spec)
 	vec_free(spec->envp);
 	free(spec->cwd);
 	free(spec->user);
+	free(spec->tar_path);
 	memset(spec, 0, sizeof(*spec));
 }
 
@@ -227,7 +247,116 @@ static const char *config_tag_name(uint8_t tag)
 	static const char *const names[] = {"HOSTNAME", "TIME", "ADDRESS", "GATEWAY", "DNS"};
 	if (tag >= CFG_HOSTNAME && tag <= CFG_DNS)
 		return names[tag - CFG_HOSTNAME];
+	if (tag == CFG_MOUNT)
+		return "MOUNT";
+	if (tag == CFG_READONLY)
+		return "READONLY";
 	return "unknown";
+}
+
+static int config_tag_known(uint8_t tag)
+{
+	return (tag >= CFG_HOSTNAME && tag <= CFG_DNS) || tag == CFG_MOUNT || tag == CFG_READONLY;
+}
+
+int mount_target_valid(const char *s, size_t len)
+{
+	if (len < 2 || len > MOUNT_TARGET_MAX || s[0] != '/' || s[len - 1] == '/')
+		return 0;
+	for (size_t i = 0; i < len;) {
+		size_t j = i + 1;
+		while (j < len && s[j] != '/')
+			j++;
+		size_t n = j - i - 1; /* the component after s[i] == '/' */
+		if (n == 0 || (n == 1 && s[i + 1] == '.') ||
+		    (n == 2 && s[i + 1] == '.' && s[i + 2] == '.'))
+			return 0;
+		i = j;
+	}
+	return 1;
+}
+
+/* A disk serial or 9p tag: what QEMU and the guest's sysfs carry unchanged. */
+static int mount_source_valid(const char *s, size_t len, size_t max)
+{
+	if (len == 0 || len > max)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '-' || c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+/* kind, flags, mode (2), size (8), then "source\0target\0file". */
+#define MOUNT_FIXED 12
+
+static int mount_parse(const uint8_t *v, uint32_t len, struct mount_spec *m, char *err,
+		       size_t errlen)
+{
+	memset(m, 0, sizeof(*m));
+	if (len < MOUNT_FIXED) {
+		snprintf(err, errlen, "CONFIG: MOUNT field of %u bytes is too short", len);
+		return -1;
+	}
+	m->kind = v[0];
+	m->flags = v[1];
+	m->mode = get_be16(v + 2);
+	m->size = get_be64(v + 4);
+	const char *s = (const char *)v + MOUNT_FIXED;
+	size_t n = len - MOUNT_FIXED;
+	const char *nul1 = memchr(s, 0, n);
+	const char *nul2 = nul1 ? memchr(nul1 + 1, 0, n - (size_t)(nul1 + 1 - s)) : NULL;
+	if (!nul2 || memchr(nul2 + 1, 0, n - (size_t)(nul2 + 1 - s))) {
+		snprintf(err, errlen, "CONFIG: MOUNT needs exactly source, target and file");
+		return -1;
+	}
+	size_t slen = (size_t)(nul1 - s), tlen = (size_t)(nul2 - nul1 - 1);
+	size_t flen = n - (size_t)(nul2 + 1 - s);
+	const char *t = nul1 + 1, *f = nul2 + 1;
+	if (m->kind < MOUNT_EXT4 || m->kind > MOUNT_TMPFS) {
+		snprintf(err, errlen, "CONFIG: MOUNT of unknown kind %u", m->kind);
+		return -1;
+	}
+	if (m->flags & ~MOUNT_FLAGS_ALL || m->mode > 07777) {
+		snprintf(err, errlen, "CONFIG: MOUNT with unknown flags or a bad mode");
+		return -1;
+	}
+	if (!mount_target_valid(t, tlen)) {
+		snprintf(err, errlen, "CONFIG: MOUNT target is not a clean absolute path");
+		return -1;
+	}
+	int source_ok = m->kind == MOUNT_TMPFS
+				? slen == 0
+				: mount_source_valid(s, slen, m->kind == MOUNT_EXT4 ? 20 : 31);
+	if (!source_ok) {
+		snprintf(err, errlen, "CONFIG: MOUNT with an invalid source");
+		return -1;
+	}
+	int file_ok = flen == 0 || (m->kind == MOUNT_9P && flen < sizeof(m->file) &&
+				    !memchr(f, '/', flen) && !(flen == 1 && f[0] == '.') &&
+				    !(flen == 2 && f[0] == '.' && f[1] == '.'));
+	if (!file_ok) {
+		snprintf(err, errlen, "CONFIG: MOUNT with an invalid file name");
+		return -1;
+	}
+	if (m->kind != MOUNT_TMPFS && (m->mode || m->size)) {
+		snprintf(err, errlen, "CONFIG: MOUNT mode and size apply to tmpfs only");
+		return -1;
+	}
+	memcpy(m->source, s, slen);
+	memcpy(m->target, t, tlen);
+	memcpy(m->file, f, flen);
+	return 0;
+}
+
+void config_free(struct guest_config *cfg)
+{
+	free(cfg->mounts);
+	cfg->mounts = NULL;
+	cfg->nmounts = 0;
 }
 
 /* The size each fixed-size CONFIG field must have (0 = variable). */
@@ -241,6 +370,8 @@ static uint32_t config_field_size(uint8_t tag)
 	case CFG_GATEWAY:
 	case CFG_DNS:
 		return 4;
+	case CFG_READONLY:
+		return 0; /* and must be empty: checked where parsed */
 	default:
 		return 0;
 	}
@@ -250,11 +381,12 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 {
 	memset(cfg, 0, sizeof(*cfg));
 	unsigned seen = 0;
+	int rc = -1;
 	size_t off = 0;
 	while (off < n) {
 		if (n - off < 5) {
 			snprintf(err, errlen, "CONFIG: truncated field header at offset %zu", off);
-			return -1;
+			goto out;
 		}
 		uint8_t tag = p[off];
 		uint32_t len = get_be32(p + off + 1);
@@ -262,24 +394,24 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 		if (len > n - off) {
 			snprintf(err, errlen, "CONFIG: field %s of %u bytes overruns the payload",
 				 config_tag_name(tag), len);
-			return -1;
+			goto out;
 		}
 		const uint8_t *v = p + off;
 		off += len;
-		if (tag < CFG_HOSTNAME || tag > CFG_DNS) {
+		if (!config_tag_known(tag)) {
 			snprintf(err, errlen, "CONFIG: unknown field tag 0x%02x", tag);
-			return -1;
+			goto out;
 		}
-		if (tag != CFG_DNS && (seen & 1u << tag)) {
+		if (tag != CFG_DNS && tag != CFG_MOUNT && (seen & 1u << tag)) {
 			snprintf(err, errlen, "CONFIG: %s given twice", config_tag_name(tag));
-			return -1;
+			goto out;
 		}
 		seen |= 1u << tag;
 		uint32_t want = config_field_size(tag);
 		if (want && len != want) {
 			snprintf(err, errlen, "CONFIG: %s field of %u bytes, expected %u",
 				 config_tag_name(tag), len, want);
-			return -1;
+			goto out;
 		}
 		switch (tag) {
 		case CFG_HOSTNAME:
@@ -287,11 +419,11 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 			if (len > HOSTNAME_MAX) {
 				snprintf(err, errlen, "CONFIG: hostname of %u bytes exceeds %d", len,
 					 HOSTNAME_MAX);
-				return -1;
+				goto out;
 			}
 			if (!hostname_valid((const char *)v, len)) {
 				snprintf(err, errlen, "CONFIG: invalid hostname (RFC 1123)");
-				return -1;
+				goto out;
 			}
 			memcpy(cfg->hostname, v, len);
 			cfg->hostname[len] = '\0';
@@ -302,7 +434,7 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 		case CFG_ADDRESS:
 			if (v[4] > 32) {
 				snprintf(err, errlen, "CONFIG: prefix length %u exceeds 32", v[4]);
-				return -1;
+				goto out;
 			}
 			cfg->has_address = 1;
 			memcpy(&cfg->address, v, 4);
@@ -315,17 +447,49 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 		case CFG_DNS:
 			if (cfg->ndns == CONFIG_MAX_DNS) {
 				snprintf(err, errlen, "CONFIG: more than %d DNS fields", CONFIG_MAX_DNS);
-				return -1;
+				goto out;
 			}
 			memcpy(&cfg->dns[cfg->ndns++], v, 4);
+			break;
+		case CFG_MOUNT:
+			if (cfg->nmounts == CONFIG_MAX_MOUNTS) {
+				snprintf(err, errlen, "CONFIG: more than %d MOUNT fields",
+					 CONFIG_MAX_MOUNTS);
+				goto out;
+			}
+			if (!cfg->mounts &&
+			    !(cfg->mounts = calloc(CONFIG_MAX_MOUNTS, sizeof(*cfg->mounts)))) {
+				snprintf(err, errlen, "CONFIG: out of memory");
+				goto out;
+			}
+			if (mount_parse(v, len, &cfg->mounts[cfg->nmounts], err, errlen) < 0)
+				goto out;
+			for (size_t i = 0; i < cfg->nmounts; i++)
+				if (!strcmp(cfg->mounts[i].target, cfg->mounts[cfg->nmounts].target)) {
+					snprintf(err, errlen, "CONFIG: two MOUNTs on one target");
+					goto out;
+				}
+			cfg->nmounts++;
+			break;
+		case CFG_READONLY:
+			if (len != 0) {
+				snprintf(err, errlen, "CONFIG: READONLY field of %u bytes, expected 0",
+					 len);
+				goto out;
+			}
+			cfg->readonly_root = 1;
 			break;
 		}
 	}
 	if (cfg->has_gateway && !cfg->has_address) {
 		snprintf(err, errlen, "CONFIG: GATEWAY without ADDRESS");
-		return -1;
+		goto out;
 	}
-	return 0;
+	rc = 0;
+out:
+	if (rc < 0)
+		config_free(cfg);
+	return rc;
 }
 
 int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen)

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 #define FRAME_HDR_LEN 9
 #define FRAME_MAX_PAYLOAD (4u << 20)
 
@@ -42,7 +42,15 @@ enum run_tag {
 	TAG_USER = 0x04,
 	TAG_TTY = 0x05,
 	TAG_STDIN = 0x06,
+	TAG_TAR = 0x07,
 };
+
+/* A TAR field: the process is the agent's own tar code, not ARG's program. */
+enum tar_op {
+	TAR_CREATE = 1,  /* write a tar of path to stdout */
+	TAR_EXTRACT = 2, /* unpack the tar on stdin at path */
+};
+#define TAR_ONE_FS 0x01 /* TAR_CREATE: do not descend into other filesystems */
 
 enum config_tag {
 	CFG_HOSTNAME = 0x01,
@@ -50,6 +58,8 @@ enum config_tag {
 	CFG_ADDRESS = 0x03,
 	CFG_GATEWAY = 0x04,
 	CFG_DNS = 0x05,
+	CFG_MOUNT = 0x10,
+	CFG_READONLY = 0x11,
 };
 
 struct frame_hdr {
@@ -115,6 +125,9 @@ struct run_spec {
 	int tty;     /* TTY field present */
 	uint16_t rows, cols;
 	int stdin_open; /* STDIN field present */
+	uint8_t tar_op;    /* 0 = exec ARG; else enum tar_op */
+	uint8_t tar_flags;
+	char *tar_path;
 };
 
 /*
@@ -130,6 +143,37 @@ void run_spec_free(struct run_spec *spec);
 /* More name servers than this are not used by any resolver. */
 #define CONFIG_MAX_DNS 8
 
+/* Mounts one container may have; more are refused. */
+#define CONFIG_MAX_MOUNTS 64
+/* A mount's target path, in bytes. */
+#define MOUNT_TARGET_MAX 1024
+
+enum mount_kind {
+	MOUNT_EXT4 = 1,  /* a volume's virtio-blk disk, found by its serial */
+	MOUNT_9P = 2,    /* a host folder shared over virtio-9p, by its tag */
+	MOUNT_TMPFS = 3,
+};
+
+enum mount_flag {
+	MOUNT_RDONLY = 0x01,
+	MOUNT_COPY_UP = 0x02, /* an empty volume first gets the image's files at target */
+	MOUNT_NOEXEC = 0x04,
+	MOUNT_NOSUID = 0x08,
+	MOUNT_NODEV = 0x10,
+};
+#define MOUNT_FLAGS_ALL 0x1f
+
+/* One MOUNT field. Strings are NUL-terminated copies. */
+struct mount_spec {
+	uint8_t kind;
+	uint8_t flags;
+	uint16_t mode;     /* tmpfs */
+	uint64_t size;     /* tmpfs, bytes; 0 = the kernel's default */
+	char source[32];   /* ext4: the disk's serial; 9p: the mount tag; tmpfs: "" */
+	char target[MOUNT_TARGET_MAX + 1];
+	char file[256];    /* 9p: a file of the share bound on target; "" = the share */
+};
+
 /* A CONFIG payload: the per-container settings, applied before READY. */
 struct guest_config {
 	char hostname[HOSTNAME_MAX + 1]; /* "" = keep the kernel's */
@@ -141,6 +185,9 @@ struct guest_config {
 	uint32_t gateway;                /* network byte order */
 	uint32_t dns[CONFIG_MAX_DNS];    /* network byte order */
 	size_t ndns;
+	struct mount_spec *mounts; /* in mount order; free with config_free */
+	size_t nmounts;
+	int readonly_root;         /* the container sees / read-only */
 };
 
 /*
@@ -148,6 +195,10 @@ struct guest_config {
  * an invalid field is never applied partly or truncated.
  */
 int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err, size_t errlen);
+void config_free(struct guest_config *cfg);
+
+/* A clean absolute path: no empty, `.` or `..` component, no trailing `/`, not `/`. */
+int mount_target_valid(const char *s, size_t len);
 
 /* RFC 1123: dot-separated labels of letters, digits and inner hyphens,
  * at most HOSTNAME_MAX bytes in all. */

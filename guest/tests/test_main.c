@@ -1,7 +1,8 @@
 /* Unit tests of the agent's pure parts: framing, RUN and CONFIG fields
  * (also against the shared vectors of docs/guest-protocol-vectors.txt, whose
  * path is the first argument), boot parameters, user resolution, the byte
- * queue, and the helpers of process.c, mounts.c and net.c. Built with the
+ * queue, the helpers of process.c, mounts.c and net.c, and the agent's tar
+ * and copy-up (on a temporary folder). Built with the
  * host's gcc. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -16,8 +17,11 @@
 #include "mounts.h"
 #include "net.h"
 #include "process.h"
+#include "copytree.h"
 #include "protocol.h"
+#include "tar.h"
 #include "userdb.h"
+#include <sys/stat.h>
 
 static int passed, failed;
 
@@ -171,9 +175,9 @@ static void test_run(void)
 	sfield(&p, TAG_ARG, "x");
 	sfield(&p, TAG_ENV, "A=1");
 	sfield(&p, TAG_CWD, "/");
-	sfield(&p, 0x07, "?");
+	sfield(&p, 0x08, "?");
 	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
-	CHECK(strstr(err, "unknown field tag 0x07") != NULL);
+	CHECK(strstr(err, "unknown field tag 0x08") != NULL);
 	CHECK(s.argv == NULL && s.cwd == NULL);
 
 	/* A field length overrunning the payload. */
@@ -342,6 +346,138 @@ static void test_mounts(void)
 	CHECK(!device_name_valid("disk/by-id"));
 }
 
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static int text_is(const char *path, const char *text)
+{
+	char buf[256] = "";
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strcmp(buf, text) == 0;
+}
+
+/* A tar the agent writes unpacks as the same tree; copy-up copies it too. */
+static void test_tar(void)
+{
+	char name[] = "ABC";
+	CHECK(tar_clean_name(name) == 0 && str_eq(name, "ABC"));
+	char abs[] = "//a/./b//c/";
+	CHECK(tar_clean_name(abs) == 0 && str_eq(abs, "a/b/c"));
+	char up[] = "a/../../etc/passwd", dot[] = "./", dots[] = "..";
+	CHECK(tar_clean_name(up) < 0 && tar_clean_name(dot) < 0 && tar_clean_name(dots) < 0);
+	uint64_t v;
+	CHECK(tar_number((const uint8_t *)"0000644\0", 8, &v) == 0 && v == 0644);
+	CHECK(tar_number((const uint8_t *)"00006x4\0", 8, &v) < 0);
+	const uint8_t big[12] = {0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
+	CHECK(tar_number(big, 12, &v) == 0 && v == 256);
+
+	char tmp[] = "/tmp/cocoon-tar-XXXXXX";
+	if (!mkdtemp(tmp)) {
+		CHECK(0);
+		return;
+	}
+	char p[512], longname[300];
+	memset(longname, 'n', 150);
+	longname[150] = '\0';
+	snprintf(p, sizeof(p), "%s/src", tmp);
+	mkdir(p, 0750);
+	snprintf(p, sizeof(p), "%s/src/sub", tmp);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/src/sub/%s", tmp, longname);
+	write_text(p, "long\n");
+	snprintf(p, sizeof(p), "%s/src/file", tmp);
+	write_text(p, "hello\n");
+	chmod(p, 0640);
+	snprintf(p, sizeof(p), "%s/src/link", tmp);
+	CHECK(symlink("../../etc/passwd", p) == 0);
+
+	snprintf(p, sizeof(p), "%s/src.tar", tmp);
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	snprintf(p, sizeof(p), "%s/src", tmp);
+	CHECK(fd >= 0 && tar_create(fd, p, 0) == 0);
+	/* Into an existing folder, then as a new name. */
+	snprintf(p, sizeof(p), "%s/out", tmp);
+	mkdir(p, 0755);
+	lseek(fd, 0, SEEK_SET);
+	CHECK(tar_extract(fd, p) == 0);
+	snprintf(p, sizeof(p), "%s/renamed", tmp);
+	lseek(fd, 0, SEEK_SET);
+	CHECK(tar_extract(fd, p) == 0);
+	close(fd);
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/out/src/file", tmp);
+	CHECK(text_is(p, "hello\n") && stat(p, &st) == 0 && (st.st_mode & 07777) == 0640);
+	snprintf(p, sizeof(p), "%s/out/src", tmp);
+	CHECK(stat(p, &st) == 0 && (st.st_mode & 07777) == 0750);
+	snprintf(p, sizeof(p), "%s/renamed/sub/%s", tmp, longname);
+	CHECK(text_is(p, "long\n"));
+	char link[64] = "";
+	snprintf(p, sizeof(p), "%s/renamed/link", tmp);
+	CHECK(readlink(p, link, sizeof(link) - 1) > 0 && str_eq(link, "../../etc/passwd"));
+
+	/* copy-up: into an empty folder (lost+found aside), owners and modes kept. */
+	snprintf(p, sizeof(p), "%s/copy", tmp);
+	mkdir(p, 0755);
+	int dst = open(p, O_RDONLY | O_DIRECTORY);
+	snprintf(p, sizeof(p), "%s/copy/lost+found", tmp);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/src", tmp);
+	int src = open(p, O_RDONLY | O_DIRECTORY);
+	char err[256];
+	CHECK(dir_is_empty(dst) == 1 && dir_is_empty(src) == 0);
+	CHECK(copy_tree(src, dst, err, sizeof(err)) == 0);
+	CHECK(dir_is_empty(dst) == 0);
+	close(src);
+	close(dst);
+	snprintf(p, sizeof(p), "%s/copy/file", tmp);
+	CHECK(text_is(p, "hello\n") && stat(p, &st) == 0 && (st.st_mode & 07777) == 0640);
+
+	/* A hostile archive: an entry that climbs out is refused. */
+	snprintf(p, sizeof(p), "%s/evil.tar", tmp);
+	fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	uint8_t h[1024] = {0};
+	snprintf((char *)h, 100, "../escaped");
+	memcpy(h + 100, "0000644", 8);
+	memcpy(h + 108, "0000000", 8);
+	memcpy(h + 116, "0000000", 8);
+	memcpy(h + 124, "00000000000", 12);
+	memcpy(h + 136, "00000000000", 12);
+	h[156] = '0';
+	memcpy(h + 257, "ustar", 6);
+	unsigned sum = 0;
+	for (int i = 0; i < 512; i++)
+		sum += (i >= 148 && i < 156) ? ' ' : h[i];
+	snprintf((char *)h + 148, 8, "%06o", sum);
+	CHECK(tar_header_ok(h));
+	CHECK(write(fd, h, sizeof(h)) == (ssize_t)sizeof(h));
+	lseek(fd, 0, SEEK_SET);
+	snprintf(p, sizeof(p), "%s/out", tmp);
+	int saved = dup(2), null = open("/dev/null", O_WRONLY);
+	dup2(null, 2); /* the refusal is said on stderr */
+	CHECK(tar_extract(fd, p) < 0);
+	dup2(saved, 2);
+	close(saved);
+	close(null);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/escaped", tmp);
+	CHECK(access(p, F_OK) < 0);
+
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	CHECK(system(cmd) == 0);
+}
+
 static void test_process_helpers(void)
 {
 	char out[32];
@@ -432,6 +568,17 @@ static void check_vector(const char *kind, const char *name, const char *result,
 			CHECK(c.has_gateway && c.gateway == ip4("192.168.64.1"));
 			CHECK(c.ndns == 2 && c.dns[0] == ip4("192.168.64.1") && c.dns[1] == ip4("1.1.1.1"));
 		}
+		if (strcmp(name, "mounts") == 0) {
+			CHECK(c.nmounts == 3 && c.readonly_root);
+			CHECK(c.mounts[0].kind == MOUNT_EXT4 && c.mounts[0].flags == MOUNT_COPY_UP);
+			CHECK_STR(c.mounts[0].source, "cocoon-vol0");
+			CHECK_STR(c.mounts[0].target, "/data");
+			CHECK(c.mounts[1].kind == MOUNT_9P && c.mounts[1].flags == MOUNT_RDONLY);
+			CHECK_STR(c.mounts[1].file, "app.conf");
+			CHECK(c.mounts[2].kind == MOUNT_TMPFS && c.mounts[2].mode == 01777);
+			CHECK(c.mounts[2].size == 65536 && c.mounts[2].flags == MOUNT_NOEXEC);
+		}
+		config_free(&c);
 	} else if (strcmp(kind, "run") == 0) {
 		struct run_spec r;
 		int rc = run_spec_parse(b, n, &r, err, sizeof(err));
@@ -641,6 +788,10 @@ static void test_fuzz(void)
 		if (config_parse(data, n, &c, err, sizeof(err)) == 0) {
 			if (c.ndns > CONFIG_MAX_DNS || (c.hostname[0] && !hostname_valid(c.hostname, strlen(c.hostname))))
 				bad++;
+			for (size_t i = 0; i < c.nmounts; i++)
+				if (!mount_target_valid(c.mounts[i].target, strlen(c.mounts[i].target)))
+					bad++;
+			config_free(&c);
 		} else if (!err[0]) {
 			bad++;
 		}
@@ -663,6 +814,7 @@ int main(int argc, char **argv)
 	test_hostnames();
 	test_net();
 	test_mounts();
+	test_tar();
 	test_process_helpers();
 	test_keep_fds();
 	test_users();

@@ -12,6 +12,7 @@ _PACKAGES = {
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-img": "qemu-utils",
     "mkfs.ext4": "e2fsprogs",
+    "debugfs": "e2fsprogs",
     "fakeroot": "fakeroot",
     "musl-gcc": "musl-tools",
     "nft": "nftables",

@@ -18,6 +18,9 @@ from cocoon.agent.protocol import (
     Decoder,
     Field,
     GuestConfig,
+    GuestMount,
+    MountFlag,
+    MountKind,
     Msg,
     encode,
     encode_run,
@@ -105,6 +108,12 @@ def test_encoders_produce_the_shared_vectors():
     )
     assert vectors("config")["basic"] == ("ok", config.encode())
     assert vectors("config")["empty"] == ("ok", GuestConfig().encode())
+    mounts = [
+        GuestMount(MountKind.EXT4, "/data", "cocoon-vol0", flags=MountFlag.COPY_UP),
+        GuestMount(MountKind.NINEP, "/etc/app.conf", "cocoon.m0", "app.conf", MountFlag.RDONLY),
+        GuestMount(MountKind.TMPFS, "/run", flags=MountFlag.NOEXEC, mode=0o1777, size=65536),
+    ]
+    assert vectors("config")["mounts"] == ("ok", GuestConfig(mounts=mounts, readonly=True).encode())
     spec = ProcessSpec(
         args=["sh", "-c", "echo hi"],
         env=["PATH=/bin"],

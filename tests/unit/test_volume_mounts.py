@@ -9,6 +9,7 @@ from cocoon.volume.mounts import (
     VolumeMount,
     check_image_paths,
     check_name,
+    check_targets,
     from_flags,
     from_json,
     parse_mount_flag,
@@ -211,3 +212,9 @@ def test_image_paths(tmp_path):
     for mount, error in bad:
         with pytest.raises(InvalidArgument, match=error):
             check_image_paths([mount], image)
+
+
+@pytest.mark.parametrize("target", ["data", "/a/../b", "/a/", "/", "//x"])
+def test_mounts_made_in_python_need_clean_targets(target):
+    with pytest.raises(InvalidArgument):
+        check_targets([TmpfsMount(target)])

@@ -19,7 +19,7 @@ from cocoon.text import printable
 if TYPE_CHECKING:
     from cocoon.agent.spec import ProcessSpec
 
-VERSION = 2
+VERSION = 3
 # Room for a RUN of everything execve(2) takes (ARG_MAX, 2 MiB) and its field headers.
 MAX_PAYLOAD = 4 << 20
 HEADER = struct.Struct(">IBI")
@@ -54,6 +54,15 @@ class Field(enum.IntEnum):
     USER = 0x04
     TTY = 0x05
     STDIN = 0x06
+    TAR = 0x07
+
+
+class TarOp(enum.IntEnum):
+    CREATE = 1  # a tar of the path on stdout
+    EXTRACT = 2  # the tar on stdin unpacked at the path
+
+
+TAR_ONE_FS = 0x01  # CREATE: folders of other filesystems stay empty
 
 
 class ConfigField(enum.IntEnum):
@@ -62,6 +71,23 @@ class ConfigField(enum.IntEnum):
     ADDRESS = 0x03
     GATEWAY = 0x04
     DNS = 0x05
+    MOUNT = 0x10
+    READONLY = 0x11
+
+
+class MountKind(enum.IntEnum):
+    EXT4 = 1  # a volume's virtio-blk disk, found by its serial
+    NINEP = 2  # a host folder shared over virtio-9p, by its mount tag
+    TMPFS = 3
+
+
+class MountFlag(enum.IntFlag):
+    NONE = 0
+    RDONLY = 0x01
+    COPY_UP = 0x02  # an empty volume first gets the image's files at target
+    NOEXEC = 0x04
+    NOSUID = 0x08
+    NODEV = 0x10
 
 
 _KNOWN = frozenset(int(m) for m in Msg)
@@ -138,7 +164,32 @@ def encode_run(spec: ProcessSpec) -> bytes:
         parts.append(_field(Field.TTY, struct.pack(">HH", *spec.tty)))
     if spec.stdin:
         parts.append(_field(Field.STDIN, b""))
+    if spec.tar is not None:
+        op, flags, path = spec.tar
+        if "\0" in path:
+            raise InvalidArgument(f"NUL byte in path {path!r}")
+        parts.append(_field(Field.TAR, bytes([op, flags]) + path.encode()))
     return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class GuestMount:
+    """One MOUNT field: what the agent mounts on ``target`` before READY."""
+
+    kind: MountKind
+    target: str
+    source: str = ""  # the disk's serial (EXT4) or the share's tag (NINEP)
+    file: str = ""  # NINEP: bind this file of the share on target
+    flags: MountFlag = MountFlag.NONE
+    mode: int = 0  # TMPFS
+    size: int = 0  # TMPFS, bytes; 0 = the guest kernel's default
+
+    def encode(self) -> bytes:
+        strings = (self.source, self.target, self.file)
+        if any("\0" in text for text in strings):
+            raise InvalidArgument(f"NUL byte in the mount on {self.target!r}")
+        head = struct.pack(">BBHQ", self.kind, self.flags, self.mode, self.size)
+        return _field(ConfigField.MOUNT, head + b"\0".join(t.encode() for t in strings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +201,8 @@ class GuestConfig:
     address: str | None = None  # eth0's A.B.C.D/N; None = no network but lo
     gateway: str | None = None
     dns: Sequence[str] = ()
+    mounts: Sequence[GuestMount] = ()  # parents first
+    readonly: bool = False  # the container's root is read-only
 
     def encode(self) -> bytes:
         parts = []
@@ -165,6 +218,9 @@ class GuestConfig:
             gateway = _ipv4(ipaddress.IPv4Address, self.gateway).packed
             parts.append(_field(ConfigField.GATEWAY, gateway))
         parts += [_field(ConfigField.DNS, _ipv4(ipaddress.IPv4Address, a).packed) for a in self.dns]
+        parts += [m.encode() for m in self.mounts]
+        if self.readonly:
+            parts.append(_field(ConfigField.READONLY, b""))
         return b"".join(parts)
 
 

@@ -19,6 +19,9 @@ class ProcessSpec:
     user: str = "0:0"
     tty: tuple[int, int] | None = None  # (rows, columns)
     stdin: bool = False
+    # (protocol.TarOp, flags, absolute path): the agent's own tar runs instead
+    # of args (cp, export); never part of a record.
+    tar: tuple[int, int, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

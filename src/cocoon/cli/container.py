@@ -50,6 +50,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
     p = verb("rm", "Remove containers", _rm)
     p.add_argument("-f", "--force", action="store_true", help="kill running containers first")
+    p.add_argument(
+        "-v", "--volumes", action="store_true", help="remove their anonymous volumes too"
+    )
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     for name in ("ls", "ps"):
@@ -141,7 +144,7 @@ def _kill(args: argparse.Namespace) -> int:
 def _rm(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
-    return _each(args, lambda ref: manager.remove(ref, args.force))
+    return _each(args, lambda ref: manager.remove(ref, args.force, volumes=args.volumes))
 
 
 def _ls(args: argparse.Namespace) -> int:

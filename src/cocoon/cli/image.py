@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     load.add_argument("path", help="OCI layout folder, OCI layout tar, or docker-archive tar")
     load.set_defaults(handler=load_images)
+    imp = sub.add_parser(
+        "import", help="Make a one-layer image of a root filesystem tar (from export)"
+    )
+    imp.add_argument("file", metavar="FILE|-", help="the tar (plain or gzip); - for stdin")
+    imp.add_argument("reference", nargs="?", metavar="REF", help="name to tag it with")
+    imp.set_defaults(handler=import_image)
 
     pull = sub.add_parser("pull", help="Pull an image from a registry")
     pull.add_argument("reference", help="image reference, e.g. registry:5000/ns/app:1")
@@ -135,6 +142,24 @@ def load_images(args: argparse.Namespace) -> int:
     for image in load(ImageStore(), args.path):
         names = ", ".join(image.references) or "untagged"
         print(f"Loaded image {image.short_id} ({names})")
+    return 0
+
+
+def import_image(args: argparse.Namespace) -> int:
+    from cocoon.errors import InvalidArgument
+    from cocoon.image.rootfs_import import import_rootfs
+    from cocoon.image.store import ImageStore
+
+    if args.file == "-":
+        image = import_rootfs(ImageStore(), sys.stdin.buffer, args.reference)
+    else:
+        try:
+            f = open(args.file, "rb")  # noqa: SIM115
+        except OSError as e:
+            raise InvalidArgument(f"{args.file}: {e.strerror}") from e
+        with f:
+            image = import_rootfs(ImageStore(), f, args.reference)
+    print(image.id)
     return 0
 
 

@@ -46,8 +46,10 @@ _VERB_MODULES = {
     "network": "network",
     "volume": "volume",
     "system": "system",
+    "cp": "copy",
+    "export": "copy",
 }
-_ORDER = ("run", "container", "image", "registry", "network", "volume", "system")
+_ORDER = ("run", "container", "copy", "image", "registry", "network", "volume", "system")
 
 
 def _verb_of(argv: list[str]) -> str | None:

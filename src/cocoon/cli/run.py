@@ -101,12 +101,40 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
         metavar="size=SIZE",
         help="the container's disk size, at least the image's (default: the image's, 8g)",
     )
+    add_mount_flags(p)
     p.add_argument("image", help="image reference or id")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
 
+def add_mount_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="[SRC:]DST[:ro|rw]",
+        help="mount a host folder (SRC a path) or a volume (SRC a name; none = anonymous)",
+    )
+    p.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="type=bind|volume|tmpfs,...",
+        help="mount, Docker's long form (source=, target=, readonly, ...)",
+    )
+    p.add_argument(
+        "--tmpfs",
+        action="append",
+        default=[],
+        metavar="DST[:size=,mode=]",
+        help="mount a memory filesystem",
+    )
+    p.add_argument("--read-only", action="store_true", help="mount the root read-only")
+
+
 def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> RunOptions:
     from cocoon.container.options import RunOptions
+    from cocoon.volume.mounts import from_flags
 
     return RunOptions(
         command=args.command or None,
@@ -129,6 +157,8 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
         add_hosts=args.add_host,
         publish=args.publish,
         storage_opts=args.storage_opt,
+        mounts=from_flags(args.volume, args.mount, args.tmpfs),
+        read_only=args.read_only,
     )
 
 

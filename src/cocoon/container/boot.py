@@ -7,6 +7,7 @@ needs to boot the VM again is in the record's typed configuration.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Sequence
@@ -14,13 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cocoon.agent.listener import Listener
-from cocoon.container import network
+from cocoon.container import network, volumes
 from cocoon.container import record as records
 from cocoon.container.config import ContainerConfig
 from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
 from cocoon.container.spec import check_hostname, process_spec
-from cocoon.errors import ExternalError, InvalidArgument
+from cocoon.errors import CocoonError, ExternalError, InvalidArgument
 from cocoon.image.registry import resolve_or_pull
 from cocoon.image.store import ImageStore
 from cocoon.rootfs.disks import check_disk_size, container_disk, image_disk
@@ -79,6 +80,7 @@ def create(
     rootfs = image_disk(store, img)
     if disk_size is not None:
         check_disk_size(rootfs, disk_size)
+    volumes.check(list(opts.mounts), rootfs)
     timings["prepare"] = time.monotonic() - t0
 
     rec = records.create(
@@ -113,10 +115,15 @@ def create(
                 add_hosts=opts.add_hosts,
                 publish=opts.publish,
             ),
+            read_only=opts.read_only,
         )
+        # Last: on a failure, what it made is undone by forget below.
+        rec.config.mounts = volumes.prepare(list(opts.mounts), rec.id, rec.name)
         container_disk(records.folder(rec.id) / DISK, rootfs, disk_size)
         records.save(rec)
     except BaseException:
+        if rec.config is not None:
+            volumes.forget(rec, remove_volumes=True)
         discard(rec.id)
         raise
     timings["container_setup"] = time.monotonic() - t0 - timings["prepare"]
@@ -130,17 +137,23 @@ class BootedVM:
     channel: Channel
     network: network.Plug
     spawned_at: float  # time.monotonic() just before the VMM was started
+    rec: Record
 
     def close(self) -> None:
-        """Kill the VM if it is still up, drop the agent socket, stop forwarding ports."""
+        """Kill the VM if it is still up, drop the agent socket, stop forwarding
+        ports, free its disk volumes for other containers."""
         self.machine.kill()
         self.channel.close()
         self.listener.close()
         self.network.close()
+        volumes.release(self.rec)
 
 
-def machine_spec(rec: Record, net: network.Plug) -> vms.MachineSpec:
+def machine_spec(
+    rec: Record, net: network.Plug, mounts: volumes.Attached | None = None
+) -> vms.MachineSpec:
     """The VM that runs ``rec``, in the VM layer's neutral terms."""
+    mounts = mounts or volumes.Attached()
     config = rec.settings
     folder = records.folder(rec.id)
     sockets = records.sock_dir(rec.id)
@@ -151,7 +164,8 @@ def machine_spec(rec: Record, net: network.Plug) -> vms.MachineSpec:
         accel=config.accel,
         cpus=config.cpus,
         memory_mib=config.memory_mib,
-        disks=[vms.Disk(folder / DISK, format="qcow2")],
+        disks=[vms.Disk(folder / DISK, format="qcow2"), *mounts.disks],
+        shares=mounts.shares,
         net=net.device,
         agent_socket=sockets / "agent.sock",
         control_socket=sockets / "vmm.sock",
@@ -179,10 +193,12 @@ def boot(
         listener.close()
         raise
     try:
-        machine = backend.create(machine_spec(rec, net))
+        mounts = volumes.attach(rec)
+        machine = backend.create(machine_spec(rec, net, mounts))
     except BaseException:
         listener.close()
         net.close()
+        volumes.release(rec)
         raise
     t1 = time.monotonic()
     try:
@@ -196,7 +212,13 @@ def boot(
         try:
             channel = listener.accept(machine.events, BOOT_TIMEOUT)
             timings["vmm_start"] = time.monotonic() - t1
-            guest = GuestConfig(rec.settings.hostname, time.time_ns(), **net.guest)
+            guest = GuestConfig(
+                rec.settings.hostname,
+                time.time_ns(),
+                **net.guest,
+                mounts=mounts.guest,
+                readonly=rec.settings.read_only,
+            )
             channel.send(Msg.CONFIG, 0, guest.encode())
             # Queued in the port until the agent is up, in the order it must
             # act on them: /etc/hosts before the process that may read it.
@@ -214,17 +236,21 @@ def boot(
         machine.kill()
         listener.close()
         net.close()
+        volumes.release(rec)
         raise
     timings["kernel_to_agent"] = time.monotonic() - t1 - timings["vmm_start"]
-    return BootedVM(machine, listener, channel, net, t1)
+    return BootedVM(machine, listener, channel, net, t1, rec)
 
 
 def remove_sockets(container_id: str) -> None:
     shutil.rmtree(records.sock_dir(container_id), ignore_errors=True)
 
 
-def discard(container_id: str) -> None:
-    """Remove the container for good: its record, disk and network address."""
+def discard(container_id: str, *, remove_volumes: bool = False) -> None:
+    """Remove the container for good: its record, disk and network address;
+    its anonymous volumes too with ``remove_volumes`` (rm -v, run --rm)."""
+    with contextlib.suppress(CocoonError):  # no record (yet), or unreadable
+        volumes.forget(records.load(container_id), remove_volumes=remove_volumes)
     network.release(container_id)
     records.remove(container_id)
 

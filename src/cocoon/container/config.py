@@ -14,8 +14,12 @@ from typing import Any
 from cocoon.agent.spec import ProcessSpec
 from cocoon.errors import Corrupt
 from cocoon.network.ports import PortSpec
+from cocoon.volume import mounts as mount_model
+from cocoon.volume.mounts import Mount
 
-VERSION = 1
+# 2: mounts, read-only root and disk size; a cocoon that knows only 1 must not
+# start such a container without them.
+VERSION = 2
 
 
 @dataclass(slots=True)
@@ -55,12 +59,15 @@ class ContainerConfig:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     stop_signal: str | None = None
     disk_size: int | None = None  # bytes, when larger than the image's filesystem
+    mounts: list[Mount] = field(default_factory=list)  # as made by volume.plan.prepare
+    read_only: bool = False
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["process"] = self.process.to_json()
         data["network"] = self.network.to_json()
+        data["mounts"] = [mount_model.to_json(m) for m in self.mounts]
         return data
 
     @classmethod
@@ -79,6 +86,8 @@ class ContainerConfig:
                 network=NetworkSettings.from_json(data.get("network")),
                 stop_signal=data.get("stop_signal"),
                 disk_size=data.get("disk_size"),
+                mounts=[mount_model.from_json(m) for m in data.get("mounts", [])],
+                read_only=bool(data.get("read_only", False)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

@@ -113,7 +113,7 @@ class Lifecycle:
         """Let go of the container: its sockets, its lock, and all of it if made with --rm."""
         boot.remove_sockets(self.id)
         if self.rec is not None and self.rec.remove:
-            boot.discard(self.id)
+            boot.discard(self.id, remove_volumes=True)
         if self._owner is not None:
             self._owner.close()
             self._owner = None

@@ -91,7 +91,7 @@ def reconcile(record: Record) -> Record:
         from cocoon.container import boot  # boot needs the network layer; reconcile rarely does
 
         shutil.rmtree(records.sock_dir(record.id), ignore_errors=True)
-        boot.discard(record.id)
+        boot.discard(record.id, remove_volumes=True)
         raise NotFound(f"no such container: {record.name} (removed: it was run with --rm)")
     return record
 

@@ -20,7 +20,7 @@ from typing import Any
 from cocoon.agent.protocol import Msg
 from cocoon.agent.session import ExitStatus, Process
 from cocoon.agent.spec import ProcessSpec
-from cocoon.container import boot, control, liveness
+from cocoon.container import boot, control, liveness, volumes
 from cocoon.container import record as records
 from cocoon.container.config import NetworkSettings
 from cocoon.container.options import RunOptions
@@ -166,14 +166,15 @@ def kill(ref: str, signal_name: str = "SIGKILL") -> Record:
     return rec
 
 
-def remove(ref: str, force: bool = False) -> Record:
+def remove(ref: str, force: bool = False, *, volumes: bool = False) -> Record:
+    """Remove a container; with ``volumes`` its anonymous volumes too (rm -v)."""
     rec = get(ref)
     check(Op.FORCE_REMOVE if force else Op.REMOVE, rec.state, rec.name)
     if rec.state == State.RUNNING:
         rec = stop(rec.id, timeout=0, signal_name="SIGKILL")
     liveness.kill_orphan_vm(rec)
     boot.remove_sockets(rec.id)
-    boot.discard(rec.id)
+    boot.discard(rec.id, remove_volumes=volumes)
     return rec
 
 
@@ -229,6 +230,8 @@ def inspect(ref: str) -> dict[str, Any]:
             "accel": config.accel,
         },
         "network": _network_view(config.network),
+        "mounts": volumes.view(config.mounts),
+        "read_only": config.read_only,
         "log_path": str(records.folder(rec.id) / "container.log"),
         "auto_remove": rec.remove,
     }

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cocoon.volume.mounts import Mount
+
 DEFAULT_MEMORY = "512m"
 
 
@@ -35,6 +37,8 @@ class RunOptions:
     add_hosts: Sequence[str] = ()  # NAME:IP
     publish: Sequence[str] = ()  # [HOSTIP:]HOSTPORT:CPORT[/tcp|udp]
     storage_opts: Sequence[str] = ()  # KEY=VALUE, Docker's --storage-opt: size=SIZE
+    mounts: Sequence[Mount] = ()  # cocoon.volume.mounts.from_flags(-v, --mount, --tmpfs)
+    read_only: bool = False  # the container's root filesystem
 
 
 __all__ = ["DEFAULT_MEMORY", "RunOptions"]

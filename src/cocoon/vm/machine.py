@@ -21,6 +21,7 @@ class Disk:
     path: Path
     format: str = "raw"  # or "qcow2", whose backing file the VMM opens read-only
     readonly: bool = False
+    serial: str | None = None  # what the guest reads in /sys/block/*/serial to find it
 
 
 @dataclass(frozen=True, slots=True)

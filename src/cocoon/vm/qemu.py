@@ -96,10 +96,11 @@ def command(spec: MachineSpec) -> list[str]:
         # cache=unsafe: the guest syncs before power-off and a crashed
         # container's disk is not worth fsync on every write.
         readonly = ",readonly=on" if disk.readonly else ""
+        serial = f",serial={_option(disk.serial)}" if disk.serial else ""
         argv += [
             "-drive", f"id=d{i},file={_option(str(disk.path))},format={disk.format},"
                       f"if=none,cache=unsafe{readonly}",
-            "-device", f"virtio-blk-device,drive=d{i}",
+            "-device", f"virtio-blk-device,drive=d{i}{serial}",
         ]  # fmt: skip
     for i, share in enumerate(spec.shares):
         readonly = ",readonly=on" if share.readonly else ""

@@ -274,9 +274,12 @@ def parse_tmpfs_flag(text: str) -> TmpfsMount:
 
 
 def check_targets(mounts: Iterable[Mount]) -> None:
-    """One mount per target, as Docker requires."""
+    """Clean absolute targets (mounts made in Python skip the parsers), one per
+    target, as Docker requires."""
     seen: set[str] = set()
     for mount in mounts:
+        if _target(mount.target, f"mount on {mount.target!r}") != mount.target:
+            raise InvalidArgument(f"mount target {mount.target!r} is not a clean absolute path")
         if mount.target in seen:
             raise InvalidArgument(f"two mounts on {mount.target}: give each target once")
         seen.add(mount.target)
@@ -310,7 +313,8 @@ def check_image_paths(mounts: Iterable[Mount], image_kind: PathKind) -> None:
     for mount in mounts:
         there = image_kind(mount.target)
         if isinstance(mount, BindMount):
-            wants = "dir" if os.path.isdir(mount.source) else "file"
+            # A missing source is a folder -v will make (--mount refuses it later).
+            wants = "file" if os.path.isfile(mount.source) else "dir"
             what = f"host {names[wants]} {mount.source}"
         else:
             wants, what = "dir", f"a {kind(mount)}"

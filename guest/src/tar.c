@@ -1,0 +1,667 @@
+#define _GNU_SOURCE
+#include "tar.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define BLOCK 512
+#define NAME_MAX_LEN 4095   /* PATH_MAX less the NUL */
+#define PAX_MAX (64 << 10)  /* an extended header larger than this is refused */
+#define DEPTH_MAX 128       /* folders nested deeper are refused, not half-copied */
+
+static void say(const char *fmt, const char *what, int err)
+{
+	dprintf(2, fmt, what, errstr(err));
+	dprintf(2, "\n");
+}
+
+/* ---- numbers and headers ---------------------------------------------- */
+
+int tar_number(const uint8_t *field, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (field[0] & 0x80) { /* base-256, GNU's form for large values */
+		for (size_t i = 1; i < len; i++) {
+			if (v >> 56)
+				return -1;
+			v = v << 8 | field[i];
+		}
+		*out = v;
+		return 0;
+	}
+	size_t i = 0;
+	while (i < len && field[i] == ' ')
+		i++;
+	for (; i < len && field[i] >= '0' && field[i] <= '7'; i++) {
+		if (v >> 61)
+			return -1;
+		v = v << 3 | (uint64_t)(field[i] - '0');
+	}
+	if (i < len && field[i] != ' ' && field[i] != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static unsigned checksum(const uint8_t b[BLOCK])
+{
+	unsigned sum = 0;
+	for (int i = 0; i < BLOCK; i++)
+		sum += (i >= 148 && i < 156) ? ' ' : b[i];
+	return sum;
+}
+
+int tar_header_ok(const uint8_t block[BLOCK])
+{
+	uint64_t sum;
+	return tar_number(block + 148, 8, &sum) == 0 && sum == checksum(block);
+}
+
+/* An octal field, or 0 if the value does not fit (a pax record then says it). */
+static int put_octal(uint8_t *field, size_t len, uint64_t v)
+{
+	if (len < 2 || v >> (3 * (len - 1)))
+		return -1;
+	snprintf((char *)field, len, "%0*llo", (int)len - 1, (unsigned long long)v);
+	return 0;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+struct writer {
+	int out;
+	int one_fs;
+	dev_t dev;
+	char path[NAME_MAX_LEN + 1]; /* the entry's name */
+};
+
+static int emit(struct writer *w, const void *p, size_t n)
+{
+	if (write_all(w->out, p, n) < 0) {
+		say("write %s: %s", "the archive", errno);
+		return -1;
+	}
+	return 0;
+}
+
+static int pad(struct writer *w, uint64_t size)
+{
+	static const uint8_t zero[BLOCK];
+	size_t rest = (size_t)(size % BLOCK);
+	return rest ? emit(w, zero, BLOCK - rest) : 0;
+}
+
+/* One "LEN key=value\n" pax record, LEN counting itself. */
+static size_t pax_record(char *buf, size_t room, const char *key, const char *value)
+{
+	size_t body = strlen(key) + strlen(value) + 3; /* ' ', '=', '\n' */
+	size_t len = body + 1;
+	while (snprintf(NULL, 0, "%zu", len) + body > len)
+		len++;
+	if (len > room)
+		return 0;
+	snprintf(buf, room, "%zu %s=%s\n", len, key, value);
+	return len;
+}
+
+static void header_init(uint8_t h[BLOCK], const char *name, char type)
+{
+	memset(h, 0, BLOCK);
+	snprintf((char *)h, 100, "%s", name);
+	h[156] = (uint8_t)type;
+	memcpy(h + 257, "ustar", 6);
+	memcpy(h + 263, "00", 2);
+}
+
+static int header_emit(struct writer *w, uint8_t h[BLOCK])
+{
+	snprintf((char *)h + 148, 8, "%06o", checksum(h));
+	h[155] = ' ';
+	return emit(w, h, BLOCK);
+}
+
+static int write_header(struct writer *w, const struct stat *st, char type, uint64_t size,
+			const char *link)
+{
+	static char pax[3 * (NAME_MAX_LEN + 64)];
+	size_t paxlen = 0;
+	uint8_t h[BLOCK];
+	const char *name = w->path;
+	header_init(h, name, type);
+	if (strlen(name) >= 100)
+		paxlen += pax_record(pax + paxlen, sizeof(pax) - paxlen, "path", name);
+	if (link) {
+		snprintf((char *)h + 157, 100, "%s", link);
+		if (strlen(link) >= 100)
+			paxlen += pax_record(pax + paxlen, sizeof(pax) - paxlen, "linkpath", link);
+	}
+	char num[32];
+	const struct {
+		size_t off, len;
+		uint64_t v;
+		const char *key;
+	} nums[] = {
+		{100, 8, st->st_mode & 07777, NULL},
+		{108, 8, st->st_uid, "uid"},
+		{116, 8, st->st_gid, "gid"},
+		{124, 12, size, "size"},
+		{136, 12, st->st_mtim.tv_sec > 0 ? (uint64_t)st->st_mtim.tv_sec : 0, "mtime"},
+		{329, 8, major(st->st_rdev), NULL},
+		{337, 8, minor(st->st_rdev), NULL},
+	};
+	for (size_t i = 0; i < sizeof(nums) / sizeof(*nums); i++)
+		if (put_octal(h + nums[i].off, nums[i].len, nums[i].v) < 0) {
+			if (!nums[i].key) {
+				say("%s: %s", name, EOVERFLOW);
+				return -1;
+			}
+			snprintf(num, sizeof(num), "%llu", (unsigned long long)nums[i].v);
+			paxlen += pax_record(pax + paxlen, sizeof(pax) - paxlen, nums[i].key, num);
+		}
+	if (paxlen) {
+		uint8_t x[BLOCK];
+		struct stat none = {0};
+		none.st_mode = 0644;
+		header_init(x, "././@PaxHeader", 'x');
+		put_octal(x + 100, 8, none.st_mode);
+		put_octal(x + 108, 8, 0);
+		put_octal(x + 116, 8, 0);
+		put_octal(x + 124, 12, paxlen);
+		put_octal(x + 136, 12, 0);
+		if (header_emit(w, x) < 0 || emit(w, pax, paxlen) < 0 || pad(w, paxlen) < 0)
+			return -1;
+	}
+	return header_emit(w, h);
+}
+
+static int write_file(struct writer *w, int dirfd, const char *name, const struct stat *st)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		say("open %s: %s", w->path, errno);
+		return -1;
+	}
+	uint64_t size = (uint64_t)st->st_size, done = 0;
+	int rc = write_header(w, st, '0', size, NULL);
+	char buf[65536];
+	while (rc == 0 && done < size) {
+		size_t want = size - done < sizeof(buf) ? (size_t)(size - done) : sizeof(buf);
+		ssize_t n = read(fd, buf, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) { /* shrank while read: the promised size is kept */
+			memset(buf, 0, want);
+			n = (ssize_t)want;
+		}
+		rc = emit(w, buf, (size_t)n);
+		done += (uint64_t)n;
+	}
+	close(fd);
+	return rc < 0 ? -1 : pad(w, size);
+}
+
+static int write_tree(struct writer *w, int dirfd, const char *name, int depth);
+
+static int write_dir(struct writer *w, int fd, int depth)
+{
+	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = dup < 0 ? NULL : fdopendir(dup);
+	if (!d) {
+		if (dup >= 0)
+			close(dup);
+		say("read %s: %s", w->path, errno);
+		return -1;
+	}
+	size_t len = strlen(w->path);
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		int n = snprintf(w->path + len, sizeof(w->path) - len, "%s%s",
+				 len && w->path[len - 1] != '/' ? "/" : "", e->d_name);
+		if (n < 0 || (size_t)n >= sizeof(w->path) - len) {
+			w->path[len] = '\0';
+			say("%s: %s", w->path, ENAMETOOLONG);
+			rc = -1;
+			break;
+		}
+		rc = write_tree(w, fd, e->d_name, depth + 1);
+		w->path[len] = '\0';
+	}
+	closedir(d);
+	return rc;
+}
+
+static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
+{
+	struct stat st;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		say("stat %s: %s", w->path, errno);
+		return -1;
+	}
+	if (S_ISREG(st.st_mode))
+		return write_file(w, dirfd, name, &st);
+	if (S_ISLNK(st.st_mode)) {
+		char link[NAME_MAX_LEN + 1];
+		ssize_t n = readlinkat(dirfd, name, link, sizeof(link) - 1);
+		if (n < 0) {
+			say("readlink %s: %s", w->path, errno);
+			return -1;
+		}
+		link[n] = '\0';
+		return write_header(w, &st, '2', 0, link);
+	}
+	if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode))
+		return write_header(w, &st, S_ISCHR(st.st_mode) ? '3' : S_ISBLK(st.st_mode) ? '4' : '6',
+				    0, NULL);
+	if (!S_ISDIR(st.st_mode))
+		return 0; /* a socket means nothing in an archive */
+	if (depth > DEPTH_MAX) {
+		say("%s: %s", w->path, ELOOP);
+		return -1;
+	}
+	size_t len = strlen(w->path);
+	if (len) { /* a folder's name ends with '/' */
+		if (len + 1 >= sizeof(w->path)) {
+			say("%s: %s", w->path, ENAMETOOLONG);
+			return -1;
+		}
+		strcpy(w->path + len, "/");
+		int rc = write_header(w, &st, '5', 0, NULL);
+		w->path[len] = '\0';
+		if (rc < 0)
+			return -1;
+	}
+	if (w->one_fs && st.st_dev != w->dev)
+		return 0;
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		say("open %s: %s", w->path, errno);
+		return -1;
+	}
+	int rc = write_dir(w, fd, depth);
+	close(fd);
+	return rc;
+}
+
+int tar_create(int out, const char *path, int one_fs)
+{
+	static struct writer w;
+	memset(&w, 0, sizeof(w));
+	w.out = out;
+	w.one_fs = one_fs;
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		say("%s: %s", path, errno);
+		return -1;
+	}
+	w.dev = st.st_dev;
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	snprintf(w.path, sizeof(w.path), "%s", base);
+	int rc = write_tree(&w, AT_FDCWD, path, 0);
+	static const uint8_t end[2 * BLOCK];
+	return rc < 0 ? -1 : emit(&w, end, sizeof(end));
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+int tar_clean_name(char *name)
+{
+	char *r = name, *o = name;
+	while (*r) {
+		while (*r == '/')
+			r++;
+		char *end = strchrnul(r, '/');
+		size_t n = (size_t)(end - r);
+		if (n == 2 && r[0] == '.' && r[1] == '.')
+			return -1;
+		if (n && !(n == 1 && r[0] == '.')) {
+			if (o != name)
+				*o++ = '/';
+			memmove(o, r, n);
+			o += n;
+		}
+		r = end;
+	}
+	*o = '\0';
+	return name[0] ? 0 : -1;
+}
+
+struct entry {
+	char name[NAME_MAX_LEN + 1];
+	char link[NAME_MAX_LEN + 1];
+	char type;
+	uint64_t size, mode, uid, gid, mtime, major, minor;
+	int have_path, have_link, have_size, have_uid, have_gid, have_mtime;
+};
+
+static int read_block(int in, uint8_t b[BLOCK])
+{
+	ssize_t n = read_full(in, b, BLOCK);
+	if (n == BLOCK)
+		return 1;
+	if (n == 0)
+		return 0;
+	say("read %s: %s", "the archive", n < 0 ? errno : EPROTO);
+	return -1;
+}
+
+static int skip(int in, uint64_t size)
+{
+	uint8_t b[BLOCK];
+	for (uint64_t left = (size + BLOCK - 1) / BLOCK; left; left--)
+		if (read_block(in, b) != 1)
+			return -1;
+	return 0;
+}
+
+/* An extended header's records, over what the next header says. */
+static int read_pax(int in, uint64_t size, struct entry *e)
+{
+	if (size > PAX_MAX) {
+		say("%s: %s", "extended header", E2BIG);
+		return -1;
+	}
+	static char buf[PAX_MAX + BLOCK + 1];
+	uint64_t padded = (size + BLOCK - 1) / BLOCK * BLOCK;
+	if (read_full(in, buf, (size_t)padded) != (ssize_t)padded) {
+		say("read %s: %s", "the archive", EPROTO);
+		return -1;
+	}
+	buf[padded] = '\0'; /* strtoul below stops there at the latest */
+	char *p = buf, *end = buf + size;
+	while (p < end) {
+		char *sp = memchr(p, ' ', (size_t)(end - p));
+		unsigned long len = strtoul(p, NULL, 10);
+		if (!sp || len == 0 || len > (unsigned long)(end - p) || sp + 1 >= p + len ||
+		    p[len - 1] != '\n')
+			break;
+		char *key = sp + 1, *eq = memchr(key, '=', (size_t)(p + len - key));
+		if (eq) {
+			*eq = '\0';
+			char *value = eq + 1;
+			size_t vlen = (size_t)(p + len - 1 - value);
+			if (!strcmp(key, "path") || !strcmp(key, "linkpath")) {
+				char *to = key[0] == 'p' ? e->name : e->link;
+				if (vlen > NAME_MAX_LEN) {
+					say("%s: %s", "a name in the archive", ENAMETOOLONG);
+					return -1;
+				}
+				memcpy(to, value, vlen);
+				to[vlen] = '\0';
+				*(key[0] == 'p' ? &e->have_path : &e->have_link) = 1;
+			} else {
+				uint64_t v = strtoull(value, NULL, 10);
+				if (!strcmp(key, "size"))
+					e->size = v, e->have_size = 1;
+				else if (!strcmp(key, "uid"))
+					e->uid = v, e->have_uid = 1;
+				else if (!strcmp(key, "gid"))
+					e->gid = v, e->have_gid = 1;
+				else if (!strcmp(key, "mtime"))
+					e->mtime = v, e->have_mtime = 1;
+			}
+		}
+		p += len;
+	}
+	return 0;
+}
+
+/* A GNU long name ('L') or link ('K'): the next entry's. */
+static int read_long(int in, uint64_t size, char *to, int *have)
+{
+	if (size > NAME_MAX_LEN) { /* to[size] must fit too */
+		say("%s: %s", "a name in the archive", ENAMETOOLONG);
+		return -1;
+	}
+	uint8_t b[BLOCK];
+	size_t got = 0;
+	for (uint64_t left = (size + BLOCK - 1) / BLOCK; left; left--) {
+		if (read_block(in, b) != 1)
+			return -1;
+		size_t n = size - got < BLOCK ? (size_t)(size - got) : BLOCK;
+		memcpy(to + got, b, n);
+		got += n;
+	}
+	to[got] = '\0';
+	*have = 1;
+	return 0;
+}
+
+/* The next real entry, or 0 at the end of the archive. */
+static int next_entry(int in, struct entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	for (;;) {
+		uint8_t h[BLOCK];
+		int r = read_block(in, h);
+		if (r <= 0)
+			return r;
+		static const uint8_t zero[BLOCK];
+		if (!memcmp(h, zero, BLOCK))
+			return 0;
+		if (!tar_header_ok(h)) {
+			say("%s: %s", "the archive", EILSEQ);
+			return -1;
+		}
+		uint64_t size;
+		if (tar_number(h + 124, 12, &size) < 0) {
+			say("%s: %s", "an entry's size", EINVAL);
+			return -1;
+		}
+		char type = (char)h[156];
+		if (type == 'x') {
+			if (read_pax(in, size, e) < 0)
+				return -1;
+			continue;
+		}
+		if (type == 'g') {
+			if (skip(in, size) < 0)
+				return -1;
+			continue;
+		}
+		if (type == 'L' || type == 'K') {
+			if (read_long(in, size, type == 'L' ? e->name : e->link,
+				      type == 'L' ? &e->have_path : &e->have_link) < 0)
+				return -1;
+			continue;
+		}
+		e->type = type ? type : '0';
+		if (!e->have_size)
+			e->size = size;
+		if (!e->have_path) {
+			char prefix[156] = "", name[101] = "";
+			memcpy(name, h, 100);
+			if (!memcmp(h + 257, "ustar", 5))
+				memcpy(prefix, h + 345, 155);
+			snprintf(e->name, sizeof(e->name), "%s%s%s", prefix, prefix[0] ? "/" : "",
+				 name);
+		}
+		if (!e->have_link) {
+			memcpy(e->link, h + 157, 100);
+			e->link[100] = '\0';
+		}
+		uint64_t v;
+		e->mode = tar_number(h + 100, 8, &v) == 0 ? v & 07777 : 0644;
+		if (!e->have_uid)
+			e->uid = tar_number(h + 108, 8, &v) == 0 ? v : 0;
+		if (!e->have_gid)
+			e->gid = tar_number(h + 116, 8, &v) == 0 ? v : 0;
+		if (!e->have_mtime)
+			e->mtime = tar_number(h + 136, 12, &v) == 0 ? v : 0;
+		e->major = tar_number(h + 329, 8, &v) == 0 ? v : 0;
+		e->minor = tar_number(h + 337, 8, &v) == 0 ? v : 0;
+		return 1;
+	}
+}
+
+struct reader {
+	int in;
+	int dest;           /* the folder entries land in */
+	const char *rename; /* replaces every entry's first component; NULL = keep */
+};
+
+/* The entry's name under dest, renamed as asked; NULL if refused. */
+static const char *place(const struct reader *r, char *name, char *buf, size_t len)
+{
+	if (tar_clean_name(name) < 0)
+		return NULL;
+	if (!r->rename)
+		return name;
+	const char *rest = strchrnul(name, '/');
+	int n = snprintf(buf, len, "%s%s", r->rename, rest);
+	return n < 0 || (size_t)n >= len ? NULL : buf;
+}
+
+/* Missing parent folders of name, made as root with mode 0755. */
+static void make_parents(int dest, const char *name)
+{
+	char path[NAME_MAX_LEN + 1];
+	snprintf(path, sizeof(path), "%s", name);
+	for (char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		mkdirat(dest, path, 0755);
+		*p = '/';
+	}
+}
+
+static int set_meta(int dest, const char *name, const struct entry *e)
+{
+	if (fchownat(dest, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return -1;
+	if (e->type != '2' && fchmodat(dest, name, (mode_t)e->mode, 0) < 0)
+		return -1;
+	struct timespec t[2] = {{(time_t)e->mtime, 0}, {(time_t)e->mtime, 0}};
+	return utimensat(dest, name, t, AT_SYMLINK_NOFOLLOW);
+}
+
+static int extract_file(const struct reader *r, const char *name, const struct entry *e)
+{
+	int fd = openat(r->dest, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	uint8_t b[BLOCK];
+	int rc = 0;
+	for (uint64_t left = e->size; left;) {
+		if (read_block(r->in, b) != 1) {
+			close(fd);
+			errno = EPROTO;
+			return -2; /* the stream is broken: stop */
+		}
+		size_t n = left < BLOCK ? (size_t)left : BLOCK;
+		if (rc == 0 && write_all(fd, b, n) < 0)
+			rc = -1;
+		left -= n;
+	}
+	close(fd);
+	return rc;
+}
+
+static int extract_one(const struct reader *r, struct entry *e)
+{
+	char buf[NAME_MAX_LEN + 1], lbuf[NAME_MAX_LEN + 1];
+	const char *name = place(r, e->name, buf, sizeof(buf));
+	if (!name) {
+		dprintf(2, "refused: an entry named outside the destination\n");
+		return -1;
+	}
+	make_parents(r->dest, name);
+	struct stat st;
+	int exists = fstatat(r->dest, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	/* What is there is replaced, but a folder is merged into. */
+	if (exists && !(e->type == '5' && S_ISDIR(st.st_mode)) &&
+	    unlinkat(r->dest, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0) {
+		say("replace %s: %s", name, errno);
+		return -1;
+	}
+	int rc = 0;
+	switch (e->type) {
+	case '0':
+	case '7':
+		rc = extract_file(r, name, e);
+		if (rc == -2) {
+			say("read %s: %s", "the archive", EPROTO);
+			return -1;
+		}
+		break;
+	case '5':
+		rc = mkdirat(r->dest, name, 0700) < 0 && errno != EEXIST ? -1 : 0;
+		break;
+	case '2':
+		rc = symlinkat(e->link, r->dest, name);
+		break;
+	case '1': {
+		const char *target = place(r, e->link, lbuf, sizeof(lbuf));
+		if (!target) {
+			dprintf(2, "refused: a hard link to outside the destination\n");
+			return -1;
+		}
+		if (linkat(r->dest, target, r->dest, name, 0) < 0) {
+			say("link %s: %s", name, errno);
+			return -1;
+		}
+		return skip(r->in, e->size);
+	}
+	case '3':
+	case '4':
+	case '6': {
+		mode_t kind = e->type == '3' ? S_IFCHR : e->type == '4' ? S_IFBLK : S_IFIFO;
+		rc = mknodat(r->dest, name, kind | 0600,
+			     makedev((unsigned)e->major, (unsigned)e->minor));
+		break;
+	}
+	default: /* nothing this system can make: skipped, its data too */
+		return skip(r->in, e->size);
+	}
+	if (rc < 0 || set_meta(r->dest, name, e) < 0) {
+		say("extract %s: %s", name, errno);
+		return -1;
+	}
+	/* Only files carry data; any other entry's is skipped, never parsed. */
+	return e->type == '0' || e->type == '7' ? 0 : skip(r->in, e->size);
+}
+
+int tar_extract(int in, const char *path)
+{
+	struct reader r = {in, -1, NULL};
+	struct stat st;
+	char parent[NAME_MAX_LEN + 1];
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		r.dest = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		snprintf(parent, sizeof(parent), "%s", path);
+		char *slash = strrchr(parent, '/');
+		r.rename = slash && slash[1] ? path + (slash - parent) + 1 : NULL;
+		if (!r.rename) {
+			say("%s: %s", path, EINVAL);
+			return -1;
+		}
+		*slash = '\0';
+		r.dest = open(parent[0] ? parent : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (r.dest < 0) {
+		say("%s: %s", path, errno);
+		return -1;
+	}
+	static struct entry e;
+	int got, rc = 0;
+	while ((got = next_entry(in, &e)) > 0)
+		if (extract_one(&r, &e) < 0) {
+			rc = -1;
+			break;
+		}
+	close(r.dest);
+	return got < 0 ? -1 : rc;
+}

@@ -1,0 +1,36 @@
+/*
+ * The agent's own tar (POSIX pax/ustar), for `cocoon cp` and `cocoon export`:
+ * images need no tar program. Runs as a container process (RUN with a TAR
+ * field), inside the container's namespaces and root.
+ */
+#ifndef COCOON_TAR_H
+#define COCOON_TAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Writes a tar of path (a file or a folder and everything under it) to out.
+ * Entries are named from path's last component ("bin/sh" for /bin/sh's
+ * folder /bin), or relative to the root when path is "/". With one_fs,
+ * folders of other filesystems (/proc, volumes) appear empty. Owners,
+ * modes and times are kept. Returns 0, or -1 with a message on stderr.
+ */
+int tar_create(int out, const char *path, int one_fs);
+
+/*
+ * Unpacks the tar read from in at path: into it if it is a folder, else as
+ * it (the first component of every entry becomes path's last). Entries
+ * with a `..` component are refused; absolute names are taken as relative.
+ * Returns 0, or -1 with a message on stderr.
+ */
+int tar_extract(int in, const char *path);
+
+/* Parsing helpers, exposed for the unit tests. */
+int tar_header_ok(const uint8_t block[512]);
+int tar_number(const uint8_t *field, size_t len, uint64_t *out);
+/* A name from a tar, made relative and checked: 0, or -1 if it has a `..`
+ * component or nothing is left. Works in place. */
+int tar_clean_name(char *name);
+
+#endif

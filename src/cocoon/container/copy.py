@@ -1,0 +1,213 @@
+"""Files in and out of a container as tar streams: ``cocoon cp`` and ``cocoon export``.
+
+The guest agent writes and reads the tar itself (a RUN with a ``TAR`` field),
+so images need no tar program. A running container is reached through its
+monitor, like ``exec``; a stopped one has its VM booted for the copy, with
+no main process, under the owner lock so nothing starts it meanwhile; its
+record is left as it was.
+
+A tar from a container is hostile: :func:`extract` unpacks it on the host
+refusing absolute names, ``..``, paths through symlinks out of the
+destination and hard links to outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from cocoon.agent.protocol import TAR_ONE_FS, TarOp
+from cocoon.agent.session import Process
+from cocoon.agent.spec import ProcessSpec
+from cocoon.container import boot, control, liveness, manager
+from cocoon.container.state import Op, State, check
+from cocoon.errors import ExternalError, InvalidArgument, NotFound
+
+Sink = Callable[[bytes], None]
+STOP_GRACE = 30.0  # a stopped container's VM syncs its disk before it powers off
+
+
+@contextlib.contextmanager
+def _process(ref: str) -> Iterator[Process]:
+    """A process slot in the container's VM, booting it if it is not running."""
+    rec = manager.get(ref)
+    if rec.state == State.RUNNING:
+        channel = control.session(rec.id, "exec")
+        try:
+            yield Process(channel, manager.SESSION_PROC)
+        finally:
+            channel.close()
+        return
+    check(Op.START, rec.state, rec.name)
+    owner = liveness.hold(rec.id)
+    vm = None
+    try:
+        vm = boot.boot(rec)
+        yield Process(vm.channel, 1)
+        vm.channel.close()
+        vm.machine.stop(STOP_GRACE)
+    finally:
+        if vm is not None:
+            vm.close()
+        boot.remove_sockets(rec.id)
+        owner.close()
+
+
+def _tar_spec(op: TarOp, path: str, flags: int = 0, *, stdin: bool = False) -> ProcessSpec:
+    if not path.startswith("/"):
+        raise InvalidArgument(f"{path!r}: give an absolute path in the container")
+    return ProcessSpec(["cocoon-tar"], [], tar=(op, flags, path), stdin=stdin)
+
+
+def _check(status_code: int, errors: bytearray, path: str) -> None:
+    if status_code == 0:
+        return
+    text = errors.decode(errors="replace").strip().splitlines()
+    reason = text[-1] if text else f"exit status {status_code}"
+    if "no such file" in reason.lower():
+        raise NotFound(f"{path}: no such file or folder in the container")
+    raise ExternalError(f"copy {path}: {reason}")
+
+
+def read_tar(ref: str, path: str, sink: Sink, *, one_fs: bool = False) -> None:
+    """A tar of ``path`` in the container, given to ``sink`` piece by piece."""
+    spec = _tar_spec(TarOp.CREATE, path, TAR_ONE_FS if one_fs else 0)
+    errors = bytearray()
+    with _process(ref) as process:
+        process.start(spec)
+        status = process.relay(sink, errors.extend)
+    _check(status.code, errors, path)
+
+
+def write_tar(ref: str, path: str, source: BinaryIO) -> None:
+    """Unpack the tar read from ``source`` at ``path`` in the container."""
+    spec = _tar_spec(TarOp.EXTRACT, path, stdin=True)
+    errors = bytearray()
+    with _process(ref) as process:
+        process.start(spec)
+        process.feed_stdin(source.fileno())
+        status = process.relay(lambda _: None, errors.extend)
+    _check(status.code, errors, path)
+
+
+def export(ref: str, out: BinaryIO) -> None:
+    """The container's root filesystem as a tar (volumes and /proc left empty)."""
+    read_tar(ref, "/", out.write, one_fs=True)
+
+
+@contextlib.contextmanager
+def host_tar(path: Path, *, archive: bool) -> Iterator[BinaryIO]:
+    """A tar of a host file or folder, streamed through a pipe by a thread.
+
+    Without ``archive`` the files become root's in the container, as Docker
+    does; with it they keep their host owners.
+    """
+    if not os.path.lexists(path):
+        raise NotFound(f"{path}: no such file or folder")
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb")
+    failed: list[BaseException] = []
+
+    def owners(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        if not archive:
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+        return info
+
+    def produce() -> None:
+        try:
+            with (
+                os.fdopen(write_fd, "wb") as pipe,
+                tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+            ):
+                tar.add(path, arcname=path.name or ".", filter=owners)
+        except (OSError, tarfile.TarError) as e:
+            failed.append(e)
+
+    thread = threading.Thread(target=produce, name="cocoon-cp", daemon=True)
+    thread.start()
+    try:
+        yield reader
+    finally:
+        reader.close()
+        thread.join()
+    if failed and not isinstance(failed[0], BrokenPipeError):
+        raise ExternalError(f"read {path}: {failed[0]}")
+
+
+def extract(stream: BinaryIO, dest: Path, *, archive: bool) -> None:
+    """Unpack a container's tar at host path ``dest``: into it if it is a
+    folder, else as it (its parent must exist). ``archive`` keeps owners."""
+    rename = None
+    if not dest.is_dir():
+        if not dest.parent.is_dir():
+            raise NotFound(f"{dest.parent}: no such folder")
+        dest, rename = dest.parent, dest.name
+    root = os.path.realpath(dest)
+
+    def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+        if rename is not None:
+            _, sep, rest = member.name.lstrip("/").partition("/")
+            member = member.replace(name=rename + sep + rest, deep=False)
+        checked = tarfile.tar_filter(member, path)  # no absolute or escaping names
+        if member.islnk():
+            target = os.path.realpath(os.path.join(root, member.linkname))
+            if os.path.commonpath([target, root]) != root:
+                raise tarfile.FilterError(f"{member.name}: hard link to outside {root}")
+        if member.isdev() and os.geteuid() != 0:
+            return None  # type: ignore[return-value]  # skipped: only root may make devices
+        owner = {} if archive else {"uid": os.getuid(), "gid": os.getgid()}
+        return checked.replace(mode=member.mode, uname=None, gname=None, **owner, deep=False)
+
+    try:
+        with tarfile.open(fileobj=stream, mode="r:") as tar:
+            tar.extractall(root, filter=safe, numeric_owner=True)
+    except tarfile.FilterError as e:
+        raise ExternalError(f"refused the container's archive: {e}") from e
+    except (tarfile.TarError, EOFError) as e:
+        raise ExternalError(f"the container's archive is corrupt: {e}") from e
+
+
+def parse_location(text: str) -> tuple[str | None, str]:
+    """``CONTAINER:PATH`` -> (container, path); a host path -> (None, path)."""
+    if text == "-" or text.startswith(("/", ".")) or ":" not in text:
+        return None, text
+    container, _, path = text.partition(":")
+    if not container or not path:
+        raise InvalidArgument(f"{text!r}: use CONTAINER:PATH")
+    return container, path
+
+
+def cp(source: str, dest: str, *, archive: bool = False, stdin: BinaryIO, stdout: BinaryIO) -> None:
+    """``cocoon cp``: one side a ``CONTAINER:PATH``, the other a host path or ``-`` (a tar)."""
+    src_ctr, src_path = parse_location(source)
+    dst_ctr, dst_path = parse_location(dest)
+    if (src_ctr is None) == (dst_ctr is None):
+        raise InvalidArgument("cp copies between a container and the host: give one CONTAINER:PATH")
+    if src_ctr is not None:
+        if dst_path == "-":
+            read_tar(src_ctr, src_path, stdout.write)
+            return
+        import tempfile
+
+        # Spooled: a hostile guest's archive is checked as a whole file, and a
+        # failure to unpack cannot stall the VM's output.
+        with tempfile.TemporaryFile() as spool:
+            read_tar(src_ctr, src_path, spool.write)
+            spool.seek(0)
+            extract(spool, Path(os.path.abspath(dst_path)), archive=archive)
+        return
+    assert dst_ctr is not None
+    if src_path == "-":
+        write_tar(dst_ctr, dst_path, stdin)
+        return
+    with host_tar(Path(os.path.abspath(src_path)), archive=archive) as tar:
+        write_tar(dst_ctr, dst_path, tar)
+
+
+__all__ = ["cp", "export", "extract", "host_tar", "parse_location", "read_tar", "write_tar"]

@@ -1,0 +1,146 @@
+"""A container's mounts, wired to its life: the container layer's side of ``cocoon.volume``.
+
+create  check(mounts, rootfs) before the record exists (bad input leaves
+        nothing), then prepare(...) once it has an id
+boot    attach(rec) -> the VM's disks and shares and the agent's MOUNTs;
+        release(rec) once the VM is gone
+rm      forget(rec, remove_volumes)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cocoon import tools
+from cocoon.agent.protocol import GuestMount, MountFlag, MountKind
+from cocoon.container import liveness
+from cocoon.container.record import Record
+from cocoon.errors import ExternalError, NotFound
+from cocoon.vm import machine as vms
+from cocoon.volume import plan
+from cocoon.volume.mounts import (
+    BindMount,
+    Mount,
+    VolumeMount,
+    check_image_paths,
+    check_targets,
+    kind,
+)
+from cocoon.volume.store import VolumeStore
+
+_KINDS = {"ext4": MountKind.EXT4, "9p": MountKind.NINEP, "tmpfs": MountKind.TMPFS}
+_FLAGS = {"noexec": MountFlag.NOEXEC, "nosuid": MountFlag.NOSUID, "nodev": MountFlag.NODEV}
+
+
+def check(mounts: list[Mount], rootfs: Path) -> None:
+    """Refuse what cannot work, before anything is made: one mount per target,
+    and each mount's type fitting what the image has at its target."""
+    check_targets(mounts)
+    if mounts:
+        check_image_paths(mounts, functools.partial(image_kind, rootfs))
+
+
+def image_kind(rootfs: Path, path: str) -> str | None:
+    """What the image's disk has at ``path``: "dir", "file" or None (nothing,
+    or a symlink: the guest resolves it inside the container)."""
+    try:
+        out = subprocess.run(
+            [tools.find("debugfs"), "-R", f'stat "{path}"', str(rootfs)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ExternalError(f"cannot read the image's disk {rootfs}: {e}") from e
+    for line in out.splitlines():
+        if "Type: " in line:
+            found = line.split("Type: ", 1)[1].split()[0]
+            return {"directory": "dir", "symlink": None}.get(found, "file")
+    return None
+
+
+def prepare(mounts: list[Mount], container_id: str, name: str) -> list[Mount]:
+    """Bind folders and volumes made, volumes attached: the mounts to record."""
+    return plan.prepare(mounts, container_id, name)
+
+
+@dataclass(slots=True)
+class Attached:
+    """What one boot needs for the container's mounts."""
+
+    disks: list[vms.Disk] = field(default_factory=list)
+    shares: list[vms.SharedFolder] = field(default_factory=list)
+    guest: list[GuestMount] = field(default_factory=list)
+
+
+def attach(rec: Record) -> Attached:
+    """Claim the container's disk volumes for its VM; call :func:`release` when it is gone."""
+    mounts = rec.settings.mounts
+    if not mounts:
+        return Attached()
+    planned = plan.machine_mounts(mounts, rec.id, liveness.owner_alive)
+    return Attached(
+        disks=[vms.Disk(d.path, "raw", d.readonly, serial=d.serial) for d in planned.disks],
+        shares=[
+            vms.SharedFolder(s.path, s.tag, s.readonly, s.security_model) for s in planned.shares
+        ],
+        guest=[_guest_mount(entry) for entry in planned.guest],
+    )
+
+
+def _guest_mount(entry: dict[str, Any]) -> GuestMount:
+    flags = MountFlag.NONE
+    if entry.get("readonly"):
+        flags |= MountFlag.RDONLY
+    if entry.get("copy_up"):
+        flags |= MountFlag.COPY_UP
+    for name in entry.get("flags", ()):
+        flags |= _FLAGS[name]
+    kind_ = _KINDS[entry["type"]]
+    tmpfs = kind_ is MountKind.TMPFS
+    return GuestMount(
+        kind_,
+        entry["target"],
+        source=entry.get("serial") or entry.get("tag") or "",
+        file=entry.get("file", ""),
+        flags=flags,
+        mode=entry["mode"] if tmpfs else 0,
+        size=(entry["size"] or 0) if tmpfs else 0,
+    )
+
+
+def release(rec: Record) -> None:
+    plan.release(rec.settings.mounts, rec.id)
+
+
+def forget(rec: Record, *, remove_volumes: bool) -> list[str]:
+    """The container is removed; its anonymous volumes too with ``remove_volumes``."""
+    return plan.forget(rec.settings.mounts, rec.id, remove_anonymous=remove_volumes)
+
+
+def view(mounts: list[Mount]) -> list[dict[str, Any]]:
+    """Docker's shape of ``inspect``'s Mounts."""
+    shown = []
+    for mount in mounts:
+        entry: dict[str, Any] = {"Type": kind(mount), "Destination": mount.target}
+        if isinstance(mount, BindMount):
+            entry["Source"] = mount.source
+        elif isinstance(mount, VolumeMount):
+            entry["Name"] = mount.name
+            entry["Source"] = ""
+            with contextlib.suppress(NotFound):  # removed with --force meanwhile
+                entry["Source"] = str(VolumeStore().get(mount.name or "").path)
+        else:
+            entry["Source"] = ""
+        entry["RW"] = not getattr(mount, "readonly", False)
+        shown.append(entry)
+    return shown
+
+
+__all__ = ["Attached", "attach", "check", "forget", "image_kind", "prepare", "release", "view"]
