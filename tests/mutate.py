@@ -74,8 +74,8 @@ MUTATIONS = [
     Mutation(
         "a killed run --rm is not finished by the next command",
         "src/cocoon/container/liveness.py",
-        "    if record.remove and record.state == State.EXITED:\n",
-        "    if False:\n",
+        "    return record.remove and record.state == State.EXITED and not owner_alive(",
+        "    return False and (",
         ("tests/integration/test_owner_death.py",),
     ),
     Mutation(

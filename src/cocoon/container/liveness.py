@@ -5,8 +5,9 @@ The process that owns a container's VM (its monitor, or a foreground
 folder for as long as it lives. The kernel drops it when that process dies,
 however it dies, so a record that says ``running`` while the lock is free was
 left by an owner killed with SIGKILL: :func:`reconcile` marks it exited and
-kills its orphaned QEMU, if any is left, and finishes the ``--rm`` the owner
-could not: such a container is removed, its name free again.
+kills its orphaned QEMU, if any is left. A ``--rm`` container left so
+(:func:`orphaned_rm`) is then removed by whoever looks it up next
+(``manager``), its name free again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import signal
 from typing import IO
 
@@ -70,11 +70,7 @@ def kill_orphan_vm(record: Record) -> None:
 
 
 def reconcile(record: Record) -> Record:
-    """The record as it truly is: a running one whose owner died becomes exited.
-
-    One made with ``--rm`` is removed instead (its address, disk and sockets
-    too): NotFound then, as for any container that is gone.
-    """
+    """The record as it truly is: a running one whose owner died becomes exited."""
     if record.state != State.RUNNING or owner_alive(record.id):
         return record
 
@@ -84,16 +80,18 @@ def reconcile(record: Record) -> Record:
 
     kill_orphan_vm(record)
     try:
-        record = records.update(record.id, mark)
+        return records.update(record.id, mark)
     except NotFound:
         return record  # removed meanwhile
-    if record.remove and record.state == State.EXITED:
-        from cocoon.container import boot  # boot needs the network layer; reconcile rarely does
-
-        shutil.rmtree(records.sock_dir(record.id), ignore_errors=True)
-        boot.discard(record.id, remove_volumes=True)
-        raise NotFound(f"no such container: {record.name} (removed: it was run with --rm)")
-    return record
 
 
-__all__ = ["hold", "kill_orphan_vm", "owner_alive", "reconcile", "start_ticks"]
+def orphaned_rm(record: Record) -> bool:
+    """A ``--rm`` container whose owner died before it could remove it.
+
+    While an owner lives, the moment between its container's exit and its
+    removal is the owner's; after, nobody else will remove it.
+    """
+    return record.remove and record.state == State.EXITED and not owner_alive(record.id)
+
+
+__all__ = ["hold", "kill_orphan_vm", "orphaned_rm", "owner_alive", "reconcile", "start_ticks"]

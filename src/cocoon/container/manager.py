@@ -43,9 +43,19 @@ SESSION_PROC = 1  # in a control session, proc 1 is the client's own
 MONITOR_EXIT_TIMEOUT = 60.0  # after the VM is gone the monitor only writes the record
 
 
+def _current(rec: Record) -> Record:
+    """``rec`` as it truly is now; NotFound for a --rm container whose owner died."""
+    rec = liveness.reconcile(rec)
+    if liveness.orphaned_rm(rec):
+        boot.remove_sockets(rec.id)
+        boot.discard(rec.id, remove_volumes=True)
+        raise NotFound(f"no such container: {rec.name} (removed: it was run with --rm)")
+    return rec
+
+
 def get(ref: str) -> Record:
     """The container ``ref`` names, as it truly is now."""
-    return liveness.reconcile(records.find(ref))
+    return _current(records.find(ref))
 
 
 def containers(all: bool = False) -> list[Record]:
@@ -53,7 +63,7 @@ def containers(all: bool = False) -> list[Record]:
     found = []
     for rec in records.all_records():
         with contextlib.suppress(NotFound):  # a --rm container whose owner died: now gone
-            found.append(liveness.reconcile(rec))
+            found.append(_current(rec))
     found.sort(key=lambda r: r.created, reverse=True)
     return [r for r in found if all or r.state == State.RUNNING]
 
@@ -127,7 +137,7 @@ def _wait_owner_gone(rec: Record, timeout: float) -> Record:
             raise Timeout(f"container {rec.name} did not stop within {timeout:g}s")
         time.sleep(0.05)
     try:
-        return liveness.reconcile(records.load(rec.id))
+        return _current(records.load(rec.id))
     except NotFound:
         return rec  # it was run with --rm: its owner removed it on the way out
 
