@@ -58,9 +58,9 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-m",
         "--memory",
-        default="512m",
+        default="256m",
         metavar="SIZE",
-        help="VM memory, e.g. 512m or 2g (default 512m)",
+        help="VM memory, e.g. 512m or 2g (default 256m)",
     )
     p.add_argument(
         "--accel",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_MEMORY = "512m"
+DEFAULT_MEMORY = "256m"
 
 
 @dataclass(slots=True)

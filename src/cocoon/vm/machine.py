@@ -68,7 +68,7 @@ class MachineSpec:
     initrd: Path
     accel: str  # "kvm" or "tcg"
     cpus: int = 1
-    memory_mib: int = 512
+    memory_mib: int = 256
     disks: list[Disk] = field(default_factory=list)
     shares: list[SharedFolder] = field(default_factory=list)
     net: Tap | UserNet | None = None

@@ -66,19 +66,32 @@ def _netdev(net: Tap | UserNet) -> str:
     return f"user,id=n0,net={net.subnet}{forwards}"
 
 
+def _memory(spec: MachineSpec) -> list[str]:
+    """Guest RAM on a memfd: pages come in the host's base size, so the guest's
+    touched memory is not rounded up to transparent huge pages, and freed
+    pages can be handed back by punching holes in it."""
+    return [
+        "-object", f"memory-backend-memfd,id=mem0,size={spec.memory_mib}M,share=on",
+    ]  # fmt: skip
+
+
 def command(spec: MachineSpec) -> list[str]:
     if spec.accel == "kvm":
         # arch-capabilities is not settable under some paravirtual KVMs;
         # the guest does not need it.
         accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
     else:
-        accel = ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        # tb-size=16: the translated-code cache is a large share of an idle
+        # VM's memory at the default size; 16 MiB costs no measurable speed
+        # (8 MiB does, ~1.3x).
+        accel = ["-accel", "tcg,thread=multi,tb-size=16", "-cpu", "max"]
     argv = [
         tools.find(QEMU),
-        "-M", "microvm,x-option-roms=off,isa-serial=on,acpi=off",
+        "-M", "microvm,x-option-roms=off,isa-serial=on,acpi=off,memory-backend=mem0",
         *accel,
         "-smp", str(spec.cpus),
         "-m", f"{spec.memory_mib}M",
+        *_memory(spec),
         "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
         # QEMU's own seccomp filter: a guest that escaped into the VMM still
         # could not exec, gain privileges or change scheduling on the host.
