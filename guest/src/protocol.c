@@ -224,8 +224,9 @@ int hostname_valid(const char *s, size_t len)
 
 static const char *config_tag_name(uint8_t tag)
 {
-	static const char *const names[] = {"HOSTNAME", "TIME", "ADDRESS", "GATEWAY", "DNS"};
-	if (tag >= CFG_HOSTNAME && tag <= CFG_DNS)
+	static const char *const names[] = {"HOSTNAME", "TIME", "ADDRESS", "GATEWAY", "DNS",
+					       "MAC", "ENTROPY"};
+	if (tag >= CFG_HOSTNAME && tag <= CFG_ENTROPY)
 		return names[tag - CFG_HOSTNAME];
 	return "unknown";
 }
@@ -241,6 +242,8 @@ static uint32_t config_field_size(uint8_t tag)
 	case CFG_GATEWAY:
 	case CFG_DNS:
 		return 4;
+	case CFG_MAC:
+		return 6;
 	default:
 		return 0;
 	}
@@ -266,7 +269,7 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 		}
 		const uint8_t *v = p + off;
 		off += len;
-		if (tag < CFG_HOSTNAME || tag > CFG_DNS) {
+		if (tag < CFG_HOSTNAME || tag > CFG_ENTROPY) {
 			snprintf(err, errlen, "CONFIG: unknown field tag 0x%02x", tag);
 			return -1;
 		}
@@ -318,6 +321,24 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 				return -1;
 			}
 			memcpy(&cfg->dns[cfg->ndns++], v, 4);
+			break;
+		case CFG_MAC:
+			/* A unicast address: the low bit of the first byte marks multicast. */
+			if (v[0] & 1) {
+				snprintf(err, errlen, "CONFIG: MAC is a multicast address");
+				return -1;
+			}
+			cfg->has_mac = 1;
+			memcpy(cfg->mac, v, 6);
+			break;
+		case CFG_ENTROPY:
+			if (len < CONFIG_MIN_ENTROPY || len > CONFIG_MAX_ENTROPY) {
+				snprintf(err, errlen, "CONFIG: ENTROPY of %u bytes, expected %d to %d",
+					 len, CONFIG_MIN_ENTROPY, CONFIG_MAX_ENTROPY);
+				return -1;
+			}
+			memcpy(cfg->entropy, v, len);
+			cfg->nentropy = len;
 			break;
 		}
 	}

@@ -50,6 +50,8 @@ enum config_tag {
 	CFG_ADDRESS = 0x03,
 	CFG_GATEWAY = 0x04,
 	CFG_DNS = 0x05,
+	CFG_MAC = 0x06,
+	CFG_ENTROPY = 0x07,
 };
 
 struct frame_hdr {
@@ -129,6 +131,9 @@ void run_spec_free(struct run_spec *spec);
 #define HOSTNAME_MAX 64
 /* More name servers than this are not used by any resolver. */
 #define CONFIG_MAX_DNS 8
+/* Host entropy for the guest's RNG: at least a 256-bit seed. */
+#define CONFIG_MIN_ENTROPY 32
+#define CONFIG_MAX_ENTROPY 256
 
 /* A CONFIG payload: the per-container settings, applied before READY. */
 struct guest_config {
@@ -141,6 +146,10 @@ struct guest_config {
 	uint32_t gateway;                /* network byte order */
 	uint32_t dns[CONFIG_MAX_DNS];    /* network byte order */
 	size_t ndns;
+	int has_mac;
+	uint8_t mac[6];
+	uint8_t entropy[CONFIG_MAX_ENTROPY];
+	size_t nentropy;
 };
 
 /*

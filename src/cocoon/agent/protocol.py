@@ -61,6 +61,8 @@ class ConfigField(enum.IntEnum):
     ADDRESS = 0x03
     GATEWAY = 0x04
     DNS = 0x05
+    MAC = 0x06
+    ENTROPY = 0x07
 
 
 _KNOWN = frozenset(int(m) for m in Msg)
@@ -149,6 +151,8 @@ class GuestConfig:
     address: str | None = None  # eth0's A.B.C.D/N; None = no network but lo
     gateway: str | None = None
     dns: Sequence[str] = ()
+    mac: str | None = None  # eth0's hardware address, aa:bb:cc:dd:ee:ff
+    entropy: bytes | None = None  # fresh host bytes for the guest's RNG
 
     def encode(self) -> bytes:
         parts = []
@@ -164,7 +168,21 @@ class GuestConfig:
             gateway = _ipv4(ipaddress.IPv4Address, self.gateway).packed
             parts.append(_field(ConfigField.GATEWAY, gateway))
         parts += [_field(ConfigField.DNS, _ipv4(ipaddress.IPv4Address, a).packed) for a in self.dns]
+        if self.mac is not None:
+            parts.append(_field(ConfigField.MAC, _mac(self.mac)))
+        if self.entropy is not None:
+            parts.append(_field(ConfigField.ENTROPY, self.entropy))
         return b"".join(parts)
+
+
+def _mac(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        value = b""
+    if len(value) != 6 or value[0] & 1:
+        raise InvalidArgument(f"not a unicast MAC address: {text!r}")
+    return value
 
 
 def _ipv4(kind: type[ipaddress.IPv4Address | ipaddress.IPv4Interface], text: str) -> Any:

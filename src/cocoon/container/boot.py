@@ -7,6 +7,7 @@ needs to boot the VM again is in the record's typed configuration.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -180,7 +181,13 @@ def boot(
         try:
             channel = listener.accept(machine.events, BOOT_TIMEOUT)
             timings["vmm_start"] = time.monotonic() - t1
-            guest = GuestConfig(rec.settings.hostname, time.time_ns(), **net.guest)
+            guest = GuestConfig(
+                rec.settings.hostname,
+                time.time_ns(),
+                **net.guest,
+                mac=net.device.mac if net.device is not None else None,
+                entropy=os.urandom(64),
+            )
             channel.send(Msg.CONFIG, 0, guest.encode())
             # Queued in the port until the agent is up, in the order it must
             # act on them: /etc/hosts before the process that may read it.
