@@ -69,6 +69,12 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
         help="accelerator: KVM where it works, else TCG (default auto)",
     )
     p.add_argument(
+        "--no-template",
+        dest="template",
+        action="store_false",
+        help="cold-boot the VM rather than resume a memory template",
+    )
+    p.add_argument(
         "--network",
         "--net",
         metavar="NAME",
@@ -116,6 +122,7 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
         memory=args.memory,
         remove=args.rm,
         accel=args.accel,
+        template=args.template,
         network=args.network,
         ip=args.ip,
         dns=args.dns,

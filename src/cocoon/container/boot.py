@@ -28,6 +28,7 @@ from cocoon.units import parse_size
 from cocoon.vm import accel as accelerators
 from cocoon.vm import backend
 from cocoon.vm import machine as vms
+from cocoon.vm import template as templates
 from cocoon.vm.artifacts import artifacts
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def create(
             hostname=hostname,
             rootfs=str(rootfs),
             stop_signal=img.config.stop_signal,
+            template=opts.template,
             process=process,
             network=network.configure(
                 rec.id,
@@ -164,7 +166,10 @@ def boot(
         listener.close()
         raise
     try:
-        machine = backend.create(machine_spec(rec, net))
+        spec = machine_spec(rec, net)
+        if rec.settings.template:
+            spec = templates.prepare(spec)
+        machine = backend.create(spec)
     except BaseException:
         listener.close()
         net.close()

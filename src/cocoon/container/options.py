@@ -29,6 +29,7 @@ class RunOptions:
     memory: str = DEFAULT_MEMORY
     remove: bool = False
     accel: str = "auto"
+    template: bool = True  # resume a memory template where the VM's shape allows
     network: str | None = None  # a network's name, "user" or "none"; None = the default
     ip: str | None = None
     dns: Sequence[str] = ()
