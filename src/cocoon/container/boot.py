@@ -166,9 +166,7 @@ def boot(
         listener.close()
         raise
     try:
-        spec = machine_spec(rec, net)
-        if rec.settings.template:
-            spec = templates.prepare(spec)
+        spec = templates.prepare(machine_spec(rec, net), rec.settings.template)
         machine = backend.create(spec)
     except BaseException:
         listener.close()

@@ -135,9 +135,9 @@ def shape(spec: MachineSpec) -> dict[str, object]:
     }
 
 
-def why_not(spec: MachineSpec) -> str | None:
+def why_not(spec: MachineSpec, wanted: bool = True) -> str | None:
     """Why ``spec`` cannot start from a template, or None if it can."""
-    if not enabled():
+    if not (wanted and enabled()):
         return "templates are off (COCOON_TEMPLATE=0 or --no-template)"
     if spec.shares:
         return "shared folders are not part of a template's device layout"
@@ -297,9 +297,10 @@ def clone(spec: MachineSpec, template: Template) -> MachineSpec:
     )
 
 
-def prepare(spec: MachineSpec) -> MachineSpec:
-    """A clone of ``spec``'s template if it can have one, else ``spec`` to cold-boot."""
-    reason = why_not(spec)
+def prepare(spec: MachineSpec, wanted: bool = True) -> MachineSpec:
+    """A clone of ``spec``'s template if it can (and is ``wanted`` to) have
+    one, else ``spec`` to cold-boot."""
+    reason = why_not(spec, wanted)
     if reason is None:
         try:
             template = ensure(spec)
