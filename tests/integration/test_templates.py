@@ -135,6 +135,9 @@ def test_cold_boot_when_templates_are_off_or_do_not_fit(tc, busybox, tmp_path):
     result = lacking("run", "--rm", "--memory", "216m", busybox, "echo", "fallback")
     assert ok(result) == "fallback\n"
     assert b"cold boot: no template" in result.stderr and b"no file backend here" in result.stderr
+    # The failure is remembered: the next start does not try again.
+    again = lacking("run", "--rm", "--memory", "216m", busybox, "echo", "fallback")
+    assert ok(again) == "fallback\n" and b"building it failed" in again.stderr
 
 
 def _sha256(path: Path) -> str:
