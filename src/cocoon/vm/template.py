@@ -11,7 +11,8 @@ wakes at that read and gets everything of its container in CONFIG.
 
 Templates are kept under ``<cache>/templates``, one folder per shape named
 by the hash of its inputs (the kernel's and initramfs's contents among
-them), so a new kernel or agent makes a new template on first need.
+them), so a new kernel or agent makes a new template on first need; the
+``KEEP`` most recently used stay.
 
 Clones must never write into the template. QEMU 7.2 discards guest memory
 (free page reporting, balloon inflation) by punching holes in a file
@@ -59,6 +60,7 @@ BUILD_TIMEOUT = 120.0  # a cold boot under emulation on a loaded host
 # The template's network card; each clone's agent sets the container's own.
 TEMPLATE_MAC = "02:00:00:00:00:01"
 QCOW2_MAGIC = b"QFI\xfb"
+KEEP = 8  # templates kept, the most recently used
 RETRY_AFTER = 600.0  # seconds before a shape whose build failed is tried again
 
 
@@ -236,30 +238,25 @@ def build(spec: MachineSpec, where: Path) -> None:
         disk.path.unlink()
 
 
-def _sweep(keep: str) -> None:
-    """Remove the templates of other kernels or agents (they hold RAM), and
-    builds that died half-way. Clones still running keep their mapping."""
-    current = json.loads((folder() / keep / "shape.json").read_text())
-    for entry in folder().iterdir():
-        if entry.name == keep or not entry.is_dir():
-            continue
-        if ".build-" in entry.name:
-            with (
-                contextlib.suppress(BlockingIOError),
-                flock(
-                    folder() / f"{entry.name.split('.build-')[0]}.lock",
-                    fcntl.LOCK_EX | fcntl.LOCK_NB,
-                ),
-            ):
-                shutil.rmtree(entry, ignore_errors=True)
-            continue
-        try:
-            other = json.loads((entry / "shape.json").read_text())
-            stale = (other["kernel"], other["initrd"]) != (current["kernel"], current["initrd"])
-        except (OSError, ValueError, KeyError, TypeError):
-            stale = True
-        if stale:
+def _sweep() -> None:
+    """Keep the most recently used templates (a ramfs holds them in RAM, never
+    swapped) and drop builds that died half-way. Clones still running keep
+    their mapping of a removed file."""
+    for entry in folder().glob("*.build-*"):
+        with (
+            contextlib.suppress(BlockingIOError),
+            flock(
+                folder() / f"{entry.name.split('.build-')[0]}.lock", fcntl.LOCK_EX | fcntl.LOCK_NB
+            ),
+        ):
             shutil.rmtree(entry, ignore_errors=True)
+    kept = sorted(
+        (e for e in folder().iterdir() if (e / "state").exists()),
+        key=lambda e: e.joinpath("state").stat().st_mtime,
+        reverse=True,
+    )
+    for entry in kept[KEEP:]:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def ensure(spec: MachineSpec) -> Template:
@@ -268,7 +265,8 @@ def ensure(spec: MachineSpec) -> Template:
     inputs = shape(spec)
     key = sha256.hexdigest(json.dumps(inputs, sort_keys=True).encode())[:16]
     template = Template(folder() / key)
-    if template.state.exists():
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(template.state)  # its last use, for _sweep
         return template
     failed = folder() / f"{key}.failed"
     with flock(folder() / f"{key}.lock"):
@@ -293,7 +291,7 @@ def ensure(spec: MachineSpec) -> Template:
             shutil.rmtree(work, ignore_errors=True)
         failed.unlink(missing_ok=True)
         log.debug("built memory template %s in %.2fs", key, time.monotonic() - t0)
-    _sweep(key)
+    _sweep()
     return template
 
 
