@@ -78,8 +78,11 @@ def test_volumes_over_9p_and_the_switch_mean_a_cold_boot(spec, tmp_path, monkeyp
     monkeypatch.setenv("COCOON_TEMPLATE", "0")
     assert "off" in templates.why_not(spec)
     monkeypatch.delenv("COCOON_TEMPLATE")
+    spec.disks.append(Disk(tmp_path / "volume.ext4"))
+    assert "volumes" in templates.why_not(spec)
+    spec.disks.pop()
     spec.shares = [SharedFolder(tmp_path, "data")]
-    assert "shared folders" in templates.why_not(spec)
+    assert "volumes" in templates.why_not(spec)
 
 
 def test_config_carries_the_mac_and_entropy():

@@ -142,8 +142,10 @@ def why_not(spec: MachineSpec, wanted: bool = True) -> str | None:
     """Why ``spec`` cannot start from a template, or None if it can."""
     if not (wanted and enabled()):
         return "templates are off (COCOON_TEMPLATE=0 or --no-template)"
-    if spec.shares:
-        return "shared folders are not part of a template's device layout"
+    if spec.shares or len(spec.disks) > 1:
+        # Volumes: their disks' sizes would make a template per volume, and
+        # the agent only drops the root slot's stale cache after a resume.
+        return "volumes (disks or shared folders) are not part of a template's device layout"
     if spec.memory_file is not None or spec.restore is not None:
         return "the VM already has a memory image"
     if not (isinstance(spec.net, Tap | UserNet) or spec.net is None):
