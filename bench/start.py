@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -33,12 +34,13 @@ from procs import vms_of  # noqa: E402
 
 from cocoon.vm import accel as accelerators  # noqa: E402
 from cocoon.vm import qemu  # noqa: E402
+from cocoon.vm import template as templates  # noqa: E402
 from cocoon.vm.artifacts import artifacts, initramfs_bytes  # noqa: E402
 from cocoon.vm.machine import MachineSpec  # noqa: E402
 
 IMAGE = "localhost/bench-busybox:latest"
 # Figures measured once per benchmark run, not medians: the report says so.
-SINGLE_SAMPLES = ["cocoon_cold_s", "memory", "density"]
+SINGLE_SAMPLES = ["cocoon_cold_s", "template_build_s", "memory", "density"]
 # What works with Debian's podman on these cgroup-v1 hosts (../shared/ENVIRONMENT.md).
 PODMAN = ["podman", "--cgroup-manager=cgroupfs"]
 PODMAN_RUN = ["run", "--runtime", "runc", "--rm",
@@ -118,6 +120,22 @@ def against_baseline(baseline_cmd: list[str], warm: WarmRun, runs: int) -> dict[
         "python_overhead_s": statistics.median(warm.overhead),
         "phases_s": {k: statistics.median(p[k] for p in warm.phases) for k in warm.phases[0]},
     }
+
+
+def template_build_s(env: dict[str, str]) -> float | None:
+    """Seconds to build the template of the measured shape, from cocoon's own
+    account: the template is removed, then the next run builds it again."""
+    first = subprocess.run(cocoon_cli("--debug", "run", "--rm", IMAGE, "true"), env=env,
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    key = re.search(r"starting from memory template ([0-9a-f]{16})", first.stderr)
+    if key is None:
+        print(f"no template: {first.stderr.strip()}", file=sys.stderr)
+        return None
+    shutil.rmtree(templates.folder() / key.group(1))
+    again = subprocess.run(cocoon_cli("--debug", "run", "--rm", IMAGE, "true"), env=env,
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    built = re.search(r"built memory template [0-9a-f]{16} in ([0-9.]+)s", again.stderr)
+    return float(built.group(1)) if built else None
 
 
 def trivial_initrd(work: Path) -> Path:
@@ -278,6 +296,11 @@ def main() -> int:
         # One sample by nature: only the first run builds the image's root disk.
         results["cocoon_cold_s"] = timed(cocoon_cli("run", "--rm", IMAGE, "true"), env)
         results.update(against_baseline(baseline_cmd, WarmRun(env, work), args.runs))
+        # The same warm run booting its kernel, as before memory templates.
+        cold = against_baseline(baseline_cmd, WarmRun(dict(env, COCOON_TEMPLATE="0"), work),
+                                args.runs)  # fmt: skip
+        results["cold_boot"] = {k: cold[k] for k in ("cocoon_warm_s", "ratio_warm_vs_baseline")}
+        results["template_build_s"] = template_build_s(env)
         results["python_start_s"], _ = median_of(
             lambda: timed([sys.executable, "-c", "import cocoon.cli.main, cocoon.container.run"]),
             args.runs,
@@ -302,6 +325,11 @@ def report(r: dict) -> None:
     print(f"  cocoon run --rm true, cold                {r['cocoon_cold_s']:.3f}s [{a}]"
           " (single sample)")  # fmt: skip
     print(f"  cocoon run --rm true, warm                {r['cocoon_warm_s']:.3f}s [{a}]")
+    cold, build = r["cold_boot"], r["template_build_s"]
+    print(f"  the same, cold-booting (no template)      {cold['cocoon_warm_s']:.3f}s [{a}],"
+          f" {cold['ratio_warm_vs_baseline']:.2f}x the baseline")  # fmt: skip
+    built = "n/a" if build is None else f"{build:.3f}s"
+    print(f"  memory template build                     {built} [{a}] (single sample)")
     print(f"  python start (imports)                    {r['python_start_s']:.3f}s")
     print(f"  python-side overhead (warm CLI run minus the VM's lifetime) "
           f"{r['python_overhead_s']:.3f}s")  # fmt: skip

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
@@ -49,6 +50,9 @@
  * megabytes of output to a log can be seconds behind the guest, and what
  * it has not read yet is lost when the VM powers off. */
 #define LINGER_MS 60000
+/* <linux/random.h>, which musl's toolchain lacks. */
+#define RNDADDENTROPY _IOW('R', 0x03, int[2])
+#define RNDRESEEDCRNG _IO('R', 0x07)
 
 static int port = -1;
 static struct buf outq;
@@ -636,8 +640,35 @@ static void read_config(struct guest_config *cfg)
 	inlen -= off;
 }
 
+/*
+ * Clones of one memory template wake with the same RNG state: the host's
+ * fresh bytes are mixed in and the kernel made to reseed at once, before
+ * any process of the container exists, so no two read the same stream.
+ */
+static void reseed_rng(const struct guest_config *cfg)
+{
+	if (!cfg->nentropy)
+		return;
+	struct {
+		int entropy_count; /* bits credited */
+		int buf_size;
+		uint8_t data[CONFIG_MAX_ENTROPY];
+	} seed;
+	seed.entropy_count = (int)(cfg->nentropy * 8);
+	seed.buf_size = (int)cfg->nentropy;
+	memcpy(seed.data, cfg->entropy, cfg->nentropy);
+	int fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		fatal("open /dev/urandom: %s", errstr(errno));
+	if (ioctl(fd, RNDADDENTROPY, &seed) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)
+		fatal("reseed the RNG: %s", errstr(errno));
+	close(fd);
+	explicit_bzero(&seed, sizeof(seed));
+}
+
 static void apply_config(const struct guest_config *cfg)
 {
+	reseed_rng(cfg);
 	/* The guest has no trusted RTC: the host's clock is the one. */
 	if (cfg->time_ns) {
 		struct timespec ts = {(time_t)(cfg->time_ns / 1000000000u),
@@ -694,13 +725,20 @@ int main(void)
 	if (!inbuf)
 		fatal("out of memory");
 
-	/* The root is mounted while the virtio-serial port is still being
-	 * announced (that takes tens of milliseconds under emulation); a
+	/* A memory template is paused at the first read of the port, and each
+	 * clone of it gets its own disk behind the root's slot: nothing of the
+	 * container may be touched before CONFIG arrives. */
+	int template = cmdline_get(cmdline, "template", val, sizeof(val)) == 1 &&
+		       strcmp(val, "1") == 0;
+	/* Otherwise the root is mounted while the virtio-serial port is still
+	 * being announced (that takes tens of milliseconds under emulation); a
 	 * failure is kept and reported once the port is open. */
 	char err[512] = "";
-	if (cmdline_get(cmdline, "root", root, sizeof(root)) != 1 || !device_name_valid(root))
+	int root_valid = cmdline_get(cmdline, "root", root, sizeof(root)) == 1 &&
+			 device_name_valid(root);
+	if (!root_valid)
 		snprintf(err, sizeof(err), "no valid cocoon.root on the kernel command line");
-	else
+	else if (!template)
 		old_root = setup_root(root, err, sizeof(err));
 	free(cmdline);
 
@@ -708,12 +746,17 @@ int main(void)
 	if (port < 0)
 		fatal("no usable virtio-serial port named %s: %s", PORT_NAME, errstr(errno));
 	wait_host_connected();
-	if (old_root < 0)
-		fatal("%s", err[0] ? err : "setting up the root failed");
-	root_ready = 1;
+	if (template)
+		/* The host builds the template once it sees this, and pauses it. */
+		(void)write_all(1, "cocoon-template-parked\n", 23);
 
 	struct guest_config cfg;
 	read_config(&cfg);
+	if (template && root_valid)
+		old_root = setup_root(root, err, sizeof(err));
+	if (old_root < 0)
+		fatal("%s", err[0] ? err : "setting up the root failed");
+	root_ready = 1;
 	apply_config(&cfg);
 	if (user_mounts(cfg.mounts, cfg.nmounts, err, sizeof(err)) < 0)
 		fatal("%s", err);

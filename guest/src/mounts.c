@@ -20,6 +20,8 @@
 #define NEWROOT "/newroot"
 /* ext4's own ioctl, which is in no userspace header. */
 #define EXT4_IOC_RESIZE_FS _IOW('f', 16, uint64_t)
+/* <linux/fs.h>, which musl's toolchain lacks. */
+#define BLKFLSBUF _IO(0x12, 97)
 
 int device_name_valid(const char *s)
 {
@@ -142,6 +144,15 @@ int setup_root(const char *root_dev, char *err, size_t errlen)
 	if (wait_for_path(dev, 5000) < 0) {
 		snprintf(err, errlen, "root disk %s not found", dev);
 		return -1;
+	}
+	/* A VM restored from a memory template read this slot's disk (the
+	 * template's blank one) when the kernel scanned it for partitions; what
+	 * it cached then is not this container's disk. */
+	int fd = open(dev, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (ioctl(fd, BLKFLSBUF, 0) < 0)
+			logmsg("flush %s: %s", dev, errstr(errno));
+		close(fd);
 	}
 	if (do_mount(dev, NEWROOT, "ext4", 0, NULL, err, errlen) < 0)
 		return -1;

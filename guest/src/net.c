@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -55,6 +56,15 @@ static void eth0_setup(int s, const struct guest_config *cfg)
 	struct ifreq ifr;
 	memset(&ifr, 0, sizeof(ifr));
 	strcpy(ifr.ifr_name, IFACE);
+	/* A VM restored from a memory template has the template's address in
+	 * its NIC; each container's own comes in CONFIG. */
+	if (cfg->has_mac) {
+		ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+		memcpy(ifr.ifr_hwaddr.sa_data, cfg->mac, 6);
+		if (ioctl(s, SIOCSIFHWADDR, &ifr) < 0)
+			logmsg("set %s MAC: %s", IFACE, errstr(errno));
+		memset(&ifr.ifr_hwaddr, 0, sizeof(ifr.ifr_hwaddr));
+	}
 	set_sin(&ifr.ifr_addr, cfg->address);
 	if (ioctl(s, SIOCSIFADDR, &ifr) < 0) {
 		logmsg("set %s address: %s", IFACE, errstr(errno));

@@ -244,8 +244,9 @@ int hostname_valid(const char *s, size_t len)
 
 static const char *config_tag_name(uint8_t tag)
 {
-	static const char *const names[] = {"HOSTNAME", "TIME", "ADDRESS", "GATEWAY", "DNS"};
-	if (tag >= CFG_HOSTNAME && tag <= CFG_DNS)
+	static const char *const names[] = {"HOSTNAME", "TIME", "ADDRESS", "GATEWAY", "DNS",
+					       "MAC", "ENTROPY"};
+	if (tag >= CFG_HOSTNAME && tag <= CFG_ENTROPY)
 		return names[tag - CFG_HOSTNAME];
 	if (tag == CFG_MOUNT)
 		return "MOUNT";
@@ -256,7 +257,7 @@ static const char *config_tag_name(uint8_t tag)
 
 static int config_tag_known(uint8_t tag)
 {
-	return (tag >= CFG_HOSTNAME && tag <= CFG_DNS) || tag == CFG_MOUNT || tag == CFG_READONLY;
+	return (tag >= CFG_HOSTNAME && tag <= CFG_ENTROPY) || tag == CFG_MOUNT || tag == CFG_READONLY;
 }
 
 int mount_target_valid(const char *s, size_t len)
@@ -372,6 +373,8 @@ static uint32_t config_field_size(uint8_t tag)
 		return 4;
 	case CFG_READONLY:
 		return 0; /* and must be empty: checked where parsed */
+	case CFG_MAC:
+		return 6;
 	default:
 		return 0;
 	}
@@ -478,6 +481,24 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 				goto out;
 			}
 			cfg->readonly_root = 1;
+			break;
+		case CFG_MAC:
+			/* A unicast address: the low bit of the first byte marks multicast. */
+			if (v[0] & 1) {
+				snprintf(err, errlen, "CONFIG: MAC is a multicast address");
+				goto out;
+			}
+			cfg->has_mac = 1;
+			memcpy(cfg->mac, v, 6);
+			break;
+		case CFG_ENTROPY:
+			if (len < CONFIG_MIN_ENTROPY || len > CONFIG_MAX_ENTROPY) {
+				snprintf(err, errlen, "CONFIG: ENTROPY of %u bytes, expected %d to %d",
+					 len, CONFIG_MIN_ENTROPY, CONFIG_MAX_ENTROPY);
+				goto out;
+			}
+			memcpy(cfg->entropy, v, len);
+			cfg->nentropy = len;
 			break;
 		}
 	}

@@ -58,6 +58,8 @@ enum config_tag {
 	CFG_ADDRESS = 0x03,
 	CFG_GATEWAY = 0x04,
 	CFG_DNS = 0x05,
+	CFG_MAC = 0x06,
+	CFG_ENTROPY = 0x07,
 	CFG_MOUNT = 0x10,
 	CFG_READONLY = 0x11,
 };
@@ -142,6 +144,9 @@ void run_spec_free(struct run_spec *spec);
 #define HOSTNAME_MAX 64
 /* More name servers than this are not used by any resolver. */
 #define CONFIG_MAX_DNS 8
+/* Host entropy for the guest's RNG: at least a 256-bit seed. */
+#define CONFIG_MIN_ENTROPY 32
+#define CONFIG_MAX_ENTROPY 256
 
 /* Mounts one container may have; more are refused. */
 #define CONFIG_MAX_MOUNTS 64
@@ -185,6 +190,10 @@ struct guest_config {
 	uint32_t gateway;                /* network byte order */
 	uint32_t dns[CONFIG_MAX_DNS];    /* network byte order */
 	size_t ndns;
+	int has_mac;
+	uint8_t mac[6];
+	uint8_t entropy[CONFIG_MAX_ENTROPY];
+	size_t nentropy;
 	struct mount_spec *mounts; /* in mount order; free with config_free */
 	size_t nmounts;
 	int readonly_root;         /* the container sees / read-only */

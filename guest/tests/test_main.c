@@ -570,6 +570,7 @@ static void check_vector(const char *kind, const char *name, const char *result,
 		}
 		if (strcmp(name, "mounts") == 0) {
 			CHECK(c.nmounts == 3 && c.readonly_root);
+			CHECK(!c.has_mac && c.nentropy == 0); /* READONLY is the last field */
 			CHECK(c.mounts[0].kind == MOUNT_EXT4 && c.mounts[0].flags == MOUNT_COPY_UP);
 			CHECK_STR(c.mounts[0].source, "cocoon-vol0");
 			CHECK_STR(c.mounts[0].target, "/data");

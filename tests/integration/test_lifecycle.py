@@ -95,7 +95,7 @@ def test_detached_logs_exec_stop_rm(cc, busybox):
     assert details["state"]["status"] == "exited"
     assert details["state"]["exit_code"] == 128 + signal.SIGTERM
     assert details["state"]["finished_at"] >= details["state"]["started_at"]
-    assert (details["resources"]["cpus"], details["resources"]["memory_mib"]) == (1, 512)
+    assert (details["resources"]["cpus"], details["resources"]["memory_mib"]) == (1, 256)
     assert "Exited (143)" in ok(cc("ls", "-a"))
     assert ok(cc("wait", "web")).strip() == "143"
     assert cc("exec", "web", "true").returncode == 125

@@ -71,6 +71,8 @@ class ConfigField(enum.IntEnum):
     ADDRESS = 0x03
     GATEWAY = 0x04
     DNS = 0x05
+    MAC = 0x06
+    ENTROPY = 0x07
     MOUNT = 0x10
     READONLY = 0x11
 
@@ -203,6 +205,8 @@ class GuestConfig:
     dns: Sequence[str] = ()
     mounts: Sequence[GuestMount] = ()  # parents first
     readonly: bool = False  # the container's root is read-only
+    mac: str | None = None  # eth0's hardware address, aa:bb:cc:dd:ee:ff
+    entropy: bytes | None = None  # fresh host bytes for the guest's RNG
 
     def encode(self) -> bytes:
         parts = []
@@ -221,7 +225,21 @@ class GuestConfig:
         parts += [m.encode() for m in self.mounts]
         if self.readonly:
             parts.append(_field(ConfigField.READONLY, b""))
+        if self.mac is not None:
+            parts.append(_field(ConfigField.MAC, _mac(self.mac)))
+        if self.entropy is not None:
+            parts.append(_field(ConfigField.ENTROPY, self.entropy))
         return b"".join(parts)
+
+
+def _mac(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        value = b""
+    if len(value) != 6 or value[0] & 1:
+        raise InvalidArgument(f"not a unicast MAC address: {text!r}")
+    return value
 
 
 def _ipv4(kind: type[ipaddress.IPv4Address | ipaddress.IPv4Interface], text: str) -> Any:

@@ -58,15 +58,21 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-m",
         "--memory",
-        default="512m",
+        default="256m",
         metavar="SIZE",
-        help="VM memory, e.g. 512m or 2g (default 512m)",
+        help="VM memory, e.g. 512m or 2g (default 256m)",
     )
     p.add_argument(
         "--accel",
         choices=("auto", "kvm", "tcg"),
         default="auto",
         help="accelerator: KVM where it works, else TCG (default auto)",
+    )
+    p.add_argument(
+        "--no-template",
+        dest="template",
+        action="store_false",
+        help="cold-boot the VM rather than resume a memory template",
     )
     p.add_argument(
         "--network",
@@ -151,6 +157,7 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
         memory=args.memory,
         remove=args.rm,
         accel=args.accel,
+        template=args.template,
         network=args.network,
         ip=args.ip,
         dns=args.dns,

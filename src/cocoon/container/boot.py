@@ -8,6 +8,7 @@ needs to boot the VM again is in the record's typed configuration.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from cocoon.units import parse_size
 from cocoon.vm import accel as accelerators
 from cocoon.vm import backend
 from cocoon.vm import machine as vms
+from cocoon.vm import template as templates
 from cocoon.vm.artifacts import artifacts
 
 if TYPE_CHECKING:
@@ -105,6 +107,7 @@ def create(
             rootfs=str(rootfs),
             stop_signal=img.config.stop_signal,
             disk_size=disk_size,
+            template=opts.template,
             process=process,
             network=network.configure(
                 rec.id,
@@ -194,7 +197,8 @@ def boot(
         raise
     try:
         mounts = volumes.attach(rec)
-        machine = backend.create(machine_spec(rec, net, mounts))
+        spec = templates.prepare(machine_spec(rec, net, mounts), rec.settings.template)
+        machine = backend.create(spec)
     except BaseException:
         listener.close()
         net.close()
@@ -218,6 +222,8 @@ def boot(
                 **net.guest,
                 mounts=mounts.guest,
                 readonly=rec.settings.read_only,
+                mac=net.device.mac if net.device is not None else None,
+                entropy=os.urandom(64),
             )
             channel.send(Msg.CONFIG, 0, guest.encode())
             # Queued in the port until the agent is up, in the order it must

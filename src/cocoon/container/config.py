@@ -61,6 +61,7 @@ class ContainerConfig:
     disk_size: int | None = None  # bytes, when larger than the image's filesystem
     mounts: list[Mount] = field(default_factory=list)  # as made by volume.plan.prepare
     read_only: bool = False
+    template: bool = True  # start from a memory template when one fits
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -88,6 +89,7 @@ class ContainerConfig:
                 disk_size=data.get("disk_size"),
                 mounts=[mount_model.from_json(m) for m in data.get("mounts", [])],
                 read_only=bool(data.get("read_only", False)),
+                template=bool(data.get("template", True)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

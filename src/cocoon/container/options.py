@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cocoon.volume.mounts import Mount
 
-DEFAULT_MEMORY = "512m"
+DEFAULT_MEMORY = "256m"
 
 
 @dataclass(slots=True)
@@ -31,6 +31,7 @@ class RunOptions:
     memory: str = DEFAULT_MEMORY
     remove: bool = False
     accel: str = "auto"
+    template: bool = True  # resume a memory template where the VM's shape allows
     network: str | None = None  # a network's name, "user" or "none"; None = the default
     ip: str | None = None
     dns: Sequence[str] = ()

@@ -63,20 +63,38 @@ class UserNet:
     forwards: tuple[Forward, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Unplugged:
+    """A network card with nothing behind it: a memory template's, whose clones get the real one."""
+
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFile:
+    """Guest RAM in a file: a template boots with it ``shared`` (the file is its
+    RAM); each clone maps it copy-on-write and never writes back into it."""
+
+    path: Path
+    shared: bool
+
+
 @dataclass(slots=True)
 class MachineSpec:
     kernel: Path
     initrd: Path
     accel: str  # "kvm" or "tcg"
     cpus: int = 1
-    memory_mib: int = 512
+    memory_mib: int = 256
     disks: list[Disk] = field(default_factory=list)
     shares: list[SharedFolder] = field(default_factory=list)
-    net: Tap | UserNet | None = None
+    net: Tap | UserNet | Unplugged | None = None
     agent_socket: Path | None = None  # a listening unix socket the VMM connects to
     control_socket: Path | None = None  # where the VMM serves its control protocol
     console: Path | None = None  # where the guest console goes; None = the VMM's stdout
     params: dict[str, str] = field(default_factory=dict)  # cocoon.KEY=VALUE, not user text
+    memory_file: MemoryFile | None = None  # None = RAM of the VM's own
+    restore: Path | None = None  # device state saved by Machine.save: resume there, not boot
 
 
 class Status(enum.StrEnum):
@@ -117,6 +135,11 @@ class Machine(Protocol):
 
     def status(self) -> Status: ...
 
+    def save(self, state: Path) -> None:
+        """Write the device state to ``state``, which leaves the VM stopped; RAM
+        in a shared ``memory_file`` stays in that file, not in ``state``."""
+        ...
+
     def last_words(self) -> str:
         """What the VMM said before it exited (empty while it runs)."""
         ...
@@ -127,8 +150,10 @@ __all__ = [
     "Forward",
     "Machine",
     "MachineSpec",
+    "MemoryFile",
     "SharedFolder",
     "Status",
     "Tap",
+    "Unplugged",
     "UserNet",
 ]

@@ -63,13 +63,20 @@ class Qmp:
             raise ExternalError("QMP: a reply that is not an object")
         return message
 
-    def execute(self, command: str, **arguments: Any) -> Any:
-        """Run ``command`` and return what QEMU returned; QmpError if it refused."""
+    def execute(self, command: str, *, fd: int | None = None, **arguments: Any) -> Any:
+        """Run ``command`` and return what QEMU returned; QmpError if it refused.
+
+        ``fd`` goes along with the command (SCM_RIGHTS), as ``getfd`` wants.
+        """
         request: dict[str, Any] = {"execute": command}
         if arguments:
             request["arguments"] = arguments
+        data = json.dumps(request).encode() + b"\n"
         try:
-            self._sock.sendall(json.dumps(request).encode() + b"\n")
+            if fd is None:
+                self._sock.sendall(data)
+            else:
+                socket.send_fds(self._sock, [data], [fd])
         except OSError as e:
             raise ExternalError(f"lost the VMM's control socket: {e}") from e
         while True:

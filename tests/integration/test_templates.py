@@ -1,0 +1,263 @@
+"""Memory templates end to end: clones of a saved VM, every one a real VM.
+
+Each test turns templates on itself (COCOON_TEMPLATE=1) and reads cocoon's
+``--debug`` lines to know whether a container was cloned or cold-booted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from procs import vms_of
+
+from cocoon.vm import template as templates
+from cocoon.vm.qmp import Qmp
+
+pytestmark = pytest.mark.vm
+
+LONG = 600
+CLONED = re.compile(rb"starting from memory template ([0-9a-f]{16})")
+BUILT = re.compile(rb"built memory template ([0-9a-f]{16})")
+
+
+class Templated:
+    """The cocoon command with templates on, optionally inside a netns."""
+
+    def __init__(self, cocoon, netns: str | None = None, **env: str) -> None:
+        self.cocoon, self.netns = cocoon, netns
+        self.env = {**cocoon.env, "COCOON_TEMPLATE": "1", **env}
+        if netns is not None:
+            self.env.pop("COCOON_NETWORK", None)
+
+    def __call__(self, *args: str, timeout: float = LONG) -> subprocess.CompletedProcess:
+        argv = self.cocoon.argv("--debug", *args)
+        if self.netns is not None:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        return subprocess.run(argv, env=self.env, capture_output=True, timeout=timeout)
+
+    def sh(self, *argv: str) -> subprocess.CompletedProcess:
+        assert self.netns is not None
+        return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+    return result.stdout.decode()
+
+
+def cloned(result: subprocess.CompletedProcess) -> str:
+    """The template a run was cloned from; fails if it cold-booted."""
+    found = CLONED.search(result.stderr)
+    assert found, result.stderr.decode()
+    return found.group(1).decode()
+
+
+def running_clones(state: Path) -> dict[str, str]:
+    """Container id -> template key of each running VM that was cloned."""
+    clones = {}
+    for pid in vms_of(state):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            ram = next((a for a in argv if "mem-path=" in a and "share=off" in a), None)
+            disk = next((a for a in argv if "disk.qcow2" in a), "")
+            if ram and "-incoming" in argv:
+                key = re.search(r"templates/([0-9a-f]{16})/ram", ram)
+                cid = re.search(r"containers/([0-9a-f]{64})/", disk)
+                if key and cid:
+                    clones[cid.group(1)] = key.group(1)
+    return clones
+
+
+@pytest.fixture
+def tc(cocoon):
+    yield Templated(cocoon)
+    ids = cocoon("ls", "-a", "-q").stdout.decode().split()
+    if ids:
+        cocoon("rm", "-f", *ids, timeout=LONG)
+
+
+def test_clone_runs_and_a_changed_input_makes_a_new_template(tc, busybox, tmp_path):
+    first = tc("run", "--rm", "--memory", "200m", busybox, "echo", "hello")
+    assert ok(first) == "hello\n"
+    key = cloned(first)
+    again = tc("run", "--rm", "--memory", "200m", busybox, "echo", "again")
+    assert ok(again) == "again\n" and cloned(again) == key
+    assert not BUILT.search(again.stderr)  # the saved one was reused
+
+    # Another memory size is another shape.
+    other = tc("run", "--rm", "--memory", "208m", busybox, "true")
+    ok(other)
+    assert cloned(other) != key
+
+    # A different agent (one byte appended to the binary) is another input:
+    # a new template is built on first need.
+    agent = tmp_path / "cocoon-agent"
+    shutil.copyfile(tc.env["COCOON_AGENT"], agent)
+    with open(agent, "ab") as f:
+        f.write(b"\0")
+    agent.chmod(0o755)
+    changed = Templated(tc.cocoon, COCOON_AGENT=str(agent))
+    rebuilt = changed("run", "--rm", "--memory", "200m", busybox, "echo", "rebuilt")
+    assert ok(rebuilt) == "rebuilt\n"
+    assert BUILT.search(rebuilt.stderr) and cloned(rebuilt) not in (key, cloned(other))
+
+
+def test_cold_boot_when_templates_are_off_or_do_not_fit(tc, busybox, tmp_path):
+    off = tc("run", "--rm", "--no-template", busybox, "echo", "cold")
+    assert ok(off) == "cold\n" and b"cold boot: templates are off" in off.stderr
+    env_off = Templated(tc.cocoon, COCOON_TEMPLATE="0")("run", "--rm", busybox, "echo", "cold")
+    assert ok(env_off) == "cold\n" and b"cold boot: templates are off" in env_off.stderr
+
+    # A QEMU that cannot build a template (here one that refuses a file as
+    # guest RAM) still runs the container, by a cold boot.
+    qemu = shutil.which("qemu-system-x86_64")
+    fake = tmp_path / "bin" / "qemu-system-x86_64"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *memory-backend-file*) echo "no file backend here" >&2; exit 1;; esac\n'
+        f'exec {qemu} "$@"\n'
+    )
+    fake.chmod(0o755)
+    lacking = Templated(tc.cocoon, PATH=f"{fake.parent}:{os.environ['PATH']}")
+    result = lacking("run", "--rm", "--memory", "216m", busybox, "echo", "fallback")
+    assert ok(result) == "fallback\n"
+    assert b"cold boot: no template" in result.stderr and b"no file backend here" in result.stderr
+    # The failure is remembered: the next start does not try again.
+    again = lacking("run", "--rm", "--memory", "216m", busybox, "echo", "fallback")
+    assert ok(again) == "fallback\n" and b"building it failed" in again.stderr
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def test_a_clone_discarding_memory_cannot_corrupt_the_template(tc, busybox):
+    """QEMU 7.2 discards a clone's memory by punching holes in the file its
+    RAM maps, even privately: the template itself, zeroing memory under every
+    other clone. The template's filesystem refuses that; nothing changes."""
+    # The hole punch itself, as QEMU would do it, is refused.
+    ok(tc("run", "--rm", busybox, "true"))
+    key = cloned(tc("run", "--rm", busybox, "true"))
+    ram = templates.folder() / key / "ram"
+    assert _punch_hole(ram) == errno.EOPNOTSUPP
+
+    before = _sha256(ram)
+    a = ok(tc("run", "-d", "--name", "a", busybox, "sleep", "600")).strip()
+    b = ok(tc("run", "-d", "--name", "b", busybox, "sleep", "600")).strip()
+    assert running_clones(tc.cocoon.state).keys() == {a, b}
+    # Clone a uses memory, frees it, and then has its balloon inflated by
+    # 1 MiB: QEMU discards every page of it (each failed discard is one line
+    # on QEMU's stderr, which nobody reads while it runs: kept small).
+    ok(tc("exec", "a", "sh", "-c", "dd if=/dev/zero of=/dev/shm/x bs=1M count=64; rm /dev/shm/x"))
+    sock = tc.cocoon.run_dir / a[:12] / "vmm.sock"
+    with Qmp(sock) as qmp:
+        size = qmp.execute("query-balloon")["actual"]
+        qmp.execute("balloon", value=size - (1 << 20))
+        deadline = time.monotonic() + 120
+        while qmp.execute("query-balloon")["actual"] > size - (1 << 20):
+            assert time.monotonic() < deadline, "the guest never inflated its balloon"
+            time.sleep(0.2)
+    assert _sha256(ram) == before
+    # Clone b still works from intact memory, and so does a new clone.
+    assert ok(tc("exec", "b", "sh", "-c", "echo $((6*7))")) == "42\n"
+    fresh = tc("run", "--rm", busybox, "sh", "-c", "echo $((6*7))")
+    assert ok(fresh) == "42\n" and cloned(fresh) == key
+
+
+def _punch_hole(path: Path) -> int:
+    """errno of FALLOC_FL_PUNCH_HOLE|KEEP_SIZE on the first page of ``path`` (0 = it worked)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+        if libc.fallocate(fd, 0x02 | 0x01, 0, 4096) == 0:
+            return 0
+        return ctypes.get_errno()
+    finally:
+        os.close(fd)
+
+
+def test_two_clones_have_different_randomness(tc, busybox):
+    script = "cat /proc/sys/kernel/random/uuid; head -c 32 /dev/urandom | od -An -tx1"
+    ok(tc("run", "--rm", busybox, "true"))  # the template exists before either
+    one = tc("run", "--rm", busybox, "sh", "-c", script)
+    two = tc("run", "--rm", busybox, "sh", "-c", script)
+    assert cloned(one) == cloned(two)
+    a, b = ok(one).split("\n", 1), ok(two).split("\n", 1)
+    assert a[0] != b[0] and a[1] != b[1]
+
+
+def test_hostname_network_and_clock_after_restore(cocoon, netns, busybox):
+    tc = Templated(cocoon, netns)
+    try:
+        ok(tc("run", "--rm", busybox, "true"))
+        time.sleep(3)  # the template's clock is now behind the host's
+        cid = ok(tc("run", "-d", "--name", "web", "--hostname", "restored", busybox,
+                    "httpd", "-f", "-p", "80", "-h", "/etc")).strip()  # fmt: skip
+        assert cid in running_clones(cocoon.state)
+        info = json.loads(ok(tc("inspect", "web")))[0]["network"]
+        script = "hostname; cat /etc/hostname; date +%s; cat /sys/class/net/eth0/address"
+        host_before = time.time()
+        out = ok(tc("exec", "web", "sh", "-c", script)).split()
+        assert out[:2] == ["restored", "restored"]
+        assert host_before - 2 <= int(out[2]) <= time.time() + 2
+        mac = out[3]
+        assert mac != templates.TEMPLATE_MAC and mac == info["mac_address"]
+        ip = info["ip_address"]
+        deadline = time.monotonic() + 60
+        while (got := tc.sh("busybox", "wget", "-qO-", f"http://{ip}/hostname")).returncode:
+            assert time.monotonic() < deadline, got.stderr.decode()
+            time.sleep(0.3)
+        assert got.stdout.decode() == "restored\n"
+    finally:
+        ids = cocoon("ls", "-a", "-q").stdout.decode().split()
+        if ids:
+            tc("rm", "-f", *ids)
+
+
+def test_ten_clones_at_once_keep_to_themselves(tc, busybox):
+    ok(tc("run", "--rm", busybox, "true"))
+
+    def launch(i: int) -> subprocess.CompletedProcess:
+        script = f"echo mine{i} > /secret; cat /proc/sys/kernel/random/uuid > /uuid; sleep 600"
+        return tc(
+            "run", "-d", "--name", f"c{i}", "--hostname", f"clone{i}", busybox, "sh", "-c", script
+        )
+
+    with ThreadPoolExecutor(10) as pool:
+        started = [ok(r).strip() for r in pool.map(launch, range(10))]
+    clones = running_clones(tc.cocoon.state)
+    assert all(cid in clones for cid in started) and len(set(clones.values())) == 1
+    uuids = set()
+    for i in range(10):
+        deadline = time.monotonic() + 120
+        while True:
+            got = tc("exec", f"c{i}", "sh", "-c", "hostname; cat /secret /uuid")
+            if got.returncode == 0 and len(got.stdout.split()) == 3:
+                break
+            assert time.monotonic() < deadline, got.stderr.decode()
+            time.sleep(0.3)
+        name, secret, uuid = got.stdout.decode().split()
+        assert (name, secret) == (f"clone{i}", f"mine{i}")
+        uuids.add(uuid)
+    assert len(uuids) == 10
+    with contextlib.suppress(FileNotFoundError):
+        assert not list(tc.cocoon.run_dir.glob("tpl-*"))

@@ -1,0 +1,94 @@
+"""What a memory template and its clones ask of QEMU, and what makes a new template."""
+
+from __future__ import annotations
+
+import pytest
+
+from cocoon.agent.protocol import ConfigField, GuestConfig
+from cocoon.errors import InvalidArgument
+from cocoon.vm import qemu
+from cocoon.vm import template as templates
+from cocoon.vm.machine import Disk, MachineSpec, MemoryFile, SharedFolder, Unplugged
+
+
+@pytest.fixture
+def spec(tmp_path, monkeypatch) -> MachineSpec:
+    monkeypatch.setenv("COCOON_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    for name in ("vmlinux", "initrd"):
+        (tmp_path / name).write_bytes(name.encode())
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"\0" * 4096)
+    return MachineSpec(
+        kernel=tmp_path / "vmlinux",
+        initrd=tmp_path / "initrd",
+        accel="tcg",
+        disks=[Disk(disk)],
+        control_socket=tmp_path / "vmm.sock",
+    )
+
+
+def option(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_every_vm_has_memfd_ram_a_small_code_cache_and_free_page_reporting(spec):
+    argv = qemu.command(spec)
+    assert option(argv, "-object") == ["memory-backend-memfd,id=mem0,size=256M,share=on"]
+    assert "memory-backend=mem0" in option(argv, "-M")[0]
+    assert "tb-size=16" in option(argv, "-accel")[0]
+    assert "virtio-balloon-device,free-page-reporting=on" in option(argv, "-device")
+    assert "-incoming" not in argv
+
+
+def test_a_clone_maps_the_template_privately_and_never_discards_into_it(spec, tmp_path):
+    clone = templates.clone(spec, templates.Template(tmp_path / "t"))
+    argv = qemu.command(clone)
+    ram = f"mem-path={tmp_path / 't' / 'ram'},share=off"
+    assert option(argv, "-object") == [f"memory-backend-file,id=mem0,size=256M,{ram}"]
+    assert option(argv, "-incoming") == ["defer"]
+    assert "virtio-balloon-device,free-page-reporting=off" in option(argv, "-device")
+    assert "cocoon.template=1" in option(argv, "-append")[0]
+    assert clone.restore == tmp_path / "t" / "state"
+
+
+def test_a_template_writes_its_own_file_and_its_nic_has_no_backend(spec, tmp_path):
+    spec.memory_file = MemoryFile(tmp_path / "ram", shared=True)
+    spec.net = Unplugged("02:00:00:00:00:01")
+    argv = qemu.command(spec)
+    assert option(argv, "-object")[0].endswith("share=on")
+    assert "-netdev" not in argv
+    assert "virtio-net-device,mac=02:00:00:00:00:01" in option(argv, "-device")
+
+
+def test_the_shape_follows_every_input(spec, tmp_path):
+    first = templates.shape(spec)
+    spec.memory_mib = 300
+    assert templates.shape(spec) != first
+    spec.memory_mib = 256
+    assert templates.shape(spec) == first
+    spec.initrd.write_bytes(b"another agent")
+    assert templates.shape(spec)["initrd"] != first["initrd"]
+
+
+def test_volumes_over_9p_and_the_switch_mean_a_cold_boot(spec, tmp_path, monkeypatch):
+    monkeypatch.setattr(templates.os, "geteuid", lambda: 0)
+    assert templates.why_not(spec) is None
+    assert "off" in templates.why_not(spec, wanted=False)
+    monkeypatch.setenv("COCOON_TEMPLATE", "0")
+    assert "off" in templates.why_not(spec)
+    monkeypatch.delenv("COCOON_TEMPLATE")
+    spec.disks.append(Disk(tmp_path / "volume.ext4"))
+    assert "volumes" in templates.why_not(spec)
+    spec.disks.pop()
+    spec.shares = [SharedFolder(tmp_path, "data")]
+    assert "volumes" in templates.why_not(spec)
+
+
+def test_config_carries_the_mac_and_entropy():
+    payload = GuestConfig(mac="02:aa:bb:cc:dd:ee", entropy=b"\x01" * 32).encode()
+    assert payload[:11] == bytes([ConfigField.MAC, 0, 0, 0, 6, 2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE])
+    assert payload[11:16] == bytes([ConfigField.ENTROPY, 0, 0, 0, 32])
+    for bad in ("01:00:00:00:00:00", "02:00:00:00:00", "zz:00:00:00:00:00"):
+        with pytest.raises(InvalidArgument):
+            GuestConfig(mac=bad).encode()
