@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import select
+import struct
+import subprocess
+import termios
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,3 +47,29 @@ def monitors_of(state: Path) -> list[int]:
         return f"COCOON_STATE_DIR={state}".encode() in environ
 
     return pids_where(match)
+
+
+def run_in_pty(
+    popen: Callable[..., subprocess.Popen], *args: str, rows=40, cols=100, typed: bytes = b""
+) -> tuple[int, bytes]:
+    """Run ``popen(*args)`` on a new terminal; ``typed`` is keyed in at once. Exit code, output."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = popen(*args, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    if typed:
+        os.write(master, typed)
+    output = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    return proc.wait(30), output

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
-import pty
-import select
 import signal
-import struct
 import subprocess
-import termios
 import time
 
 import pytest
+from procs import run_in_pty
 
 import cocoon as cocoon_lib
 
@@ -142,34 +138,21 @@ def test_container_record_kept_without_rm(cocoon, busybox):
     assert clash.returncode == 125 and b"already in use" in clash.stderr
 
 
-def _run_in_pty(cocoon, *args, rows=40, cols=100):
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    proc = cocoon.popen(*args, stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
-    output = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 120)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(master)
-    return proc.wait(30), output
-
-
 def test_tty(cocoon, busybox):
-    code, output = _run_in_pty(cocoon, "run", "--rm", "-t", busybox, "sh", "-c",
-                               "tty; stty size; exit 5")  # fmt: skip
+    code, output = run_in_pty(cocoon.popen, "run", "--rm", "-t", busybox, "sh", "-c",
+                              "tty; stty size; exit 5")  # fmt: skip
     lines = output.decode().replace("\r", "").splitlines()
     assert code == 5
     assert lines[0].startswith("/dev/pts/")
     assert lines[1] == "40 100"
+
+
+def test_typed_ahead_input_reaches_the_process(cocoon, busybox):
+    # Typed while the VM boots, before cocoon puts the terminal in raw mode.
+    code, output = run_in_pty(cocoon.popen, "run", "--rm", "-it", busybox, "sh", "-c",
+                              'read -t 60 line; echo "got:$line"', typed=b"early\n")  # fmt: skip
+    assert code == 0
+    assert b"got:early" in output
 
 
 def test_sigterm_reaches_the_container(cocoon, busybox):

@@ -24,10 +24,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     ls.set_defaults(handler=list_images)
     load = sub.add_parser(
         "load",
-        help="Load images from an OCI layout (folder or tar) or a docker/podman save tarball",
+        help="Load images from an OCI layout (folder or tar), a docker/podman save tarball "
+        "or a dir layout",
     )
-    load.add_argument("path", help="OCI layout folder, OCI layout tar, or docker-archive tar")
-    load.set_defaults(handler=load_images)
+    add_load_flags(load)
 
     pull = sub.add_parser("pull", help="Pull an image from a registry")
     pull.add_argument("reference", help="image reference, e.g. registry:5000/ns/app:1")
@@ -59,9 +59,23 @@ def register(verbs: argparse._SubParsersAction) -> None:
     prune = sub.add_parser("prune", help="Remove untagged images and unreferenced blobs")
     prune.set_defaults(handler=prune_images)
 
-    save = sub.add_parser("save", help="Write images to an OCI layout tar")
+    add_save_flags(sub.add_parser("save", help=SAVE_HELP))
+
+
+SAVE_HELP = "Write images to a tar (an OCI layout and a docker-archive at once)"
+
+
+def add_load_flags(load: argparse.ArgumentParser) -> None:
+    load.add_argument("path", nargs="?", help="OCI layout folder or tar, docker-archive tar, "
+                      "dir layout folder; '-' or none: standard input")  # fmt: skip
+    load.add_argument("-i", "--input", metavar="FILE", help="the same as PATH (Docker's flag)")
+    load.set_defaults(handler=load_images)
+
+
+def add_save_flags(save: argparse.ArgumentParser) -> None:
     save.add_argument("images", nargs="+", metavar="IMAGE")
-    save.add_argument("-o", "--output", required=True, metavar="FILE", help="tar file to write")
+    save.add_argument("-o", "--output", metavar="FILE",
+                      help="tar file to write ('-' or none: standard output)")  # fmt: skip
     save.set_defaults(handler=save_images)
 
 
@@ -129,10 +143,18 @@ def list_images(args: argparse.Namespace) -> int:
 
 
 def load_images(args: argparse.Namespace) -> int:
+    import sys
+
+    from cocoon.errors import InvalidArgument
     from cocoon.image.archive import load
     from cocoon.image.store import ImageStore
 
-    for image in load(ImageStore(), args.path):
+    if args.path and args.input:
+        raise InvalidArgument("give the archive as PATH or as --input, not both")
+    path = args.path or args.input or "-"
+    if path == "-" and sys.stdin.isatty():
+        raise InvalidArgument("no archive to load: name a file or pipe one into standard input")
+    for image in load(ImageStore(), sys.stdin.buffer if path == "-" else path):
         names = ", ".join(image.references) or "untagged"
         print(f"Loaded image {image.short_id} ({names})")
     return 0
@@ -251,8 +273,17 @@ def prune_images(args: argparse.Namespace) -> int:
 
 
 def save_images(args: argparse.Namespace) -> int:
+    import sys
+
+    from cocoon.errors import InvalidArgument
     from cocoon.image.archive import save
     from cocoon.image.store import ImageStore
 
-    save(ImageStore(), args.images, args.output)
+    if args.output in (None, "-"):
+        if sys.stdout.isatty():
+            raise InvalidArgument("refusing to write an archive to a terminal: use -o FILE")
+        save(ImageStore(), args.images, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        save(ImageStore(), args.images, args.output)
     return 0

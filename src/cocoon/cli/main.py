@@ -14,7 +14,7 @@ import sys
 from typing import NoReturn
 
 from cocoon import __version__
-from cocoon.errors import CocoonError
+from cocoon.errors import CocoonError, exit_code
 
 EXIT_COCOON = 125
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except CocoonError as e:
         print(f"cocoon: {e}", file=sys.stderr)
-        return EXIT_COCOON
+        return exit_code(e)
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
     except _Terminated:

@@ -96,7 +96,10 @@ def start(ref: str, *, wait_attach: bool = False) -> Record:
     except ValueError:
         reply = {"error": "the container's monitor exited during start (see monitor.log)"}
     if reply.get("error"):
-        raise from_code(reply.get("code", ExternalError.code), str(reply["error"]))
+        error = from_code(reply.get("code", ExternalError.code), str(reply["error"]))
+        if isinstance(reply.get("exit_code"), int):  # the command itself could not start
+            error.exit_status = reply["exit_code"]
+        raise error
     return records.load(rec.id)
 
 

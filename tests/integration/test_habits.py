@@ -1,0 +1,127 @@
+"""Docker and Podman habits (issue 13): the bugs a new user met, each with a real VM or tool."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+from oci import busybox_layer, write_layout
+from procs import run_in_pty
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture
+def cc(cocoon):
+    """The cocoon command, plus removal of every container the test left."""
+    yield cocoon
+    ids = cocoon("ls", "-a", "-q").stdout.decode().split()
+    if ids:
+        cocoon("rm", "-f", *ids, timeout=600)
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def one_line_125(result, needle: str) -> None:
+    err = result.stderr.decode()
+    assert result.returncode == 125, err
+    assert err.count("\n") == 1 and needle in err, err
+
+
+def records(cc) -> set:
+    return set((cc.state / "containers").glob("*/container.json"))
+
+
+def test_typed_ahead_input_reaches_exec(cc, busybox):
+    cid = ok(cc("run", "-d", busybox, "sleep", "1000")).strip()
+    code, output = run_in_pty(cc.popen, "exec", "-it", cid, "sh", "-c",
+                              'read -t 60 line; echo "got:$line"', typed=b"early\n")  # fmt: skip
+    assert code == 0 and b"got:early" in output
+
+
+@pytest.mark.parametrize(("command", "code"), [("no-such-command", 127), ("/etc/passwd", 126)])
+def test_detached_command_that_cannot_start_exits_like_docker(cc, busybox, command, code):
+    result = cc("run", "-d", busybox, command)
+    assert result.returncode == code, result.stderr.decode()
+    assert command in result.stderr.decode()
+
+
+def test_zstd_image_runs(cc, tmp_path):
+    ref = "localhost/zstd:1"
+    write_layout(tmp_path / "z", [busybox_layer()], ref=ref, compression="zstd")
+    ok(cc("image", "load", str(tmp_path / "z")))
+    result = cc("run", "--rm", ref, "echo", "from zstd")
+    assert (result.returncode, result.stdout) == (0, b"from zstd\n"), result.stderr.decode()
+
+
+def test_one_id_stored_compressed_two_ways_is_not_run_silently(cc, tmp_path):
+    for compression in ("gzip", "none"):
+        layout = tmp_path / compression
+        write_layout(layout, [busybox_layer()], ref=f"localhost/twice:{compression}",
+                     compression=compression)  # fmt: skip
+        ok(cc("image", "load", str(layout)))
+    images = json.loads(ok(cc("image", "ls", "--format", "json")))
+    (image_id,) = {i["id"] for i in images if i["repository"] == "localhost/twice"}
+    before = records(cc)
+    one_line_125(cc("run", "--rm", image_id, "true"), "variants")
+    assert records(cc) == before
+    result = cc("run", "--rm", "localhost/twice:none", "echo", "picked")
+    assert result.stdout == b"picked\n"
+
+
+def test_save_several_images_loads_in_podman(cc, busybox, tmp_path):
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed")
+    ok(cc("image", "tag", busybox, "localhost/second:2"))
+    ok(cc("image", "save", busybox, "localhost/second:2", "-o", str(tmp_path / "two.tar")))
+    # podman wants a short runroot: private folders under /tmp, not pytest's.
+    private = tempfile.mkdtemp(prefix="ccp-", dir="/tmp")
+    podman = ["podman", "--cgroup-manager=cgroupfs", "--root", f"{private}/root",
+              "--runroot", f"{private}/run"]  # fmt: skip
+    try:
+        loaded = subprocess.run([*podman, "load", "-i", str(tmp_path / "two.tar")],
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert loaded.returncode == 0, loaded.stderr
+        listed = subprocess.run([*podman, "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                                capture_output=True, text=True, check=True)  # fmt: skip
+        assert sorted(listed.stdout.split()) == ["localhost/busybox:latest", "localhost/second:2"]
+    finally:
+        # podman's store has read-only layers and mounts: its own rm, then ours.
+        subprocess.run([*podman, "rmi", "-a", "-f"], capture_output=True, timeout=120)
+        subprocess.run(["rm", "-rf", private], check=False)
+
+
+def test_save_to_a_pipe_and_load_from_one(cc, busybox, tmp_path):
+    other = dict(cc.env, COCOON_STATE_DIR=str(tmp_path / "elsewhere"))
+    save = cc.popen("image", "save", busybox, stdout=subprocess.PIPE)
+    load = subprocess.run(cc.argv("image", "load", "-"), env=other, stdin=save.stdout,
+                          capture_output=True, timeout=300)  # fmt: skip
+    save.stdout.close()
+    assert save.wait(60) == 0
+    assert load.returncode == 0, load.stderr.decode()
+    assert busybox.encode() in load.stdout
+
+
+def test_empty_pipe_is_one_line(cc):
+    one_line_125(cc("image", "load", input=b""), "not a tar file")
+    one_line_125(cc("image", "load", "-i", "/nonexistent.tar"), "no such file")
+    one_line_125(cc("image", "save", "-o", "-", "localhost/none:1"), "not found")
+
+
+def test_dir_layout_loads_and_runs(cc, busybox, tmp_path):
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed")
+    layout = tmp_path / "oci"
+    write_layout(layout, [busybox_layer()], ref="x", config={"Cmd": ["echo", "from dir"]})
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:x", f"dir:{tmp_path / 'dir'}"],
+                   check=True, timeout=120)  # fmt: skip
+    out = ok(cc("image", "load", str(tmp_path / "dir")))
+    short_id = out.split()[2]
+    result = cc("run", "--rm", short_id)
+    assert (result.returncode, result.stdout) == (0, b"from dir\n"), result.stderr.decode()
