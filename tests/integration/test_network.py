@@ -64,7 +64,7 @@ def net(cocoon, netns):
 
 
 def ip_of(net: InNetns, ref: str) -> str:
-    return json.loads(ok(net("inspect", ref)))[0]["network"]["ip_address"]
+    return json.loads(ok(net("inspect", ref)))[0]["NetworkSettings"]["IPAddress"]
 
 
 def leases(cocoon) -> dict:
@@ -87,9 +87,11 @@ def test_two_containers_reach_each_other_by_ip_and_name(net, busybox):
 
 def test_httpd_by_ip_and_published_port_then_cleaned_up(net, cocoon, busybox):
     cid = ok(net("run", "-d", "--name", "web", "-p", "127.0.0.1:8080:80", busybox, *HTTPD)).strip()
-    info = json.loads(ok(net("inspect", "web")))[0]["network"]
-    assert info["mode"] == "bridge" and info["ports"] == ["127.0.0.1:8080->80/tcp"]
-    ip = info["ip_address"]
+    info = json.loads(ok(net("inspect", "web")))[0]
+    assert info["Cocoon"]["NetworkMode"] == "bridge"
+    ports = info["NetworkSettings"]["Ports"]
+    assert ports == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+    ip = info["NetworkSettings"]["IPAddress"]
     assert "web" in net.fetch(f"http://{ip}/hosts")
     assert "web" in net.fetch("http://127.0.0.1:8080/hosts")
     tap = f"cc{cid[:12]}"
@@ -125,8 +127,9 @@ def test_concurrent_runs_get_distinct_addresses_and_ip_is_honoured(net, busybox)
 def test_user_mode_with_published_port(net, busybox):
     ok(net("run", "-d", "--name", "slirp", "--network", "user", "-p", "127.0.0.1:8081:80",
            busybox, *HTTPD))  # fmt: skip
-    info = json.loads(ok(net("inspect", "slirp")))[0]["network"]
-    assert info["mode"] == "user" and info["ip_address"] == "10.0.2.15"
+    info = json.loads(ok(net("inspect", "slirp")))[0]
+    assert info["Cocoon"]["NetworkMode"] == "user"
+    assert info["NetworkSettings"]["IPAddress"] == "10.0.2.15"
     assert "slirp" in net.fetch("http://127.0.0.1:8081/hosts")
     assert "cocoon0" not in ok(net.sh("ip", "-br", "link"))  # no bridge needed
 

@@ -86,7 +86,8 @@ def create(
             accel=accel,
             hostname=hostname,
             rootfs=str(rootfs),
-            stop_signal=img.config.stop_signal,
+            stop_signal=opts.stop_signal or img.config.stop_signal,
+            labels={**img.config.labels, **opts.labels},
             process=process,
             network=network.configure(
                 rec.id,

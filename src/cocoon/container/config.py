@@ -54,6 +54,7 @@ class ContainerConfig:
     process: ProcessSpec
     network: NetworkSettings = field(default_factory=NetworkSettings)
     stop_signal: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -77,6 +78,7 @@ class ContainerConfig:
                 process=ProcessSpec.from_json(data["process"]),
                 network=NetworkSettings.from_json(data.get("network")),
                 stop_signal=data.get("stop_signal"),
+                labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

@@ -22,7 +22,6 @@ from cocoon.agent.session import ExitStatus, Process
 from cocoon.agent.spec import ProcessSpec
 from cocoon.container import boot, control, liveness
 from cocoon.container import record as records
-from cocoon.container.config import NetworkSettings
 from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
 from cocoon.container.spec import check_exec_size, env_entry, merge_env
@@ -36,7 +35,6 @@ from cocoon.errors import (
     from_code,
 )
 from cocoon.image.store import ImageStore
-from cocoon.stamps import rfc3339
 
 COUNTERS_TIMEOUT = 30.0
 SESSION_PROC = 1  # in a control session, proc 1 is the client's own
@@ -201,54 +199,10 @@ def wait(ref: str) -> Record:
 
 
 def inspect(ref: str) -> dict[str, Any]:
-    rec = get(ref)
-    config = rec.settings
-    running = rec.state == State.RUNNING
-    return {
-        "id": rec.id,
-        "name": rec.name,
-        "image": rec.image,
-        "image_id": rec.image_id,
-        "command": rec.command,
-        "created": rfc3339(rec.created),
-        "state": {
-            "status": rec.state.value,
-            "running": running,
-            "pid": rec.monitor_pid if running else None,
-            "vm_pid": rec.vm_pid if running else None,
-            "exit_code": rec.exit_code,
-            "error": rec.error,
-            "started_at": rfc3339(rec.started),
-            "finished_at": rfc3339(rec.finished),
-        },
-        "config": {
-            "hostname": config.hostname,
-            "process": config.process.to_json(),
-            "stop_signal": config.stop_signal,
-        },
-        "resources": {
-            "cpus": config.cpus,
-            "memory_mib": config.memory_mib,
-            "accel": config.accel,
-        },
-        "network": _network_view(config.network),
-        "log_path": str(records.folder(rec.id) / "container.log"),
-        "auto_remove": rec.remove,
-    }
+    """The container's details in ``docker inspect``'s shape (see ``container/inspect.py``)."""
+    from cocoon.container.inspect import view
 
-
-def _network_view(settings: NetworkSettings) -> dict[str, Any]:
-    """Docker-like names; ``mode`` says how the VM is connected (bridge, user, none)."""
-    return {
-        "mode": settings.mode,
-        "network": settings.network or settings.mode,
-        "ip_address": settings.ip,
-        "prefix_len": settings.prefix,
-        "gateway": settings.gateway,
-        "mac_address": settings.mac,
-        "dns": settings.dns,
-        "ports": [str(p) for p in settings.ports],
-    }
+    return view(get(ref))
 
 
 def exec_spec(

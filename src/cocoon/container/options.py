@@ -6,8 +6,8 @@ Plain data: checked and turned into a container's configuration by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MEMORY = "512m"
@@ -34,6 +34,8 @@ class RunOptions:
     dns: Sequence[str] = ()
     add_hosts: Sequence[str] = ()  # NAME:IP
     publish: Sequence[str] = ()  # [HOSTIP:]HOSTPORT:CPORT[/tcp|udp]
+    labels: Mapping[str, str] = field(default_factory=dict)  # over the image's own
+    stop_signal: str | None = None  # default: the image's StopSignal, else SIGTERM
 
 
 __all__ = ["DEFAULT_MEMORY", "RunOptions"]
