@@ -60,7 +60,7 @@ def create(
     t0 = time.monotonic()
     timings = {} if timings is None else timings
     store = store or ImageStore()
-    img = resolve_or_pull(image, store)  # as docker run does
+    img = resolve_or_pull(image, store, policy=opts.pull)  # as docker run does
     arts = artifacts()
     accel = accelerators.choose(opts.accel, arts.kernel, arts.initrd)
     rootfs = image_disk(store, img)
@@ -96,7 +96,7 @@ def create(
                 ip=opts.ip,
                 dns=opts.dns,
                 add_hosts=opts.add_hosts,
-                publish=opts.publish,
+                publish=[*opts.publish, *(img.config.exposed_ports if opts.publish_all else ())],
             ),
         )
         container_disk(records.folder(rec.id) / DISK, rootfs)
