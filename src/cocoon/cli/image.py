@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cocoon.image.model import Image
@@ -194,41 +194,17 @@ def push_image(args: argparse.Namespace) -> int:
 
 def inspect_images(args: argparse.Namespace) -> int:
     from cocoon.cli.output import emit_json, emit_one
+    from cocoon.image.inspect import view
     from cocoon.image.store import ImageStore
 
     store = ImageStore()
-    details = [_details(store.resolve(text)) for text in args.images]
+    details = [view(store.resolve(text)) for text in args.images]
     if args.format == "json":
         emit_json(details)
         return 0
     for item in details:
         emit_one("table", {k: v for k, v in item.items() if k not in ("Layers", "Config")})
     return 0
-
-
-def _details(image: Image) -> dict[str, Any]:
-    config = image.config
-    return {
-        "Id": image.id,
-        "RepoTags": list(image.references),
-        "Digest": image.digest,
-        "ManifestDigest": image.manifest_digest,
-        "MediaType": image.manifest.media_type,
-        "Created": config.created,
-        "Platform": "/".join(filter(None, (config.os, config.architecture, config.variant))),
-        "Size": image.size,
-        "Layers": [layer.to_json() for layer in image.layers],
-        "Config": {
-            "Entrypoint": config.entrypoint,
-            "Cmd": config.cmd,
-            "Env": list(config.env),
-            "WorkingDir": config.working_dir,
-            "User": config.user,
-            "ExposedPorts": list(config.exposed_ports),
-            "Labels": dict(config.labels),
-            "StopSignal": config.stop_signal,
-        },
-    }
 
 
 def tag_image(args: argparse.Namespace) -> int:

@@ -130,6 +130,20 @@ def all_networks() -> list[Network]:
         return sorted(nets.values(), key=lambda n: n.name)
 
 
+def view(net: Network) -> dict[str, Any]:
+    """What ``network inspect`` shows: the record, whether its bridge is up, who is on it."""
+    from cocoon.network import netdev  # runs `ip`: only when asked
+
+    return {
+        "name": net.name,
+        "subnet": net.subnet,
+        "gateway": net.gateway,
+        "bridge": net.bridge,
+        "bridge_up": netdev.exists(net.bridge),
+        "containers": {lease["name"]: ip for ip, lease in sorted(net.leases.items())},
+    }
+
+
 def remove(name: str) -> Network:
     with locked() as nets:
         net = nets.get(name)
@@ -205,4 +219,5 @@ __all__ = [
     "peers",
     "release",
     "remove",
+    "view",
 ]
