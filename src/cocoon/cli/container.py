@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from cocoon.cli import output
-from cocoon.cli.run import add_container_flags, options_from
+from cocoon.cli.run import add_container_flags, add_habit_flags, create
 from cocoon.container.record import Record
 from cocoon.container.state import State
 from cocoon.stamps import rfc3339
@@ -29,6 +29,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p = verb("create", "Create a container without starting it", _create, add_help=False)
     p.add_argument("--help", action="help", help="show this help and exit")
     add_container_flags(p)
+    add_habit_flags(p)
 
     p = verb("start", "Start a created or exited container", _start)
     p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr, wait, "
@@ -37,8 +38,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("container", help="id, name or unique id prefix")
 
     p = verb("stop", "Stop running containers: signal, wait, then power the VM off", _stop)
-    p.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
-                   help="seconds to wait after the signal before forcing (default 10)")  # fmt: skip
+    p.add_argument("-t", "--time", type=float, metavar="SECONDS",
+                   help="seconds to wait after the signal before forcing "
+                   "(default: the container's --stop-timeout, else 10)")  # fmt: skip
     p.add_argument("-s", "--signal", metavar="SIG",
                    help="signal to send (default: the image's StopSignal or SIGTERM)")  # fmt: skip
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
@@ -56,9 +58,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
         p = verb(name, "List containers", _ls)
         p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
         p.add_argument("-q", "--quiet", action="store_true", help="only print ids")
+        p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                       help="only containers that match: label, name, id, status, "
+                       "ancestor")  # fmt: skip
         output.add_format_flag(p)
 
     p = verb("inspect", "Show containers' details as JSON", _inspect)
+    output.add_format_flag(p, "-f", default="json")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     p = verb("logs", "Show a container's output (stdout to stdout, stderr to stderr)", _logs)
@@ -90,9 +96,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from cocoon.container import manager
-
-    print(manager.create(args.image, options_from(args, (24, 80) if args.tty else None)).id)
+    print(create(args).id)
     return 0
 
 
@@ -145,14 +149,21 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from cocoon import filters
+    from cocoon.container import filters as container_filters
     from cocoon.container import manager
 
-    found = manager.containers(all=args.all)
+    wanted = container_filters.checked(filters.parse(args.filter, container_filters.KEYS))
+    found = manager.containers(all=args.all or "status" in wanted)
+    found = [rec for rec in found if container_filters.matches(rec, wanted)]
     if args.quiet:
         for rec in found:
             print(rec.id[:12])
         return 0
     now = time.time()
+    if output.is_template(args.format):
+        output.emit_template(args.format, [_ps_row(rec, now) for rec in found], PS_HEADINGS)
+        return 0
     rows = [
         {
             "id": rec.id if args.format == "json" else rec.id[:12],
@@ -176,6 +187,33 @@ def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
+# docker ps's template fields, and their headings in a `table` format.
+PS_HEADINGS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+               "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
+               "State": "STATE", "Status": "STATUS", "Names": "NAMES", "Labels": "LABELS",
+               "Networks": "NETWORKS", "Mounts": "MOUNTS", "Size": "SIZE"}  # fmt: skip
+
+
+def _ps_row(rec: Record, now: float) -> dict[str, object]:
+    settings = rec.settings
+    created = datetime.datetime.fromtimestamp(rec.created, datetime.UTC)
+    return {
+        "ID": rec.id[:12],
+        "Image": rec.image,
+        "Command": '"' + _clip(" ".join(rec.command), 20) + '"',
+        "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
+        "RunningFor": output.ago(rec.created),
+        "Ports": ", ".join(str(p) for p in settings.network.ports),
+        "State": rec.state.value,
+        "Status": _status(rec, now),
+        "Names": rec.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(settings.labels.items())),
+        "Networks": settings.network.network or settings.network.mode,
+        "Mounts": "",
+        "Size": "",
+    }
+
+
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -193,7 +231,11 @@ def _status(rec: Record, now: float) -> str:
 def _inspect(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
-    output.emit_json([manager.inspect(ref) for ref in args.containers])
+    found = [manager.inspect(ref) for ref in args.containers]
+    if output.is_template(args.format):
+        output.emit_template(args.format, found)
+    else:
+        output.emit_json(found)
     return 0
 
 

@@ -19,9 +19,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
     p = verbs.add_parser("image", help="Manage images in the local store")
     sub = p.add_subparsers(dest="image_verb", metavar="COMMAND", required=True)
-    ls = sub.add_parser("ls", aliases=["list"], help="List images")
-    add_format_flag(ls)
-    ls.set_defaults(handler=list_images)
+    add_list_flags(sub.add_parser("ls", aliases=["list"], help="List images"))
     load = sub.add_parser(
         "load",
         help="Load images from an OCI layout (folder or tar), a docker/podman save tarball "
@@ -60,6 +58,21 @@ def register(verbs: argparse._SubParsersAction) -> None:
     prune.set_defaults(handler=prune_images)
 
     add_save_flags(sub.add_parser("save", help=SAVE_HELP))
+
+
+def add_list_flags(ls: argparse.ArgumentParser) -> None:
+    from cocoon.cli.output import add_format_flag
+
+    ls.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                    help="only images that match: reference, label, dangling, id")  # fmt: skip
+    ls.add_argument("-q", "--quiet", action="store_true", help="only print image ids")
+    add_format_flag(ls)
+    ls.set_defaults(handler=list_images)
+
+
+# docker images's template fields, and their headings in a `table` format.
+IMAGE_HEADINGS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+                  "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE"}  # fmt: skip
 
 
 SAVE_HELP = "Write images to a tar (an OCI layout and a docker-archive at once)"
@@ -106,12 +119,20 @@ def _size(n: int) -> str:
 
 
 def list_images(args: argparse.Namespace) -> int:
-    from cocoon.cli.output import emit
+    from cocoon import filters
+    from cocoon.cli.output import emit, emit_template, is_template
+    from cocoon.image import filters as image_filters
     from cocoon.image.store import ImageStore
     from cocoon.reference import Reference
 
+    wanted = image_filters.checked(filters.parse(args.filter, image_filters.KEYS))
+    found = [i for i in ImageStore().images() if image_filters.matches(i, wanted)]
+    if args.quiet:
+        for short_id in dict.fromkeys(i.short_id for i in found):
+            print(short_id)
+        return 0
     rows = []
-    for image in ImageStore().images():
+    for image in found:
         for ref in image.references or ("<none>",):
             repo, tag = "<none>", "<none>"
             if ref != "<none>":
@@ -128,8 +149,15 @@ def list_images(args: argparse.Namespace) -> int:
                     "age": _age(image.config.created),
                     "size": image.size,
                     "size_human": _size(image.size),
+                    "digest": image.manifest_digest,
                 }
             )
+    if is_template(args.format):
+        keys = {"ID": "short_id", "Repository": "repository", "Tag": "tag", "Digest": "digest",
+                "CreatedSince": "age", "CreatedAt": "created", "Size": "size_human"}  # fmt: skip
+        items = [{field: row[key] for field, key in keys.items()} for row in rows]
+        emit_template(args.format, items, IMAGE_HEADINGS)
+        return 0
     if args.format == "json":
         for row in rows:
             del row["age"], row["size_human"], row["short_id"]

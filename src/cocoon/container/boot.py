@@ -88,6 +88,7 @@ def create(
             rootfs=str(rootfs),
             stop_signal=opts.stop_signal or img.config.stop_signal,
             labels={**img.config.labels, **opts.labels},
+            stop_timeout=opts.stop_timeout,
             process=process,
             network=network.configure(
                 rec.id,

@@ -55,6 +55,7 @@ class ContainerConfig:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     stop_signal: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    stop_timeout: int | None = None  # seconds; None: stop's own default
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class ContainerConfig:
                 network=NetworkSettings.from_json(data.get("network")),
                 stop_signal=data.get("stop_signal"),
                 labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
+                stop_timeout=data.get("stop_timeout"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

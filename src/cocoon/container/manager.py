@@ -24,7 +24,7 @@ from cocoon.container import boot, control, liveness
 from cocoon.container import record as records
 from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
-from cocoon.container.spec import check_exec_size, env_entry, merge_env
+from cocoon.container.spec import check_exec_size, env_entry, merge_env, parse_signal
 from cocoon.container.state import Op, State, check
 from cocoon.errors import (
     ExternalError,
@@ -37,6 +37,7 @@ from cocoon.errors import (
 from cocoon.image.store import ImageStore
 
 COUNTERS_TIMEOUT = 30.0
+DEFAULT_STOP_TIMEOUT = 10.0  # Docker's
 SESSION_PROC = 1  # in a control session, proc 1 is the client's own
 MONITOR_EXIT_TIMEOUT = 60.0  # after the VM is gone the monitor only writes the record
 
@@ -106,21 +107,6 @@ def run_detached(image: str, options: RunOptions, store: ImageStore | None = Non
     return start(rec.id)
 
 
-def parse_signal(text: str | int) -> int:
-    """``TERM``, ``SIGTERM``, ``15`` -> 15."""
-    if isinstance(text, int) or text.isdigit():
-        number = int(text)
-        if not 0 < number < signal.NSIG:
-            raise InvalidArgument(f"invalid signal {text}")
-        return number
-    name = text.upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    try:
-        return int(signal.Signals[name])
-    except KeyError as e:
-        raise InvalidArgument(f"invalid signal {text!r}") from e
-
-
 def _wait_owner_gone(rec: Record, timeout: float) -> Record:
     deadline = time.monotonic() + timeout
     while liveness.owner_alive(rec.id):
@@ -141,10 +127,16 @@ def _signal_owner(rec: Record, signum: int) -> None:
         os.kill(rec.monitor_pid, signum)
 
 
-def stop(ref: str, timeout: float = 10.0, signal_name: str | None = None) -> Record:
-    """Signal the main process, wait ``timeout`` seconds, then power the VM off."""
+def stop(ref: str, timeout: float | None = None, signal_name: str | None = None) -> Record:
+    """Signal the main process, wait ``timeout`` seconds, then power the VM off.
+
+    ``timeout`` defaults to the container's ``--stop-timeout``, else 10 s.
+    """
     rec = get(ref)
     check(Op.STOP, rec.state, rec.name)
+    if timeout is None:
+        timeout = rec.settings.stop_timeout
+        timeout = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
     signum = parse_signal(signal_name or rec.settings.stop_signal or "SIGTERM")
     try:
         control.request(rec.id, "stop", signal=signum, timeout=timeout)

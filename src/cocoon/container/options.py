@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cocoon.container.spec import parse_signal
 from cocoon.errors import InvalidArgument
 
 DEFAULT_MEMORY = "512m"
@@ -45,6 +46,7 @@ class RunOptions:
     stop_signal: str | None = None  # default: the image's StopSignal, else SIGTERM
     publish_all: bool = False  # -P: every port the image exposes, on free host ports
     pull: str = "missing"  # always | missing | never, as docker run --pull
+    stop_timeout: int | None = None  # seconds stop waits before forcing; default 10
 
     def __post_init__(self) -> None:
         self.command = command_list(self.command, "command")
@@ -52,6 +54,11 @@ class RunOptions:
         self.labels = string_map(self.labels, "labels")
         for name in ("env_files", "dns", "add_hosts", "publish"):
             setattr(self, name, string_list(getattr(self, name), name))
+        if self.stop_signal is not None:
+            parse_signal(self.stop_signal)  # refused now, not when the container stops
+        timeout = self.stop_timeout
+        if timeout is not None and (not isinstance(timeout, int) or timeout < 0):
+            raise InvalidArgument(f"stop timeout {timeout!r}: use whole seconds, 0 or more")
 
 
 def command_list(value: str | Sequence[str] | None, what: str) -> list[str] | None:
