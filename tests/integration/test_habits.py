@@ -125,3 +125,105 @@ def test_dir_layout_loads_and_runs(cc, busybox, tmp_path):
     short_id = out.split()[2]
     result = cc("run", "--rm", short_id)
     assert (result.returncode, result.stdout) == (0, b"from dir\n"), result.stderr.decode()
+
+
+def inspect(cc, ref: str, template: str) -> str:
+    return ok(cc("inspect", "-f", template, ref)).strip()
+
+
+def test_labels_filters_and_templates(cc, busybox, tmp_path):
+    labels = tmp_path / "labels"
+    labels.write_text("# a comment\ntier=db\nteam=core\n")
+    web = ok(cc("run", "-d", "--name", "web", "-l", "tier=web", "-l", "public", busybox,
+                "sleep", "1000")).strip()  # fmt: skip
+    ok(cc("create", "--name", "db", "--label-file", str(labels), "-l", "team=data", busybox))
+
+    def names(*flags: str) -> list[str]:
+        return ok(cc("ls", "-a", *flags, "--format", "{{.Names}}")).split()
+
+    assert names("--filter", "label=tier=web") == ["web"]
+    assert names("--filter", "label=public") == ["web"]
+    assert sorted(names("--filter", "label=tier")) == ["db", "web"]
+    assert names("--filter", "label=team=data") == ["db"]  # a flag wins over the file
+    assert names("-f", "status=created") == ["db"]
+    assert names("-f", "status=running", "-f", "name=we") == ["web"]
+    assert names("-f", f"id={web[:6]}") == ["web"]
+    assert sorted(names("-f", f"ancestor={busybox}")) == ["db", "web"]
+    assert ok(cc("ls", "--filter", "status=exited", "-q")) == ""
+
+    status = inspect(cc, "web", "{{.State.Status}} {{.State.Running}} {{.Name}}")
+    assert status == "running true /web"
+    assert inspect(cc, "db", "{{json .Config.Labels}}") == '{"team":"data","tier":"db"}'
+    table = ok(cc("ls", "--format", "table {{.Names}}\\t{{.State}}")).splitlines()
+    assert table[0].split() == ["NAMES", "STATE"] and table[1].split() == ["web", "running"]
+    (row,) = [json.loads(line) for line in ok(cc("ls", "--format", "{{json .}}")).splitlines()]
+    assert row["ID"] == web[:12] and row["Labels"] == "public=,tier=web"
+    details = json.loads(ok(cc("inspect", "web")))[0]
+    for key in ("Id", "Name", "State", "Config", "HostConfig", "NetworkSettings", "Mounts"):
+        assert key in details
+    assert details["State"]["Pid"] > 0 and details["State"]["StartedAt"] > details["Created"]
+
+    images = ok(cc("image", "ls", "-f", "reference=localhost/busy*", "--format",
+                   "{{.Repository}}:{{.Tag}}")).split()  # fmt: skip
+    assert images == [busybox]
+    assert ok(cc("image", "ls", "-f", "label=none-such", "-q")) == ""
+
+
+def test_stop_signal_timeout_and_cidfile(cc, busybox, tmp_path):
+    cidfile = tmp_path / "cid"
+    script = 'trap "echo got-int; exit 9" INT; while :; do sleep 0.1; done'
+    ok(cc("run", "-d", "--name", "sig", "--stop-signal", "SIGINT", "--stop-timeout", "30",
+          "--cidfile", str(cidfile), "--init", busybox, "sh", "-c", script))  # fmt: skip
+    assert inspect(cc, "sig", "{{.Id}}") == cidfile.read_text()
+    assert inspect(cc, "sig", "{{.Config.StopSignal}}") == "SIGINT"
+    ok(cc("stop", "sig"))
+    assert inspect(cc, "sig", "{{.State.ExitCode}}") == "9"
+    # The file exists now: Docker refuses it rather than overwrite another's id.
+    before = records(cc)
+    one_line_125(cc("run", "-d", "--cidfile", str(cidfile), busybox, "true"), "exists")
+    assert records(cc) == before
+
+
+def test_free_host_ports_for_p_cport_and_publish_all(cc, busybox, tmp_path):
+    ref = "localhost/exposing:1"
+    write_layout(tmp_path / "e", [busybox_layer()], ref=ref,
+                 config={"ExposedPorts": {"80/tcp": {}}})  # fmt: skip
+    ok(cc("image", "load", str(tmp_path / "e")))
+    ok(cc("run", "-d", "--name", "ports", "--network", "user", "-P", "-p", "127.0.0.1::81",
+          ref, "httpd", "-f", "-p", "80", "-h", "/etc"))  # fmt: skip
+    ports = json.loads(inspect(cc, "ports", "{{json .NetworkSettings.Ports}}"))
+    assert set(ports) == {"80/tcp", "81/tcp"}
+    assert ports["81/tcp"][0]["HostIp"] == "127.0.0.1"
+    for (binding,) in ports.values():
+        assert 0 < int(binding["HostPort"]) < 65536
+
+
+def test_pull_never_does_not_pull(cc):
+    before = records(cc)
+    one_line_125(cc("run", "--pull", "never", "localhost/nowhere:1", "true"), "not found")
+    assert records(cc) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("run", "-l", "a=b", "--label-file", "/nonexistent/labels", "IMG", "true"), "not found"),
+        (("run", "--stop-signal", "SIGNOPE", "IMG", "true"), "invalid signal"),
+        (("create", "--stop-timeout", "soon", "IMG"), "seconds"),
+        (("run", "--pull", "sometimes", "IMG", "true"), "invalid choice"),
+        (("run", "-p", "99999", "IMG", "true"), "invalid port"),
+        (("ls", "--filter", "colour=red"), "invalid filter"),
+        (("ls", "--filter", "status=sleeping"), "invalid status"),
+        (("ls", "--filter", "nokey"), "KEY=VALUE"),
+        (("image", "ls", "--filter", "dangling=maybe"), "dangling"),
+        (("ls", "--format", "{{.Names"), "template"),
+        (("inspect", "-f", "{{nosuch .Id}}", "x"), "template"),
+        (("image", "ls", "--format", "{{if .ID}}"), "template"),
+        (("image", "load", "-i", "a.tar", "b.tar"), "not both"),
+    ],
+)
+def test_bad_input_is_one_line_125_and_leaves_nothing(cc, busybox, args, needle):
+    before = records(cc)
+    result = cc(*[busybox if a == "IMG" else a for a in args])
+    one_line_125(result, needle)
+    assert records(cc) == before and not cc.vms()

@@ -34,7 +34,7 @@ def test_renders_like_go(template, want):
 
 
 def test_json_of_the_whole_item():
-    assert render_all("{{json .}}", ROWS[1:]).startswith('{"ID":"d","State":{"Status":"exited"}')
+    assert render_all("{{json .}}", ROWS[1:]).startswith('{"Args":[],"ID":"d","Labels":{}')
 
 
 def test_table_has_headings_and_aligned_columns():

@@ -54,7 +54,8 @@ def _truncate(value: Any, length: int) -> str:
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "json": lambda v: json.dumps(v, default=str, separators=(",", ":")),
+    # Go sorts a map's keys when it writes JSON; the rows here are maps.
+    "json": lambda v: json.dumps(v, default=str, separators=(",", ":"), sort_keys=True),
     "upper": lambda v: _go_text(v).upper(),
     "lower": lambda v: _go_text(v).lower(),
     "title": lambda v: _go_text(v).title(),
@@ -65,6 +66,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "truncate": _truncate,
     "println": lambda *v: " ".join(_go_text(i) for i in v) + "\n",
 }
+
+
+_CONSTANTS = {"true": True, "false": False, "nil": None}
 
 
 def _truthy(value: Any) -> bool:
@@ -119,6 +123,10 @@ def _pipeline(tokens: list[tuple[str, str]]) -> list[Any]:
         raise InvalidArgument("template: unbalanced '('")
     if any(not c for c in commands):
         raise InvalidArgument("template: empty command in a pipeline")
+    for kind, head in (c[0] for c in commands):
+        # Checked while parsing, as Go does: a bad --format fails before anything runs.
+        if kind == "name" and head not in _CONSTANTS and head not in FUNCTIONS:
+            raise InvalidArgument(f"template: function {head!r} not defined")
     return commands
 
 
@@ -188,8 +196,8 @@ def _operand(token: tuple[str, Any], dot: Any) -> Any:
         return int(text)
     if kind == "pipe":
         return _evaluate(text, dot)
-    if kind == "name" and text in ("true", "false", "nil"):
-        return {"true": True, "false": False, "nil": None}[text]
+    if kind == "name" and text in _CONSTANTS:
+        return _CONSTANTS[text]
     raise InvalidArgument(f"template: {text!r} is not a value")
 
 
@@ -200,12 +208,9 @@ def _evaluate(commands: Sequence[list[Any]], dot: Any) -> Any:
         args = [_operand(t, dot) for t in command[1:]]
         if i > 0:
             args.append(value)  # a pipeline passes the value as the last argument
-        if head_kind == "name" and head not in ("true", "false", "nil"):
-            function = FUNCTIONS.get(head)
-            if function is None:
-                raise InvalidArgument(f"template: function {head!r} not defined")
+        if head_kind == "name" and head not in _CONSTANTS:
             try:
-                value = function(*args)
+                value = FUNCTIONS[head](*args)
             except TypeError as e:
                 raise InvalidArgument(f"template: wrong arguments for {head}") from e
         elif args:
