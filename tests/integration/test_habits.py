@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 from oci import busybox_layer, write_layout
@@ -220,6 +221,22 @@ def test_pull_never_does_not_pull(cc):
         (("inspect", "-f", "{{nosuch .Id}}", "x"), "template"),
         (("image", "ls", "--format", "{{if .ID}}"), "template"),
         (("image", "load", "-i", "a.tar", "b.tar"), "not both"),
+        (("restart", "nobody"), "no such container"),
+        (("pause", "nobody"), "no such container"),
+        (("unpause", "nobody"), "no such container"),
+        (("rename", "nobody", "x"), "no such container"),
+        (("port", "nobody"), "no such container"),
+        (("top", "nobody"), "no such container"),
+        (("attach", "nobody"), "no such container"),
+        (("exec", "-d", "--env-file", "/nonexistent/env", "x", "true"), "no such container"),
+        (("pull", "localhost:1/x:1:2"), "invalid"),
+        (("rmi", "localhost/none:1"), "not found"),
+        (("tag", "localhost/none:1", "localhost/other:1"), "not found"),
+        (("save", "localhost/none:1", "-o", "/tmp/cct-none.tar"), "not found"),
+        (("load", "-i", "/nonexistent.tar"), "no such file"),
+        (("images", "--filter", "colour=red"), "invalid filter"),
+        (("login",), "required"),
+        (("push", "localhost/none:1"), "not found"),
     ],
 )
 def test_bad_input_is_one_line_125_and_leaves_nothing(cc, busybox, args, needle):
@@ -227,3 +244,70 @@ def test_bad_input_is_one_line_125_and_leaves_nothing(cc, busybox, args, needle)
     result = cc(*[busybox if a == "IMG" else a for a in args])
     one_line_125(result, needle)
     assert records(cc) == before and not cc.vms()
+
+
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done"
+
+
+def test_pause_unpause_freezes_the_vm(cc, busybox):
+    ok(cc("run", "-d", "--name", "frozen", busybox, "sh", "-c", COUNTER))
+    wait_for(cc, "frozen", "cat /tmp/n")
+    ok(cc("pause", "frozen"))
+    assert inspect(cc, "frozen", "{{.State.Status}} {{.State.Paused}}") == "paused true"
+    assert "(Paused)" in ok(cc("ls", "--format", "{{.Status}}"))
+    one_line_125(cc("exec", "frozen", "true"), "paused")
+    one_line_125(cc("pause", "frozen"), "already paused")
+    time.sleep(1)
+    ok(cc("unpause", "frozen"))
+    before = int(ok(cc("exec", "frozen", "cat", "/tmp/n")))
+    time.sleep(1)
+    assert int(ok(cc("exec", "frozen", "cat", "/tmp/n"))) > before  # it runs on
+    one_line_125(cc("unpause", "frozen"), "not paused")
+    ok(cc("pause", "frozen"))
+    ok(cc("stop", "-t", "0", "frozen"))  # a paused container still stops
+    assert inspect(cc, "frozen", "{{.State.Status}}") == "exited"
+
+
+def wait_for(cc, ref: str, command: str) -> str:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        result = cc("exec", ref, "sh", "-c", command)
+        if result.returncode == 0:
+            return result.stdout.decode()
+        time.sleep(0.2)
+    raise AssertionError(f"{command!r} never succeeded in {ref}")
+
+
+def test_exec_detached_and_env_file(cc, busybox, tmp_path):
+    env = tmp_path / "env"
+    env.write_text("FROM_FILE=yes\n")
+    ok(cc("run", "-d", "--name", "bg", busybox, "sleep", "1000"))
+    assert ok(cc("exec", "-d", "bg", "sh", "-c", "sleep 0.5; echo done > /tmp/bg")) == ""
+    assert wait_for(cc, "bg", "cat /tmp/bg") == "done\n"
+    assert ok(cc("exec", "--env-file", str(env), "bg", "sh", "-c", "echo $FROM_FILE")) == "yes\n"
+    assert cc("exec", "-d", "bg", "no-such-command").returncode == 127
+    top = ok(cc("top", "bg"))
+    assert "PID" in top and "sleep 1000" in top
+
+
+def test_restart_rename_port_attach(cc, busybox):
+    ok(cc("run", "-d", "--name", "old", "--network", "user", "-p", "127.0.0.1::80",
+          "-p", "127.0.0.1::53/udp", busybox, "sh", "-c", "echo boot; sleep 1000"))  # fmt: skip
+    started = inspect(cc, "old", "{{.State.StartedAt}}")
+    ok(cc("rename", "old", "new"))
+    one_line_125(cc("inspect", "old"), "no such container")
+    one_line_125(cc("rename", "new", "bad/name"), "invalid container name")
+    lines = ok(cc("port", "new")).splitlines()
+    assert [line.split(" -> ")[0] for line in lines] == ["80/tcp", "53/udp"]
+    assert ok(cc("port", "new", "53/udp")).startswith("127.0.0.1:")
+    one_line_125(cc("port", "new", "81"), "no public port")
+    ok(cc("restart", "-t", "0", "new"))
+    assert inspect(cc, "new", "{{.State.Status}}") == "running"
+    assert inspect(cc, "new", "{{.State.StartedAt}}") > started
+    attach = cc.popen("attach", "--no-stdin", "new", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1)
+        ok(cc("kill", "-s", "TERM", "new"))
+        assert attach.wait(120) == 143
+    finally:
+        attach.kill()

@@ -79,6 +79,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
                    help="set an environment variable")  # fmt: skip
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                   help="read environment variables from a file, one K=V a line")  # fmt: skip
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="start the command and return; its output is dropped")  # fmt: skip
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory")
     p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user to run as")
     p.add_argument("container")
@@ -93,6 +97,32 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     verb("prune", "Remove all stopped containers", _prune)
+
+    p = verb("restart", "Stop containers if they run, then start them again", _restart)
+    p.add_argument("-t", "--time", type=float, metavar="SECONDS",
+                   help="seconds stop waits before forcing (default 10)")  # fmt: skip
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    p = verb("attach", "Attach this terminal to a running container's main process", _attach)
+    p.add_argument("--no-stdin", action="store_true", help="do not attach standard input")
+    p.add_argument("container")
+
+    p = verb("port", "List a container's published ports", _port)
+    p.add_argument("container")
+    p.add_argument("private", nargs="?", metavar="PORT[/PROTO]", help="only this container port")
+
+    p = verb("top", "Show a container's processes (runs the image's ps)", _top)
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER, metavar="PS-OPTIONS")
+
+    p = verb("rename", "Rename a container", _rename)
+    p.add_argument("container")
+    p.add_argument("new_name", metavar="NEW-NAME")
+
+    for name, help, handler in (("pause", "Freeze running containers' VMs", _pause),
+                                ("unpause", "Let paused containers run on", _unpause)):  # fmt: skip
+        p = verb(name, help, handler)
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -220,7 +250,10 @@ def _clip(text: str, width: int) -> str:
 
 def _status(rec: Record, now: float) -> str:
     if rec.state == State.RUNNING:
-        return f"Up {output.duration(now - (rec.started or now))}"
+        from cocoon.container import manager
+
+        up = f"Up {output.duration(now - (rec.started or now))}"
+        return f"{up} (Paused)" if manager.is_paused(rec) else up
     if rec.state == State.CREATED:
         return "Created"
     code = "?" if rec.exit_code is None else rec.exit_code
@@ -261,17 +294,22 @@ def _logs(args: argparse.Namespace) -> int:
 def _exec(args: argparse.Namespace) -> int:
     from cocoon.cli import terminal
     from cocoon.container import manager
+    from cocoon.container.spec import read_env_file
 
     rec = manager.get(args.container)
+    from_files = [e for f in args.env_file for e in read_env_file(f)]
     spec = manager.exec_spec(
         rec,
         args.command,
-        env=args.env,
+        env=[*from_files, *args.env],
         workdir=args.workdir,
         user=args.user,
         tty=terminal.size(sys.stdout.fileno()) if args.tty else None,
-        interactive=args.interactive,
+        interactive=args.interactive and not args.detach,
     )
+    if args.detach:
+        manager.exec_detached(rec.id, spec)
+        return 0
     process = manager.exec_start(rec.id, spec)
     stdin_fd = sys.stdin.fileno() if args.interactive else None
     return terminal.attach(process, stdin_fd=stdin_fd, tty=args.tty)
@@ -312,6 +350,72 @@ def _wait(args: argparse.Namespace) -> int:
     for ref in args.containers:
         rec = manager.wait(ref)
         print("" if rec.exit_code is None else rec.exit_code)
+    return 0
+
+
+def _restart(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    return _each(args, lambda ref: manager.restart(ref, args.time))
+
+
+def _pause(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    return _each(args, manager.pause)
+
+
+def _unpause(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    return _each(args, manager.unpause)
+
+
+def _rename(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    manager.rename(args.container, args.new_name)
+    return 0
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from cocoon.cli import terminal
+    from cocoon.container import manager
+
+    rec = manager.get(args.container)
+    process = manager.attach(rec.id)
+    stdin_fd = None if args.no_stdin or not rec.settings.process.stdin else sys.stdin.fileno()
+    return terminal.attach(process, stdin_fd=stdin_fd, tty=rec.settings.process.tty is not None)
+
+
+def _port(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+    from cocoon.errors import InvalidArgument, NotFound
+
+    found = manager.ports(args.container)
+    if args.private:
+        port, _, proto = args.private.partition("/")
+        if not port.isdigit():
+            raise InvalidArgument(f"invalid port {args.private!r}: use PORT[/tcp|udp]")
+        found = [p for p in found if p.container_port == int(port)
+                 and p.protocol == (proto or "tcp")]  # fmt: skip
+        if not found:
+            raise NotFound(f"no public port {args.private} published for {args.container}")
+    for p in found:
+        prefix = "" if args.private else f"{p.container_port}/{p.protocol} -> "
+        print(f"{prefix}{p.host_ip}:{p.host_port}")
+    return 0
+
+
+def _top(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+    from cocoon.errors import ExternalError
+
+    status, out, err = manager.exec_run(args.container, ["ps", *args.ps_args])
+    if status.code != 0:
+        why = status.error or err.decode(errors="replace").strip() or f"exit {status.code}"
+        raise ExternalError(f"top runs ps inside the container, which failed: {why}")
+    sys.stdout.buffer.write(out)
     return 0
 
 

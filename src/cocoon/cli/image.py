@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -15,49 +15,52 @@ if TYPE_CHECKING:
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    from cocoon.cli.output import add_format_flag
-
     p = verbs.add_parser("image", help="Manage images in the local store")
     sub = p.add_subparsers(dest="image_verb", metavar="COMMAND", required=True)
-    add_list_flags(sub.add_parser("ls", aliases=["list"], help="List images"))
-    load = sub.add_parser(
-        "load",
-        help="Load images from an OCI layout (folder or tar), a docker/podman save tarball "
-        "or a dir layout",
-    )
-    add_load_flags(load)
+    for name, (help, add_flags, aliases) in _VERBS.items():
+        add_flags(sub.add_parser(name, help=help, aliases=aliases))
+    # Docker's top-level forms: `cocoon pull` is `cocoon image pull`, `images` is `image ls`.
+    for name, verb in TOP_LEVEL.items():
+        help, add_flags, _ = _VERBS[verb]
+        add_flags(verbs.add_parser(name, help=f"{help} (image {verb})"))
 
-    pull = sub.add_parser("pull", help="Pull an image from a registry")
+
+def _add_pull_flags(pull: argparse.ArgumentParser) -> None:
     pull.add_argument("reference", help="image reference, e.g. registry:5000/ns/app:1")
     pull.add_argument("--platform", metavar="OS/ARCH", help="platform to pull (default the host's)")
     _add_transfer_flags(pull)
     pull.set_defaults(handler=pull_image)
 
-    push = sub.add_parser("push", help="Push an image to a registry")
+
+def _add_push_flags(push: argparse.ArgumentParser) -> None:
     push.add_argument("source", help="stored image (reference or id)")
     push.add_argument("destination", nargs="?", help="where to push it (default its own name)")
     _add_transfer_flags(push)
     push.set_defaults(handler=push_image)
 
-    inspect = sub.add_parser("inspect", help="Show an image's details")
+
+def _add_inspect_flags(inspect: argparse.ArgumentParser) -> None:
+    from cocoon.cli.output import add_format_flag
+
     inspect.add_argument("images", nargs="+", metavar="IMAGE")
-    add_format_flag(inspect)
+    add_format_flag(inspect, "-f")
     inspect.set_defaults(handler=inspect_images)
 
-    tag = sub.add_parser("tag", help="Give an image another name")
+
+def _add_tag_flags(tag: argparse.ArgumentParser) -> None:
     tag.add_argument("source", help="stored image (reference or id)")
     tag.add_argument("target", help="new reference")
     tag.set_defaults(handler=tag_image)
 
-    rm = sub.add_parser("rm", aliases=["rmi"], help="Remove images (untag; delete the last)")
+
+def _add_rm_flags(rm: argparse.ArgumentParser) -> None:
     rm.add_argument("images", nargs="+", metavar="IMAGE")
     rm.add_argument("-f", "--force", action="store_true", help="remove an id that has many tags")
     rm.set_defaults(handler=remove_images)
 
-    prune = sub.add_parser("prune", help="Remove untagged images and unreferenced blobs")
-    prune.set_defaults(handler=prune_images)
 
-    add_save_flags(sub.add_parser("save", help=SAVE_HELP))
+def _add_prune_flags(prune: argparse.ArgumentParser) -> None:
+    prune.set_defaults(handler=prune_images)
 
 
 def add_list_flags(ls: argparse.ArgumentParser) -> None:
@@ -73,9 +76,6 @@ def add_list_flags(ls: argparse.ArgumentParser) -> None:
 # docker images's template fields, and their headings in a `table` format.
 IMAGE_HEADINGS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
                   "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE"}  # fmt: skip
-
-
-SAVE_HELP = "Write images to a tar (an OCI layout and a docker-archive at once)"
 
 
 def add_load_flags(load: argparse.ArgumentParser) -> None:
@@ -221,7 +221,7 @@ def push_image(args: argparse.Namespace) -> int:
 
 
 def inspect_images(args: argparse.Namespace) -> int:
-    from cocoon.cli.output import emit_json, emit_one
+    from cocoon.cli.output import emit_json, emit_one, emit_template, is_template
     from cocoon.image.inspect import view
     from cocoon.image.store import ImageStore
 
@@ -229,6 +229,9 @@ def inspect_images(args: argparse.Namespace) -> int:
     details = [view(store.resolve(text)) for text in args.images]
     if args.format == "json":
         emit_json(details)
+        return 0
+    if is_template(args.format):
+        emit_template(args.format, details)
         return 0
     for item in details:
         emit_one("table", {k: v for k, v in item.items() if k not in ("Layers", "Config")})
@@ -291,3 +294,21 @@ def save_images(args: argparse.Namespace) -> int:
     else:
         save(ImageStore(), args.images, args.output)
     return 0
+
+
+Adder = Callable[[argparse.ArgumentParser], None]
+_VERBS: dict[str, tuple[str, Adder, list[str]]] = {
+    "ls": ("List images", add_list_flags, ["list"]),
+    "load": ("Load images from an OCI layout (folder or tar), a docker/podman save tarball "
+             "or a dir layout", add_load_flags, []),
+    "pull": ("Pull an image from a registry", _add_pull_flags, []),
+    "push": ("Push an image to a registry", _add_push_flags, []),
+    "inspect": ("Show an image's details", _add_inspect_flags, []),
+    "tag": ("Give an image another name", _add_tag_flags, []),
+    "rm": ("Remove images (untag; delete the last)", _add_rm_flags, ["rmi"]),
+    "prune": ("Remove untagged images and unreferenced blobs", _add_prune_flags, []),
+    "save": ("Write images to a tar (an OCI layout and a docker-archive at once)",
+             add_save_flags, []),
+}  # fmt: skip
+TOP_LEVEL = {"pull": "pull", "push": "push", "images": "ls", "rmi": "rm", "tag": "tag",
+             "save": "save", "load": "load"}  # fmt: skip

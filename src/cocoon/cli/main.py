@@ -37,12 +37,14 @@ def _on_sigterm(signum: int, frame: object) -> None:
 # Which module registers each top-level verb: a command builds only the
 # parser it needs (building all of them costs ~15 ms of every start).
 _CONTAINER_VERBS = ("create", "start", "stop", "kill", "rm", "ls", "ps", "inspect", "logs",
-                    "exec", "stats", "wait", "prune")  # fmt: skip
+                    "exec", "stats", "wait", "prune", "restart", "attach", "port", "top",
+                    "rename", "pause", "unpause")  # fmt: skip
+_IMAGE_VERBS = ("image", "pull", "push", "images", "rmi", "tag", "save", "load")
 _VERB_MODULES = {
     "run": "run",
     **dict.fromkeys(_CONTAINER_VERBS, "container"),
-    "image": "image",
-    "registry": "registry",
+    **dict.fromkeys(_IMAGE_VERBS, "image"),
+    **dict.fromkeys(("registry", "login", "logout"), "registry"),
     "network": "network",
     "volume": "volume",
     "system": "system",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cocoon.container import control
 from cocoon.container import record as records
 from cocoon.container.config import NetworkSettings
 from cocoon.container.record import Record
@@ -28,6 +29,7 @@ def view(rec: Record) -> dict[str, Any]:
     config = rec.settings
     process = config.process
     running = rec.state == State.RUNNING
+    paused = running and control.paused(rec.id)
     return {
         "Id": rec.id,
         "Name": f"/{rec.name}",
@@ -35,9 +37,9 @@ def view(rec: Record) -> dict[str, Any]:
         "Path": process.args[0] if process.args else "",
         "Args": process.args[1:],
         "State": {
-            "Status": rec.state.value,
+            "Status": "paused" if paused else rec.state.value,
             "Running": running,
-            "Paused": False,
+            "Paused": paused,
             "Restarting": False,
             "Dead": False,
             "Pid": rec.monitor_pid if running else 0,

@@ -109,6 +109,19 @@ class Lifecycle:
         self.rec = records.update(self.id, lambda r: to_exited(r, code, why))
         return self.rec
 
+    def pause(self) -> None:
+        """Freeze the VM's CPUs (``cocoon pause``); the watchdog holds off meanwhile."""
+        assert self.vm is not None
+        if self._watchdog is not None:
+            self._watchdog.hold()
+        self.vm.machine.pause()
+
+    def resume(self) -> None:
+        assert self.vm is not None
+        self.vm.machine.resume()
+        if self._watchdog is not None:
+            self._watchdog.release()
+
     def release(self) -> None:
         """Let go of the container: its sockets, its lock, and all of it if made with --rm."""
         boot.remove_sockets(self.id)

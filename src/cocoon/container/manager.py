@@ -17,8 +17,8 @@ import sys
 import time
 from typing import Any
 
-from cocoon.agent.protocol import Msg
-from cocoon.agent.session import ExitStatus, Process
+from cocoon.agent.protocol import Msg, exit_status, guest_text
+from cocoon.agent.session import ExitStatus, Process, decode_exit
 from cocoon.agent.spec import ProcessSpec
 from cocoon.container import boot, control, liveness
 from cocoon.container import record as records
@@ -35,6 +35,7 @@ from cocoon.errors import (
     from_code,
 )
 from cocoon.image.store import ImageStore
+from cocoon.network.ports import PortSpec
 
 COUNTERS_TIMEOUT = 30.0
 DEFAULT_STOP_TIMEOUT = 10.0  # Docker's
@@ -159,6 +160,62 @@ def kill(ref: str, signal_name: str = "SIGKILL") -> Record:
     return rec
 
 
+def restart(ref: str, timeout: float | None = None) -> Record:
+    """Stop the container if it runs, then start it again (``docker restart``)."""
+    rec = get(ref)
+    if rec.state == State.RUNNING:
+        rec = stop(rec.id, timeout)
+    return start(rec.id)
+
+
+def _monitored(rec: Record, op: str) -> dict[str, Any]:
+    try:
+        return control.request(rec.id, op)
+    except InvalidState:
+        raise InvalidState(
+            f"container {rec.name} runs in the foreground: only a container started "
+            f"with -d or start can be {op}d"
+        ) from None
+
+
+def pause(ref: str) -> Record:
+    """Freeze the container's VM (its CPUs stop; memory and connections stay)."""
+    rec = get(ref)
+    check(Op.KILL, rec.state, rec.name)  # whatever may be signalled may be paused
+    if control.paused(rec.id):
+        raise InvalidState(f"container {rec.name} is already paused")
+    _monitored(rec, "pause")
+    return rec
+
+
+def unpause(ref: str) -> Record:
+    rec = get(ref)
+    if rec.state != State.RUNNING or not control.paused(rec.id):
+        raise InvalidState(f"container {rec.name} is not paused")
+    _monitored(rec, "unpause")
+    return rec
+
+
+def is_paused(rec: Record) -> bool:
+    return rec.state == State.RUNNING and control.paused(rec.id)
+
+
+def rename(ref: str, new_name: str) -> Record:
+    """Give the container another name; its address keeps, its peers learn it on their next join."""
+    rec = get(ref)
+    records.rename(rec.id, new_name)
+    if rec.settings.network.network:
+        from cocoon.network import ipam
+
+        ipam.rename_lease(rec.settings.network.network, rec.id, new_name)
+    return records.load(rec.id)
+
+
+def ports(ref: str) -> list[PortSpec]:
+    """The container's published ports, as ``docker port`` lists them."""
+    return list(get(ref).settings.network.ports)
+
+
 def remove(ref: str, force: bool = False) -> Record:
     rec = get(ref)
     check(Op.FORCE_REMOVE if force else Op.REMOVE, rec.state, rec.name)
@@ -230,9 +287,35 @@ def exec_start(ref: str, spec: ProcessSpec) -> Process:
     """Start ``spec`` in the running container; relay it with ``Process.relay``."""
     rec = get(ref)
     check(Op.EXEC, rec.state, rec.name)
+    if control.paused(rec.id):
+        raise InvalidState(f"container {rec.name} is paused: unpause it first")
     process = Process(control.session(rec.id, "exec"))
     process.start(spec)
     return process
+
+
+def exec_detached(ref: str, spec: ProcessSpec) -> None:
+    """Start ``spec`` and return once it runs, its output dropped (``docker exec -d``).
+
+    A command that cannot start raises, with its 126/127 as the exit status.
+    """
+    process = exec_start(ref, spec)
+    error = None
+    try:
+        while (frame := process.channel.recv()) is not None:
+            if frame.type is Msg.STARTED:
+                return
+            if frame.type is Msg.ERROR:
+                error = guest_text(frame.payload)
+            elif frame.type is Msg.EXIT:
+                if error is None:
+                    return  # it ran and is already done
+                failure = ExternalError(error)
+                failure.exit_status = decode_exit(exit_status(frame.payload)).code
+                raise failure
+    finally:
+        process.channel.close()
+    raise ExternalError("the container stopped before the command started")
 
 
 def exec_run(ref: str, args: list[str], **spec: Any) -> tuple[ExitStatus, bytes, bytes]:

@@ -52,7 +52,7 @@ class Monitor:
         self.server = ControlServer(
             sock_dir(life.id) / control.SOCKET,
             requests={"kill": self._kill, "stop": self._stop, "wait": self._wait,
-                      "hosts": self._hosts},
+                      "hosts": self._hosts, "pause": self._pause, "unpause": self._unpause},
             streams={"exec": self._exec, "attach": self._attach},
         )  # fmt: skip
 
@@ -76,7 +76,10 @@ class Monitor:
             self.vm.channel.send(Msg.SIGNAL, MAIN, bytes([signum]))
 
     def _kill(self, req: dict[str, Any]) -> dict[str, Any]:
-        self.signal_main(int(req.get("signal", signal.SIGKILL)))
+        signum = int(req.get("signal", signal.SIGKILL))
+        if signum == signal.SIGKILL:
+            self._unpause(req)  # as Docker: a paused container can be killed outright
+        self.signal_main(signum)
         return {"ok": True}
 
     def _hosts(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -85,8 +88,24 @@ class Monitor:
         return {"ok": True}
 
     def _stop(self, req: dict[str, Any]) -> dict[str, Any]:
+        self._unpause(req)  # a frozen guest could not act on the signal
         self.stop(int(req["signal"]), float(req["timeout"]))
         return self._wait(req)
+
+    def _pause(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            if not self.exited.is_set() and not control.paused(self.life.id):
+                self.life.pause()
+                control.mark_paused(self.life.id, True)
+        return {"ok": True}
+
+    def _unpause(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            if control.paused(self.life.id):
+                control.mark_paused(self.life.id, False)
+                if not self.exited.is_set():
+                    self.life.resume()
+        return {"ok": True}
 
     def _wait(self, req: dict[str, Any]) -> dict[str, Any]:
         self.exited.wait()

@@ -130,6 +130,14 @@ def all_networks() -> list[Network]:
         return sorted(nets.values(), key=lambda n: n.name)
 
 
+def rename_lease(name: str, container_id: str, new_name: str) -> None:
+    """A renamed container keeps its address under its new name."""
+    with locked() as nets:
+        for lease in nets[name].leases.values() if name in nets else ():
+            if lease.get("id") == container_id:
+                lease["name"] = new_name
+
+
 def view(net: Network) -> dict[str, Any]:
     """What ``network inspect`` shows: the record, whether its bridge is up, who is on it."""
     from cocoon.network import netdev  # runs `ip`: only when asked
@@ -219,5 +227,6 @@ __all__ = [
     "peers",
     "release",
     "remove",
+    "rename_lease",
     "view",
 ]
