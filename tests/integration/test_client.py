@@ -73,6 +73,15 @@ def test_detached_container_lifecycle(client, busybox):
     assert (code, out, err) == (0, b"y\n", b"e\n")
     assert c.exec_run(["nosuchcmd"]).exit_code == 127
 
+    c.pause()
+    assert c.status == "paused" and c.attrs["State"]["Paused"]
+    c.unpause()
+    assert c.status == "running"
+    top = c.top()
+    assert top["Titles"][0] == "PID" and any("sleep 1000" in p[-1] for p in top["Processes"])
+    c.rename("api-web2")
+    assert c.name == "api-web2"
+
     stream = c.logs(stream=True, follow=False)
     assert b"".join(stream) == b"started\n"
     with pytest.raises(lib.Timeout):

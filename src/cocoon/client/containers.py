@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from cocoon.container import inspect as details
 from cocoon.container import manager
 from cocoon.container.options import RunOptions, command_list
-from cocoon.errors import CocoonError, InvalidArgument, NotFound, Timeout
+from cocoon.errors import CocoonError, ExternalError, InvalidArgument, NotFound, Timeout
 
 Ports = Mapping[str | int, int | str | tuple[str, int] | Sequence[int] | None]
 
@@ -100,6 +100,35 @@ class Container:
 
     def remove(self, force: bool = False) -> None:
         manager.remove(self.id, force)
+
+    def restart(self, timeout: float | None = None) -> None:
+        manager.restart(self.id, timeout)
+        self.reload()
+
+    def pause(self) -> None:
+        """Freeze the VM: its CPUs stop, memory and connections stay."""
+        manager.pause(self.id)
+        self.reload()
+
+    def unpause(self) -> None:
+        manager.unpause(self.id)
+        self.reload()
+
+    def rename(self, name: str) -> None:
+        manager.rename(self.id, name)
+        self.reload()
+
+    def top(self, ps_args: Sequence[str] = ()) -> dict[str, list[Any]]:
+        """The processes, from the image's ``ps``: ``{"Titles": [...], "Processes": [[...]]}``."""
+        result = self.exec_run(["ps", *ps_args], demux=True)
+        out, err = result.output if isinstance(result.output, tuple) else (b"", b"")
+        if result.exit_code != 0:
+            why = err.decode(errors="replace").strip() or f"exit {result.exit_code}"
+            raise ExternalError(f"top runs ps inside the container, which failed: {why}")
+        lines = out.decode(errors="replace").splitlines()
+        titles = lines[0].split() if lines else []
+        rows = [line.split(None, len(titles) - 1) for line in lines[1:]]
+        return {"Titles": titles, "Processes": rows}
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the container stops: ``{"StatusCode": code, "Error": ...}`` as docker-py.
