@@ -10,7 +10,7 @@ import time
 
 import pytest
 from oci import busybox_layer, write_layout
-from procs import run_in_pty
+from procs import monitors_of, run_in_pty
 
 pytestmark = pytest.mark.vm
 
@@ -236,6 +236,9 @@ def test_pull_never_does_not_pull(cc):
         (("load", "-i", "/nonexistent.tar"), "no such file"),
         (("images", "--filter", "colour=red"), "invalid filter"),
         (("login",), "required"),
+        (("run", "--restart", "sometimes", "IMG", "true"), "--restart"),
+        (("run", "--restart", "always:3", "IMG", "true"), "only on-failure"),
+        (("run", "--rm", "--restart", "always", "IMG", "true"), "conflict"),
         (("push", "localhost/none:1"), "not found"),
     ],
 )
@@ -311,3 +314,46 @@ def test_restart_rename_port_attach(cc, busybox):
         assert attach.wait(120) == 143
     finally:
         attach.kill()
+
+
+def runs_logged(cc, ref: str) -> int:
+    return cc("logs", ref).stdout.count(b"run\n")
+
+
+def wait_until(check, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.2)
+
+
+def test_restart_on_failure_with_a_limit(cc, busybox):
+    ok(cc("run", "-d", "--name", "flaky", "--restart", "on-failure:2", busybox,
+          "sh", "-c", "echo run; exit 3"))  # fmt: skip
+    assert inspect(cc, "flaky", "{{json .HostConfig.RestartPolicy}}") == (
+        '{"MaximumRetryCount":2,"Name":"on-failure"}'
+    )
+    # The first run and two restarts, each after a back-off; then it stays exited.
+    wait_until(lambda: runs_logged(cc, "flaky") == 3 and not monitors_of(cc.state))
+    assert inspect(cc, "flaky", "{{.State.Status}} {{.State.ExitCode}}") == "exited 3"
+
+
+def test_restart_always_until_stopped(cc, busybox):
+    ok(cc("run", "-d", "--name", "again", "--restart", "always", busybox,
+          "sh", "-c", "echo run; sleep 0.5"))  # fmt: skip
+    wait_until(lambda: runs_logged(cc, "again") >= 3)  # exit 0 restarts too
+    ok(cc("stop", "again"))  # running or waiting to restart: either way, no more runs
+    wait_until(lambda: not monitors_of(cc.state))
+    settled = runs_logged(cc, "again")
+    time.sleep(2)
+    assert runs_logged(cc, "again") == settled
+    assert inspect(cc, "again", "{{.State.Status}}") == "exited"
+
+
+def test_restart_no_and_a_stopped_container_stay_down(cc, busybox):
+    ok(cc("run", "-d", "--name", "once", busybox, "sh", "-c", "echo run; exit 1"))
+    ok(cc("run", "-d", "--name", "stopped", "--restart", "always", busybox, "sleep", "1000"))
+    ok(cc("stop", "-t", "0", "stopped"))
+    wait_until(lambda: not monitors_of(cc.state))
+    assert runs_logged(cc, "once") == 1
+    assert inspect(cc, "stopped", "{{.State.Status}}") == "exited"

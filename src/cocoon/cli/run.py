@@ -115,6 +115,9 @@ def add_habit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-timeout", type=_seconds, metavar="SECONDS",
                    help="seconds stop waits before forcing (default 10)")  # fmt: skip
     p.add_argument("--cidfile", metavar="FILE", help="write the container's id to FILE")
+    p.add_argument("--restart", default="no", metavar="POLICY",
+                   help="no (default), on-failure[:N], always or unless-stopped: "
+                   "the container's monitor runs it again, with back-off")  # fmt: skip
     p.add_argument("--init", action="store_true",
                    help="accepted: cocoon's agent is always a PID 1 that reaps")  # fmt: skip
 
@@ -180,6 +183,7 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
         pull=args.pull,
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
+        restart=args.restart,
         command=args.command or None,
         entrypoint=args.entrypoint,
         env=args.env,

@@ -89,6 +89,7 @@ def create(
             stop_signal=opts.stop_signal or img.config.stop_signal,
             labels={**img.config.labels, **opts.labels},
             stop_timeout=opts.stop_timeout,
+            restart=opts.restart,
             process=process,
             network=network.configure(
                 rec.id,

@@ -56,6 +56,7 @@ class ContainerConfig:
     stop_signal: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     stop_timeout: int | None = None  # seconds; None: stop's own default
+    restart: str = "no"  # the --restart policy, as restart.parse reads it
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -81,6 +82,7 @@ class ContainerConfig:
                 stop_signal=data.get("stop_signal"),
                 labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
                 stop_timeout=data.get("stop_timeout"),
+                restart=data.get("restart", "no"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cocoon.container import control
+from cocoon.container import control, restart
 from cocoon.container import record as records
 from cocoon.container.config import NetworkSettings
 from cocoon.container.record import Record
@@ -67,6 +67,7 @@ def view(rec: Record) -> dict[str, Any]:
             "NanoCpus": config.cpus * NANO,
             "Memory": config.memory_mib * MIB,
             "AutoRemove": rec.remove,
+            "RestartPolicy": _restart_policy(config.restart),
             "NetworkMode": config.network.network or config.network.mode,
             "PortBindings": _bindings(config.network),
             "Dns": list(config.network.dns),
@@ -84,6 +85,11 @@ def view(rec: Record) -> dict[str, Any]:
             "ExitCode": rec.exit_code,  # None when it never exited on its own
         },
     }
+
+
+def _restart_policy(text: str) -> dict[str, Any]:
+    policy = restart.parse(text)
+    return {"Name": policy.name, "MaximumRetryCount": policy.max_retries or 0}
 
 
 def _port_key(container_port: int, protocol: str) -> str:

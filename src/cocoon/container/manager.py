@@ -22,6 +22,7 @@ from cocoon.agent.session import ExitStatus, Process, decode_exit
 from cocoon.agent.spec import ProcessSpec
 from cocoon.container import boot, control, liveness
 from cocoon.container import record as records
+from cocoon.container import restart as restarts
 from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
 from cocoon.container.spec import check_exec_size, env_entry, merge_env, parse_signal
@@ -134,6 +135,10 @@ def stop(ref: str, timeout: float | None = None, signal_name: str | None = None)
     ``timeout`` defaults to the container's ``--stop-timeout``, else 10 s.
     """
     rec = get(ref)
+    if rec.state != State.RUNNING and rec.settings.restart != "no":
+        # Between two runs (or done): stopping means no more restarts, as in Docker.
+        restarts.cancel(rec.id)
+        return rec
     check(Op.STOP, rec.state, rec.name)
     if timeout is None:
         timeout = rec.settings.stop_timeout

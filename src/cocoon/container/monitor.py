@@ -18,11 +18,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from cocoon.agent.channel import Channel
 from cocoon.agent.protocol import Msg, encode_run
-from cocoon.container import control
+from cocoon.container import control, restart
 from cocoon.container.lifecycle import VM_LOST, Lifecycle
 from cocoon.container.record import sock_dir
 from cocoon.container.router import MAIN, AgentRouter
@@ -46,6 +47,7 @@ class Monitor:
         self.main_started = False
         self.exited = threading.Event()
         self.exit_code: int | None = None
+        self.stopped = False  # by stop or kill: a restart policy does not apply
         self.router = AgentRouter(self.vm.channel, life.id)
         self.router.on_started = lambda: self.ready({"ok": True})
         self.router.on_exit = lambda s: self.ready({"error": s.error, "exit_code": s.code})
@@ -76,6 +78,7 @@ class Monitor:
             self.vm.channel.send(Msg.SIGNAL, MAIN, bytes([signum]))
 
     def _kill(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.stopped = True
         signum = int(req.get("signal", signal.SIGKILL))
         if signum == signal.SIGKILL:
             self._unpause(req)  # as Docker: a paused container can be killed outright
@@ -88,6 +91,7 @@ class Monitor:
         return {"ok": True}
 
     def _stop(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.stopped = True
         self._unpause(req)  # a frozen guest could not act on the signal
         self.stop(int(req["signal"]), float(req["timeout"]))
         return self._wait(req)
@@ -180,7 +184,8 @@ def _report(fd: int | None, message: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
+def _run_once(container_id: str, ready_fd: int | None, wait_attach: bool) -> Monitor | None:
+    """Boot, run and end the container once; None if it could not start (reported)."""
     life = Lifecycle(container_id)
     monitors: list[Monitor] = []
 
@@ -191,12 +196,36 @@ def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
         life.begin(prepare=prepare)
     except CocoonError as e:
         _report(ready_fd, to_wire(e))
-        return 1
+        return None
     try:
         monitors[0].run()
     finally:
         life.release()
-    return 0
+    return monitors[0]
+
+
+def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
+    """Own the container until it exits, and again after each restart its policy asks for."""
+    restart.clear(container_id)  # a stale "no restart" from an earlier stop
+    attempts, wait = 0, None
+    while True:
+        began = time.monotonic()
+        monitor = _run_once(container_id, ready_fd, wait_attach)
+        if monitor is None:  # after a restart: started or removed by someone else meanwhile
+            return 1
+        ready_fd, wait_attach = None, False  # whoever started the monitor has its answer
+        rec = monitor.life.rec
+        assert rec is not None
+        policy = restart.parse(rec.settings.restart)
+        if monitor.stopped or not policy.wants(rec.exit_code, attempts):
+            return 0
+        wait = restart.delay(wait, time.monotonic() - began)
+        log.info("restarting (policy %s) in %.1fs", policy, wait)
+        time.sleep(wait)
+        if restart.cancelled(container_id):
+            restart.clear(container_id)
+            return 0
+        attempts += 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cocoon.container.restart import parse as restart_policy
 from cocoon.container.spec import parse_signal
 from cocoon.errors import InvalidArgument
 
@@ -47,6 +48,7 @@ class RunOptions:
     publish_all: bool = False  # -P: every port the image exposes, on free host ports
     pull: str = "missing"  # always | missing | never, as docker run --pull
     stop_timeout: int | None = None  # seconds stop waits before forcing; default 10
+    restart: str = "no"  # no | on-failure[:N] | always | unless-stopped
 
     def __post_init__(self) -> None:
         self.command = command_list(self.command, "command")
@@ -56,6 +58,8 @@ class RunOptions:
             setattr(self, name, string_list(getattr(self, name), name))
         if self.stop_signal is not None:
             parse_signal(self.stop_signal)  # refused now, not when the container stops
+        if str(restart_policy(self.restart)) != "no" and self.remove:
+            raise InvalidArgument("--restart and --rm conflict: a removed container cannot restart")
         timeout = self.stop_timeout
         if timeout is not None and (not isinstance(timeout, int) or timeout < 0):
             raise InvalidArgument(f"stop timeout {timeout!r}: use whole seconds, 0 or more")
