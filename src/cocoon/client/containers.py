@@ -280,7 +280,8 @@ class ContainerCollection:
         ``entrypoint``, ``working_dir``, ``user``, ``hostname``, ``network``,
         ``labels``, ``dns``, ``extra_hosts`` (``{name: ip}``), ``cpus``,
         ``mem_limit`` (``"512m"``), ``tty``, ``stdin_open``, ``stop_signal``,
-        ``remove``, ``pull`` (``always``/``missing``/``never``).
+        ``remove``, ``pull`` (``always``/``missing``/``never``), ``restart_policy``
+        (``{"Name": "on-failure", "MaximumRetryCount": 3}``), ``stop_timeout``.
         """
         return Container(details.view(manager.create(image, _options(command, **options))))
 
@@ -319,6 +320,7 @@ def _options(
     stdin_open: bool = False,
     tty: bool = False,
     labels: Mapping[str, str] | Sequence[str] | None = None,
+    restart_policy: Mapping[str, Any] | None = None,
     **rest: Any,
 ) -> RunOptions:
     """docker-py's keyword arguments as RunOptions; unknown ones are refused, not dropped."""
@@ -329,6 +331,9 @@ def _options(
         entrypoint, args = head[0], head[1:] + (args or [])
     if isinstance(labels, Sequence) and not isinstance(labels, str):
         labels = dict.fromkeys(labels, "")
+    if restart_policy:  # docker-py: {"Name": "on-failure", "MaximumRetryCount": 3}
+        name, count = restart_policy.get("Name", "no"), restart_policy.get("MaximumRetryCount")
+        rest["restart"] = f"{name}:{count}" if name == "on-failure" and count else str(name)
     try:
         return RunOptions(
             command=args,
