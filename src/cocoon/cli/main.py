@@ -48,8 +48,9 @@ _VERB_MODULES = {
     "network": "network",
     "volume": "volume",
     "system": "system",
+    "completion": "completion",
 }
-_ORDER = ("run", "container", "image", "registry", "network", "volume", "system")
+_ORDER = ("run", "container", "image", "registry", "network", "volume", "system", "completion")
 
 
 def _verb_of(argv: list[str]) -> str | None:
