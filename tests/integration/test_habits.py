@@ -239,6 +239,9 @@ def test_pull_never_does_not_pull(cc):
         (("run", "--restart", "sometimes", "IMG", "true"), "--restart"),
         (("run", "--restart", "always:3", "IMG", "true"), "only on-failure"),
         (("run", "--rm", "--restart", "always", "IMG", "true"), "conflict"),
+        (("run", "--health-cmd", "true", "--health-interval", "soon", "IMG", "true"), "duration"),
+        (("run", "--health-cmd", "true", "--health-retries", "0", "IMG", "true"), "retries"),
+        (("run", "--no-healthcheck", "--health-cmd", "true", "IMG", "true"), "conflicts"),
         (("push", "localhost/none:1"), "not found"),
     ],
 )
@@ -357,3 +360,32 @@ def test_restart_no_and_a_stopped_container_stay_down(cc, busybox):
     wait_until(lambda: not monitors_of(cc.state))
     assert runs_logged(cc, "once") == 1
     assert inspect(cc, "stopped", "{{.State.Status}}") == "exited"
+
+
+def health(cc, ref: str) -> str:
+    return inspect(cc, ref, "{{with .State.Health}}{{.Status}}{{end}}")
+
+
+def test_health_status_moves_from_starting_to_healthy_to_unhealthy(cc, busybox):
+    ok(cc("run", "-d", "--name", "doc", "--health-cmd", "test -f /tmp/ok",
+          "--health-interval", "300ms", "--health-retries", "2", "--health-timeout", "5s",
+          busybox, "sleep", "1000"))  # fmt: skip
+    assert health(cc, "doc") == "starting"
+    ok(cc("exec", "doc", "touch", "/tmp/ok"))
+    wait_until(lambda: health(cc, "doc") == "healthy")
+    assert "(healthy)" in ok(cc("ls", "--format", "{{.Status}}"))
+    ok(cc("exec", "doc", "rm", "/tmp/ok"))
+    wait_until(lambda: health(cc, "doc") == "unhealthy")
+    details = json.loads(inspect(cc, "doc", "{{json .State.Health}}"))
+    assert details["FailingStreak"] >= 2 and details["Log"][-1]["ExitCode"] == 1
+
+
+def test_image_healthcheck_and_no_healthcheck(cc, tmp_path):
+    ref = "localhost/checked:1"
+    check = {"Test": ["CMD-SHELL", "true"], "Interval": 300_000_000, "Retries": 1}
+    write_layout(tmp_path / "h", [busybox_layer()], ref=ref, config={"Healthcheck": check})
+    ok(cc("image", "load", str(tmp_path / "h")))
+    ok(cc("run", "-d", "--name", "imgcheck", ref, "sleep", "1000"))
+    ok(cc("run", "-d", "--name", "nocheck", "--no-healthcheck", ref, "sleep", "1000"))
+    wait_until(lambda: health(cc, "imgcheck") == "healthy")
+    assert health(cc, "nocheck") == ""

@@ -250,10 +250,13 @@ def _clip(text: str, width: int) -> str:
 
 def _status(rec: Record, now: float) -> str:
     if rec.state == State.RUNNING:
-        from cocoon.container import manager
+        from cocoon.container import health, manager
 
         up = f"Up {output.duration(now - (rec.started or now))}"
-        return f"{up} (Paused)" if manager.is_paused(rec) else up
+        if manager.is_paused(rec):
+            return f"{up} (Paused)"
+        state = health.read(rec.id)
+        return f"{up} ({state['Status']})" if state else up
     if rec.state == State.CREATED:
         return "Created"
     code = "?" if rec.exit_code is None else rec.exit_code

@@ -118,6 +118,14 @@ def add_habit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", default="no", metavar="POLICY",
                    help="no (default), on-failure[:N], always or unless-stopped: "
                    "the container's monitor runs it again, with back-off")  # fmt: skip
+    p.add_argument("--health-cmd", metavar="CMD", help="command (run by sh) that checks health")
+    for name, default in (("interval", "30s"), ("timeout", "30s"), ("start-period", "0s")):
+        p.add_argument(f"--health-{name}", metavar="DURATION",
+                       help=f"health check's {name} (default {default})")  # fmt: skip
+    p.add_argument("--health-retries", type=int, metavar="N",
+                   help="failures in a row that make it unhealthy (default 3)")  # fmt: skip
+    p.add_argument("--no-healthcheck", action="store_true",
+                   help="no health check, not even the image's HEALTHCHECK")  # fmt: skip
     p.add_argument("--init", action="store_true",
                    help="accepted: cocoon's agent is always a PID 1 that reaps")  # fmt: skip
 
@@ -126,6 +134,21 @@ def _seconds(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds")
     return int(text)
+
+
+def healthcheck_from(args: argparse.Namespace) -> dict[str, object] | None:
+    """The --health-* flags as RunOptions.healthcheck (over the image's HEALTHCHECK)."""
+    from cocoon.errors import InvalidArgument
+
+    fields = {"test": args.health_cmd, "interval": args.health_interval,
+              "timeout": args.health_timeout, "start_period": args.health_start_period,
+              "retries": args.health_retries}  # fmt: skip
+    given = {k: v for k, v in fields.items() if v is not None}
+    if args.no_healthcheck:
+        if given:
+            raise InvalidArgument("--no-healthcheck conflicts with the --health-* flags")
+        return {"test": ["NONE"]}
+    return given or None
 
 
 def labels_from(args: argparse.Namespace) -> dict[str, str]:
@@ -184,6 +207,7 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
         restart=args.restart,
+        healthcheck=healthcheck_from(args),
         command=args.command or None,
         entrypoint=args.entrypoint,
         env=args.env,

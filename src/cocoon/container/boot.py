@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cocoon.agent.listener import Listener
 from cocoon.container import network
@@ -31,9 +31,17 @@ from cocoon.vm.artifacts import artifacts
 
 if TYPE_CHECKING:
     from cocoon.agent.channel import Channel
+    from cocoon.image.model import ImageConfig
 
 DISK = "disk.qcow2"  # in the container's folder: its root, over the image's disk
 BOOT_TIMEOUT = 120.0  # software emulation on a loaded host is slow
+
+
+def _health(opts: RunOptions, image: ImageConfig) -> dict[str, Any] | None:
+    from cocoon.container.health import configure
+
+    check = configure(opts.healthcheck, image.healthcheck)
+    return None if check is None else check.to_json()
 
 
 def _memory_mib(text: str) -> int:
@@ -90,6 +98,7 @@ def create(
             labels={**img.config.labels, **opts.labels},
             stop_timeout=opts.stop_timeout,
             restart=opts.restart,
+            health=_health(opts, img.config),
             process=process,
             network=network.configure(
                 rec.id,

@@ -57,6 +57,7 @@ class ContainerConfig:
     labels: dict[str, str] = field(default_factory=dict)
     stop_timeout: int | None = None  # seconds; None: stop's own default
     restart: str = "no"  # the --restart policy, as restart.parse reads it
+    health: dict[str, Any] | None = None  # health.HealthCheck.to_json(); None: no check
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +84,7 @@ class ContainerConfig:
                 labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
                 stop_timeout=data.get("stop_timeout"),
                 restart=data.get("restart", "no"),
+                health=data.get("health"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

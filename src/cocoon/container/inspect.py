@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cocoon.container import control, restart
+from cocoon.container import control, health, restart
 from cocoon.container import record as records
 from cocoon.container.config import NetworkSettings
 from cocoon.container.record import Record
@@ -47,7 +47,7 @@ def view(rec: Record) -> dict[str, Any]:
             "Error": rec.error or "",
             "StartedAt": rfc3339(rec.started) or ZERO_TIME,
             "FinishedAt": rfc3339(rec.finished) or ZERO_TIME,
-            "Health": None,
+            "Health": health.read(rec.id) if running else None,
         },
         "Image": rec.image_id,
         "LogPath": str(records.folder(rec.id) / "container.log"),

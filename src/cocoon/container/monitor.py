@@ -24,6 +24,7 @@ from typing import Any
 from cocoon.agent.channel import Channel
 from cocoon.agent.protocol import Msg, encode_run
 from cocoon.container import control, restart
+from cocoon.container.health import HealthCheck, Prober
 from cocoon.container.lifecycle import VM_LOST, Lifecycle
 from cocoon.container.record import sock_dir
 from cocoon.container.router import MAIN, AgentRouter
@@ -167,6 +168,9 @@ class Monitor:
             self.ready({"ok": True})
         else:
             self.start_main()
+        assert self.life.rec is not None
+        if (check := self.life.rec.settings.health) is not None:
+            Prober(self.life.id, HealthCheck.from_json(check), self.exited).start()
         status, error = self.router.relay()
         rec = self.life.end(status, error)
         self.ready({"error": error or VM_LOST})

@@ -14,6 +14,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cocoon.container.restart import parse as restart_policy
 from cocoon.container.spec import parse_signal
@@ -49,6 +50,9 @@ class RunOptions:
     pull: str = "missing"  # always | missing | never, as docker run --pull
     stop_timeout: int | None = None  # seconds stop waits before forcing; default 10
     restart: str = "no"  # no | on-failure[:N] | always | unless-stopped
+    # docker-py's healthcheck: test, interval, timeout, retries, start_period; over the
+    # image's HEALTHCHECK; {"test": ["NONE"]} turns that off.
+    healthcheck: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.command = command_list(self.command, "command")
