@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -236,6 +238,8 @@ def test_pull_never_does_not_pull(cc):
         (("load", "-i", "/nonexistent.tar"), "no such file"),
         (("images", "--filter", "colour=red"), "invalid filter"),
         (("login",), "required"),
+        (("start",), "--all-restartable"),
+        (("start", "--all-restartable", "x"), "--all-restartable"),
         (("run", "--restart", "sometimes", "IMG", "true"), "--restart"),
         (("run", "--restart", "always:3", "IMG", "true"), "only on-failure"),
         (("run", "--rm", "--restart", "always", "IMG", "true"), "conflict"),
@@ -389,3 +393,18 @@ def test_image_healthcheck_and_no_healthcheck(cc, tmp_path):
     ok(cc("run", "-d", "--name", "nocheck", "--no-healthcheck", ref, "sleep", "1000"))
     wait_until(lambda: health(cc, "imgcheck") == "healthy")
     assert health(cc, "nocheck") == ""
+
+
+def test_always_comes_back_after_its_monitor_and_vm_died(cc, busybox):
+    # A host reboot, as the container sees it: monitor and VM gone at once.
+    ok(cc("run", "-d", "--name", "always", "--restart", "always", busybox, "sleep", "1000"))
+    ok(cc("run", "-d", "--name", "unless", "--restart", "unless-stopped", busybox, "sleep", "1000"))
+    ok(cc("run", "-d", "--name", "byhand", "--restart", "unless-stopped", busybox, "sleep", "1000"))
+    ok(cc("stop", "-t", "0", "byhand"))
+    for pid in monitors_of(cc.state) + cc.vms():
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: "running" not in ok(cc("ls", "-a", "--format", "{{.State}}")))
+    started = ok(cc("start", "--all-restartable")).split()
+    assert sorted(started) == ["always", "unless"]
+    assert inspect(cc, "always", "{{.State.Status}}") == "running"
+    assert inspect(cc, "byhand", "{{.State.Status}}") == "exited"

@@ -35,7 +35,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr, wait, "
                    "exit with the container's code")  # fmt: skip
     p.add_argument("-i", "--interactive", action="store_true", help="attach stdin too")
-    p.add_argument("container", help="id, name or unique id prefix")
+    p.add_argument("--all-restartable", action="store_true", help="start every stopped "
+                   "container whose restart policy wants it up (for a boot-time unit)")  # fmt: skip
+    p.add_argument("container", nargs="?", help="id, name or unique id prefix")
 
     p = verb("stop", "Stop running containers: signal, wait, then power the VM off", _stop)
     p.add_argument("-t", "--time", type=float, metavar="SECONDS",
@@ -132,7 +134,14 @@ def _create(args: argparse.Namespace) -> int:
 
 def _start(args: argparse.Namespace) -> int:
     from cocoon.container import manager
+    from cocoon.errors import InvalidArgument
 
+    if args.all_restartable == (args.container is not None):
+        raise InvalidArgument("start needs a container, or --all-restartable")
+    if args.all_restartable:
+        for rec in manager.start_restartable():
+            print(rec.name)
+        return 0
     if not args.attach:
         rec = manager.start(args.container)
         print(args.container)

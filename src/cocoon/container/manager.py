@@ -104,6 +104,20 @@ def start(ref: str, *, wait_attach: bool = False) -> Record:
     return records.load(rec.id)
 
 
+def start_restartable() -> list[Record]:
+    """Start what Docker's daemon brings back at boot: ``always``, and ``unless-stopped``
+    containers nobody stopped (``cocoon start --all-restartable``, e.g. from a unit)."""
+    started = []
+    for rec in containers(all=True):
+        policy = restarts.parse(rec.settings.restart if rec.config else "no").name
+        wanted = policy == "always" or (
+            policy == "unless-stopped" and not restarts.cancelled(rec.id)
+        )
+        if wanted and rec.state != State.RUNNING:
+            started.append(start(rec.id))
+    return started
+
+
 def run_detached(image: str, options: RunOptions, store: ImageStore | None = None) -> Record:
     rec = create(image, options, store)
     return start(rec.id)
@@ -135,10 +149,12 @@ def stop(ref: str, timeout: float | None = None, signal_name: str | None = None)
     ``timeout`` defaults to the container's ``--stop-timeout``, else 10 s.
     """
     rec = get(ref)
-    if rec.state != State.RUNNING and rec.settings.restart != "no":
-        # Between two runs (or done): stopping means no more restarts, as in Docker.
+    if rec.settings.restart != "no":
+        # Stopped on purpose: no restart now (between two runs, the monitor reads
+        # this), nor at boot for unless-stopped, until the next start.
         restarts.cancel(rec.id)
-        return rec
+        if rec.state != State.RUNNING:
+            return rec
     check(Op.STOP, rec.state, rec.name)
     if timeout is None:
         timeout = rec.settings.stop_timeout

@@ -226,8 +226,7 @@ def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
         wait = restart.delay(wait, time.monotonic() - began)
         log.info("restarting (policy %s) in %.1fs", policy, wait)
         time.sleep(wait)
-        if restart.cancelled(container_id):
-            restart.clear(container_id)
+        if restart.cancelled(container_id):  # kept: unless-stopped stays down at boot
             return 0
         attempts += 1
 

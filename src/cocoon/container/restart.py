@@ -3,10 +3,13 @@
     no                 never (the default)
     on-failure[:N]     when the process exits non-zero; at most N times if N is given
     always             whatever the exit code
-    unless-stopped     as always (cocoon has no daemon whose restart would tell them apart)
+    unless-stopped     as always, but not brought back at boot once stopped by hand
 
 A container stopped on purpose (``cocoon stop``, ``kill``, ``rm -f``) is not
-restarted. Between attempts the monitor waits as Docker does: 100 ms, doubled
+restarted. After a host reboot, ``cocoon start --all-restartable`` (run it from
+a boot-time unit) starts the ``always`` containers and the ``unless-stopped``
+ones nobody stopped: a stop leaves a marker that the next start clears.
+Between attempts the monitor waits as Docker does: 100 ms, doubled
 after each quick failure, at most a minute, back to 100 ms once a run has
 lasted 10 s. ``cocoon stop`` during that wait cancels the restart; so does
 removing the container.
