@@ -375,8 +375,10 @@ def test_health_status_moves_from_starting_to_healthy_to_unhealthy(cc, busybox):
           "--health-interval", "300ms", "--health-retries", "2", "--health-timeout", "5s",
           busybox, "sleep", "1000"))  # fmt: skip
     assert health(cc, "doc") == "starting"
+    waiter = cc.popen("wait", "--condition", "healthy", "doc", stdout=subprocess.PIPE)
     ok(cc("exec", "doc", "touch", "/tmp/ok"))
-    wait_until(lambda: health(cc, "doc") == "healthy")
+    assert waiter.communicate(timeout=120)[0] == b"doc\n" and waiter.returncode == 0
+    assert health(cc, "doc") == "healthy"
     assert "(healthy)" in ok(cc("ls", "--format", "{{.Status}}"))
     ok(cc("exec", "doc", "rm", "/tmp/ok"))
     wait_until(lambda: health(cc, "doc") == "unhealthy")
@@ -393,6 +395,7 @@ def test_image_healthcheck_and_no_healthcheck(cc, tmp_path):
     ok(cc("run", "-d", "--name", "nocheck", "--no-healthcheck", ref, "sleep", "1000"))
     wait_until(lambda: health(cc, "imgcheck") == "healthy")
     assert health(cc, "nocheck") == ""
+    one_line_125(cc("wait", "--condition", "healthy", "nocheck"), "no health check")
 
 
 def test_always_comes_back_after_its_monitor_and_vm_died(cc, busybox):

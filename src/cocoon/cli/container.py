@@ -96,6 +96,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("containers", nargs="*", metavar="CONTAINER", help="default: all running")
 
     p = verb("wait", "Wait for containers to stop, then print their exit codes", _wait)
+    p.add_argument("--condition", choices=("not-running", "healthy"), default="not-running",
+                   help="until it stops (default) or its health check passes")  # fmt: skip
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     verb("prune", "Remove all stopped containers", _prune)
@@ -360,6 +362,9 @@ def _wait(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
     for ref in args.containers:
+        if args.condition == "healthy":
+            print(manager.wait_healthy(ref).name)
+            continue
         rec = manager.wait(ref)
         print("" if rec.exit_code is None else rec.exit_code)
     return 0

@@ -268,6 +268,25 @@ def wait(ref: str) -> Record:
     return rec
 
 
+def wait_healthy(ref: str, timeout: float | None = None) -> Record:
+    """Block until the container's health check passes; InvalidState if it stops first."""
+    from cocoon.container import health
+
+    rec = get(ref)
+    if rec.settings.health is None:
+        raise InvalidArgument(f"container {rec.name} has no health check")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        rec = get(rec.id)
+        if rec.state != State.RUNNING:
+            raise InvalidState(f"container {rec.name} stopped before it was healthy")
+        if (health.read(rec.id) or {}).get("Status") == "healthy":
+            return rec
+        if deadline is not None and time.monotonic() > deadline:
+            raise Timeout(f"container {rec.name} is not healthy after {timeout:g}s")
+        time.sleep(0.1)
+
+
 def inspect(ref: str) -> dict[str, Any]:
     """The container's details in ``docker inspect``'s shape (see ``container/inspect.py``)."""
     from cocoon.container.inspect import view
