@@ -168,7 +168,7 @@ def test_labels_filters_and_templates(cc, busybox, tmp_path):
 
     images = ok(cc("image", "ls", "-f", "reference=localhost/busy*", "--format",
                    "{{.Repository}}:{{.Tag}}")).split()  # fmt: skip
-    assert images == [busybox]
+    assert busybox in images and all(i.startswith("localhost/busy") for i in images)
     assert ok(cc("image", "ls", "-f", "label=none-such", "-q")) == ""
 
 

@@ -58,6 +58,8 @@ class Lifecycle:
             rec = records.load(self.id)
             self.rec = rec
             check(Op.START, rec.state, rec.name)
+            # An owner killed outright (a reboot, SIGKILL) left its sockets; ours now.
+            boot.remove_sockets(self.id)
             vm = boot.boot(rec, timings, run_main=run_main)
             self.vm = vm
             if prepare is not None:
