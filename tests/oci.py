@@ -104,6 +104,15 @@ def busybox_layer() -> Layer:
     return layer
 
 
+def _zstd(raw: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(raw)
+
+
+_COMPRESS = {"gzip": lambda raw: gzip.compress(raw, mtime=0), "zstd": _zstd, "none": bytes}
+
+
 def _blob(blobs: Path, data: bytes) -> dict[str, object]:
     digest = hashlib.sha256(data).hexdigest()
     (blobs / digest).write_bytes(data)
@@ -116,8 +125,13 @@ def write_layout(
     *,
     ref: str = "latest",
     config: dict[str, object] | None = None,
+    compression: str = "gzip",
 ) -> str:
-    """Write an OCI image layout to ``out``; return the manifest digest."""
+    """Write an OCI image layout to ``out``; return the manifest digest.
+
+    ``compression`` of the layers: gzip (the usual), zstd (podman's and
+    buildah's option) or none.
+    """
     blobs = out / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
     (out / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
@@ -125,8 +139,9 @@ def write_layout(
     for layer in layers:
         raw = layer.tar()
         diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-        desc = _blob(blobs, gzip.compress(raw, mtime=0))
-        layer_descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **desc})
+        desc = _blob(blobs, _COMPRESS[compression](raw))
+        suffix = "" if compression == "none" else f"+{compression}"
+        layer_descs.append({"mediaType": f"application/vnd.oci.image.layer.v1.tar{suffix}", **desc})
     image_config = {
         "architecture": "amd64",
         "os": "linux",

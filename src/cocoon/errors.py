@@ -25,6 +25,9 @@ class CocoonError(Exception):
     """Root of every error cocoon raises on purpose."""
 
     code = "error"
+    # Set when the error is the container command's own failure to start:
+    # Docker exits 127 (not found) or 126 (not executable) then, not 125.
+    exit_status: int | None = None
 
 
 class InvalidArgument(CocoonError):
@@ -81,6 +84,8 @@ STATUS: dict[str, tuple[int, int]] = {
 
 
 def exit_code(error: CocoonError) -> int:
+    if error.exit_status is not None:
+        return error.exit_status
     return STATUS.get(error.code, STATUS[CocoonError.code])[0]
 
 

@@ -93,7 +93,7 @@ def test_system_info_and_kernel(cc, busybox):
     # What `auto` settles on is what a container then runs with.
     ok(cc("run", "-d", "--name", "probe", busybox, "sleep", "1000"))
     (details,) = json.loads(ok(cc("inspect", "probe")))
-    assert details["resources"]["accel"] == info["accelerator"]
+    assert details["Cocoon"]["Accel"] == info["accelerator"]
     if Path("/sys/module/kvm_pvm").exists():  # a paravirtual KVM: standard guests hang
         assert info["accelerator"] == "tcg"
     forced = json.loads(ok(cc("system", "info", "--accel", "tcg", "--format", "json")))

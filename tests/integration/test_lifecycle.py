@@ -92,10 +92,10 @@ def test_detached_logs_exec_stop_rm(cc, busybox):
     assert tail.stdout == b"".join(e.data for e in last if e.stream == "stdout")
     assert tail.stderr == b"".join(e.data for e in last if e.stream == "stderr")
     details = inspect(cc, "web")
-    assert details["state"]["status"] == "exited"
-    assert details["state"]["exit_code"] == 128 + signal.SIGTERM
-    assert details["state"]["finished_at"] >= details["state"]["started_at"]
-    assert (details["resources"]["cpus"], details["resources"]["memory_mib"]) == (1, 256)
+    assert details["State"]["Status"] == "exited"
+    assert details["State"]["ExitCode"] == 128 + signal.SIGTERM
+    assert details["State"]["FinishedAt"] >= details["State"]["StartedAt"]
+    assert (details["Cocoon"]["Cpus"], details["Cocoon"]["MemoryMiB"]) == (1, 256)
     assert "Exited (143)" in ok(cc("ls", "-a"))
     assert ok(cc("wait", "web")).strip() == "143"
     assert cc("exec", "web", "true").returncode == 125
@@ -109,7 +109,7 @@ def test_stop_escalates_when_the_signal_is_ignored(cc, busybox):
     detached(cc, "--name", "stubborn", busybox, "sh", "-c", "trap '' TERM; echo up; sleep 1000")
     wait_for_log(cc, "stubborn", b"up\n")
     ok(cc("stop", "-t", "1", "stubborn"))
-    assert inspect(cc, "stubborn")["state"]["exit_code"] == 128 + signal.SIGKILL
+    assert inspect(cc, "stubborn")["State"]["ExitCode"] == 128 + signal.SIGKILL
 
 
 def test_stop_with_a_chosen_signal_and_kill(cc, busybox):
@@ -117,7 +117,7 @@ def test_stop_with_a_chosen_signal_and_kill(cc, busybox):
     detached(cc, "--name", "sig", busybox, "sh", "-c", script)
     wait_for_log(cc, "sig", b"up\n")
     ok(cc("stop", "-s", "USR1", "sig"))
-    assert inspect(cc, "sig")["state"]["exit_code"] == 9
+    assert inspect(cc, "sig")["State"]["ExitCode"] == 9
     assert b"got-usr1" in cc("logs", "sig").stdout
 
     detached(cc, "--name", "victim", busybox, "sleep", "1000")
@@ -151,7 +151,7 @@ def test_create_then_start(cc, busybox):
     attached = cc("start", "-a", "later")
     assert (attached.returncode, attached.stdout, attached.stderr) == (3, b"1\n", b"oops\n")
     # start -a returns only once the record says exited (as docker start -a).
-    assert inspect(cc, "later")["state"]["status"] == "exited"
+    assert inspect(cc, "later")["State"]["Status"] == "exited"
     # An exited container starts again, on the same disk: its file is kept.
     ok(cc("start", cid.strip()[:12]))
     assert ok(cc("wait", "later")).strip() == "3"
@@ -177,16 +177,16 @@ def test_names_and_id_prefixes(cc, busybox):
         125,
         b"cocoon: the container name 'uniq' is already in use\n",
     )
-    assert inspect(cc, cid[:5])["name"] == "uniq"
-    assert inspect(cc, cid)["state"]["pid"] in monitors_of(cc.state)
+    assert inspect(cc, cid[:5])["Name"] == "/uniq"
+    assert inspect(cc, cid)["State"]["Pid"] in monitors_of(cc.state)
     ok(cc("rm", "-f", cid[:6]))
 
 
 @pytest.mark.parametrize("victim", ["vm", "monitor"])
 def test_sigkill_recovery(cc, busybox, victim):
     cid = detached(cc, "--name", f"doomed-{victim}", busybox, "sleep", "1000")
-    state = inspect(cc, cid)["state"]
-    os.kill(state["vm_pid" if victim == "vm" else "pid"], signal.SIGKILL)
+    pids = inspect(cc, cid)["Cocoon"]
+    os.kill(pids["VmPid" if victim == "vm" else "MonitorPid"], signal.SIGKILL)
     deadline = time.monotonic() + 60
     while "Up" in ok(cc("ls", "-a")) and time.monotonic() < deadline:
         time.sleep(0.2)

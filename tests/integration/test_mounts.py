@@ -113,9 +113,9 @@ def test_bind_mounts_read_only_root_and_tmpfs(cc, image, tmp_path):
 
     shown = json.loads(ok(cc("inspect", cid)))[0]
     assert {"Type": "bind", "Source": str(shared), "Destination": "/ro", "RW": False} in (
-        shown["mounts"]
+        shown["Mounts"]
     )
-    assert shown["read_only"] is True
+    assert shown["HostConfig"]["ReadonlyRootfs"] is True
     ok(cc("rm", "-f", cid, timeout=LONG))
     assert (shared / "hello").read_text() == "v2\n"  # rm never touches a bind source
 
@@ -193,7 +193,7 @@ def test_dir_volume_is_shared_by_running_containers(cc, image):
     two = ok(cc("run", "-d", "-v", "vt-shared:/shared", image, "sleep", "600")).strip()
     ok(sh(cc, one, "echo from-one > /shared/note"))
     assert ok(sh(cc, two, "cat /shared/note")) == "from-one\n"
-    shown = json.loads(ok(cc("inspect", two)))[0]["mounts"]
+    shown = json.loads(ok(cc("inspect", two)))[0]["Mounts"]
     assert [(m["Type"], m["Name"], m["Destination"], m["RW"]) for m in shown] == [
         ("volume", "vt-shared", "/shared", True)
     ]

@@ -65,7 +65,7 @@ def net(cocoon, netns):
 
 
 def ip_of(net: InNetns, ref: str) -> str:
-    return json.loads(ok(net("inspect", ref)))[0]["network"]["ip_address"]
+    return json.loads(ok(net("inspect", ref)))[0]["NetworkSettings"]["IPAddress"]
 
 
 def leases(cocoon) -> dict:
@@ -88,9 +88,11 @@ def test_two_containers_reach_each_other_by_ip_and_name(net, busybox):
 
 def test_httpd_by_ip_and_published_port_then_cleaned_up(net, cocoon, busybox):
     cid = ok(net("run", "-d", "--name", "web", "-p", "127.0.0.1:8080:80", busybox, *HTTPD)).strip()
-    info = json.loads(ok(net("inspect", "web")))[0]["network"]
-    assert info["mode"] == "bridge" and info["ports"] == ["127.0.0.1:8080->80/tcp"]
-    ip = info["ip_address"]
+    info = json.loads(ok(net("inspect", "web")))[0]
+    assert info["Cocoon"]["NetworkMode"] == "bridge"
+    ports = info["NetworkSettings"]["Ports"]
+    assert ports == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+    ip = info["NetworkSettings"]["IPAddress"]
     assert "web" in net.fetch(f"http://{ip}/hosts")
     assert "web" in net.fetch("http://127.0.0.1:8080/hosts")
     tap = f"cc{cid[:12]}"
@@ -181,9 +183,12 @@ SERVE = f"udp-echo 5353 & {' '.join(HTTPD)}"
 def test_published_ports_honour_the_host_ip_and_relay_udp(net, public, echo_image):
     ok(net("run", "-d", "--name", "pub", "-p", "8080:80", "-p", f"{public}:8081:80",
            "-p", "5353:5353/udp", echo_image, "sh", "-c", SERVE))  # fmt: skip
-    info = json.loads(ok(net("inspect", "pub")))[0]["network"]
-    assert info["ports"] == ["0.0.0.0:8080->80/tcp", f"{public}:8081->80/tcp",
-                             "0.0.0.0:5353->5353/udp"]  # fmt: skip
+    ports = json.loads(ok(net("inspect", "pub")))[0]["NetworkSettings"]["Ports"]
+    assert ports == {
+        "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"},
+                   {"HostIp": public, "HostPort": "8081"}],
+        "5353/udp": [{"HostIp": "0.0.0.0", "HostPort": "5353"}],
+    }  # fmt: skip
     # 0.0.0.0: every address of the host, not only loopback.
     assert "pub" in net.fetch(f"http://{public}:8080/hosts")
     assert "pub" in net.fetch("http://127.0.0.1:8080/hosts")
@@ -197,8 +202,9 @@ def test_published_ports_honour_the_host_ip_and_relay_udp(net, public, echo_imag
 def test_user_mode_forwards_tcp_and_udp_on_the_host_ip(net, public, echo_image):
     ok(net("run", "-d", "--name", "slirp", "--network", "user", "-p", f"{public}:8082:80",
            "-p", "5354:5353/udp", echo_image, "sh", "-c", SERVE))  # fmt: skip
-    info = json.loads(ok(net("inspect", "slirp")))[0]["network"]
-    assert info["mode"] == "user" and info["ip_address"] == "10.0.2.15"
+    info = json.loads(ok(net("inspect", "slirp")))[0]
+    assert info["Cocoon"]["NetworkMode"] == "user"
+    assert info["NetworkSettings"]["IPAddress"] == "10.0.2.15"
     assert "slirp" in net.fetch(f"http://{public}:8082/hosts")
     refused(net, "http://127.0.0.1:8082/hosts")
     assert udp_echo(net, "127.0.0.1", 5354) == "ping over udp"

@@ -17,7 +17,7 @@ def test_the_next_command_finishes_a_killed_run_rm(cocoon, busybox):
                        "echo ready; sleep 600", stdout=subprocess.PIPE)  # fmt: skip
     try:
         assert run.stdout.readline() == b"ready\n"
-        cid = json.loads(cocoon("inspect", "doomed").stdout)[0]["id"]
+        cid = json.loads(cocoon("inspect", "doomed").stdout)[0]["Id"]
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=30)
     finally:

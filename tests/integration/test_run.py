@@ -179,6 +179,15 @@ def test_ctrl_c_under_tty_reaches_the_container(cocoon, busybox):
     assert lines[-1] in ("got-int", "^Cgot-int")  # the guest's terminal may echo the key
 
 
+def test_typed_ahead_input_reaches_the_process(cocoon, busybox):
+    term = Terminal(cocoon, "run", "--rm", "-it", busybox, "sh", "-c",
+                    'read -t 60 line; echo "got:$line"')  # fmt: skip
+    term.type(b"early\n")  # while the VM boots, before cocoon puts the terminal in raw mode
+    code, lines = term.finish()
+    assert code == 0
+    assert lines[-1] == "got:early", lines
+
+
 def test_sigterm_reaches_the_container(cocoon, busybox):
     proc = cocoon.popen(
         "run", "--rm", busybox, "sh", "-c",

@@ -213,15 +213,15 @@ def test_hostname_network_and_clock_after_restore(cocoon, netns, busybox):
         cid = ok(tc("run", "-d", "--name", "web", "--hostname", "restored", busybox,
                     "httpd", "-f", "-p", "80", "-h", "/etc")).strip()  # fmt: skip
         assert cid in running_clones(cocoon.state)
-        info = json.loads(ok(tc("inspect", "web")))[0]["network"]
+        info = json.loads(ok(tc("inspect", "web")))[0]["NetworkSettings"]
         script = "hostname; cat /etc/hostname; date +%s; cat /sys/class/net/eth0/address"
         host_before = time.time()
         out = ok(tc("exec", "web", "sh", "-c", script)).split()
         assert out[:2] == ["restored", "restored"]
         assert host_before - 2 <= int(out[2]) <= time.time() + 2
         mac = out[3]
-        assert mac != templates.TEMPLATE_MAC and mac == info["mac_address"]
-        ip = info["ip_address"]
+        assert mac != templates.TEMPLATE_MAC and mac == info["MacAddress"]
+        ip = info["IPAddress"]
         deadline = time.monotonic() + 60
         while (got := tc.sh("busybox", "wget", "-qO-", f"http://{ip}/hostname")).returncode:
             assert time.monotonic() < deadline, got.stderr.decode()

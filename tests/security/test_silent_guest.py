@@ -55,8 +55,8 @@ def test_a_frozen_guest_ends_a_detached_container_and_its_exec(cocoon, busybox):
         waited = cocoon("wait", cid, timeout=DEAD_AFTER + 60)
         assert (waited.returncode, waited.stdout) == (0, b"137\n"), waited.stderr.decode()
         assert exec_.wait(timeout=30) == 137
-        state = _record(cocoon, cid)["state"]
-        assert (state["status"], state["exit_code"], state["error"]) == ("exited", 137, SILENT)
+        state = _record(cocoon, cid)["State"]
+        assert (state["Status"], state["ExitCode"], state["Error"]) == ("exited", 137, SILENT)
         assert "Exited (137)" in cocoon("ls", "-a").stdout.decode()
     finally:
         cocoon("rm", "-f", cid)
@@ -70,7 +70,7 @@ def test_a_frozen_guest_ends_a_foreground_run(cocoon, busybox):
         while b"frozen" not in cocoon("ls").stdout:
             assert time.monotonic() < deadline, "the container never ran"
             time.sleep(0.2)
-        _freeze(cocoon, _record(cocoon, "frozen")["id"])
+        _freeze(cocoon, _record(cocoon, "frozen")["Id"])
         _, err = run.communicate(timeout=DEAD_AFTER + 60)
         assert run.returncode == 137, err.decode()
         assert err.decode().strip() == f"cocoon: {SILENT}"
@@ -86,7 +86,7 @@ def test_a_second_interrupt_gets_the_user_out_of_a_frozen_guest(cocoon, busybox)
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
         assert run.stdout.readline() == b"ready\n"
-        _freeze(cocoon, _record(cocoon, "stuck")["id"])
+        _freeze(cocoon, _record(cocoon, "stuck")["Id"])
         os.kill(run.pid, signal.SIGINT)  # forwarded into a guest that cannot act on it
         time.sleep(1)
         assert run.poll() is None

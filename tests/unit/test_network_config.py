@@ -89,7 +89,17 @@ def test_port_spec(spec, want):
 
 
 @pytest.mark.parametrize(
-    "spec", ["80", "0:80", "8080:65536", "a:80", "8080:80/sctp", "host:8080:80", "1:2:3:4", ""]
+    ("spec", "want"),
+    [("80", ("0.0.0.0", 80, "tcp")), ("127.0.0.1::53/udp", ("127.0.0.1", 53, "udp"))],
+)
+def test_port_spec_without_a_host_port_gets_a_free_one(spec, want):
+    got = ports.parse(spec)
+    assert (got.host_ip, got.container_port, got.protocol) == want
+    assert 0 < got.host_port < 65536
+
+
+@pytest.mark.parametrize(
+    "spec", ["0", "0:80", "8080:65536", "a:80", "8080:80/sctp", "host:8080:80", "1:2:3:4", ""]
 )
 def test_bad_port_spec(spec):
     with pytest.raises(InvalidArgument):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from oci import Layer
 
-from cocoon.errors import ExternalError, InvalidArgument
+from cocoon.errors import ExternalError, InvalidArgument, NotFound
 from cocoon.image.model import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
 from cocoon.image.registry import client as clients
 from cocoon.image.registry import credentials, parse_platform, pull, resolve_or_pull
@@ -105,7 +105,7 @@ def test_missing_image_and_refused_connection_is_one_try_and_one_line(
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
         host = f"127.0.0.1:{s.getsockname()[1]}"
-        with pytest.raises(ExternalError) as caught:
+        with pytest.raises(NotFound) as caught:
             resolve_or_pull(f"{host}/nosuchimage", ImageStore(tmp_path / "store"))
     assert str(caught.value) == (
         f"image {host}/nosuchimage not found locally, and pulling it failed: "

@@ -147,6 +147,23 @@ def test_resolve_ambiguous_id_prefix(store: ImageStore) -> None:
         store.resolve(first)
 
 
+def test_one_id_stored_as_several_variants_is_not_picked_silently(store: ImageStore) -> None:
+    # The same config under two manifests (say, gzip and zstd layers): one image id.
+    plain = make_image(store, "same")
+    config = json.loads(store.read_blob(plain.digest))
+    layer = store.put_bytes(b"the same layer, compressed differently", "x+zstd")
+    other = store.put_bytes(dumps({**config, "layers": [layer.to_json()]}), OCI_MANIFEST)
+    store.tag("localhost/app:gzip", plain)
+    store.tag("localhost/app:zstd", other)
+    image_id = store.resolve("localhost/app:gzip").id
+    assert store.resolve("localhost/app:zstd").id == image_id
+    for text in (image_id, image_id.removeprefix("sha256:")[:12]):
+        with pytest.raises(InvalidArgument, match=r"2 variants.*app:gzip.*app:zstd"):
+            store.resolve(text)
+    # A manifest digest names one of them exactly.
+    assert store.resolve(other.digest).references == ("localhost/app:zstd",)
+
+
 def test_empty_store_lists_nothing(store: ImageStore) -> None:
     assert store.images() == []
     assert store.gc() == []

@@ -56,6 +56,7 @@ class Watchdog:
         self.ping_after = ping_after
         self.dead_after = dead_after
         self._stop = threading.Event()
+        self._held = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="cocoon-keepalive", daemon=True)
 
     def start(self) -> Watchdog:
@@ -65,9 +66,20 @@ class Watchdog:
     def stop(self) -> None:
         self._stop.set()
 
+    def hold(self) -> None:
+        """Stop watching for now: a paused VM is silent on purpose."""
+        self._held.set()
+
+    def release(self) -> None:
+        """Watch again, counting the quiet from now."""
+        self.channel.seen()
+        self._held.clear()
+
     def _watch(self) -> None:
         tick = min(1.0, self.ping_after / 2)
         while not self._stop.wait(tick):
+            if self._held.is_set():
+                continue
             if self.channel.has_unread():
                 self.channel.seen()
             quiet = time.monotonic() - self.channel.last_seen

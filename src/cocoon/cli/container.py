@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from cocoon.cli import output
-from cocoon.cli.run import add_container_flags, options_from
+from cocoon.cli.run import add_container_flags, add_habit_flags, create
 from cocoon.container.record import Record
 from cocoon.container.state import State
 from cocoon.stamps import rfc3339
@@ -29,16 +29,20 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p = verb("create", "Create a container without starting it", _create, add_help=False)
     p.add_argument("--help", action="help", help="show this help and exit")
     add_container_flags(p)
+    add_habit_flags(p)
 
     p = verb("start", "Start a created or exited container", _start)
     p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr, wait, "
                    "exit with the container's code")  # fmt: skip
     p.add_argument("-i", "--interactive", action="store_true", help="attach stdin too")
-    p.add_argument("container", help="id, name or unique id prefix")
+    p.add_argument("--all-restartable", action="store_true", help="start every stopped "
+                   "container whose restart policy wants it up (for a boot-time unit)")  # fmt: skip
+    p.add_argument("container", nargs="?", help="id, name or unique id prefix")
 
     p = verb("stop", "Stop running containers: signal, wait, then power the VM off", _stop)
-    p.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
-                   help="seconds to wait after the signal before forcing (default 10)")  # fmt: skip
+    p.add_argument("-t", "--time", type=float, metavar="SECONDS",
+                   help="seconds to wait after the signal before forcing "
+                   "(default: the container's --stop-timeout, else 10)")  # fmt: skip
     p.add_argument("-s", "--signal", metavar="SIG",
                    help="signal to send (default: the image's StopSignal or SIGTERM)")  # fmt: skip
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
@@ -59,9 +63,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
         p = verb(name, "List containers", _ls)
         p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
         p.add_argument("-q", "--quiet", action="store_true", help="only print ids")
+        p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                       help="only containers that match: label, name, id, status, "
+                       "ancestor")  # fmt: skip
         output.add_format_flag(p)
 
     p = verb("inspect", "Show containers' details as JSON", _inspect)
+    output.add_format_flag(p, "-f", default="json")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     p = verb("logs", "Show a container's output (stdout to stdout, stderr to stderr)", _logs)
@@ -76,6 +84,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
                    help="set an environment variable")  # fmt: skip
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                   help="read environment variables from a file, one K=V a line")  # fmt: skip
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="start the command and return; its output is dropped")  # fmt: skip
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory")
     p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user to run as")
     p.add_argument("container")
@@ -87,21 +99,54 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("containers", nargs="*", metavar="CONTAINER", help="default: all running")
 
     p = verb("wait", "Wait for containers to stop, then print their exit codes", _wait)
+    p.add_argument("--condition", choices=("not-running", "healthy"), default="not-running",
+                   help="until it stops (default) or its health check passes")  # fmt: skip
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     verb("prune", "Remove all stopped containers", _prune)
 
+    p = verb("restart", "Stop containers if they run, then start them again", _restart)
+    p.add_argument("-t", "--time", type=float, metavar="SECONDS",
+                   help="seconds stop waits before forcing (default 10)")  # fmt: skip
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    p = verb("attach", "Attach this terminal to a running container's main process", _attach)
+    p.add_argument("--no-stdin", action="store_true", help="do not attach standard input")
+    p.add_argument("container")
+
+    p = verb("port", "List a container's published ports", _port)
+    p.add_argument("container")
+    p.add_argument("private", nargs="?", metavar="PORT[/PROTO]", help="only this container port")
+
+    p = verb("top", "Show a container's processes (runs the image's ps)", _top)
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER, metavar="PS-OPTIONS")
+
+    p = verb("rename", "Rename a container", _rename)
+    p.add_argument("container")
+    p.add_argument("new_name", metavar="NEW-NAME")
+
+    for name, help, handler in (("pause", "Freeze running containers' VMs", _pause),
+                                ("unpause", "Let paused containers run on", _unpause)):  # fmt: skip
+        p = verb(name, help, handler)
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
 
 def _create(args: argparse.Namespace) -> int:
-    from cocoon.container import manager
-
-    print(manager.create(args.image, options_from(args, (24, 80) if args.tty else None)).id)
+    print(create(args).id)
     return 0
 
 
 def _start(args: argparse.Namespace) -> int:
     from cocoon.container import manager
+    from cocoon.errors import InvalidArgument
 
+    if args.all_restartable == (args.container is not None):
+        raise InvalidArgument("start needs a container, or --all-restartable")
+    if args.all_restartable:
+        for rec in manager.start_restartable():
+            print(rec.name)
+        return 0
     if not args.attach:
         rec = manager.start(args.container)
         print(args.container)
@@ -148,14 +193,21 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from cocoon import filters
+    from cocoon.container import filters as container_filters
     from cocoon.container import manager
 
-    found = manager.containers(all=args.all)
+    wanted = container_filters.checked(filters.parse(args.filter, container_filters.KEYS))
+    found = manager.containers(all=args.all or "status" in wanted)
+    found = [rec for rec in found if container_filters.matches(rec, wanted)]
     if args.quiet:
         for rec in found:
             print(rec.id[:12])
         return 0
     now = time.time()
+    if output.is_template(args.format):
+        output.emit_template(args.format, [_ps_row(rec, now) for rec in found], PS_HEADINGS)
+        return 0
     rows = [
         {
             "id": rec.id if args.format == "json" else rec.id[:12],
@@ -179,13 +231,46 @@ def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
+# docker ps's template fields, and their headings in a `table` format.
+PS_HEADINGS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+               "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
+               "State": "STATE", "Status": "STATUS", "Names": "NAMES", "Labels": "LABELS",
+               "Networks": "NETWORKS", "Mounts": "MOUNTS", "Size": "SIZE"}  # fmt: skip
+
+
+def _ps_row(rec: Record, now: float) -> dict[str, object]:
+    settings = rec.settings
+    created = datetime.datetime.fromtimestamp(rec.created, datetime.UTC)
+    return {
+        "ID": rec.id[:12],
+        "Image": rec.image,
+        "Command": '"' + _clip(" ".join(rec.command), 20) + '"',
+        "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
+        "RunningFor": output.ago(rec.created),
+        "Ports": ", ".join(str(p) for p in settings.network.ports),
+        "State": rec.state.value,
+        "Status": _status(rec, now),
+        "Names": rec.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(settings.labels.items())),
+        "Networks": settings.network.network or settings.network.mode,
+        "Mounts": "",
+        "Size": "",
+    }
+
+
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _status(rec: Record, now: float) -> str:
     if rec.state == State.RUNNING:
-        return f"Up {output.duration(now - (rec.started or now))}"
+        from cocoon.container import health, manager
+
+        up = f"Up {output.duration(now - (rec.started or now))}"
+        if manager.is_paused(rec):
+            return f"{up} (Paused)"
+        state = health.read(rec.id)
+        return f"{up} ({state['Status']})" if state else up
     if rec.state == State.CREATED:
         return "Created"
     code = "?" if rec.exit_code is None else rec.exit_code
@@ -196,7 +281,11 @@ def _status(rec: Record, now: float) -> str:
 def _inspect(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
-    output.emit_json([manager.inspect(ref) for ref in args.containers])
+    found = [manager.inspect(ref) for ref in args.containers]
+    if output.is_template(args.format):
+        output.emit_template(args.format, found)
+    else:
+        output.emit_json(found)
     return 0
 
 
@@ -222,17 +311,22 @@ def _logs(args: argparse.Namespace) -> int:
 def _exec(args: argparse.Namespace) -> int:
     from cocoon.cli import terminal
     from cocoon.container import manager
+    from cocoon.container.spec import read_env_file
 
     rec = manager.get(args.container)
+    from_files = [e for f in args.env_file for e in read_env_file(f)]
     spec = manager.exec_spec(
         rec,
         args.command,
-        env=args.env,
+        env=[*from_files, *args.env],
         workdir=args.workdir,
         user=args.user,
         tty=terminal.size(sys.stdout.fileno()) if args.tty else None,
-        interactive=args.interactive,
+        interactive=args.interactive and not args.detach,
     )
+    if args.detach:
+        manager.exec_detached(rec.id, spec)
+        return 0
     process = manager.exec_start(rec.id, spec)
     stdin_fd = sys.stdin.fileno() if args.interactive else None
     return terminal.attach(process, stdin_fd=stdin_fd, tty=args.tty)
@@ -271,8 +365,77 @@ def _wait(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
     for ref in args.containers:
+        if args.condition == "healthy":
+            print(manager.wait_healthy(ref).name)
+            continue
         rec = manager.wait(ref)
         print("" if rec.exit_code is None else rec.exit_code)
+    return 0
+
+
+def _restart(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    return _each(args, lambda ref: manager.restart(ref, args.time))
+
+
+def _pause(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    return _each(args, manager.pause)
+
+
+def _unpause(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    return _each(args, manager.unpause)
+
+
+def _rename(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    manager.rename(args.container, args.new_name)
+    return 0
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from cocoon.cli import terminal
+    from cocoon.container import manager
+
+    rec = manager.get(args.container)
+    process = manager.attach(rec.id)
+    stdin_fd = None if args.no_stdin or not rec.settings.process.stdin else sys.stdin.fileno()
+    return terminal.attach(process, stdin_fd=stdin_fd, tty=rec.settings.process.tty is not None)
+
+
+def _port(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+    from cocoon.errors import InvalidArgument, NotFound
+
+    found = manager.ports(args.container)
+    if args.private:
+        port, _, proto = args.private.partition("/")
+        if not port.isdigit():
+            raise InvalidArgument(f"invalid port {args.private!r}: use PORT[/tcp|udp]")
+        found = [p for p in found if p.container_port == int(port)
+                 and p.protocol == (proto or "tcp")]  # fmt: skip
+        if not found:
+            raise NotFound(f"no public port {args.private} published for {args.container}")
+    for p in found:
+        prefix = "" if args.private else f"{p.container_port}/{p.protocol} -> "
+        print(f"{prefix}{p.host_ip}:{p.host_port}")
+    return 0
+
+
+def _top(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+    from cocoon.errors import ExternalError
+
+    status, out, err = manager.exec_run(args.container, ["ps", *args.ps_args])
+    if status.code != 0:
+        why = status.error or err.decode(errors="replace").strip() or f"exit {status.code}"
+        raise ExternalError(f"top runs ps inside the container, which failed: {why}")
+    sys.stdout.buffer.write(out)
     return 0
 
 

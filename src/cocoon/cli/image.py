@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cocoon.image.model import Image
@@ -16,59 +16,80 @@ if TYPE_CHECKING:
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    from cocoon.cli.output import add_format_flag
-
     p = verbs.add_parser("image", help="Manage images in the local store")
     sub = p.add_subparsers(dest="image_verb", metavar="COMMAND", required=True)
-    ls = sub.add_parser("ls", aliases=["list"], help="List images")
-    add_format_flag(ls)
-    ls.set_defaults(handler=list_images)
-    load = sub.add_parser(
-        "load",
-        help="Load images from an OCI layout (folder or tar) or a docker/podman save tarball",
-    )
-    load.add_argument("path", help="OCI layout folder, OCI layout tar, or docker-archive tar")
-    load.set_defaults(handler=load_images)
-    imp = sub.add_parser(
-        "import", help="Make a one-layer image of a root filesystem tar (from export)"
-    )
-    imp.add_argument("file", metavar="FILE|-", help="the tar (plain or gzip); - for stdin")
-    imp.add_argument("reference", nargs="?", metavar="REF", help="name to tag it with")
-    imp.set_defaults(handler=import_image)
+    for name, (help, add_flags, aliases) in _VERBS.items():
+        add_flags(sub.add_parser(name, help=help, aliases=aliases))
+    # Docker's top-level forms: `cocoon pull` is `cocoon image pull`, `images` is `image ls`.
+    for name, verb in TOP_LEVEL.items():
+        help, add_flags, _ = _VERBS[verb]
+        add_flags(verbs.add_parser(name, help=f"{help} (image {verb})"))
 
-    pull = sub.add_parser("pull", help="Pull an image from a registry")
+
+def _add_pull_flags(pull: argparse.ArgumentParser) -> None:
     pull.add_argument("reference", help="image reference, e.g. registry:5000/ns/app:1")
     pull.add_argument("--platform", metavar="OS/ARCH", help="platform to pull (default the host's)")
     _add_transfer_flags(pull)
     pull.set_defaults(handler=pull_image)
 
-    push = sub.add_parser("push", help="Push an image to a registry")
+
+def _add_push_flags(push: argparse.ArgumentParser) -> None:
     push.add_argument("source", help="stored image (reference or id)")
     push.add_argument("destination", nargs="?", help="where to push it (default its own name)")
     _add_transfer_flags(push)
     push.set_defaults(handler=push_image)
 
-    inspect = sub.add_parser("inspect", help="Show an image's details")
+
+def _add_inspect_flags(inspect: argparse.ArgumentParser) -> None:
+    from cocoon.cli.output import add_format_flag
+
     inspect.add_argument("images", nargs="+", metavar="IMAGE")
-    add_format_flag(inspect)
+    add_format_flag(inspect, "-f")
     inspect.set_defaults(handler=inspect_images)
 
-    tag = sub.add_parser("tag", help="Give an image another name")
+
+def _add_tag_flags(tag: argparse.ArgumentParser) -> None:
     tag.add_argument("source", help="stored image (reference or id)")
     tag.add_argument("target", help="new reference")
     tag.set_defaults(handler=tag_image)
 
-    rm = sub.add_parser("rm", aliases=["rmi"], help="Remove images (untag; delete the last)")
+
+def _add_rm_flags(rm: argparse.ArgumentParser) -> None:
     rm.add_argument("images", nargs="+", metavar="IMAGE")
     rm.add_argument("-f", "--force", action="store_true", help="remove an id that has many tags")
     rm.set_defaults(handler=remove_images)
 
-    prune = sub.add_parser("prune", help="Remove untagged images and unreferenced blobs")
+
+def _add_prune_flags(prune: argparse.ArgumentParser) -> None:
     prune.set_defaults(handler=prune_images)
 
-    save = sub.add_parser("save", help="Write images to an OCI layout tar")
+
+def add_list_flags(ls: argparse.ArgumentParser) -> None:
+    from cocoon.cli.output import add_format_flag
+
+    ls.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                    help="only images that match: reference, label, dangling, id")  # fmt: skip
+    ls.add_argument("-q", "--quiet", action="store_true", help="only print image ids")
+    add_format_flag(ls)
+    ls.set_defaults(handler=list_images)
+
+
+# docker images's template fields, and their headings in a `table` format.
+IMAGE_HEADINGS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+                  "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE"}  # fmt: skip
+
+
+def add_load_flags(load: argparse.ArgumentParser) -> None:
+    load.add_argument("path", nargs="?", help="OCI layout folder or tar, docker-archive tar, "
+                      "dir layout folder; '-' or none: standard input")  # fmt: skip
+    load.add_argument("-i", "--input", metavar="FILE", help="the same as PATH (Docker's flag)")
+    load.set_defaults(handler=load_images)
+
+
+def add_save_flags(save: argparse.ArgumentParser) -> None:
     save.add_argument("images", nargs="+", metavar="IMAGE")
-    save.add_argument("-o", "--output", required=True, metavar="FILE", help="tar file to write")
+    save.add_argument("-o", "--output", metavar="FILE",
+                      help="tar file to write ('-' or none: standard output)")  # fmt: skip
     save.set_defaults(handler=save_images)
 
 
@@ -99,12 +120,20 @@ def _size(n: int) -> str:
 
 
 def list_images(args: argparse.Namespace) -> int:
-    from cocoon.cli.output import emit
+    from cocoon import filters
+    from cocoon.cli.output import emit, emit_template, is_template
+    from cocoon.image import filters as image_filters
     from cocoon.image.store import ImageStore
     from cocoon.reference import Reference
 
+    wanted = image_filters.checked(filters.parse(args.filter, image_filters.KEYS))
+    found = [i for i in ImageStore().images() if image_filters.matches(i, wanted)]
+    if args.quiet:
+        for short_id in dict.fromkeys(i.short_id for i in found):
+            print(short_id)
+        return 0
     rows = []
-    for image in ImageStore().images():
+    for image in found:
         for ref in image.references or ("<none>",):
             repo, tag = "<none>", "<none>"
             if ref != "<none>":
@@ -121,8 +150,15 @@ def list_images(args: argparse.Namespace) -> int:
                     "age": _age(image.config.created),
                     "size": image.size,
                     "size_human": _size(image.size),
+                    "digest": image.manifest_digest,
                 }
             )
+    if is_template(args.format):
+        keys = {"ID": "short_id", "Repository": "repository", "Tag": "tag", "Digest": "digest",
+                "CreatedSince": "age", "CreatedAt": "created", "Size": "size_human"}  # fmt: skip
+        items = [{field: row[key] for field, key in keys.items()} for row in rows]
+        emit_template(args.format, items, IMAGE_HEADINGS)
+        return 0
     if args.format == "json":
         for row in rows:
             del row["age"], row["size_human"], row["short_id"]
@@ -136,10 +172,18 @@ def list_images(args: argparse.Namespace) -> int:
 
 
 def load_images(args: argparse.Namespace) -> int:
+    import sys
+
+    from cocoon.errors import InvalidArgument
     from cocoon.image.archive import load
     from cocoon.image.store import ImageStore
 
-    for image in load(ImageStore(), args.path):
+    if args.path and args.input:
+        raise InvalidArgument("give the archive as PATH or as --input, not both")
+    path = args.path or args.input or "-"
+    if path == "-" and sys.stdin.isatty():
+        raise InvalidArgument("no archive to load: name a file or pipe one into standard input")
+    for image in load(ImageStore(), sys.stdin.buffer if path == "-" else path):
         names = ", ".join(image.references) or "untagged"
         print(f"Loaded image {image.short_id} ({names})")
     return 0
@@ -196,42 +240,21 @@ def push_image(args: argparse.Namespace) -> int:
 
 
 def inspect_images(args: argparse.Namespace) -> int:
-    from cocoon.cli.output import emit_json, emit_one
+    from cocoon.cli.output import emit_json, emit_one, emit_template, is_template
+    from cocoon.image.inspect import view
     from cocoon.image.store import ImageStore
 
     store = ImageStore()
-    details = [_details(store.resolve(text)) for text in args.images]
+    details = [view(store.resolve(text)) for text in args.images]
     if args.format == "json":
         emit_json(details)
+        return 0
+    if is_template(args.format):
+        emit_template(args.format, details)
         return 0
     for item in details:
         emit_one("table", {k: v for k, v in item.items() if k not in ("Layers", "Config")})
     return 0
-
-
-def _details(image: Image) -> dict[str, Any]:
-    config = image.config
-    return {
-        "Id": image.id,
-        "RepoTags": list(image.references),
-        "Digest": image.digest,
-        "ManifestDigest": image.manifest_digest,
-        "MediaType": image.manifest.media_type,
-        "Created": config.created,
-        "Platform": "/".join(filter(None, (config.os, config.architecture, config.variant))),
-        "Size": image.size,
-        "Layers": [layer.to_json() for layer in image.layers],
-        "Config": {
-            "Entrypoint": config.entrypoint,
-            "Cmd": config.cmd,
-            "Env": list(config.env),
-            "WorkingDir": config.working_dir,
-            "User": config.user,
-            "ExposedPorts": list(config.exposed_ports),
-            "Labels": dict(config.labels),
-            "StopSignal": config.stop_signal,
-        },
-    }
 
 
 def tag_image(args: argparse.Namespace) -> int:
@@ -276,8 +299,45 @@ def prune_images(args: argparse.Namespace) -> int:
 
 
 def save_images(args: argparse.Namespace) -> int:
+    import sys
+
+    from cocoon.errors import InvalidArgument
     from cocoon.image.archive import save
     from cocoon.image.store import ImageStore
 
-    save(ImageStore(), args.images, args.output)
+    if args.output in (None, "-"):
+        if sys.stdout.isatty():
+            raise InvalidArgument("refusing to write an archive to a terminal: use -o FILE")
+        save(ImageStore(), args.images, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        save(ImageStore(), args.images, args.output)
     return 0
+
+
+Adder = Callable[[argparse.ArgumentParser], None]
+
+
+def _add_import_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE|-", help="the tar (plain or gzip); - for stdin")
+    p.add_argument("reference", nargs="?", metavar="REF", help="name to tag it with")
+    p.set_defaults(handler=import_image)
+
+
+_VERBS: dict[str, tuple[str, Adder, list[str]]] = {
+    "ls": ("List images", add_list_flags, ["list"]),
+    "load": ("Load images from an OCI layout (folder or tar), a docker/podman save tarball "
+             "or a dir layout", add_load_flags, []),
+    "pull": ("Pull an image from a registry", _add_pull_flags, []),
+    "push": ("Push an image to a registry", _add_push_flags, []),
+    "inspect": ("Show an image's details", _add_inspect_flags, []),
+    "tag": ("Give an image another name", _add_tag_flags, []),
+    "rm": ("Remove images (untag; delete the last)", _add_rm_flags, ["rmi"]),
+    "prune": ("Remove untagged images and unreferenced blobs", _add_prune_flags, []),
+    "save": ("Write images to a tar (an OCI layout and a docker-archive at once)",
+             add_save_flags, []),
+    "import": ("Make a one-layer image of a root filesystem tar (from export)",
+               _add_import_flags, []),
+}  # fmt: skip
+TOP_LEVEL = {"pull": "pull", "push": "push", "images": "ls", "rmi": "rm", "tag": "tag",
+             "save": "save", "load": "load"}  # fmt: skip

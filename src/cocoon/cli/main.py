@@ -14,7 +14,7 @@ import sys
 from typing import NoReturn
 
 from cocoon import __version__
-from cocoon.errors import CocoonError
+from cocoon.errors import CocoonError, exit_code
 
 EXIT_COCOON = 125
 
@@ -37,19 +37,23 @@ def _on_sigterm(signum: int, frame: object) -> None:
 # Which module registers each top-level verb: a command builds only the
 # parser it needs (building all of them costs ~15 ms of every start).
 _CONTAINER_VERBS = ("create", "start", "stop", "kill", "rm", "ls", "ps", "inspect", "logs",
-                    "exec", "stats", "wait", "prune")  # fmt: skip
+                    "exec", "stats", "wait", "prune", "restart", "attach", "port", "top",
+                    "rename", "pause", "unpause")  # fmt: skip
+_IMAGE_VERBS = ("image", "pull", "push", "images", "rmi", "tag", "save", "load")
 _VERB_MODULES = {
     "run": "run",
     **dict.fromkeys(_CONTAINER_VERBS, "container"),
-    "image": "image",
-    "registry": "registry",
+    **dict.fromkeys(_IMAGE_VERBS, "image"),
+    **dict.fromkeys(("registry", "login", "logout"), "registry"),
     "network": "network",
     "volume": "volume",
     "system": "system",
     "cp": "copy",
     "export": "copy",
+    "completion": "completion",
 }
-_ORDER = ("run", "container", "copy", "image", "registry", "network", "volume", "system")
+_ORDER = ("run", "container", "copy", "image", "registry", "network", "volume", "system",
+          "completion")  # fmt: skip
 
 
 def _verb_of(argv: list[str]) -> str | None:
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except CocoonError as e:
         print(f"cocoon: {e}", file=sys.stderr)
-        return EXIT_COCOON
+        return exit_code(e)
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
     except _Terminated:

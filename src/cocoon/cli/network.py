@@ -31,16 +31,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def _view(net) -> dict:
-    from cocoon.network import netdev
+    from cocoon.network.ipam import view
 
-    return {
-        "name": net.name,
-        "subnet": net.subnet,
-        "gateway": net.gateway,
-        "bridge": net.bridge,
-        "bridge_up": netdev.exists(net.bridge),
-        "containers": {lease["name"]: ip for ip, lease in sorted(net.leases.items())},
-    }
+    return view(net)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -71,13 +64,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from cocoon.network import ipam, nat, netdev
+    from cocoon.network.teardown import delete
 
     for name in args.names:
-        net = ipam.remove(name)
-        netdev.delete_bridge(net.bridge)
-        left = [n for n in ipam.all_networks() if netdev.exists(n.bridge)]
-        nat.apply([(n.bridge, n.subnet) for n in left])
+        delete(name)
         print(name)
     return 0
 

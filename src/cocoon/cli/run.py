@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cocoon.container.options import RunOptions
+    from cocoon.container.record import Record
 
 HELP = "Run a command in a new container, in its own VM"
 
@@ -26,6 +27,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "-d", "--detach", action="store_true", help="run in the background and print the id"
     )
     add_container_flags(p)
+    add_habit_flags(p)
     p.set_defaults(handler=handle)
 
 
@@ -138,11 +140,115 @@ def add_mount_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-only", action="store_true", help="mount the root read-only")
 
 
+def add_habit_flags(p: argparse.ArgumentParser) -> None:
+    """Docker habits (issue 13) for run and create, kept apart from the flags above."""
+    p.add_argument("-l", "--label", action="append", default=[], metavar="KEY[=VALUE]",
+                   help="set a label on the container (over the image's)")  # fmt: skip
+    p.add_argument("--label-file", action="append", default=[], metavar="FILE",
+                   help="read labels from a file, one KEY[=VALUE] a line")  # fmt: skip
+    p.add_argument("-P", "--publish-all", action="store_true",
+                   help="publish every port the image exposes on a free host port")  # fmt: skip
+    p.add_argument("--pull", choices=("always", "missing", "never"), default="missing",
+                   help="pull the image first: always, if missing (default) or never")  # fmt: skip
+    p.add_argument("--stop-signal", metavar="SIG",
+                   help="signal for stop (default: the image's StopSignal or SIGTERM)")  # fmt: skip
+    p.add_argument("--stop-timeout", type=_seconds, metavar="SECONDS",
+                   help="seconds stop waits before forcing (default 10)")  # fmt: skip
+    p.add_argument("--cidfile", metavar="FILE", help="write the container's id to FILE")
+    p.add_argument("--restart", default="no", metavar="POLICY",
+                   help="no (default), on-failure[:N], always or unless-stopped: "
+                   "the container's monitor runs it again, with back-off")  # fmt: skip
+    p.add_argument("--health-cmd", metavar="CMD", help="command (run by sh) that checks health")
+    for name, default in (("interval", "30s"), ("timeout", "30s"), ("start-period", "0s")):
+        p.add_argument(f"--health-{name}", metavar="DURATION",
+                       help=f"health check's {name} (default {default})")  # fmt: skip
+    p.add_argument("--health-retries", type=int, metavar="N",
+                   help="failures in a row that make it unhealthy (default 3)")  # fmt: skip
+    p.add_argument("--no-healthcheck", action="store_true",
+                   help="no health check, not even the image's HEALTHCHECK")  # fmt: skip
+    p.add_argument("--init", action="store_true",
+                   help="accepted: cocoon's agent is always a PID 1 that reaps")  # fmt: skip
+
+
+def _seconds(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds")
+    return int(text)
+
+
+def healthcheck_from(args: argparse.Namespace) -> dict[str, object] | None:
+    """The --health-* flags as RunOptions.healthcheck (over the image's HEALTHCHECK)."""
+    from cocoon.errors import InvalidArgument
+
+    fields = {"test": args.health_cmd, "interval": args.health_interval,
+              "timeout": args.health_timeout, "start_period": args.health_start_period,
+              "retries": args.health_retries}  # fmt: skip
+    given = {k: v for k, v in fields.items() if v is not None}
+    if args.no_healthcheck:
+        if given:
+            raise InvalidArgument("--no-healthcheck conflicts with the --health-* flags")
+        return {"test": ["NONE"]}
+    return given or None
+
+
+def labels_from(args: argparse.Namespace) -> dict[str, str]:
+    """--label-file lines, then --label flags (later wins), as KEY[=VALUE]."""
+    from cocoon.container.spec import read_env_file  # the same line format
+
+    items = [line for f in args.label_file for line in read_env_file(f)] + args.label
+    labels = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        labels[key.strip()] = value
+    return labels
+
+
+def check_cidfile(path: str | None) -> None:
+    """Docker refuses a --cidfile that exists: another container may own it."""
+    from cocoon.errors import AlreadyExists
+
+    if path is not None and os.path.lexists(path):
+        raise AlreadyExists(f"container id file {path} exists: remove it first")
+
+
+def write_cidfile(path: str | None, container_id: str) -> None:
+    from cocoon.errors import InvalidArgument
+
+    if path is None:
+        return
+    try:
+        with open(path, "x") as f:
+            f.write(container_id)
+    except OSError as e:
+        raise InvalidArgument(f"cannot write the container id file {path}: {e.strerror}") from e
+
+
+def create(args: argparse.Namespace) -> Record:
+    """A container as run -d and create make it; with --cidfile, its id written there."""
+    from cocoon.container import manager
+
+    check_cidfile(args.cidfile)
+    rec = manager.create(args.image, options_from(args, (24, 80) if args.tty else None))
+    try:
+        write_cidfile(args.cidfile, rec.id)
+    except BaseException:
+        manager.remove(rec.id)
+        raise
+    return rec
+
+
 def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> RunOptions:
     from cocoon.container.options import RunOptions
     from cocoon.volume.mounts import from_flags
 
     return RunOptions(
+        labels=labels_from(args),
+        publish_all=args.publish_all,
+        pull=args.pull,
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout,
+        restart=args.restart,
+        healthcheck=healthcheck_from(args),
         command=args.command or None,
         entrypoint=args.entrypoint,
         env=args.env,
@@ -172,11 +278,11 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
 def handle(args: argparse.Namespace) -> int:
     from cocoon.cli import terminal
 
+    check_cidfile(args.cidfile)
     if args.detach:
         from cocoon.container import manager
 
-        rows_cols = (24, 80) if args.tty else None
-        print(manager.run_detached(args.image, options_from(args, rows_cols)).id)
+        print(manager.start(create(args).id).id)
         return 0
 
     from cocoon.container.run import run
@@ -192,6 +298,7 @@ def handle(args: argparse.Namespace) -> int:
             stdout=terminal.stdio_writer(out_fd),
             stderr=terminal.stdio_writer(err_fd),
             on_start=lambda p: terminal.relay_signals(p, out_fd if args.tty else None),
+            on_create=lambda cid: write_cidfile(args.cidfile, cid),
         )
     if timings_file := os.environ.get("COCOON_TIMINGS"):
         # For bench/: where this run's time went, in seconds.

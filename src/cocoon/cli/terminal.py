@@ -44,7 +44,9 @@ def raw(fd: int | None, tty_wanted: bool = True) -> Iterator[None]:
         yield
         return
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    # TCSANOW: setraw's default (TCSAFLUSH) discards input not yet read, so
+    # keys typed while the VM boots would be lost.
+    tty.setraw(fd, termios.TCSANOW)
     try:
         yield
     finally:

@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cocoon.agent.listener import Listener
 from cocoon.container import network, volumes
@@ -35,9 +35,17 @@ from cocoon.vm.artifacts import artifacts
 
 if TYPE_CHECKING:
     from cocoon.agent.channel import Channel
+    from cocoon.image.model import ImageConfig
 
 DISK = "disk.qcow2"  # in the container's folder: its root, over the image's disk
 BOOT_TIMEOUT = 120.0  # software emulation on a loaded host is slow
+
+
+def _health(opts: RunOptions, image: ImageConfig) -> dict[str, Any] | None:
+    from cocoon.container.health import configure
+
+    check = configure(opts.healthcheck, image.healthcheck)
+    return None if check is None else check.to_json()
 
 
 def _memory_mib(text: str) -> int:
@@ -76,7 +84,7 @@ def create(
     t0 = time.monotonic()
     timings = {} if timings is None else timings
     store = store or ImageStore()
-    img = resolve_or_pull(image, store)  # as docker run does
+    img = resolve_or_pull(image, store, policy=opts.pull)  # as docker run does
     arts = artifacts()
     accel = accelerators.choose(opts.accel, arts.kernel, arts.initrd)
     rootfs = image_disk(store, img)
@@ -105,9 +113,13 @@ def create(
             accel=accel,
             hostname=hostname,
             rootfs=str(rootfs),
-            stop_signal=img.config.stop_signal,
+            stop_signal=opts.stop_signal or img.config.stop_signal,
             disk_size=disk_size,
             template=opts.template,
+            labels={**img.config.labels, **opts.labels},
+            stop_timeout=opts.stop_timeout,
+            restart=opts.restart,
+            health=_health(opts, img.config),
             process=process,
             network=network.configure(
                 rec.id,
@@ -116,7 +128,7 @@ def create(
                 ip=opts.ip,
                 dns=opts.dns,
                 add_hosts=opts.add_hosts,
-                publish=opts.publish,
+                publish=[*opts.publish, *(img.config.exposed_ports if opts.publish_all else ())],
             ),
             read_only=opts.read_only,
         )

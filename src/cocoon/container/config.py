@@ -62,6 +62,10 @@ class ContainerConfig:
     mounts: list[Mount] = field(default_factory=list)  # as made by volume.plan.prepare
     read_only: bool = False
     template: bool = True  # start from a memory template when one fits
+    labels: dict[str, str] = field(default_factory=dict)
+    stop_timeout: int | None = None  # seconds; None: stop's own default
+    restart: str = "no"  # the --restart policy, as restart.parse reads it
+    health: dict[str, Any] | None = None  # health.HealthCheck.to_json(); None: no check
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -90,6 +94,10 @@ class ContainerConfig:
                 mounts=[mount_model.from_json(m) for m in data.get("mounts", [])],
                 read_only=bool(data.get("read_only", False)),
                 template=bool(data.get("template", True)),
+                labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
+                stop_timeout=data.get("stop_timeout"),
+                restart=data.get("restart", "no"),
+                health=data.get("health"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

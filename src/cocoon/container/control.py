@@ -23,6 +23,7 @@ from cocoon.container.record import sock_dir
 from cocoon.errors import ExternalError, InvalidState, from_code
 
 SOCKET = "ctl.sock"
+PAUSED = "paused"  # a marker beside the socket: gone with the run dir when the VM stops
 MAX_REQUEST = 64 * 1024
 
 
@@ -71,6 +72,19 @@ def request(container_id: str, op: str, **args: Any) -> dict[str, Any]:
     return reply
 
 
+def paused(container_id: str) -> bool:
+    """Whether the monitor froze the VM (``pause``); answered without asking it."""
+    return (sock_dir(container_id) / PAUSED).exists()
+
+
+def mark_paused(container_id: str, on: bool) -> None:
+    marker = sock_dir(container_id) / PAUSED
+    if on:
+        marker.touch()
+    else:
+        marker.unlink(missing_ok=True)
+
+
 def session(container_id: str, op: str) -> Channel:
     """A frame stream to one process in the container (``exec`` or ``attach``)."""
     sock = _connect(container_id)
@@ -82,4 +96,5 @@ def session(container_id: str, op: str) -> Channel:
     return Channel(sock)
 
 
-__all__ = ["SOCKET", "read_line", "request", "send_line", "session"]
+__all__ = ["PAUSED", "SOCKET", "mark_paused", "paused", "read_line", "request", "send_line",
+           "session"]  # fmt: skip

@@ -58,6 +58,8 @@ class Lifecycle:
             rec = records.load(self.id)
             self.rec = rec
             check(Op.START, rec.state, rec.name)
+            # An owner killed outright (a reboot, SIGKILL) left its sockets; ours now.
+            boot.remove_sockets(self.id)
             vm = boot.boot(rec, timings, run_main=run_main)
             self.vm = vm
             if prepare is not None:
@@ -108,6 +110,19 @@ class Lifecycle:
         why = error or (status.error if status is not None else VM_LOST)
         self.rec = records.update(self.id, lambda r: to_exited(r, code, why))
         return self.rec
+
+    def pause(self) -> None:
+        """Freeze the VM's CPUs (``cocoon pause``); the watchdog holds off meanwhile."""
+        assert self.vm is not None
+        if self._watchdog is not None:
+            self._watchdog.hold()
+        self.vm.machine.pause()
+
+    def resume(self) -> None:
+        assert self.vm is not None
+        self.vm.machine.resume()
+        if self._watchdog is not None:
+            self._watchdog.release()
 
     def release(self) -> None:
         """Let go of the container: its sockets, its lock, and all of it if made with --rm."""

@@ -17,15 +17,15 @@ import sys
 import time
 from typing import Any
 
-from cocoon.agent.protocol import Msg
-from cocoon.agent.session import ExitStatus, Process
+from cocoon.agent.protocol import Msg, exit_status, guest_text
+from cocoon.agent.session import ExitStatus, Process, decode_exit
 from cocoon.agent.spec import ProcessSpec
-from cocoon.container import boot, control, liveness, volumes
+from cocoon.container import boot, control, liveness
 from cocoon.container import record as records
-from cocoon.container.config import NetworkSettings
+from cocoon.container import restart as restarts
 from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
-from cocoon.container.spec import check_exec_size, env_entry, merge_env
+from cocoon.container.spec import check_exec_size, env_entry, merge_env, parse_signal
 from cocoon.container.state import Op, State, check
 from cocoon.errors import (
     ExternalError,
@@ -36,9 +36,10 @@ from cocoon.errors import (
     from_code,
 )
 from cocoon.image.store import ImageStore
-from cocoon.stamps import rfc3339
+from cocoon.network.ports import PortSpec
 
 COUNTERS_TIMEOUT = 30.0
+DEFAULT_STOP_TIMEOUT = 10.0  # Docker's
 SESSION_PROC = 1  # in a control session, proc 1 is the client's own
 MONITOR_EXIT_TIMEOUT = 60.0  # after the VM is gone the monitor only writes the record
 
@@ -106,28 +107,30 @@ def start(ref: str, *, wait_attach: bool = False) -> Record:
     except ValueError:
         reply = {"error": "the container's monitor exited during start (see monitor.log)"}
     if reply.get("error"):
-        raise from_code(reply.get("code", ExternalError.code), str(reply["error"]))
+        error = from_code(reply.get("code", ExternalError.code), str(reply["error"]))
+        if isinstance(reply.get("exit_code"), int):  # the command itself could not start
+            error.exit_status = reply["exit_code"]
+        raise error
     return records.load(rec.id)
+
+
+def start_restartable() -> list[Record]:
+    """Start what Docker's daemon brings back at boot: ``always``, and ``unless-stopped``
+    containers nobody stopped (``cocoon start --all-restartable``, e.g. from a unit)."""
+    started = []
+    for rec in containers(all=True):
+        policy = restarts.parse(rec.settings.restart if rec.config else "no").name
+        wanted = policy == "always" or (
+            policy == "unless-stopped" and not restarts.cancelled(rec.id)
+        )
+        if wanted and rec.state != State.RUNNING:
+            started.append(start(rec.id))
+    return started
 
 
 def run_detached(image: str, options: RunOptions, store: ImageStore | None = None) -> Record:
     rec = create(image, options, store)
     return start(rec.id)
-
-
-def parse_signal(text: str | int) -> int:
-    """``TERM``, ``SIGTERM``, ``15`` -> 15."""
-    if isinstance(text, int) or text.isdigit():
-        number = int(text)
-        if not 0 < number < signal.NSIG:
-            raise InvalidArgument(f"invalid signal {text}")
-        return number
-    name = text.upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    try:
-        return int(signal.Signals[name])
-    except KeyError as e:
-        raise InvalidArgument(f"invalid signal {text!r}") from e
 
 
 def _wait_owner_gone(rec: Record, timeout: float) -> Record:
@@ -150,10 +153,22 @@ def _signal_owner(rec: Record, signum: int) -> None:
         os.kill(rec.monitor_pid, signum)
 
 
-def stop(ref: str, timeout: float = 10.0, signal_name: str | None = None) -> Record:
-    """Signal the main process, wait ``timeout`` seconds, then power the VM off."""
+def stop(ref: str, timeout: float | None = None, signal_name: str | None = None) -> Record:
+    """Signal the main process, wait ``timeout`` seconds, then power the VM off.
+
+    ``timeout`` defaults to the container's ``--stop-timeout``, else 10 s.
+    """
     rec = get(ref)
+    if rec.settings.restart != "no":
+        # Stopped on purpose: no restart now (between two runs, the monitor reads
+        # this), nor at boot for unless-stopped, until the next start.
+        restarts.cancel(rec.id)
+        if rec.state != State.RUNNING:
+            return rec
     check(Op.STOP, rec.state, rec.name)
+    if timeout is None:
+        timeout = rec.settings.stop_timeout
+        timeout = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
     signum = parse_signal(signal_name or rec.settings.stop_signal or "SIGTERM")
     try:
         control.request(rec.id, "stop", signal=signum, timeout=timeout)
@@ -174,6 +189,62 @@ def kill(ref: str, signal_name: str = "SIGKILL") -> Record:
     except InvalidState:
         _signal_owner(rec, signum)
     return rec
+
+
+def restart(ref: str, timeout: float | None = None) -> Record:
+    """Stop the container if it runs, then start it again (``docker restart``)."""
+    rec = get(ref)
+    if rec.state == State.RUNNING:
+        rec = stop(rec.id, timeout)
+    return start(rec.id)
+
+
+def _monitored(rec: Record, op: str) -> dict[str, Any]:
+    try:
+        return control.request(rec.id, op)
+    except InvalidState:
+        raise InvalidState(
+            f"container {rec.name} runs in the foreground: only a container started "
+            f"with -d or start can be {op}d"
+        ) from None
+
+
+def pause(ref: str) -> Record:
+    """Freeze the container's VM (its CPUs stop; memory and connections stay)."""
+    rec = get(ref)
+    check(Op.KILL, rec.state, rec.name)  # whatever may be signalled may be paused
+    if control.paused(rec.id):
+        raise InvalidState(f"container {rec.name} is already paused")
+    _monitored(rec, "pause")
+    return rec
+
+
+def unpause(ref: str) -> Record:
+    rec = get(ref)
+    if rec.state != State.RUNNING or not control.paused(rec.id):
+        raise InvalidState(f"container {rec.name} is not paused")
+    _monitored(rec, "unpause")
+    return rec
+
+
+def is_paused(rec: Record) -> bool:
+    return rec.state == State.RUNNING and control.paused(rec.id)
+
+
+def rename(ref: str, new_name: str) -> Record:
+    """Give the container another name; its address keeps, its peers learn it on their next join."""
+    rec = get(ref)
+    records.rename(rec.id, new_name)
+    if rec.settings.network.network:
+        from cocoon.network import ipam
+
+        ipam.rename_lease(rec.settings.network.network, rec.id, new_name)
+    return records.load(rec.id)
+
+
+def ports(ref: str) -> list[PortSpec]:
+    """The container's published ports, as ``docker port`` lists them."""
+    return list(get(ref).settings.network.ports)
 
 
 def remove(ref: str, force: bool = False, *, volumes: bool = False) -> Record:
@@ -208,57 +279,30 @@ def wait(ref: str) -> Record:
     return rec
 
 
-def inspect(ref: str) -> dict[str, Any]:
+def wait_healthy(ref: str, timeout: float | None = None) -> Record:
+    """Block until the container's health check passes; InvalidState if it stops first."""
+    from cocoon.container import health
+
     rec = get(ref)
-    config = rec.settings
-    running = rec.state == State.RUNNING
-    return {
-        "id": rec.id,
-        "name": rec.name,
-        "image": rec.image,
-        "image_id": rec.image_id,
-        "command": rec.command,
-        "created": rfc3339(rec.created),
-        "state": {
-            "status": rec.state.value,
-            "running": running,
-            "pid": rec.monitor_pid if running else None,
-            "vm_pid": rec.vm_pid if running else None,
-            "exit_code": rec.exit_code,
-            "error": rec.error,
-            "started_at": rfc3339(rec.started),
-            "finished_at": rfc3339(rec.finished),
-        },
-        "config": {
-            "hostname": config.hostname,
-            "process": config.process.to_json(),
-            "stop_signal": config.stop_signal,
-        },
-        "resources": {
-            "cpus": config.cpus,
-            "memory_mib": config.memory_mib,
-            "accel": config.accel,
-        },
-        "network": _network_view(config.network),
-        "mounts": volumes.view(config.mounts),
-        "read_only": config.read_only,
-        "log_path": str(records.folder(rec.id) / "container.log"),
-        "auto_remove": rec.remove,
-    }
+    if rec.settings.health is None:
+        raise InvalidArgument(f"container {rec.name} has no health check")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        rec = get(rec.id)
+        if rec.state != State.RUNNING:
+            raise InvalidState(f"container {rec.name} stopped before it was healthy")
+        if (health.read(rec.id) or {}).get("Status") == "healthy":
+            return rec
+        if deadline is not None and time.monotonic() > deadline:
+            raise Timeout(f"container {rec.name} is not healthy after {timeout:g}s")
+        time.sleep(0.1)
 
 
-def _network_view(settings: NetworkSettings) -> dict[str, Any]:
-    """Docker-like names; ``mode`` says how the VM is connected (bridge, user, none)."""
-    return {
-        "mode": settings.mode,
-        "network": settings.network or settings.mode,
-        "ip_address": settings.ip,
-        "prefix_len": settings.prefix,
-        "gateway": settings.gateway,
-        "mac_address": settings.mac,
-        "dns": settings.dns,
-        "ports": [str(p) for p in settings.ports],
-    }
+def inspect(ref: str) -> dict[str, Any]:
+    """The container's details in ``docker inspect``'s shape (see ``container/inspect.py``)."""
+    from cocoon.container.inspect import view
+
+    return view(get(ref))
 
 
 def exec_spec(
@@ -294,9 +338,35 @@ def exec_start(ref: str, spec: ProcessSpec) -> Process:
     """Start ``spec`` in the running container; relay it with ``Process.relay``."""
     rec = get(ref)
     check(Op.EXEC, rec.state, rec.name)
+    if control.paused(rec.id):
+        raise InvalidState(f"container {rec.name} is paused: unpause it first")
     process = Process(control.session(rec.id, "exec"))
     process.start(spec)
     return process
+
+
+def exec_detached(ref: str, spec: ProcessSpec) -> None:
+    """Start ``spec`` and return once it runs, its output dropped (``docker exec -d``).
+
+    A command that cannot start raises, with its 126/127 as the exit status.
+    """
+    process = exec_start(ref, spec)
+    error = None
+    try:
+        while (frame := process.channel.recv()) is not None:
+            if frame.type is Msg.STARTED:
+                return
+            if frame.type is Msg.ERROR:
+                error = guest_text(frame.payload)
+            elif frame.type is Msg.EXIT:
+                if error is None:
+                    return  # it ran and is already done
+                failure = ExternalError(error)
+                failure.exit_status = decode_exit(exit_status(frame.payload)).code
+                raise failure
+    finally:
+        process.channel.close()
+    raise ExternalError("the container stopped before the command started")
 
 
 def exec_run(ref: str, args: list[str], **spec: Any) -> tuple[ExitStatus, bytes, bytes]:

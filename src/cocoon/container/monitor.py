@@ -18,11 +18,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from cocoon.agent.channel import Channel
 from cocoon.agent.protocol import Msg, encode_run
-from cocoon.container import control
+from cocoon.container import control, restart
+from cocoon.container.health import HealthCheck, Prober
 from cocoon.container.lifecycle import VM_LOST, Lifecycle
 from cocoon.container.record import sock_dir
 from cocoon.container.router import MAIN, AgentRouter
@@ -46,13 +48,14 @@ class Monitor:
         self.main_started = False
         self.exited = threading.Event()
         self.exit_code: int | None = None
+        self.stopped = False  # by stop or kill: a restart policy does not apply
         self.router = AgentRouter(self.vm.channel, life.id)
         self.router.on_started = lambda: self.ready({"ok": True})
         self.router.on_exit = lambda s: self.ready({"error": s.error, "exit_code": s.code})
         self.server = ControlServer(
             sock_dir(life.id) / control.SOCKET,
             requests={"kill": self._kill, "stop": self._stop, "wait": self._wait,
-                      "hosts": self._hosts},
+                      "hosts": self._hosts, "pause": self._pause, "unpause": self._unpause},
             streams={"exec": self._exec, "attach": self._attach},
         )  # fmt: skip
 
@@ -76,7 +79,11 @@ class Monitor:
             self.vm.channel.send(Msg.SIGNAL, MAIN, bytes([signum]))
 
     def _kill(self, req: dict[str, Any]) -> dict[str, Any]:
-        self.signal_main(int(req.get("signal", signal.SIGKILL)))
+        self.stopped = True
+        signum = int(req.get("signal", signal.SIGKILL))
+        if signum == signal.SIGKILL:
+            self._unpause(req)  # as Docker: a paused container can be killed outright
+        self.signal_main(signum)
         return {"ok": True}
 
     def _hosts(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -85,8 +92,25 @@ class Monitor:
         return {"ok": True}
 
     def _stop(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.stopped = True
+        self._unpause(req)  # a frozen guest could not act on the signal
         self.stop(int(req["signal"]), float(req["timeout"]))
         return self._wait(req)
+
+    def _pause(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            if not self.exited.is_set() and not control.paused(self.life.id):
+                self.life.pause()
+                control.mark_paused(self.life.id, True)
+        return {"ok": True}
+
+    def _unpause(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            if control.paused(self.life.id):
+                control.mark_paused(self.life.id, False)
+                if not self.exited.is_set():
+                    self.life.resume()
+        return {"ok": True}
 
     def _wait(self, req: dict[str, Any]) -> dict[str, Any]:
         self.exited.wait()
@@ -144,6 +168,9 @@ class Monitor:
             self.ready({"ok": True})
         else:
             self.start_main()
+        assert self.life.rec is not None
+        if (check := self.life.rec.settings.health) is not None:
+            Prober(self.life.id, HealthCheck.from_json(check), self.exited).start()
         status, error = self.router.relay()
         rec = self.life.end(status, error)
         self.ready({"error": error or VM_LOST})
@@ -161,7 +188,8 @@ def _report(fd: int | None, message: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
+def _run_once(container_id: str, ready_fd: int | None, wait_attach: bool) -> Monitor | None:
+    """Boot, run and end the container once; None if it could not start (reported)."""
     life = Lifecycle(container_id)
     monitors: list[Monitor] = []
 
@@ -172,12 +200,35 @@ def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
         life.begin(prepare=prepare)
     except CocoonError as e:
         _report(ready_fd, to_wire(e))
-        return 1
+        return None
     try:
         monitors[0].run()
     finally:
         life.release()
-    return 0
+    return monitors[0]
+
+
+def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
+    """Own the container until it exits, and again after each restart its policy asks for."""
+    restart.clear(container_id)  # a stale "no restart" from an earlier stop
+    attempts, wait = 0, None
+    while True:
+        began = time.monotonic()
+        monitor = _run_once(container_id, ready_fd, wait_attach)
+        if monitor is None:  # after a restart: started or removed by someone else meanwhile
+            return 1
+        ready_fd, wait_attach = None, False  # whoever started the monitor has its answer
+        rec = monitor.life.rec
+        assert rec is not None
+        policy = restart.parse(rec.settings.restart)
+        if monitor.stopped or not policy.wants(rec.exit_code, attempts):
+            return 0
+        wait = restart.delay(wait, time.monotonic() - began)
+        log.info("restarting (policy %s) in %.1fs", policy, wait)
+        time.sleep(wait)
+        if restart.cancelled(container_id):  # kept: unless-stopped stays down at boot
+            return 0
+        attempts += 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,14 +2,23 @@
 
 Plain data: checked and turned into a container's configuration by
 ``boot.create``; the CLI, the library and (later) the API faces fill it in.
+The shapes a Python caller naturally passes are made uniform here, once:
+a command given as one string is split as a POSIX shell would split it
+(``"echo hi"`` is ``["echo", "hi"]``, never ``["e", "c", ...]``), and an
+environment given as a mapping becomes ``K=V`` entries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from cocoon.container.restart import parse as restart_policy
+from cocoon.container.spec import parse_signal
+from cocoon.errors import InvalidArgument
 from cocoon.volume.mounts import Mount
 
 DEFAULT_MEMORY = "256m"
@@ -40,6 +49,69 @@ class RunOptions:
     storage_opts: Sequence[str] = ()  # KEY=VALUE, Docker's --storage-opt: size=SIZE
     mounts: Sequence[Mount] = ()  # cocoon.volume.mounts.from_flags(-v, --mount, --tmpfs)
     read_only: bool = False  # the container's root filesystem
+    labels: Mapping[str, str] = field(default_factory=dict)  # over the image's own
+    stop_signal: str | None = None  # default: the image's StopSignal, else SIGTERM
+    publish_all: bool = False  # -P: every port the image exposes, on free host ports
+    pull: str = "missing"  # always | missing | never, as docker run --pull
+    stop_timeout: int | None = None  # seconds stop waits before forcing; default 10
+    restart: str = "no"  # no | on-failure[:N] | always | unless-stopped
+    # docker-py's healthcheck: test, interval, timeout, retries, start_period; over the
+    # image's HEALTHCHECK; {"test": ["NONE"]} turns that off.
+    healthcheck: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.command = command_list(self.command, "command")
+        self.env = env_list(self.env)
+        self.labels = string_map(self.labels, "labels")
+        for name in ("env_files", "dns", "add_hosts", "publish", "storage_opts"):
+            setattr(self, name, string_list(getattr(self, name), name))
+        if self.stop_signal is not None:
+            parse_signal(self.stop_signal)  # refused now, not when the container stops
+        if str(restart_policy(self.restart)) != "no" and self.remove:
+            raise InvalidArgument("--restart and --rm conflict: a removed container cannot restart")
+        timeout = self.stop_timeout
+        if timeout is not None and (not isinstance(timeout, int) or timeout < 0):
+            raise InvalidArgument(f"stop timeout {timeout!r}: use whole seconds, 0 or more")
 
 
-__all__ = ["DEFAULT_MEMORY", "RunOptions"]
+def command_list(value: str | Sequence[str] | None, what: str) -> list[str] | None:
+    """A command as a list of arguments; one string is split as the shell would."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as e:
+            raise InvalidArgument(f"{what} {value!r}: {e}") from None
+    return string_list(value, what)
+
+
+def string_list(value: object, what: str) -> list[str]:
+    """A list of strings, refusing one string (its characters are not what was meant)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidArgument(f"{what} must be a list of strings, not {type(value).__name__}")
+    if not all(isinstance(v, (str, Path)) for v in value):
+        raise InvalidArgument(f"{what} must be a list of strings")
+    return [str(v) for v in value]
+
+
+def string_map(value: object, what: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"{what} must be a mapping of strings")
+    if not all(isinstance(k, str) and k for k in value):
+        raise InvalidArgument(f"{what}: every key must be a non-empty string")
+    return {k: str(v) for k, v in value.items()}
+
+
+def env_list(value: Mapping[str, object] | Sequence[str] | None) -> list[str]:
+    """``{"A": "1"}`` or ``["A=1"]`` as ``["A=1"]``; ``{"A": None}`` copies A from here."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        return string_list(value, "env")
+    if not all(isinstance(k, str) and k and "=" not in k for k in value):
+        raise InvalidArgument("env: every name must be a non-empty string without '='")
+    return [k if v is None else f"{k}={v}" for k, v in value.items()]
+
+
+__all__ = ["DEFAULT_MEMORY", "RunOptions", "command_list", "env_list", "string_list"]

@@ -148,13 +148,24 @@ def _random_name() -> str:
     return f"{_RANDOM.choice(_ADJECTIVES)}_{_RANDOM.choice(_NOUNS)}_{_RANDOM.randrange(1000)}"
 
 
+def _check_name(name: str) -> None:
+    if not name.replace("_", "a").replace("-", "a").replace(".", "a").isalnum():
+        raise InvalidArgument(f"invalid container name {name!r} (use letters, digits, _ . -)")
+
+
+def rename(container_id: str, name: str) -> None:
+    """Give a container a new unique name (``docker rename``)."""
+    _check_name(name)
+    with _locked():
+        if any(r.name == name for r in all_records()):
+            raise AlreadyExists(f"the container name {name!r} is already in use")
+        update(container_id, lambda r: setattr(r, "name", name))
+
+
 def create(record_fields: dict[str, object], name: str | None) -> Record:
     """Claim an id and a unique name, and write the first record."""
-    if (
-        name is not None
-        and not name.replace("_", "a").replace("-", "a").replace(".", "a").isalnum()
-    ):
-        raise InvalidArgument(f"invalid container name {name!r} (use letters, digits, _ . -)")
+    if name is not None:
+        _check_name(name)
     with _locked():
         taken = {r.name for r in all_records()}
         if name in taken:

@@ -43,6 +43,7 @@ def run(
     stdout: Sink | None = None,
     stderr: Sink | None = None,
     on_start: Callable[[Process], None] | None = None,
+    on_create: Callable[[str], None] | None = None,
     store: ImageStore | None = None,
 ) -> RunResult:
     """Run ``image`` and wait for its process to exit.
@@ -50,11 +51,18 @@ def run(
     ``stdin`` is bytes to send, a file descriptor to forward until EOF, or
     None for /dev/null. Output goes to ``stdout``/``stderr`` callables, or is
     collected into the result when they are None. ``on_start`` gets the
-    running process (to forward signals or terminal resizes).
+    running process (to forward signals or terminal resizes); ``on_create``
+    the new container's id, before its VM boots (``--cidfile``).
     """
     opts = options or RunOptions()
     timings: dict[str, float] = {}
     rec = boot.create(image, opts, stdin=stdin is not None, store=store, timings=timings)
+    if on_create is not None:
+        try:
+            on_create(rec.id)
+        except BaseException:
+            boot.discard(rec.id)
+            raise
     out, err = bytearray(), bytearray()
     life = Lifecycle(rec.id)
     vm = life.begin(run_main=True, timings=timings)

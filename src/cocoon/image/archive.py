@@ -1,9 +1,13 @@
-"""Images in and out of files: OCI layouts (directory or tar) and docker-archives.
+"""Images in and out of files: OCI layouts (directory or tar), docker-archives, dir layouts.
 
 ``load`` reads an archive in place: tar members are streamed straight into
-the store and verified there; nothing else from the archive touches the disk.
-``save`` writes an OCI layout tar, which ``docker load`` (v25+), ``podman
-load`` and ``skopeo`` read.
+the store and verified there; nothing else from the archive touches the disk
+(an archive read from a pipe is first spooled to an unnamed file, since tar
+members are found by name). ``save`` writes an OCI layout tar that is also a
+docker-archive (an index.json and a manifest.json over the same blobs, as
+Docker 25 does): ``docker load``, ``podman load`` (which reads only one image
+from an OCI archive, but any number from a docker-archive) and ``skopeo``
+read it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import tempfile
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, Protocol
 
 from cocoon import reference as references
 from cocoon.errors import Corrupt, InvalidArgument, NotFound
@@ -147,12 +151,15 @@ def _normalise(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
-def load(store: ImageStore, path: Path | str) -> list[Image]:
-    """Import every image of an OCI layout (directory or tar) or a docker-archive.
+def load(store: ImageStore, path: Path | str | IO[bytes]) -> list[Image]:
+    """Import every image of an OCI layout (directory or tar), a docker-archive or a dir layout.
 
+    ``path`` may also be an open stream (a pipe: ``cocoon image load -``).
     An image whose layers would be refused when it runs is refused now, and a
     load that fails leaves no blob and no tag behind.
     """
+    if not isinstance(path, (str, Path)):
+        return _load_stream(store, path)
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -164,31 +171,51 @@ def load(store: ImageStore, path: Path | str) -> list[Image]:
         return _load_source(store, _DirSource(path))
     if not stat.S_ISREG(mode):
         raise InvalidArgument(f"{path}: not an OCI layout or a docker-archive (not a file)")
-    with _open_tar(path) as tar:
-        try:
-            return _load_source(store, _TarSource(tar, str(path)))
-        except (tarfile.TarError, EOFError, zlib.error) as e:
-            raise Corrupt(f"{path}: damaged archive ({e})") from e
-
-
-def _open_tar(path: Path) -> tarfile.TarFile:
     with open(path, "rb") as f:
-        head = f.read(tarfile.BLOCKSIZE)
+        return _load_tar(store, f, str(path))
+
+
+def _load_stream(store: ImageStore, stream: IO[bytes]) -> list[Image]:
+    """Spool a pipe to an unnamed file beside the store (images are large for /tmp)."""
+    store.root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=store.root.parent, prefix=".load-") as spool:
+        try:
+            while chunk := stream.read(1 << 20):
+                spool.write(chunk)
+        except OSError as e:
+            raise InvalidArgument(f"cannot read the archive from standard input: {e}") from e
+        spool.seek(0)
+        return _load_tar(store, spool, "standard input")
+
+
+def _load_tar(store: ImageStore, f: IO[bytes], label: str) -> list[Image]:
+    with _open_tar(f, label) as tar:
+        try:
+            return _load_source(store, _TarSource(tar, label))
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise Corrupt(f"{label}: damaged archive ({e})") from e
+
+
+def _open_tar(f: IO[bytes], label: str) -> tarfile.TarFile:
+    head = f.read(tarfile.BLOCKSIZE)
+    f.seek(0)
     # A plain tar or a gzip-compressed one (`docker save | gzip`); told from a
     # header, so that no other format gets decompressed on the off chance.
     gzipped = head.startswith(b"\x1f\x8b")
     if not gzipped and head[257:262] != b"ustar":
-        raise InvalidArgument(f"{path}: not an OCI layout or a docker-archive (not a tar file)")
+        raise InvalidArgument(f"{label}: not an OCI layout or a docker-archive (not a tar file)")
     try:
-        return tarfile.open(path, "r:gz" if gzipped else "r:")
+        return tarfile.open(fileobj=f, mode="r:gz" if gzipped else "r:")
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise InvalidArgument(f"{path}: not an OCI layout or a docker-archive ({e})") from e
+        raise InvalidArgument(f"{label}: not an OCI layout or a docker-archive ({e})") from e
 
 
 def _load_source(store: ImageStore, source: _Source) -> list[Image]:
     with store.transaction():
         if source.has("index.json"):
             digests_loaded = _load_layout(store, source)
+        elif _is_dir_layout(source):
+            digests_loaded = _load_dir_layout(store, source)
         elif source.has("manifest.json"):
             digests_loaded = _load_docker_archive(store, source)
         else:
@@ -241,10 +268,12 @@ def _with_media_type(entry: Descriptor, media_type: str) -> Descriptor:
     return Descriptor(media_type, entry.digest, entry.size, platform=entry.platform)
 
 
-def _copy_blob(store: ImageStore, source: _Source, blob: Descriptor) -> None:
+def _copy_blob(
+    store: ImageStore, source: _Source, blob: Descriptor, folder: str = "blobs/sha256/"
+) -> None:
     if store.has_blob(blob.digest):
         return  # verified when it was stored
-    with source.open(f"blobs/sha256/{digests.hex_of(blob.digest)}") as f:
+    with source.open(folder + digests.hex_of(blob.digest)) as f:
         store.put_blob(f, blob.digest, size=blob.size, media_type=blob.media_type)
 
 
@@ -263,6 +292,27 @@ def _names(entry: Descriptor, label: str) -> list[str]:
         return [str(references.parse(name))]
     except InvalidArgument as e:
         raise InvalidArgument(f"{label}: index.json names an image badly: {e}") from e
+
+
+# -- dir layout (skopeo and podman's `dir:`, `docker-dir`) ---------------------
+
+_DIR_VERSION = b"Directory Transport Version:"
+
+
+def _is_dir_layout(source: _Source) -> bool:
+    if not (source.has("version") and source.has("manifest.json")):
+        return False
+    with source.open("version") as f:
+        return f.read(len(_DIR_VERSION)) == _DIR_VERSION
+
+
+def _load_dir_layout(store: ImageStore, source: _Source) -> list[str]:
+    """One image: manifest.json and its blobs as files named by bare hex digest; no name."""
+    data = _read_document(source, "manifest.json")
+    manifest = Manifest.parse(data, f"{source.label}: manifest.json")
+    for blob in (manifest.config, *manifest.layers):
+        _copy_blob(store, source, blob, folder="")
+    return [_register(store, store.put_bytes(data, manifest.media_type), [])]
 
 
 # -- docker-archive (docker save, podman save) --------------------------------
@@ -374,18 +424,28 @@ def _named_digest(name: str) -> str | None:
 # -- save ---------------------------------------------------------------------
 
 
-def save(store: ImageStore, refs: Sequence[str], path: Path | str) -> None:
-    """Write the named images (references or ids) as one OCI layout tar."""
+def save(store: ImageStore, refs: Sequence[str], out: Path | str | IO[bytes]) -> None:
+    """Write the named images (references or ids) as one archive, to a file or a stream."""
     if not refs:
         raise InvalidArgument("nothing to save: name at least one image")
     entries, blobs = [], {}
+    docker: dict[str, dict[str, Any]] = {}  # manifest.json's items, one per manifest
     for text in refs:
         image = store.resolve(text)
-        entries.append(_save_entry(store, text, image))
+        entry = _save_entry(store, text, image)
+        entries.append(entry)
+        item = docker.setdefault(image.manifest_digest, _docker_item(image))
+        if name := entry.get("annotations", {}).get(REF_NAME):
+            item["RepoTags"].append(name)
         for digest in (image.manifest_digest, image.id, *(layer.digest for layer in image.layers)):
             blobs[digest] = store.blob_path(digest)
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
-    _write_tar(Path(path), index, blobs.values())
+    members = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": dumps(index),
+               "manifest.json": json.dumps(list(docker.values())).encode()}  # fmt: skip
+    if isinstance(out, (str, Path)):
+        _write_file(Path(out), members, blobs.values())
+    else:
+        _write_tar(out, members, blobs.values(), stream=True)
 
 
 def _save_entry(store: ImageStore, text: str, image: Image) -> dict[str, Any]:
@@ -398,26 +458,39 @@ def _save_entry(store: ImageStore, text: str, image: Image) -> dict[str, Any]:
     return entry
 
 
-def _write_tar(path: Path, index: dict[str, Any], blobs: Iterable[Path]) -> None:
+def _docker_item(image: Image) -> dict[str, Any]:
+    """A docker-archive manifest.json item over the OCI layout's own blobs."""
+    return {
+        "Config": f"blobs/sha256/{digests.hex_of(image.id)}",
+        "RepoTags": [],
+        "Layers": [f"blobs/sha256/{digests.hex_of(layer.digest)}" for layer in image.layers],
+    }
+
+
+def _write_file(path: Path, members: dict[str, bytes], blobs: Iterable[Path]) -> None:
     """Build the tar next to ``path`` and rename it, so no half archive is left."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-            _add_bytes(tar, "index.json", dumps(index))
-            for blob in blobs:
-                with open(blob, "rb") as f:
-                    info = _info(f"blobs/sha256/{blob.name}", os.fstat(f.fileno()).st_size)
-                    tar.addfile(info, f)
+        with os.fdopen(fd, "wb") as out:
+            _write_tar(out, members, blobs, stream=False)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _write_tar(
+    out: IO[bytes], members: dict[str, bytes], blobs: Iterable[Path], *, stream: bool
+) -> None:
+    # "w|" never seeks: a pipe (`save -o - | ssh host load`) works too.
+    with tarfile.open(fileobj=out, mode="w|" if stream else "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members.items():
+            _add_bytes(tar, name, data)
+        for blob in blobs:
+            with open(blob, "rb") as f:
+                tar.addfile(_info(f"blobs/sha256/{blob.name}", os.fstat(f.fileno()).st_size), f)
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -197,6 +197,10 @@ def _strings(value: Any) -> tuple[str, ...] | None:
     return tuple(str(v) for v in value)
 
 
+def _mapping(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
 @dataclass(frozen=True, slots=True)
 class ImageConfig:
     """What a runtime needs from an image's config blob."""
@@ -214,6 +218,7 @@ class ImageConfig:
     variant: str | None = None
     diff_ids: tuple[str, ...] = ()
     created: str | None = None
+    healthcheck: Mapping[str, Any] | None = None  # HEALTHCHECK, unchecked: see container/health
 
     @classmethod
     def parse(cls, data: bytes, what: str) -> ImageConfig:
@@ -235,6 +240,7 @@ class ImageConfig:
                 variant=doc.get("variant"),
                 diff_ids=tuple(digests.check(d) for d in rootfs.get("diff_ids") or ()),
                 created=doc.get("created"),
+                healthcheck=_mapping(run.get("Healthcheck")),
             )
         except (TypeError, ValueError, AttributeError) as e:
             raise Corrupt(f"{what}: malformed image config ({e})") from e

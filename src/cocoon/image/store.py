@@ -359,14 +359,32 @@ class ImageStore:
         return None
 
     def _by_id(self, text: str, prefix: str) -> Image:
-        found = {i.id: i for i in self.images() if i.id.startswith(f"sha256:{prefix}")}
+        """By config id (Docker's image id) or, given in full, by manifest digest.
+
+        One config can be stored under several manifests (the same layers
+        gzip-, zstd- or un-compressed): an id that names more than one of
+        them is refused rather than one picked silently.
+        """
+        images = self.images()
+        if len(prefix) == 64:
+            by_digest = [i for i in images if f"sha256:{prefix}" in (i.digest, i.manifest_digest)]
+            if by_digest:
+                return by_digest[0]
+        found = {i.id for i in images if i.id.startswith(f"sha256:{prefix}")}
         if not found:
             raise NotFound(_not_found(text))
         if len(found) > 1:
             raise InvalidArgument(
                 f"image id prefix {text!r} is ambiguous: it matches {len(found)} images"
             )
-        return next(iter(found.values()))
+        variants = [i for i in images if i.id in found]
+        if len(variants) > 1:
+            names = ", ".join(", ".join(i.references) or i.digest for i in variants)
+            raise InvalidArgument(
+                f"image id {text!r} is stored as {len(variants)} variants ({names}): "
+                "name one by reference or manifest digest"
+            )
+        return variants[0]
 
     def _load(self, digest: str, names: tuple[str, ...]) -> Image:
         manifest_digest = digest

@@ -127,6 +127,28 @@ def all_networks() -> list[Network]:
         return sorted(nets.values(), key=lambda n: n.name)
 
 
+def rename_lease(name: str, container_id: str, new_name: str) -> None:
+    """A renamed container keeps its address under its new name."""
+    with locked() as nets:
+        for lease in nets[name].leases.values() if name in nets else ():
+            if lease.get("id") == container_id:
+                lease["name"] = new_name
+
+
+def view(net: Network) -> dict[str, Any]:
+    """What ``network inspect`` shows: the record, whether its bridge is up, who is on it."""
+    from cocoon.network import netdev  # runs `ip`: only when asked
+
+    return {
+        "name": net.name,
+        "subnet": net.subnet,
+        "gateway": net.gateway,
+        "bridge": net.bridge,
+        "bridge_up": netdev.exists(net.bridge),
+        "containers": {lease["name"]: ip for ip, lease in sorted(net.leases.items())},
+    }
+
+
 def remove(name: str) -> Network:
     with locked() as nets:
         net = nets.get(name)
@@ -202,4 +224,6 @@ __all__ = [
     "peers",
     "release",
     "remove",
+    "rename_lease",
+    "view",
 ]

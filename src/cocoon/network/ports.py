@@ -40,11 +40,14 @@ def _port(text: str, spec: str) -> int:
 
 
 def parse(spec: str) -> PortSpec:
+    """``[[HOSTIP:]HOSTPORT:]CPORT[/PROTO]``; without a host port, a free one is picked."""
     body, _, protocol = spec.partition("/")
     protocol = protocol or "tcp"
     if protocol not in ("tcp", "udp"):
         raise InvalidArgument(f"-p {spec}: protocol must be tcp or udp")
     parts = body.split(":")
+    if len(parts) == 1:
+        return any_host_port(PortSpec(0, _port(parts[0], spec), protocol))
     if len(parts) == 2:
         host_ip, (host, container) = "0.0.0.0", parts
     elif len(parts) == 3:
@@ -54,8 +57,23 @@ def parse(spec: str) -> PortSpec:
         except ValueError as e:
             raise InvalidArgument(f"-p {spec}: {host_ip!r} is not an IPv4 address") from e
     else:
-        raise InvalidArgument(f"-p {spec}: expected [HOSTIP:]HOSTPORT:CPORT[/tcp|udp]")
+        raise InvalidArgument(f"-p {spec}: expected [[HOSTIP:]HOSTPORT:]CPORT[/tcp|udp]")
+    if host == "":  # HOSTIP::CPORT, Docker's way to pick the address but not the port
+        return any_host_port(PortSpec(0, _port(container, spec), protocol, host_ip))
     return PortSpec(_port(host, spec), _port(container, spec), protocol, host_ip)
+
+
+def any_host_port(spec: PortSpec) -> PortSpec:
+    """``spec`` on a port the kernel says is free now (Docker's ``-p CPORT`` and ``-P``)."""
+    ip = spec.host_ip
+    kind = socket.SOCK_STREAM if spec.protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as probe:
+        try:
+            probe.bind((ip, 0))
+        except OSError as e:
+            raise InvalidState(f"cannot find a free {spec.protocol} port on {ip}: {e}") from e
+        port = probe.getsockname()[1]
+    return PortSpec(port, spec.container_port, spec.protocol, ip)
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:

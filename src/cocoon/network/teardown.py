@@ -1,8 +1,17 @@
-"""Undo everything cocoon made in this network namespace: its bridges and its NAT table."""
+"""Undo what cocoon made in this network namespace: one network, or all bridges and NAT."""
 
 from __future__ import annotations
 
-from cocoon.network import nat, netdev
+from cocoon.network import ipam, nat, netdev
+
+
+def delete(name: str) -> ipam.Network:
+    """Remove the unused network ``name``: its record, its bridge, its NAT rules."""
+    net = ipam.remove(name)
+    netdev.delete_bridge(net.bridge)
+    left = [n for n in ipam.all_networks() if netdev.exists(n.bridge)]
+    nat.apply([(n.bridge, n.subnet) for n in left])
+    return net
 
 
 def teardown() -> list[str]:
@@ -15,4 +24,4 @@ def teardown() -> list[str]:
     return removed
 
 
-__all__ = ["teardown"]
+__all__ = ["delete", "teardown"]

@@ -41,19 +41,32 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(_LAZY[name]), name)
 
 
-def resolve_or_pull(text: str, store: ImageStore | None = None) -> Image:
+PULL_POLICIES = ("always", "missing", "never")
+
+
+def resolve_or_pull(text: str, store: ImageStore | None = None, policy: str = "missing") -> Image:
     """The stored image ``text`` names, pulled first if it is a reference not yet stored.
 
-    The pull shows progress bars when stderr is a terminal.
+    ``policy`` is ``docker run --pull``'s: pull ``always``, only if ``missing``,
+    or ``never``. The pull shows progress bars when stderr is a terminal. A
+    missing image whose pull fails (registry unreachable, no such name) is
+    NotFound, the message saying first that it is not stored here.
     """
+    if policy not in PULL_POLICIES:
+        raise InvalidArgument(f"--pull {policy!r}: use always, missing or never")
     store = store or ImageStore()
-    try:
-        return store.resolve(text)
-    except NotFound as missing:
+    if policy == "always":
+        ref = references.parse(text)
+    else:
         try:
-            ref = references.parse(text)
-        except InvalidArgument:
-            raise missing from None  # an id, not a name: nothing to pull
+            return store.resolve(text)
+        except NotFound as missing:
+            if policy == "never":
+                raise
+            try:
+                ref = references.parse(text)
+            except InvalidArgument:
+                raise missing from None  # an id, not a name: nothing to pull
     from cocoon.image.registry.fetch import pull
     from cocoon.image.registry.progress import for_stderr
 
@@ -62,7 +75,11 @@ def resolve_or_pull(text: str, store: ImageStore | None = None) -> Image:
         with bars if bars is not None else contextlib.nullcontext():
             return pull(ref, store=store, progress=bars)
     except CocoonError as e:
-        raise type(e)(f"image {text} not found locally, and pulling it failed: {e}") from e
+        if policy == "always":
+            raise type(e)(f"pulling image {text} failed: {e}") from e
+        # Not stored here, and not to be had: whatever the registry did, the
+        # image was not found (a caller catches NotFound, not Timeout).
+        raise NotFound(f"image {text} not found locally, and pulling it failed: {e}") from e
 
 
 def parse_platform(text: str) -> Platform:

@@ -1,0 +1,125 @@
+"""A container's details in Docker's shape: what ``cocoon inspect`` prints and the API serves.
+
+Scripts written for ``docker inspect`` (``{{.State.Status}}``,
+``.NetworkSettings.IPAddress``) work unchanged; what only a VM has (the
+monitor's and QEMU's pids, the accelerator, the connection mode) is under
+``Cocoon``. Keys follow Docker's names and casing, values its units (bytes,
+nano-CPUs, RFC 3339 times, a ``/``-prefixed name).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cocoon.container import control, health, restart, volumes
+from cocoon.container import record as records
+from cocoon.container.config import NetworkSettings
+from cocoon.container.record import Record
+from cocoon.container.state import State
+from cocoon.stamps import rfc3339
+
+NANO = 1_000_000_000
+MIB = 1 << 20
+# Docker's zero time, for a container that never started or finished.
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def view(rec: Record) -> dict[str, Any]:
+    """``rec`` (brought up to date by the caller) as ``docker inspect`` shows a container."""
+    config = rec.settings
+    process = config.process
+    running = rec.state == State.RUNNING
+    paused = running and control.paused(rec.id)
+    return {
+        "Id": rec.id,
+        "Name": f"/{rec.name}",
+        "Created": rfc3339(rec.created),
+        "Path": process.args[0] if process.args else "",
+        "Args": process.args[1:],
+        "State": {
+            "Status": "paused" if paused else rec.state.value,
+            "Running": running,
+            "Paused": paused,
+            "Restarting": False,
+            "Dead": False,
+            "Pid": rec.monitor_pid if running else 0,
+            "ExitCode": rec.exit_code or 0,
+            "Error": rec.error or "",
+            "StartedAt": rfc3339(rec.started) or ZERO_TIME,
+            "FinishedAt": rfc3339(rec.finished) or ZERO_TIME,
+            "Health": health.read(rec.id) if running else None,
+        },
+        "Image": rec.image_id,
+        "LogPath": str(records.folder(rec.id) / "container.log"),
+        "Config": {
+            "Hostname": config.hostname,
+            "User": process.user,
+            "Tty": process.tty is not None,
+            "OpenStdin": process.stdin,
+            "Env": list(process.env),
+            "Cmd": rec.command,
+            "Image": rec.image,
+            "WorkingDir": process.cwd,
+            "Labels": dict(config.labels),
+            "StopSignal": config.stop_signal,
+        },
+        "HostConfig": {
+            "NanoCpus": config.cpus * NANO,
+            "Memory": config.memory_mib * MIB,
+            "AutoRemove": rec.remove,
+            "RestartPolicy": _restart_policy(config.restart),
+            "NetworkMode": config.network.network or config.network.mode,
+            "PortBindings": _bindings(config.network),
+            "Dns": list(config.network.dns),
+            "ExtraHosts": list(config.network.add_hosts),
+            "ReadonlyRootfs": config.read_only,
+            "StorageOpt": {"size": str(config.disk_size)} if config.disk_size else None,
+        },
+        "NetworkSettings": _network(config.network),
+        "Mounts": volumes.view(config.mounts),
+        "Cocoon": {
+            "MonitorPid": rec.monitor_pid if running else None,
+            "VmPid": rec.vm_pid if running else None,
+            "Accel": config.accel,
+            "Cpus": config.cpus,
+            "MemoryMiB": config.memory_mib,
+            "NetworkMode": config.network.mode,
+            "ExitCode": rec.exit_code,  # None when it never exited on its own
+        },
+    }
+
+
+def _restart_policy(text: str) -> dict[str, Any]:
+    policy = restart.parse(text)
+    return {"Name": policy.name, "MaximumRetryCount": policy.max_retries or 0}
+
+
+def _port_key(container_port: int, protocol: str) -> str:
+    return f"{container_port}/{protocol}"
+
+
+def _bindings(settings: NetworkSettings) -> dict[str, list[dict[str, str]]]:
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for p in settings.ports:
+        bindings.setdefault(_port_key(p.container_port, p.protocol), []).append(
+            {"HostIp": p.host_ip, "HostPort": str(p.host_port)}
+        )
+    return bindings
+
+
+def _network(settings: NetworkSettings) -> dict[str, Any]:
+    endpoint = {
+        "IPAddress": settings.ip or "",
+        "IPPrefixLen": settings.prefix or 0,
+        "Gateway": settings.gateway or "",
+        "MacAddress": settings.mac or "",
+    }
+    name = settings.network or settings.mode
+    return {
+        **endpoint,
+        "Ports": _bindings(settings),
+        "Networks": {} if settings.mode == "none" else {name: dict(endpoint)},
+    }
+
+
+__all__ = ["view"]
