@@ -215,3 +215,21 @@ def test_docker_py(service, docker, busybox):
     assert result["exec"] == [5, "in-vm\n"]
     assert result["listed"] == ["pyc"] and result["status"] == "running"
     assert result["stopped"] == "exited" and result["after"] == [] and result["fg"] == "fg\n"
+
+
+def test_events_stream_container_start_die_destroy(service, docker, busybox):
+    watch = subprocess.Popen(
+        [DOCKER, "events", "--filter", "type=container", "--filter", "container=evented",
+         "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"],
+        env=service.docker_env(), stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        time.sleep(1)  # the stream is open: events from now on reach it
+        docker("run", "--rm", "--name", "evented", busybox, "sh", "-c", "exit 4")
+        lines = [watch.stdout.readline().decode() for _ in range(4)]
+    finally:
+        watch.kill()
+        watch.wait()
+    seen = [line.replace("<no value>", "").split() for line in lines]  # exitCode: die only
+    assert seen == [["create", "evented"], ["start", "evented"], ["die", "evented", "4"],
+                    ["destroy", "evented"]]  # fmt: skip

@@ -9,8 +9,9 @@ import signal
 from pathlib import Path
 
 from cocoon.errors import AlreadyExists, InvalidArgument
-from cocoon.service import images, system
+from cocoon.service import images, networks, system
 from cocoon.service.containers import Containers
+from cocoon.service.events import Events
 from cocoon.service.execs import Execs
 from cocoon.service.exits import Exits
 from cocoon.service.http import Handler, RouteEntry, Server, route
@@ -19,13 +20,14 @@ log = logging.getLogger("cocoon.service")
 
 
 def routes() -> tuple[RouteEntry, ...]:
-    exits = Exits()
-    c = Containers(exits)
+    events = Events()
+    c = Containers(Exits(), events)
     x = Execs()
     return (
         route("GET", "/_ping", system.ping),
         route("GET", "/version", system.version),
         route("GET", "/info", system.info),
+        route("GET", "/events", events.stream),
         route("POST", "/containers/create", c.create, 201),
         route("GET", "/containers/json", c.list),
         route("POST", "/containers/prune", c.prune),
@@ -37,17 +39,24 @@ def routes() -> tuple[RouteEntry, ...]:
         route("POST", "/containers/{id}/wait", c.wait),
         route("POST", "/containers/{id}/attach", c.attach),
         route("GET", "/containers/{id}/logs", c.logs),
-        route("POST", "/containers/{id}/resize", c.resize, 200),
+        route("POST", "/containers/{id}/resize", c.resize),
         route("DELETE", "/containers/{id}", c.delete),
         route("POST", "/containers/{id}/exec", x.create, 201),
         route("POST", "/exec/{id}/start", x.start),
-        route("POST", "/exec/{id}/resize", x.resize, 200),
+        route("POST", "/exec/{id}/resize", x.resize),
         route("GET", "/exec/{id}/json", x.inspect),
         route("POST", "/images/create", images.pull),
         route("GET", "/images/json", images.list_images),
         route("GET", "/images/{name*}/json", images.inspect),
         route("POST", "/images/{name*}/tag", images.tag),
         route("DELETE", "/images/{name*}", images.remove),
+        route("GET", "/networks", networks.list_networks),
+        route("POST", "/networks/create", networks.create, 201),
+        route("POST", "/networks/prune", networks.prune),
+        route("GET", "/networks/{id}", networks.inspect),
+        route("DELETE", "/networks/{id}", networks.delete),
+        route("POST", "/networks/{id}/connect", networks.connect),
+        route("POST", "/networks/{id}/disconnect", networks.disconnect),
     )
 
 

@@ -18,7 +18,8 @@ from cocoon.container import manager
 from cocoon.container.record import Record
 from cocoon.container.state import State
 from cocoon.errors import CocoonError, InvalidArgument, InvalidState, NotFound
-from cocoon.service import create, streams
+from cocoon.service import create, networks, streams
+from cocoon.service.events import Events
 from cocoon.service.exits import Exits
 from cocoon.service.http import RAW_STREAM, Request
 
@@ -41,6 +42,9 @@ def find(ref: str) -> Record:
 def docker_inspect(rec: Record) -> dict[str, Any]:
     """``cocoon inspect``'s view with what dockerd's clients also read."""
     view = details.view(rec)
+    for name, endpoint in view["NetworkSettings"]["Networks"].items():
+        endpoint.update(Aliases=networks.aliases(rec.id, rec.settings.network.network),
+                        NetworkID=networks.network_id(name))  # fmt: skip
     view["HostConfig"].setdefault("LogConfig", {"Type": "json-file", "Config": {}})
     view["HostConfig"].setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
     view.update(Driver="cocoon", Platform="linux", RestartCount=0, MountLabel="",
@@ -49,20 +53,35 @@ def docker_inspect(rec: Record) -> dict[str, Any]:
 
 
 class Containers:
-    def __init__(self, exits: Exits) -> None:
+    def __init__(self, exits: Exits, events: Events) -> None:
         self.exits = exits
+        self.events = events
+        exits.on_exit = self._exited
         self._lock = threading.Lock()
         # Attach requests made before the container started: docker run
         # attaches first, so that it sees the process's first byte.
         self._waiting_attach: dict[str, int] = {}
         self._started: dict[str, threading.Event] = {}
 
+    def _exited(self, container_id: str, code: int | None) -> None:
+        """From the exit watcher's thread: die, and destroy once a --rm container is gone."""
+        self.events.emit("die", container_id, exitCode=str(-1 if code is None else code))
+        try:
+            removing = manager.get(container_id).remove
+        except NotFound:
+            removing = True
+        if removing:
+            self.exits.removed(container_id)
+            self.events.emit("destroy", container_id)
+
     # -- making, finding -----------------------------------------------------------
 
     def create(self, req: Request) -> dict[str, Any]:
         from cocoon.image.store import ImageStore
 
-        image, opts = create.options(req.json_object(), req.arg("name"))
+        body = req.json_object()
+        image, opts = create.options(body, req.arg("name"))
+        names = create.aliases(body)
         store = ImageStore()
         try:
             store.resolve(image)
@@ -70,6 +89,14 @@ class Containers:
             # The words docker-py and compose look for before they pull.
             raise NotFound(f"No such image: {image}") from None
         rec = manager.create(image, opts, store)
+        self.events.remember(rec)
+        self.events.emit("create", rec.id)
+        if names:
+            try:
+                networks.set_aliases(rec.id, names)
+            except CocoonError:
+                manager.remove(rec.id, force=True)
+                raise
         return {"Id": rec.id, "Warnings": []}
 
     def inspect(self, req: Request) -> dict[str, Any]:
@@ -96,7 +123,9 @@ class Containers:
         # The main process starts once the service watches for its exit: a
         # --rm container's code would otherwise be lost with its record.
         manager.start(rec.id, wait_attach=True)
+        self.events.remember(rec)
         self.exits.watch(rec.id)
+        self.events.emit("start", rec.id)
         with self._lock:
             waiting = self._waiting_attach.get(rec.id, 0)
             started = self._started.pop(rec.id, None)
@@ -112,6 +141,7 @@ class Containers:
             req.handler.reply_empty(304)
             return
         manager.stop(rec.id, timeout=req.number("t"), signal_name=req.arg("signal"))
+        self.events.emit("stop", rec.id)
 
     def restart(self, req: Request) -> None:
         rec = find(req.match["id"])
@@ -124,6 +154,7 @@ class Containers:
         if rec.state != State.RUNNING:
             raise InvalidState(f"Container {rec.id} is not running")
         manager.kill(rec.id, req.arg("signal") or "SIGKILL")
+        self.events.emit("kill", rec.id, signal=req.arg("signal") or "SIGKILL")
 
     def delete(self, req: Request) -> None:
         rec = find(req.match["id"])
@@ -132,12 +163,17 @@ class Containers:
                 f"You cannot remove a running container {rec.id}. "
                 "Stop the container before attempting removal or force remove"
             )
+        self.events.remember(rec)
         manager.remove(rec.id, force=req.flag("force"))
+        self.events.emit("destroy", rec.id)
 
     def prune(self, req: Request) -> dict[str, Any]:
         if _filters(req.arg("filters")):
             raise InvalidArgument("cocoon's container prune takes no filters")
-        return {"ContainersDeleted": [r.id for r in manager.prune()], "SpaceReclaimed": 0}
+        gone = [r.id for r in manager.prune()]
+        for container_id in gone:
+            self.events.emit("destroy", container_id)
+        return {"ContainersDeleted": gone, "SpaceReclaimed": 0}
 
     def wait(self, req: Request) -> None:
         condition = req.arg("condition") or "not-running"

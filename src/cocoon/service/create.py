@@ -22,6 +22,18 @@ _REFUSED_HOST = ("Binds", "Mounts", "Tmpfs", "VolumesFrom", "Devices", "CapAdd",
 _REFUSED_CONFIG = ("Volumes", "Healthcheck")
 
 
+def aliases(body: dict[str, Any]) -> list[str]:
+    """The names ``NetworkingConfig`` gives the container on its network."""
+    endpoints = _object(_object(body.get("NetworkingConfig"), "NetworkingConfig")
+                        .get("EndpointsConfig"), "EndpointsConfig")  # fmt: skip
+    if len(endpoints) > 1:
+        raise Unsupported("cocoon containers join one network (EndpointsConfig has several)")
+    names: list[str] = []
+    for endpoint in endpoints.values():
+        names += _strings(_object(endpoint, "EndpointConfig").get("Aliases"), "Aliases") or []
+    return names
+
+
 def options(body: dict[str, Any], name: str | None) -> tuple[str, RunOptions]:
     """The image named in ``body``, and what to make of it."""
     host = _object(body.get("HostConfig"), "HostConfig")
@@ -117,4 +129,4 @@ def _publish(bindings: dict[str, Any]) -> list[str]:
     return specs
 
 
-__all__ = ["options"]
+__all__ = ["aliases", "options"]

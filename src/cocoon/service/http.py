@@ -256,6 +256,15 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True  # a client that never hangs up must not keep the service alive
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up is routine; anything else is a bug worth its traceback."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            log.debug("a client hung up")
+            return
+        log.exception("error while serving a client")
+
 
 __all__ = [
     "API_VERSION",
