@@ -233,3 +233,26 @@ def test_events_stream_container_start_die_destroy(service, docker, busybox):
     seen = [line.replace("<no value>", "").split() for line in lines]  # exitCode: die only
     assert seen == [["create", "evented"], ["start", "evented"], ["die", "evented", "4"],
                     ["destroy", "evented"]]  # fmt: skip
+
+
+def test_tty_create_start_attach_restart_and_wait(docker, busybox):
+    tty = docker("run", "--rm", "-t", busybox, "sh", "-c", "tty; exit 2")
+    # A terminal: one raw stream (no frame headers), the terminal's line endings.
+    assert (tty.returncode, tty.stdout) == (2, b"/dev/pts/0\r\n"), tty.stderr.decode()
+    ok(docker("create", "--name", "made", busybox, "sh", "-c", "echo from-start; exit 6"))
+    assert ok(docker("wait", "made")).strip() == "0"  # never ran: nothing to wait for
+    started = docker("start", "-a", "made")
+    assert (started.returncode, started.stdout) == (6, b"from-start\n")
+    assert ok(docker("wait", "made")).strip() == "6"
+    ok(docker("run", "-d", "--name", "late", busybox, "sh", "-c", "sleep 2; echo late; exit 5"))
+    attached = docker("attach", "late")
+    assert (attached.returncode, attached.stdout) == (5, b"late\n")
+    ok(docker("run", "-d", "--name", "again", busybox, "sleep", "600"))
+    before = ok(docker("inspect", "-f", "{{.State.StartedAt}}", "again"))
+    ok(docker("restart", "-t", "0", "again"))
+    after = ok(docker("inspect", "-f", "{{.State.StartedAt}} {{.State.Running}}", "again"))
+    assert after.split()[1] == "true" and after.split()[0] != before.strip()
+    ok(docker("kill", "-s", "TERM", "again"))
+    assert ok(docker("wait", "again")).strip() == "143"
+    top = docker("top", "made")
+    assert top.returncode == 1 and b"does not serve GET /containers/made/top" in top.stderr

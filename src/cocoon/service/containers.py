@@ -187,7 +187,8 @@ class Containers:
         # they come), the answer when the container has exited.
         req.handler.start_stream("application/json")
         if condition == "not-running" and rec.state != State.RUNNING:
-            code = rec.exit_code
+            # Never started: nothing failed (dockerd's 0 too).
+            code = 0 if rec.state == State.CREATED else rec.exit_code
         else:
             code = self.exits.next_exit(rec.id, seen, since)
         if condition == "removed":
