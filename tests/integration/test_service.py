@@ -256,3 +256,22 @@ def test_tty_create_start_attach_restart_and_wait(docker, busybox):
     assert ok(docker("wait", "again")).strip() == "143"
     top = docker("top", "made")
     assert top.returncode == 1 and b"does not serve GET /containers/made/top" in top.stderr
+
+
+def test_volumes_and_image_save_load(service, docker, busybox, tmp_path):
+    assert ok(docker("volume", "create", "--opt", "type=dir", "--label", "a=b", "vol1")) == "vol1\n"
+    [found] = json.loads(ok(docker("volume", "inspect", "vol1")))
+    assert found["Labels"] == {"a": "b"} and found["Options"]["type"] == "dir"
+    assert "vol1" in ok(docker("volume", "ls", "-q")).split()
+    ok(docker("volume", "rm", "vol1"))
+    assert docker("volume", "inspect", "vol1").returncode == 1
+    archive = tmp_path / "saved.tar"
+    ok(docker("save", "-o", str(archive), busybox))
+    ok(docker("rmi", busybox))
+    assert docker("image", "inspect", busybox).returncode == 1
+    loaded = ok(docker("load", "-i", str(archive)))
+    assert "Loaded image: localhost/busybox:latest" in loaded
+    # A save piped into a load, through the service both ways.
+    piped = subprocess.run(f"{DOCKER} save {busybox} | {DOCKER} load", shell=True,
+                           env=service.docker_env(), capture_output=True)  # fmt: skip
+    assert piped.returncode == 0 and b"Loaded image" in piped.stdout, piped.stderr.decode()

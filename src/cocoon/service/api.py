@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from cocoon.errors import AlreadyExists, InvalidArgument
-from cocoon.service import images, networks, system
+from cocoon.service import images, networks, system, volumes
 from cocoon.service.containers import Containers
 from cocoon.service.events import Events
 from cocoon.service.execs import Execs
@@ -47,6 +47,9 @@ def routes() -> tuple[RouteEntry, ...]:
         route("GET", "/exec/{id}/json", x.inspect),
         route("POST", "/images/create", images.pull),
         route("GET", "/images/json", images.list_images),
+        route("GET", "/images/get", images.save),
+        route("POST", "/images/load", images.load),
+        route("GET", "/images/{name*}/get", images.save),
         route("GET", "/images/{name*}/json", images.inspect),
         route("POST", "/images/{name*}/tag", images.tag),
         route("DELETE", "/images/{name*}", images.remove),
@@ -57,6 +60,11 @@ def routes() -> tuple[RouteEntry, ...]:
         route("DELETE", "/networks/{id}", networks.delete),
         route("POST", "/networks/{id}/connect", networks.connect),
         route("POST", "/networks/{id}/disconnect", networks.disconnect),
+        route("GET", "/volumes", volumes.list_volumes),
+        route("POST", "/volumes/create", volumes.create, 201),
+        route("POST", "/volumes/prune", volumes.prune),
+        route("GET", "/volumes/{name}", volumes.inspect),
+        route("DELETE", "/volumes/{name}", volumes.delete),
     )
 
 

@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import socketserver
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -112,34 +112,47 @@ class Handler(BaseHTTPRequestHandler):
     # -- request side ------------------------------------------------------------
 
     def body(self) -> bytes:
+        """The whole body (JSON requests: at most MAX_BODY bytes)."""
         if getattr(self, "_body", None) is not None:
             return self._body
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            data = self._read_chunked()
-        else:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                raise InvalidArgument(f"request body of {length} bytes is too large")
-            data = self.rfile.read(length) if length > 0 else b""
-        self._body: bytes | None = data
-        return data
-
-    def _read_chunked(self) -> bytes:
+        length = self._length()
+        if length > MAX_BODY:
+            raise InvalidArgument(f"request body of {length} bytes is too large")
         data = bytearray()
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise InvalidArgument("malformed chunked request body") from None
-            if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers
-                    pass
-                return bytes(data)
-            if len(data) + size > MAX_BODY:
+        for piece in self.body_chunks():
+            data += piece
+            if len(data) > MAX_BODY:
                 raise InvalidArgument("request body is too large")
-            data += self.rfile.read(size)
-            self.rfile.readline(8)
+        self._body: bytes | None = bytes(data)
+        return self._body
+
+    def body_chunks(self) -> Iterator[bytes]:
+        """The body piece by piece, of any size: archives (``images/load``)."""
+        self._body = b""  # consumed here, whatever happens
+        # Until the last byte is read, the connection cannot carry another request.
+        keep, self.close_connection = self.close_connection, True
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            while True:
+                line = self.rfile.readline(1024)
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    raise InvalidArgument("malformed chunked request body") from None
+                if size == 0:
+                    while self.rfile.readline(1024).strip():  # trailers
+                        pass
+                    break
+                yield from _read_exactly(self.rfile, size)
+                self.rfile.readline(8)
+        else:
+            yield from _read_exactly(self.rfile, self._length())
+        self.close_connection = keep
+
+    def _length(self) -> int:
+        text = self.headers.get("Content-Length") or "0"
+        if not text.isdigit():
+            raise InvalidArgument(f"invalid Content-Length {text!r}")
+        return int(text)
 
     def _dispatch(self) -> None:
         self._body = None
@@ -171,8 +184,12 @@ class Handler(BaseHTTPRequestHandler):
             log.exception("%s %s failed", self.command, path)
             self._fail(500, f"internal error: {e}")
         finally:
+            # Whatever the route did not read must not be taken as the next request.
             if not self.close_connection:
-                self.body()  # whatever the route did not read must not be taken as a request
+                try:
+                    self.body()
+                except CocoonError:
+                    self.close_connection = True
 
     def _fail(self, status: int, message: str) -> None:
         if self.answered:  # headers are out: all that is left is to hang up
@@ -250,6 +267,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.info(format, *args)
+
+
+def _read_exactly(rfile: Any, size: int) -> Iterator[bytes]:
+    while size > 0:
+        data = rfile.read(min(size, 1 << 16))
+        if not data:
+            raise InvalidArgument("the request body ended early")
+        size -= len(data)
+        yield data
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

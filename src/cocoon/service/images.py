@@ -187,4 +187,51 @@ def remove(req: Request) -> list[dict[str, str]]:
     return answer
 
 
-__all__ = ["PullProgress", "inspect", "list_images", "pull", "remove", "tag"]
+class _ChunkWriter:
+    """A file-like end for ``archive.save``: each write goes out as one chunk."""
+
+    def __init__(self, req: Request) -> None:
+        self.req = req
+
+    def write(self, data: bytes) -> int:
+        self.req.handler.chunk(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        self.req.handler.wfile.flush()
+
+
+def save(req: Request) -> None:
+    """``GET /images/{name}/get``, ``/images/get?names=``: one archive ``docker load`` reads."""
+    from cocoon.image.archive import save as write
+
+    names = [req.match["name"]] if "name" in req.match else req.params.get("names", [])
+    if not names:
+        raise InvalidArgument("name at least one image (names=)")
+    for name in names:
+        find(name)  # a missing one is a 404 before the stream starts
+    req.handler.start_stream("application/x-tar")
+    write(ImageStore(), names, _ChunkWriter(req))  # type: ignore[arg-type]
+    req.handler.end_stream()
+
+
+def load(req: Request) -> None:
+    """``POST /images/load``: a tar (OCI layout or docker-archive) in the body."""
+    import tempfile
+
+    from cocoon.image.archive import load as read
+
+    store = ImageStore()
+    store.root.mkdir(parents=True, exist_ok=True)
+    # Spooled beside the store, not in /tmp: archives are as large as images.
+    with tempfile.TemporaryFile(dir=store.root) as spool:
+        for piece in req.handler.body_chunks():
+            spool.write(piece)
+        spool.seek(0)
+        loaded = read(store, spool)
+    names = [", ".join(_tags(i)) or i.id for i in loaded]
+    lines = b"".join(json.dumps({"stream": f"Loaded image: {n}\n"}).encode() + b"\n" for n in names)
+    req.handler.reply_bytes(200, lines, "application/json")
+
+
+__all__ = ["PullProgress", "inspect", "list_images", "load", "pull", "remove", "save", "tag"]
