@@ -8,7 +8,7 @@ import pytest
 
 from cocoon.errors import InvalidArgument, Unsupported
 from cocoon.service import create, streams
-from cocoon.service.containers import _filters
+from cocoon.service.params import filters as _filters
 
 
 def test_create_body_becomes_run_options():
@@ -84,3 +84,27 @@ def test_filters_in_both_of_dockers_shapes():
     }
     with pytest.raises(InvalidArgument):
         _filters("[1]")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"WorkingDir": 5}, {"User": ["root"]}, {"HostConfig": {"NanoCpus": "2"}},
+     {"HostConfig": {"Memory": -1}}, {"HostConfig": {"Memory": True}}, {"Labels": ["a"]},
+     {"HostConfig": {"PortBindings": {"80/tcp": ["8080"]}}}, {"StopSignal": 9}],
+)  # fmt: skip
+def test_hostile_field_types_are_invalid_arguments_not_crashes(body):
+    with pytest.raises(InvalidArgument):
+        create.options({"Image": "busybox", **body}, None)
+
+
+def test_a_string_command_is_one_argument_as_in_the_api():
+    _, opts = create.options({"Image": "busybox", "Cmd": "echo hi"}, None)
+    assert opts.command == ["echo hi"]
+
+
+def test_times_are_seconds_since_the_epoch():
+    from cocoon.service.params import seconds
+
+    assert seconds(None) == 0 and seconds("12.5") == 12.5
+    with pytest.raises(InvalidArgument):
+        seconds("yesterday")

@@ -18,13 +18,13 @@ from cocoon.container import manager
 from cocoon.container.record import Record
 from cocoon.container.state import State
 from cocoon.errors import CocoonError, InvalidArgument, InvalidState, NotFound
-from cocoon.service import create, networks, streams
+from cocoon.service import create, networks, params, streams
 from cocoon.service.events import Events
 from cocoon.service.exits import Exits
 from cocoon.service.http import RAW_STREAM, Request
 
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
-ATTACH_POLL = 0.05
+ATTACH_POLL = 0.25  # a start by the service wakes it at once; this finds others'
 
 
 def not_found(ref: str) -> NotFound:
@@ -105,7 +105,7 @@ class Containers:
     def list(self, req: Request) -> list[dict[str, Any]]:
         from cocoon.container import filters
 
-        wanted = filters.checked(_filters(req.arg("filters")))
+        wanted = filters.checked(params.filters(req.arg("filters")))
         limit = req.number("limit", -1) or -1
         everything = req.flag("all") or limit > 0 or "status" in wanted
         found = [r for r in manager.containers(all=everything) if filters.matches(r, wanted)]
@@ -168,7 +168,7 @@ class Containers:
         self.events.emit("destroy", rec.id)
 
     def prune(self, req: Request) -> dict[str, Any]:
-        if _filters(req.arg("filters")):
+        if params.filters(req.arg("filters")):
             raise InvalidArgument("cocoon's container prune takes no filters")
         gone = [r.id for r in manager.prune()]
         for container_id in gone:
@@ -249,8 +249,7 @@ class Containers:
             tail = None if tail_text == "all" else max(0, int(tail_text))
         except ValueError:
             raise InvalidArgument(f"invalid tail {tail_text!r}") from None
-        since = float(req.arg("since") or 0)
-        until = float(req.arg("until") or 0)
+        since, until = params.seconds(req.arg("since")), params.seconds(req.arg("until"))
         stamps = req.flag("timestamps")
         encode = streams.encoder(rec.settings.process.tty is not None)
         if req.flag("follow"):
@@ -284,28 +283,6 @@ def _stamp(stamp: float) -> bytes:
     """RFC 3339 with nanoseconds, as dockerd prefixes log lines."""
     whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp))
     return f"{whole}.{int(stamp % 1 * 1e9):09d}Z ".encode()
-
-
-def _filters(text: str | None) -> dict[str, list[str]]:
-    """``filters=`` as clients send it: ``{"k": ["v"]}``, or ``{"k": {"v": true}}`` (older)."""
-    if not text:
-        return {}
-    try:
-        raw = json.loads(text)
-    except ValueError:
-        raise InvalidArgument(f"invalid filters: {text!r}") from None
-    if not isinstance(raw, dict):
-        raise InvalidArgument("filters must be a JSON object")
-    found: dict[str, list[str]] = {}
-    for key, values in raw.items():
-        if isinstance(values, dict):
-            values = [v for v, on in values.items() if on]
-        elif isinstance(values, str):
-            values = [values]
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise InvalidArgument(f"invalid filter {key!r}")
-        found[str(key)] = values
-    return found
 
 
 def _status(rec: Record) -> str:

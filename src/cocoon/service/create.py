@@ -45,39 +45,54 @@ def options(body: dict[str, Any], name: str | None) -> tuple[str, RunOptions]:
     policy = _object(host.get("RestartPolicy"), "RestartPolicy").get("Name") or "no"
     if policy != "no":
         raise Unsupported(f"cocoon does not serve HostConfig.RestartPolicy {policy!r}")
-    command = body.get("Cmd")
-    entrypoint = body.get("Entrypoint")
+    # The API's string form of a command is one argument (Go's strslice), not a shell line.
+    command, entrypoint = body.get("Cmd"), body.get("Entrypoint")
+    command = [command] if isinstance(command, str) else _strings(command, "Cmd")
     if isinstance(entrypoint, str):
         entrypoint = [entrypoint]
     first = None
     if entrypoint is not None:
         # Docker runs the entrypoint list's head, its rest before the command.
         head = _strings(entrypoint, "Entrypoint") or [""]
-        first, command = head[0], head[1:] + (_strings(command, "Cmd") or [])
+        first, command = head[0], head[1:] + (command or [])
     publish = _publish(_object(host.get("PortBindings"), "PortBindings"))
     return image, RunOptions(
         command=command,
         entrypoint=first,
         env=_strings(body.get("Env"), "Env") or [],
-        workdir=body.get("WorkingDir") or None,
-        user=body.get("User") or None,
-        hostname=body.get("Hostname") or None,
+        workdir=_text(body, "WorkingDir"),
+        user=_text(body, "User"),
+        hostname=_text(body, "Hostname"),
         name=name or None,
         tty=DEFAULT_TTY if body.get("Tty") else None,
         interactive=bool(body.get("OpenStdin")),
-        cpus=max(1, math.ceil(int(host.get("NanoCpus") or 0) / 1e9)),
-        memory=f"{int(host['Memory'])}b" if host.get("Memory") else DEFAULT_MEMORY,
+        cpus=max(1, math.ceil(_count(host, "NanoCpus") / 1e9)),
+        memory=f"{_count(host, 'Memory')}b" if host.get("Memory") else DEFAULT_MEMORY,
         remove=bool(host.get("AutoRemove")),
         network=_network(host.get("NetworkMode")),
         dns=_strings(host.get("Dns"), "Dns") or [],
         add_hosts=_strings(host.get("ExtraHosts"), "ExtraHosts") or [],
         publish=publish,
         labels=_object(body.get("Labels"), "Labels"),
-        stop_signal=body.get("StopSignal") or None,
+        stop_signal=_text(body, "StopSignal"),
         stop_timeout=body.get("StopTimeout"),
         publish_all=bool(host.get("PublishAllPorts")),
         pull="never",  # dockerd answers 404 and the client pulls, showing progress
     )
+
+
+def _text(section: dict[str, Any], key: str) -> str | None:
+    value = section.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgument(f"{key} must be a string")
+    return value or None
+
+
+def _count(section: dict[str, Any], key: str) -> int:
+    value = section.get(key) or 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidArgument(f"{key} must be a whole number, 0 or more")
+    return value
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from cocoon.container.record import Record
 from cocoon.errors import InvalidArgument
+from cocoon.service import params
 from cocoon.service.http import Request
 
 KEEP = 1000
@@ -58,14 +59,12 @@ class Events:
             self._cond.notify_all()
 
     def stream(self, req: Request) -> None:
-        from cocoon.service.containers import _filters
-
-        wanted = _filters(req.arg("filters"))
+        wanted = params.filters(req.arg("filters"))
         for key in wanted:
             if key not in _FILTERS:
                 raise InvalidArgument(f"invalid filter {key!r}")
-        since = _stamp(req.arg("since"), 0.0)
-        until = _stamp(req.arg("until"), float("inf"))
+        since = params.seconds(req.arg("since"))
+        until = params.seconds(req.arg("until")) or float("inf")
         req.handler.start_stream("application/json")
         # Without ``since`` only events from now on, as dockerd.
         sent = int(since * 1e9) - 1 if req.arg("since") else time.time_ns()
@@ -85,15 +84,6 @@ class Events:
                 break
             req.handler.wfile.flush()
         req.handler.end_stream()
-
-
-def _stamp(text: str | None, default: float) -> float:
-    if not text:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidArgument(f"invalid time {text!r}: use seconds since the epoch") from None
 
 
 def _matches(event: dict[str, Any], wanted: dict[str, list[str]]) -> bool:

@@ -12,6 +12,7 @@ from cocoon import reference as references
 from cocoon.errors import CocoonError, InvalidArgument, NotFound, Unsupported
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
+from cocoon.service import params
 from cocoon.service.http import Request
 
 PROGRESS_EVERY = 0.2  # seconds between two progress lines of one layer
@@ -108,9 +109,8 @@ def _created(image: Image) -> int:
 
 def list_images(req: Request) -> list[dict[str, Any]]:
     from cocoon.image import filters
-    from cocoon.service.containers import _filters
 
-    wanted = filters.checked(_filters(req.arg("filters")))
+    wanted = filters.checked(params.filters(req.arg("filters")))
     return [
         {
             "Id": image.id,
