@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 
 import pytest
@@ -275,3 +276,36 @@ def test_volumes_and_image_save_load(service, docker, busybox, tmp_path):
     piped = subprocess.run(f"{DOCKER} save {busybox} | {DOCKER} load", shell=True,
                            env=service.docker_env(), capture_output=True)  # fmt: skip
     assert piped.returncode == 0 and b"Loaded image" in piped.stdout, piped.stderr.decode()
+
+
+TESTCONTAINERS = """
+import sys, time, urllib.request
+from testcontainers.core.container import DockerContainer
+
+web = DockerContainer(sys.argv[1]).with_command(["httpd", "-f", "-p", "80", "-h", "/etc"])
+with web.with_exposed_ports(80) as c:
+    url = f"http://{c.get_container_host_ip()}:{c.get_exposed_port(80)}/hostname"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            print(urllib.request.urlopen(url, timeout=5).read().decode().strip(),
+                  c.get_wrapped_container().id[:12])
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+"""
+
+
+def test_testcontainers_with_a_published_port(cocoon, netns, busybox):
+    # Ryuk (testcontainers' reaper image) is not to be had here; the context
+    # manager removes the container itself.
+    with Service(cocoon, netns=netns) as svc:
+        env = {**svc.docker_env(), "TESTCONTAINERS_RYUK_DISABLED": "true"}
+        got = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", TESTCONTAINERS,
+                              busybox], env=env, capture_output=True, timeout=300)  # fmt: skip
+        assert got.returncode == 0, got.stderr.decode()
+        served, cid = got.stdout.decode().split()
+        assert served == cid  # the page came from that container's VM
+        assert svc.docker("ps", "-aq").stdout == b""
