@@ -136,7 +136,7 @@ def test_errors_are_dockerd_shaped(service, docker, busybox):
     assert status == 200 and json.loads(body)["ApiVersion"] == "1.41"
 
 
-def test_pull_from_a_registry_then_images_tag_rmi(docker, tmp_path, cocoon):
+def test_pull_push_with_a_registry_then_images_tag_rmi(docker, tmp_path, cocoon):
     from oci import busybox_layer, write_layout
 
     layout = tmp_path / "layout"
@@ -147,6 +147,15 @@ def test_pull_from_a_registry_then_images_tag_rmi(docker, tmp_path, cocoon):
         pulled = docker("pull", ref)
         assert pulled.returncode == 0, pulled.stderr.decode()
         assert b"Pull complete" in pulled.stdout or b"Digest: sha256:" in pulled.stdout
+        # And back: a new name pushed through the service, then pulled again.
+        pushed_ref = f"{registry.host}/team/pushed:2"
+        ok(docker("tag", ref, pushed_ref))
+        pushed = ok(docker("push", pushed_ref))
+        assert "digest: sha256:" in pushed
+        ok(docker("rmi", pushed_ref))
+        ok(docker("pull", pushed_ref))
+        assert ok(docker("run", "--rm", pushed_ref, "echo", "round-trip")) == "round-trip\n"
+        ok(docker("rmi", pushed_ref))
     images = ok(docker("images", "--format", "{{.Repository}}:{{.Tag}}")).split()
     assert ref in images
     ok(docker("tag", ref, "localhost/retagged:2"))

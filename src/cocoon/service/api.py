@@ -52,6 +52,7 @@ def routes() -> tuple[RouteEntry, ...]:
         route("GET", "/images/{name*}/get", images.save),
         route("GET", "/images/{name*}/json", images.inspect),
         route("POST", "/images/{name*}/tag", images.tag),
+        route("POST", "/images/{name*}/push", images.push),
         route("DELETE", "/images/{name*}", images.remove),
         route("GET", "/networks", networks.list_networks),
         route("POST", "/networks/create", networks.create, 201),

@@ -22,8 +22,8 @@ def _short(digest: str) -> str:
     return digest.partition(":")[2][:12]
 
 
-class PullProgress:
-    """A pull's progress as dockerd's JSON lines; the stream starts with the first of them.
+class Progress:
+    """A pull's or push's progress as dockerd's JSON lines; the stream starts with the first.
 
     Until then a failure is an ordinary HTTP error (404, 500); after, it is
     an ``{"error": ...}`` line, as dockerd sends it.
@@ -34,6 +34,7 @@ class PullProgress:
         self.lock = threading.Lock()
         self.started = False
         self.done: dict[str, int] = {}
+        self.verbs: dict[str, str] = {}
         self.last: dict[str, float] = {}
 
     def line(self, **fields: Any) -> None:
@@ -44,17 +45,22 @@ class PullProgress:
             self.req.handler.chunk(json.dumps(fields).encode() + b"\r\n")
             self.req.handler.wfile.flush()
 
+    def fail(self, error: CocoonError) -> None:
+        if not self.started:
+            raise error
+        self.line(errorDetail={"message": str(error)}, error=str(error))
+
     def start(self, digest: str, size: int, verb: str) -> None:
-        self.done[digest] = 0
-        self.line(status="Pulling fs layer", progressDetail={}, id=_short(digest))
+        self.done[digest], self.verbs[digest] = 0, verb
+        self.line(status=verb, progressDetail={"current": 0, "total": size}, id=_short(digest))
 
     def advance(self, digest: str, n: int) -> None:
         self.done[digest] = self.done.get(digest, 0) + n
         now = time.monotonic()
         if now - self.last.get(digest, 0) >= PROGRESS_EVERY:
             self.last[digest] = now
-            self.line(status="Downloading", progressDetail={"current": self.done[digest]},
-                      id=_short(digest))  # fmt: skip
+            self.line(status=self.verbs.get(digest, ""), id=_short(digest),
+                      progressDetail={"current": self.done[digest]})  # fmt: skip
 
     def finish(self, digest: str, note: str) -> None:
         self.line(status=note, progressDetail={}, id=_short(digest))
@@ -72,17 +78,60 @@ def pull(req: Request) -> None:
     text = name if not tag else f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
     ref = references.parse(text)
     platform = parse_platform(req.arg("platform") or "") if req.arg("platform") else None
-    progress = PullProgress(req)
+    progress = Progress(req)
     try:
         image = fetch(ref, store=ImageStore(), platform=platform, progress=progress)
     except CocoonError as e:
-        if not progress.started:
-            raise
-        progress.line(errorDetail={"message": str(e)}, error=str(e))
+        progress.fail(e)
     else:
         progress.line(status=f"Digest: {image.manifest_digest}")
         progress.line(status=f"Status: Image is up to date for {ref.familiar()}")
     req.handler.end_stream()
+
+
+def push(req: Request) -> None:
+    """``POST /images/{name}/push?tag=``: every stored tag of the repository when no tag."""
+    from cocoon.image.registry.upload import push as upload
+
+    _no_credentials(req.handler.headers.get("X-Registry-Auth"))
+    name, tag = req.match["name"], req.arg("tag") or ""
+    repository = references.parse(name).name
+    store = ImageStore()
+    if tag:
+        targets = [str(references.parse(f"{name}:{tag}"))]
+        find(targets[0])
+    else:
+        targets = sorted(n for i in store.images() for n in i.references
+                         if references.parse(n).name == repository)  # fmt: skip
+        if not targets:
+            raise NotFound(f"An image does not exist locally with the tag: {name}")
+    progress = Progress(req)
+    progress.line(status=f"The push refers to repository [{repository}]")
+    for target in targets:
+        try:
+            digest = upload(target, store=store, progress=progress)
+        except CocoonError as e:
+            progress.fail(e)
+            break
+        shown = references.parse(target).tag
+        progress.line(status=f"{shown}: digest: {digest}")
+        progress.line(progressDetail={}, aux={"Tag": shown, "Digest": digest})
+    req.handler.end_stream()
+
+
+def _no_credentials(header: str | None) -> None:
+    """Credentials in the request cannot be honoured: cocoon pushes with its own logins."""
+    import base64
+
+    if not header:
+        return
+    try:
+        auth = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except ValueError:
+        raise InvalidArgument("X-Registry-Auth is not base64 JSON") from None
+    if isinstance(auth, dict) and any(auth.get(k) for k in ("username", "password",
+                                                            "identitytoken", "auth")):  # fmt: skip
+        raise Unsupported("credentials through the API: use `cocoon registry login` instead")
 
 
 def find(name: str) -> Image:
@@ -234,4 +283,4 @@ def load(req: Request) -> None:
     req.handler.reply_bytes(200, lines, "application/json")
 
 
-__all__ = ["PullProgress", "inspect", "list_images", "load", "pull", "remove", "save", "tag"]
+__all__ = ["Progress", "inspect", "list_images", "load", "pull", "push", "remove", "save", "tag"]
