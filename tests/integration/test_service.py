@@ -228,13 +228,15 @@ def test_docker_py(service, docker, busybox):
 
 
 def test_events_stream_container_start_die_destroy(service, docker, busybox):
+    # --since: events from before the stream opened are replayed, so no race.
+    since = str(int(time.time()) - 1)
     watch = subprocess.Popen(
-        [DOCKER, "events", "--filter", "type=container", "--filter", "container=evented",
+        [DOCKER, "events", "--since", since, "--filter", "type=container",
+         "--filter", "container=evented",
          "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"],
         env=service.docker_env(), stdout=subprocess.PIPE,
     )  # fmt: skip
     try:
-        time.sleep(1)  # the stream is open: events from now on reach it
         docker("run", "--rm", "--name", "evented", busybox, "sh", "-c", "exit 4")
         lines = [watch.stdout.readline().decode() for _ in range(4)]
     finally:
