@@ -320,3 +320,12 @@ def test_testcontainers_with_a_published_port(cocoon, netns, busybox):
         served, cid = got.stdout.decode().split()
         assert served == cid  # the page came from that container's VM
         assert svc.docker("ps", "-aq").stdout == b""
+
+
+def test_container_prune_removes_only_stopped_ones(docker, busybox, cocoon):
+    ok(docker("run", "--name", "done", busybox, "true"))
+    done = ok(docker("inspect", "-f", "{{.Id}}", "done")).strip()
+    ok(docker("run", "-d", "--name", "busy", busybox, "sleep", "600"))
+    pruned = ok(docker("container", "prune", "-f"))
+    assert done in pruned.split()
+    assert ok(docker("ps", "-a", "--format", "{{.Names}}")).split() == ["busy"]

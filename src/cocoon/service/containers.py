@@ -170,10 +170,11 @@ class Containers:
     def prune(self, req: Request) -> dict[str, Any]:
         if params.filters(req.arg("filters")):
             raise InvalidArgument("cocoon's container prune takes no filters")
-        gone = [r.id for r in manager.prune()]
-        for container_id in gone:
-            self.events.emit("destroy", container_id)
-        return {"ContainersDeleted": gone, "SpaceReclaimed": 0}
+        gone = manager.prune()
+        for rec in gone:
+            self.events.remember(rec)
+            self.events.emit("destroy", rec.id)
+        return {"ContainersDeleted": [r.id for r in gone], "SpaceReclaimed": 0}
 
     def wait(self, req: Request) -> None:
         condition = req.arg("condition") or "not-running"
