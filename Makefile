@@ -1,6 +1,6 @@
 VENV := .venv/bin
 
-.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts example-image clean
+.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts bench-service example-image clean
 
 setup:
 	./setup.sh
@@ -40,6 +40,10 @@ bench-pull:
 # Bind mount, volume, root disk and the host folder itself: throughput, stat, start cost.
 bench-mounts:
 	$(VENV)/python bench/mounts.py
+
+# docker run --rm through `cocoon system service` against cocoon run --rm (ratio).
+bench-service:
+	$(VENV)/python bench/service.py
 
 # localhost/busybox:latest, a one-layer image made from Debian's busybox-static.
 example-image:

@@ -5,10 +5,12 @@ set -eu
 cd "$(dirname "$0")"
 
 # podman + runc: only the benchmark's namespace-container reference.
+# docker.io, docker-compose, python3-docker: clients of `cocoon system service`
+# in its tests (dockerd itself is never used; see below).
 PACKAGES="qemu-system-x86 qemu-utils e2fsprogs musl-tools busybox-static linux-source-6.1
 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils
 python3 python3-venv skopeo docker-registry apache2-utils openssl iproute2 nftables
-ca-certificates fakeroot podman runc"
+ca-certificates fakeroot podman runc docker.io docker-compose python3-docker"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -21,6 +23,13 @@ if [ -n "$missing" ]; then
     as_root apt-get update -qq
     # shellcheck disable=SC2086
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+    # Only the docker CLI is wanted: a dockerd the install just started
+    # (systemd hosts) is stopped and kept from starting at boot.
+    case "$missing " in *" docker.io "*)
+        if command -v systemctl >/dev/null && systemctl is-enabled docker.service >/dev/null 2>&1; then
+            as_root systemctl disable --now docker.service docker.socket || true
+        fi;;
+    esac
 fi
 
 echo "==> Python environment (.venv)"

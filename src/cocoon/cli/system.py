@@ -21,6 +21,22 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "teardown", help="Delete the bridges and NAT rules cocoon made (as network teardown)"
     )
     t.set_defaults(handler=_teardown)
+    s = sub.add_parser("service", help="Serve the Docker Engine API on a unix socket (foreground)")
+    s.add_argument("--socket", help="default: /run/cocoon/docker.sock as root, "
+                   "$XDG_RUNTIME_DIR/cocoon/docker.sock otherwise")  # fmt: skip
+    s.set_defaults(handler=_service)
+
+
+def _service(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from cocoon.service.api import default_socket, serve
+
+    level = logging.DEBUG if args.debug else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s cocoon service: %(message)s")
+    serve(Path(args.socket) if args.socket else default_socket())
+    return 0
 
 
 def _teardown(args: argparse.Namespace) -> int:

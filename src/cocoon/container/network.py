@@ -136,7 +136,7 @@ def hosts_file(rec: records.Record) -> str:
     if settings.network:
         for ip, lease in sorted(ipam.peers(settings.network).items()):
             if lease["id"] != rec.id:
-                lines.append(f"{ip}\t{lease['name']}")
+                lines.append(f"{ip}\t{' '.join([lease['name'], *lease.get('aliases', ())])}")
     for entry in settings.add_hosts:
         name, _, address = entry.partition(":")
         lines.append(f"{address}\t{name}")

@@ -13,7 +13,7 @@ import contextlib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ class Network:
     subnet: str
     gateway: str
     bridge: str
-    leases: dict[str, dict[str, str]] = field(default_factory=dict)  # ip -> {id, name}
+    # ip -> {id, name, aliases?}: aliases are other names peers know it by
+    leases: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def prefix(self) -> int:
@@ -206,6 +207,15 @@ def release(container_id: str) -> None:
             }
 
 
+def set_aliases(container_id: str, aliases: Sequence[str]) -> None:
+    """Other names the container answers to on its network (a compose service's name)."""
+    with locked() as nets:
+        for net in nets.values():
+            for lease in net.leases.values():
+                if lease["id"] == container_id:
+                    lease["aliases"] = list(dict.fromkeys(aliases))
+
+
 def peers(name: str) -> dict[str, dict[str, Any]]:
     """The leases of network ``name`` (ip -> {id, name}); empty if it is gone."""
     with locked() as nets:
@@ -225,5 +235,6 @@ __all__ = [
     "release",
     "remove",
     "rename_lease",
+    "set_aliases",
     "view",
 ]

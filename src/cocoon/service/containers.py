@@ -1,0 +1,325 @@
+"""``/containers/...``: a face over ``cocoon.container``, in dockerd's terms.
+
+Containers are ordinary cocoon containers (records, monitors): the service
+keeps only what a client may still ask about once a container is gone (its
+exit code, in ``exits``) and the attach requests waiting for a start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from typing import Any
+
+from cocoon.container import inspect as details
+from cocoon.container import manager
+from cocoon.container.record import Record
+from cocoon.container.state import State
+from cocoon.errors import CocoonError, InvalidArgument, InvalidState, NotFound
+from cocoon.service import create, networks, params, streams
+from cocoon.service.events import Events
+from cocoon.service.exits import Exits
+from cocoon.service.http import RAW_STREAM, Request
+
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+ATTACH_POLL = 0.25  # a start by the service wakes it at once; this finds others'
+
+
+def not_found(ref: str) -> NotFound:
+    return NotFound(f"No such container: {ref}")
+
+
+def find(ref: str) -> Record:
+    """The container ``ref`` names, with dockerd's words when there is none."""
+    try:
+        return manager.get(ref)
+    except NotFound:
+        raise not_found(ref) from None
+
+
+def docker_inspect(rec: Record) -> dict[str, Any]:
+    """``cocoon inspect``'s view with what dockerd's clients also read."""
+    view = details.view(rec)
+    for name, endpoint in view["NetworkSettings"]["Networks"].items():
+        endpoint.update(Aliases=networks.aliases(rec.id, rec.settings.network.network),
+                        NetworkID=networks.network_id(name))  # fmt: skip
+    view["HostConfig"].setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+    view["HostConfig"].setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    view.update(Driver="cocoon", Platform="linux", RestartCount=0, MountLabel="",
+                ProcessLabel="", AppArmorProfile="", ExecIDs=None)  # fmt: skip
+    return view
+
+
+class Containers:
+    def __init__(self, exits: Exits, events: Events) -> None:
+        self.exits = exits
+        self.events = events
+        exits.on_exit = self._exited
+        self._lock = threading.Lock()
+        # Attach requests made before the container started: docker run
+        # attaches first, so that it sees the process's first byte.
+        self._waiting_attach: dict[str, int] = {}
+        self._started: dict[str, threading.Event] = {}
+
+    def _exited(self, container_id: str, code: int | None) -> None:
+        """From the exit watcher's thread: die, and destroy once a --rm container is gone."""
+        self.events.emit("die", container_id, exitCode=str(-1 if code is None else code))
+        try:
+            removing = manager.get(container_id).remove
+        except NotFound:
+            removing = True
+        if removing:
+            self.exits.removed(container_id)
+            self.events.emit("destroy", container_id)
+
+    # -- making, finding -----------------------------------------------------------
+
+    def create(self, req: Request) -> dict[str, Any]:
+        from cocoon.image.store import ImageStore
+
+        body = req.json_object()
+        image, opts = create.options(body, req.arg("name"))
+        names = create.aliases(body)
+        store = ImageStore()
+        try:
+            store.resolve(image)
+        except NotFound:
+            # The words docker-py and compose look for before they pull.
+            raise NotFound(f"No such image: {image}") from None
+        rec = manager.create(image, opts, store)
+        self.events.remember(rec)
+        self.events.emit("create", rec.id)
+        if names:
+            try:
+                networks.set_aliases(rec.id, names)
+            except CocoonError:
+                manager.remove(rec.id, force=True)
+                raise
+        return {"Id": rec.id, "Warnings": []}
+
+    def inspect(self, req: Request) -> dict[str, Any]:
+        return docker_inspect(find(req.match["id"]))
+
+    def list(self, req: Request) -> list[dict[str, Any]]:
+        from cocoon.container import filters
+
+        wanted = filters.checked(params.filters(req.arg("filters")))
+        limit = req.number("limit", -1) or -1
+        everything = req.flag("all") or limit > 0 or "status" in wanted
+        found = [r for r in manager.containers(all=everything) if filters.matches(r, wanted)]
+        if limit > 0:
+            found = found[:limit]
+        return [_summary(r) for r in found]
+
+    # -- running -------------------------------------------------------------------
+
+    def start(self, req: Request) -> None:
+        rec = find(req.match["id"])
+        if rec.state == State.RUNNING:
+            req.handler.reply_empty(304)
+            return
+        # The main process starts once the service watches for its exit: a
+        # --rm container's code would otherwise be lost with its record.
+        manager.start(rec.id, wait_attach=True)
+        self.events.remember(rec)
+        self.exits.watch(rec.id)
+        self.events.emit("start", rec.id)
+        with self._lock:
+            waiting = self._waiting_attach.get(rec.id, 0)
+            started = self._started.pop(rec.id, None)
+        if started is not None:
+            started.set()  # the attached clients start the process
+        if not waiting:
+            with contextlib.suppress(CocoonError):
+                manager.attach(rec.id).channel.close()
+
+    def stop(self, req: Request) -> None:
+        rec = find(req.match["id"])
+        if rec.state != State.RUNNING:
+            req.handler.reply_empty(304)
+            return
+        manager.stop(rec.id, timeout=req.number("t"), signal_name=req.arg("signal"))
+        self.events.emit("stop", rec.id)
+
+    def restart(self, req: Request) -> None:
+        rec = find(req.match["id"])
+        if rec.state == State.RUNNING:
+            manager.stop(rec.id, timeout=req.number("t"))
+        self.start(req)
+
+    def kill(self, req: Request) -> None:
+        rec = find(req.match["id"])
+        if rec.state != State.RUNNING:
+            raise InvalidState(f"Container {rec.id} is not running")
+        manager.kill(rec.id, req.arg("signal") or "SIGKILL")
+        self.events.emit("kill", rec.id, signal=req.arg("signal") or "SIGKILL")
+
+    def delete(self, req: Request) -> None:
+        rec = find(req.match["id"])
+        if rec.state == State.RUNNING and not req.flag("force"):
+            raise InvalidState(
+                f"You cannot remove a running container {rec.id}. "
+                "Stop the container before attempting removal or force remove"
+            )
+        self.events.remember(rec)
+        manager.remove(rec.id, force=req.flag("force"))
+        self.events.emit("destroy", rec.id)
+
+    def prune(self, req: Request) -> dict[str, Any]:
+        if params.filters(req.arg("filters")):
+            raise InvalidArgument("cocoon's container prune takes no filters")
+        gone = manager.prune()
+        for rec in gone:
+            self.events.remember(rec)
+            self.events.emit("destroy", rec.id)
+        return {"ContainersDeleted": [r.id for r in gone], "SpaceReclaimed": 0}
+
+    def wait(self, req: Request) -> None:
+        condition = req.arg("condition") or "not-running"
+        if condition not in WAIT_CONDITIONS:
+            raise InvalidArgument(f"invalid condition {condition!r}")
+        rec = find(req.match["id"])
+        seen, since = self.exits.seen(rec.id), time.time()
+        if rec.state == State.RUNNING:
+            self.exits.watch(rec.id)
+        # As dockerd: the headers now (the client starts the container once
+        # they come), the answer when the container has exited.
+        req.handler.start_stream("application/json")
+        if condition == "not-running" and rec.state != State.RUNNING:
+            # Never started: nothing failed (dockerd's 0 too).
+            code = 0 if rec.state == State.CREATED else rec.exit_code
+        else:
+            code = self.exits.next_exit(rec.id, seen, since)
+        if condition == "removed":
+            self.exits.removed(rec.id)
+        error = None if code is not None else {"Message": "the container's exit code is unknown"}
+        body = {"StatusCode": -1 if code is None else code, "Error": error}
+        req.handler.chunk(json.dumps(body).encode() + b"\n")
+        req.handler.end_stream()
+
+    # -- output and input -----------------------------------------------------------
+
+    def attach(self, req: Request) -> None:
+        rec = find(req.match["id"])
+        if not req.flag("stream"):
+            raise InvalidArgument("cocoon serves attach only with stream=1 (logs give the rest)")
+        stdin = req.flag("stdin")
+        tty = rec.settings.process.tty is not None
+        if rec.state != State.RUNNING:
+            with self._lock:
+                self._waiting_attach[rec.id] = self._waiting_attach.get(rec.id, 0) + 1
+                started = self._started.setdefault(rec.id, threading.Event())
+        else:
+            started = None
+        try:
+            req.handler.hijack()
+            if started is not None:
+                self._until_started(rec.id, started)
+            process = manager.attach(rec.id)
+        finally:
+            if started is not None:
+                with self._lock:
+                    self._waiting_attach[rec.id] -= 1
+                    if not self._waiting_attach[rec.id]:
+                        del self._waiting_attach[rec.id]
+        try:
+            streams.relay(process, req.handler.connection, req.handler.rfile, tty=tty,
+                          stdin=stdin and rec.settings.process.stdin,
+                          stdout=req.flag("stdout"), stderr=req.flag("stderr"))  # fmt: skip
+        finally:
+            process.channel.close()
+
+    @staticmethod
+    def _until_started(container_id: str, started: threading.Event) -> None:
+        """Wait for a start through the service, or one by anyone else (``cocoon start``)."""
+        while not started.wait(ATTACH_POLL):
+            if manager.get(container_id).state == State.RUNNING:
+                return
+
+    def logs(self, req: Request) -> None:
+        from cocoon.container import liveness, logs
+
+        rec = find(req.match["id"])
+        wanted = {n for n in ("stdout", "stderr") if req.flag(n)}
+        if not wanted:
+            raise InvalidArgument("you must choose at least one stream")
+        tail_text = req.arg("tail") or "all"
+        try:
+            tail = None if tail_text == "all" else max(0, int(tail_text))
+        except ValueError:
+            raise InvalidArgument(f"invalid tail {tail_text!r}") from None
+        since, until = params.seconds(req.arg("since")), params.seconds(req.arg("until"))
+        stamps = req.flag("timestamps")
+        encode = streams.encoder(rec.settings.process.tty is not None)
+        if req.flag("follow"):
+            entries = logs.follow(rec.id, tail, lambda: liveness.owner_alive(rec.id))
+        else:
+            entries = iter(logs.read(rec.id, tail))
+        req.handler.start_stream(RAW_STREAM)
+        for entry in entries:
+            if entry.stream not in wanted or entry.time < since or (until and entry.time > until):
+                continue
+            data = _stamp(entry.time) + entry.data if stamps else entry.data
+            which = streams.STDOUT if entry.stream == "stdout" else streams.STDERR
+            req.handler.chunk(encode(which, data))
+            req.handler.wfile.flush()
+        req.handler.end_stream()
+
+    def resize(self, req: Request) -> None:
+        rec = find(req.match["id"])
+        if rec.state != State.RUNNING:
+            raise InvalidState(f"Container {rec.id} is not running")
+        # A terminal's size goes with an attached session; the monitor passes
+        # it to the main process.
+        process = manager.attach(rec.id)
+        try:
+            process.resize(req.number("h", 24) or 24, req.number("w", 80) or 80)
+        finally:
+            process.channel.close()
+
+
+def _stamp(stamp: float) -> bytes:
+    """RFC 3339 with nanoseconds, as dockerd prefixes log lines."""
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp))
+    return f"{whole}.{int(stamp % 1 * 1e9):09d}Z ".encode()
+
+
+def _status(rec: Record) -> str:
+    from cocoon.cli.output import ago, duration
+
+    if rec.state == State.RUNNING:
+        return f"Up {duration(time.time() - (rec.started or time.time()))}"
+    if rec.state == State.CREATED:
+        return "Created"
+    return f"Exited ({-1 if rec.exit_code is None else rec.exit_code}) {ago(rec.finished)}"
+
+
+def _summary(rec: Record) -> dict[str, Any]:
+    """One container as ``GET /containers/json`` lists it."""
+    view = docker_inspect(rec)
+    ports = []
+    for key, bindings in view["NetworkSettings"]["Ports"].items():
+        port, _, protocol = key.partition("/")
+        for b in bindings or []:
+            ports.append({"IP": b["HostIp"], "PrivatePort": int(port),
+                          "PublicPort": int(b["HostPort"]), "Type": protocol})  # fmt: skip
+    return {
+        "Id": rec.id,
+        "Names": [f"/{rec.name}"],
+        "Image": rec.image,
+        "ImageID": rec.image_id,
+        "Command": " ".join(rec.command),
+        "Created": int(rec.created),
+        "Ports": ports,
+        "Labels": view["Config"]["Labels"],
+        "State": rec.state.value,
+        "Status": _status(rec),
+        "HostConfig": {"NetworkMode": view["HostConfig"]["NetworkMode"]},
+        "NetworkSettings": {"Networks": view["NetworkSettings"]["Networks"]},
+        "Mounts": [],
+    }
+
+
+__all__ = ["Containers", "docker_inspect", "find", "not_found"]

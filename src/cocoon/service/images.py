@@ -1,0 +1,286 @@
+"""``/images/...``: pull with dockerd's progress lines, list, inspect, tag, remove."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from cocoon import reference as references
+from cocoon.errors import CocoonError, InvalidArgument, NotFound, Unsupported
+from cocoon.image.model import Image
+from cocoon.image.store import ImageStore
+from cocoon.service import params
+from cocoon.service.http import Request
+
+PROGRESS_EVERY = 0.2  # seconds between two progress lines of one layer
+
+
+def _short(digest: str) -> str:
+    return digest.partition(":")[2][:12]
+
+
+class Progress:
+    """A pull's or push's progress as dockerd's JSON lines; the stream starts with the first.
+
+    Until then a failure is an ordinary HTTP error (404, 500); after, it is
+    an ``{"error": ...}`` line, as dockerd sends it.
+    """
+
+    def __init__(self, req: Request) -> None:
+        self.req = req
+        self.lock = threading.Lock()
+        self.started = False
+        self.done: dict[str, int] = {}
+        self.verbs: dict[str, str] = {}
+        self.last: dict[str, float] = {}
+
+    def line(self, **fields: Any) -> None:
+        with self.lock:
+            if not self.started:
+                self.req.handler.start_stream("application/json")
+                self.started = True
+            self.req.handler.chunk(json.dumps(fields).encode() + b"\r\n")
+            self.req.handler.wfile.flush()
+
+    def fail(self, error: CocoonError) -> None:
+        if not self.started:
+            raise error
+        self.line(errorDetail={"message": str(error)}, error=str(error))
+
+    def start(self, digest: str, size: int, verb: str) -> None:
+        self.done[digest], self.verbs[digest] = 0, verb
+        self.line(status=verb, progressDetail={"current": 0, "total": size}, id=_short(digest))
+
+    def advance(self, digest: str, n: int) -> None:
+        self.done[digest] = self.done.get(digest, 0) + n
+        now = time.monotonic()
+        if now - self.last.get(digest, 0) >= PROGRESS_EVERY:
+            self.last[digest] = now
+            self.line(status=self.verbs.get(digest, ""), id=_short(digest),
+                      progressDetail={"current": self.done[digest]})  # fmt: skip
+
+    def finish(self, digest: str, note: str) -> None:
+        self.line(status=note, progressDetail={}, id=_short(digest))
+
+
+def pull(req: Request) -> None:
+    from cocoon.image.registry import parse_platform
+    from cocoon.image.registry.fetch import pull as fetch
+
+    if req.arg("fromSrc"):
+        raise Unsupported("cocoon does not serve image import (fromSrc); use cocoon image load")
+    name, tag = req.arg("fromImage") or "", req.arg("tag") or ""
+    if not name:
+        raise InvalidArgument("fromImage is required")
+    text = name if not tag else f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
+    ref = references.parse(text)
+    platform = parse_platform(req.arg("platform") or "") if req.arg("platform") else None
+    progress = Progress(req)
+    try:
+        image = fetch(ref, store=ImageStore(), platform=platform, progress=progress)
+    except CocoonError as e:
+        progress.fail(e)
+    else:
+        progress.line(status=f"Digest: {image.manifest_digest}")
+        progress.line(status=f"Status: Image is up to date for {ref.familiar()}")
+    req.handler.end_stream()
+
+
+def push(req: Request) -> None:
+    """``POST /images/{name}/push?tag=``: every stored tag of the repository when no tag."""
+    from cocoon.image.registry.upload import push as upload
+
+    _no_credentials(req.handler.headers.get("X-Registry-Auth"))
+    name, tag = req.match["name"], req.arg("tag") or ""
+    repository = references.parse(name).name
+    store = ImageStore()
+    if tag:
+        targets = [str(references.parse(f"{name}:{tag}"))]
+        find(targets[0])
+    else:
+        targets = sorted(n for i in store.images() for n in i.references
+                         if references.parse(n).name == repository)  # fmt: skip
+        if not targets:
+            raise NotFound(f"An image does not exist locally with the tag: {name}")
+    progress = Progress(req)
+    progress.line(status=f"The push refers to repository [{repository}]")
+    for target in targets:
+        try:
+            digest = upload(target, store=store, progress=progress)
+        except CocoonError as e:
+            progress.fail(e)
+            break
+        shown = references.parse(target).tag
+        progress.line(status=f"{shown}: digest: {digest}")
+        progress.line(progressDetail={}, aux={"Tag": shown, "Digest": digest})
+    req.handler.end_stream()
+
+
+def _no_credentials(header: str | None) -> None:
+    """Credentials in the request cannot be honoured: cocoon pushes with its own logins."""
+    import base64
+
+    if not header:
+        return
+    try:
+        auth = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except ValueError:
+        raise InvalidArgument("X-Registry-Auth is not base64 JSON") from None
+    if isinstance(auth, dict) and any(auth.get(k) for k in ("username", "password",
+                                                            "identitytoken", "auth")):  # fmt: skip
+        raise Unsupported("credentials through the API: use `cocoon registry login` instead")
+
+
+def find(name: str) -> Image:
+    try:
+        return ImageStore().resolve(name)
+    except (NotFound, InvalidArgument):
+        raise NotFound(f"No such image: {name}") from None
+
+
+def _tags(image: Image) -> list[str]:
+    return [references.parse(n).familiar() for n in image.references]
+
+
+def _created(image: Image) -> int:
+    text = image.config.created
+    if not text:
+        return 0
+    try:  # whole seconds are enough; Go writes nanoseconds, which Python does not parse
+        whole = text.rstrip("Z").partition(".")[0]
+        return int(datetime.fromisoformat(whole + "+00:00").timestamp())
+    except ValueError:
+        return 0
+
+
+def list_images(req: Request) -> list[dict[str, Any]]:
+    from cocoon.image import filters
+
+    wanted = filters.checked(params.filters(req.arg("filters")))
+    return [
+        {
+            "Id": image.id,
+            "ParentId": "",
+            "RepoTags": _tags(image),
+            "RepoDigests": [],
+            "Created": _created(image),
+            "Size": image.size,
+            "VirtualSize": image.size,
+            "SharedSize": -1,
+            "Labels": dict(image.config.labels),
+            "Containers": -1,
+        }
+        for image in ImageStore().images()
+        if filters.matches(image, wanted)
+    ]
+
+
+def inspect(req: Request) -> dict[str, Any]:
+    image = find(req.match["name"])
+    config = image.config
+    return {
+        "Id": image.id,
+        "RepoTags": _tags(image),
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": "",
+        "Created": config.created or "",
+        "Container": "",
+        "DockerVersion": "",
+        "Author": "",
+        "Config": {
+            "Entrypoint": list(config.entrypoint) if config.entrypoint is not None else None,
+            "Cmd": list(config.cmd) if config.cmd is not None else None,
+            "Env": list(config.env),
+            "WorkingDir": config.working_dir or "",
+            "User": config.user or "",
+            "ExposedPorts": {port: {} for port in config.exposed_ports},
+            "Labels": dict(config.labels),
+            "StopSignal": config.stop_signal or "",
+        },
+        "Architecture": config.architecture,
+        "Variant": config.variant or "",
+        "Os": config.os,
+        "Size": image.size,
+        "VirtualSize": image.size,
+        "GraphDriver": {"Name": "cocoon", "Data": {}},
+        "RootFS": {"Type": "layers", "Layers": list(config.diff_ids)},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    }
+
+
+def tag(req: Request) -> None:
+    from cocoon.image.model import Descriptor
+
+    image = find(req.match["name"])
+    repo = req.arg("repo") or ""
+    if not repo:
+        raise InvalidArgument("repository name is required")
+    target = f"{repo}:{req.arg('tag')}" if req.arg("tag") else repo
+    store = ImageStore()
+    entry = next(e for e in store.entries() if e.digest == image.digest)
+    store.tag(target, Descriptor(entry.media_type, entry.digest, entry.size))
+    req.handler.reply_empty(201)
+
+
+def remove(req: Request) -> list[dict[str, str]]:
+    name = req.match["name"]
+    image = find(name)
+    removed = ImageStore().remove(name, force=req.flag("force"))
+    answer = [{"Untagged": references.parse(n).familiar()} for n in removed.untagged]
+    if removed.deleted:
+        answer.append({"Deleted": image.id})
+    return answer
+
+
+class _ChunkWriter:
+    """A file-like end for ``archive.save``: each write goes out as one chunk."""
+
+    def __init__(self, req: Request) -> None:
+        self.req = req
+
+    def write(self, data: bytes) -> int:
+        self.req.handler.chunk(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        self.req.handler.wfile.flush()
+
+
+def save(req: Request) -> None:
+    """``GET /images/{name}/get``, ``/images/get?names=``: one archive ``docker load`` reads."""
+    from cocoon.image.archive import save as write
+
+    names = [req.match["name"]] if "name" in req.match else req.params.get("names", [])
+    if not names:
+        raise InvalidArgument("name at least one image (names=)")
+    for name in names:
+        find(name)  # a missing one is a 404 before the stream starts
+    req.handler.start_stream("application/x-tar")
+    write(ImageStore(), names, _ChunkWriter(req))  # type: ignore[arg-type]
+    req.handler.end_stream()
+
+
+def load(req: Request) -> None:
+    """``POST /images/load``: a tar (OCI layout or docker-archive) in the body."""
+    import tempfile
+
+    from cocoon.image.archive import load as read
+
+    store = ImageStore()
+    store.root.mkdir(parents=True, exist_ok=True)
+    # Spooled beside the store, not in /tmp: archives are as large as images.
+    with tempfile.TemporaryFile(dir=store.root) as spool:
+        for piece in req.handler.body_chunks():
+            spool.write(piece)
+        spool.seek(0)
+        loaded = read(store, spool)
+    names = [", ".join(_tags(i)) or i.id for i in loaded]
+    lines = b"".join(json.dumps({"stream": f"Loaded image: {n}\n"}).encode() + b"\n" for n in names)
+    req.handler.reply_bytes(200, lines, "application/json")
+
+
+__all__ = ["Progress", "inspect", "list_images", "load", "pull", "push", "remove", "save", "tag"]

@@ -1,0 +1,331 @@
+"""The Docker Engine API service driven by Debian's docker CLI and docker-py, with real VMs.
+
+Each test talks to a ``cocoon system service`` the test module started on a
+private socket over the session's state folder; containers it makes are
+ordinary cocoon containers, so ``cocoon ls`` is the cross-check.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from engine import DOCKER, Service
+from registries import Registry, skopeo_copy
+
+pytestmark = pytest.mark.vm
+
+LOOP = ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+    return result.stdout.decode()
+
+
+@pytest.fixture(scope="module")
+def service(cocoon):
+    assert DOCKER and subprocess.run([DOCKER, "--version"], capture_output=True).returncode == 0
+    with Service(cocoon) as svc:
+        yield svc
+
+
+@pytest.fixture
+def docker(service, cocoon):
+    yield service.docker
+    ids = cocoon("ls", "-a", "-q").stdout.decode().split()
+    if ids:
+        cocoon("rm", "-f", *ids)
+
+
+def cocoon_names(cocoon) -> list[str]:
+    return json.loads(ok(cocoon("ls", "-a", "--format", "json")) or "[]")
+
+
+def test_run_keeps_streams_apart_and_gives_the_exit_code(docker, busybox, cocoon):
+    result = docker("run", "--rm", busybox, "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (result.returncode, result.stdout, result.stderr) == (7, b"out\n", b"err\n")
+    assert cocoon("ls", "-a", "-q").stdout == b""  # --rm: removed
+
+
+def test_run_interactive_reads_piped_stdin(docker, busybox):
+    result = docker("run", "--rm", "-i", busybox, "sh", "-c", "cat; echo end",
+                    input=b"line one\nline two\n")  # fmt: skip
+    assert result.stdout == b"line one\nline two\nend\n", result.stderr.decode()
+    assert result.returncode == 0
+
+
+def test_run_command_not_found_is_127(docker, busybox):
+    result = docker("run", "--rm", busybox, "no-such-command")
+    assert result.returncode == 127, result.stderr.decode()
+
+
+def test_detached_container_through_ps_logs_exec_stop_rm(service, docker, busybox, cocoon):
+    cid = ok(docker("run", "-d", "--name", "ticker", "-l", "tier=web", busybox, *LOOP)).strip()
+    assert len(cid) == 64
+    # An ordinary cocoon container: the CLI sees it.
+    assert ok(cocoon("ls", "-q")).split() == [cid[:12]]
+    listed = ok(docker("ps", "--filter", "label=tier=web", "--format", "{{.ID}} {{.Names}}"))
+    assert listed.split() == [cid[:12], "ticker"]
+    assert ok(docker("ps", "-q", "--filter", "label=tier=db")) == ""
+    assert ok(docker("ps", "-aq", "--filter", "status=running", "--filter", "name=tick")).split()
+    time.sleep(1)
+    follow = subprocess.Popen([DOCKER, "logs", "-f", "--tail", "1", "ticker"],
+                              env=service.docker_env(), stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        first = follow.stdout.readline()
+        second = follow.stdout.readline()
+    finally:
+        follow.kill()
+        follow.wait()
+    n = int(first.split()[1])
+    assert second == f"tick {n + 1}\n".encode()  # followed: lines written after the call
+    stamped = ok(docker("logs", "-t", "--tail", "1", "ticker"))
+    assert stamped[:2] == "20" and stamped.split()[1] == "tick"
+    assert docker("exec", "ticker", "sh", "-c", "exit 3").returncode == 3
+    assert ok(docker("exec", "ticker", "cat", "/etc/hostname")).strip() == cid[:12]
+    assert docker("exec", "-i", "ticker", "cat", input=b"piped").stdout == b"piped"
+    state = json.loads(ok(docker("inspect", "ticker")))[0]
+    assert state["State"]["Running"] and state["HostConfig"]["LogConfig"]["Type"] == "json-file"
+    assert state["Config"]["Labels"]["tier"] == "web"
+    refused = docker("rm", "ticker")
+    assert refused.returncode != 0 and b"running container" in refused.stderr
+    ok(docker("stop", "-t", "1", "ticker"))
+    assert ok(docker("inspect", "-f", "{{.State.Status}}", "ticker")).strip() == "exited"
+    assert ok(docker("ps", "-q")) == ""
+    ok(docker("start", "ticker"))
+    assert ok(docker("inspect", "-f", "{{.State.Running}}", "ticker")).strip() == "true"
+    ok(docker("rm", "-f", "ticker"))
+    assert cocoon_names(cocoon) == []
+
+
+def test_sees_cli_containers_and_they_outlive_the_service(cocoon, busybox):
+    made = ok(cocoon("run", "-d", "--name", "by-cli", busybox, *LOOP)).strip()
+    with Service(cocoon) as svc:
+        assert ok(svc.docker("ps", "--format", "{{.Names}}")).split() == ["by-cli"]
+        ok(svc.docker("run", "-d", "--name", "by-api", busybox, *LOOP))
+    # The service is gone; its container runs on under its own monitor.
+    running = json.loads(ok(cocoon("ls", "--format", "json")))
+    assert sorted(c["name"] for c in running) == ["by-api", "by-cli"], running
+    ok(cocoon("rm", "-f", "by-api", made))
+
+
+def test_errors_are_dockerd_shaped(service, docker, busybox):
+    missing = docker("inspect", "--type", "container", "nothing-here")
+    assert missing.returncode == 1 and b"No such container: nothing-here" in missing.stderr
+    status, headers, body = service.request("GET", "/v1.41/containers/nothing-here/json")
+    assert status == 404 and json.loads(body) == {"message": "No such container: nothing-here"}
+    status, _, body = service.request("GET", "/v1.41/swarm")
+    assert status == 501 and "GET /swarm" in json.loads(body)["message"]
+    status, _, body = service.request("POST", "/containers/create",
+                                      json.dumps({"Image": busybox, "HostConfig": {
+                                          "Privileged": True}}).encode())  # fmt: skip
+    assert status == 501 and "Privileged" in json.loads(body)["message"]
+    status, _, body = service.request("POST", "/containers/create", b"{not json")
+    assert status == 400
+    status, _, body = service.request(
+        "POST", "/containers/create", json.dumps({"Image": "localhost/absent:1"}).encode()
+    )
+    assert status == 404 and "No such image" in json.loads(body)["message"]
+    status, headers, body = service.request("HEAD", "/_ping")
+    assert status == 200 and headers["Api-Version"] == "1.41" and body == b""
+    status, _, body = service.request("GET", "/v1.24/version")  # older API versions too
+    assert status == 200 and json.loads(body)["ApiVersion"] == "1.41"
+
+
+def test_pull_push_with_a_registry_then_images_tag_rmi(docker, tmp_path, cocoon):
+    from oci import busybox_layer, write_layout
+
+    layout = tmp_path / "layout"
+    write_layout(layout, [busybox_layer()], ref="latest")
+    with Registry(tmp_path) as registry:
+        ref = f"{registry.host}/team/busybox:1"
+        skopeo_copy(f"oci:{layout}:latest", f"docker://{ref}")
+        pulled = docker("pull", ref)
+        assert pulled.returncode == 0, pulled.stderr.decode()
+        assert b"Pull complete" in pulled.stdout or b"Digest: sha256:" in pulled.stdout
+        # And back: a new name pushed through the service, then pulled again.
+        pushed_ref = f"{registry.host}/team/pushed:2"
+        ok(docker("tag", ref, pushed_ref))
+        pushed = ok(docker("push", pushed_ref))
+        assert "digest: sha256:" in pushed
+        ok(docker("rmi", pushed_ref))
+        ok(docker("pull", pushed_ref))
+        assert ok(docker("run", "--rm", pushed_ref, "echo", "round-trip")) == "round-trip\n"
+        ok(docker("rmi", pushed_ref))
+    images = ok(docker("images", "--format", "{{.Repository}}:{{.Tag}}")).split()
+    assert ref in images
+    ok(docker("tag", ref, "localhost/retagged:2"))
+    assert ok(docker("run", "--rm", "localhost/retagged:2", "echo", "hi")) == "hi\n"
+    ok(docker("rmi", "localhost/retagged:2", ref))
+    images = ok(docker("images", "--format", "{{.Repository}}:{{.Tag}}")).split()
+    assert ref not in images and "localhost/retagged:2" not in images
+    assert docker("image", "inspect", ref).returncode == 1
+
+
+def test_published_port_answers_from_the_host(cocoon, netns, busybox):
+    with Service(cocoon, netns=netns) as svc:
+        try:
+            ok(svc.docker("run", "-d", "--name", "web", "-p", "8089:80", busybox,
+                          "httpd", "-f", "-p", "80", "-h", "/etc"))  # fmt: skip
+            ip = ok(svc.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web")).strip()
+            assert ip.startswith("192.168.64."), ip
+            ports = ok(svc.docker("port", "web"))
+            assert "80/tcp -> 0.0.0.0:8089" in ports
+            fetch = ["ip", "netns", "exec", netns, "busybox", "wget", "-qO-",
+                     "http://127.0.0.1:8089/hostname"]  # fmt: skip
+            deadline = time.monotonic() + 60
+            while True:
+                got = subprocess.run(fetch, capture_output=True)
+                if got.returncode == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            assert got.returncode == 0, got.stderr.decode()
+            cid = ok(svc.docker("inspect", "-f", "{{.Id}}", "web")).strip()
+            assert got.stdout.decode().strip() == cid[:12]
+        finally:
+            svc.docker("rm", "-f", "web")
+
+
+DOCKER_PY = """
+import json, sys
+import docker
+client = docker.DockerClient(base_url=sys.argv[1])
+image = sys.argv[2]
+c = client.containers.run(image, ["sh", "-c", "echo hello; echo oops >&2; sleep 300"],
+                          detach=True, name="pyc", labels={"from": "docker-py"})
+import time
+deadline = time.time() + 60
+while b"oops" not in c.logs() and time.time() < deadline:
+    time.sleep(0.2)
+result = {"logs": c.logs().decode(),
+          "stdout_only": c.logs(stderr=False).decode(),
+          "exec": list(c.exec_run(["sh", "-c", "echo in-vm; exit 5"])),
+          "listed": [x.name for x in client.containers.list(filters={"label": "from=docker-py"})]}
+c.reload(); result["status"] = c.status
+c.stop(timeout=1)
+c.reload(); result["stopped"] = c.status
+c.remove()
+result["after"] = [x.name for x in client.containers.list(all=True)]
+result["fg"] = client.containers.run(image, "echo fg", remove=True).decode()
+print(json.dumps(result, default=lambda b: b.decode()))
+"""
+
+
+def test_docker_py(service, docker, busybox):
+    # Debian's python3-docker, with the system interpreter that has it.
+    got = subprocess.run(["/usr/bin/python3", "-c", DOCKER_PY, f"unix://{service.socket}", busybox],
+                         capture_output=True, timeout=300)  # fmt: skip
+    assert got.returncode == 0, got.stderr.decode()
+    result = json.loads(got.stdout)
+    assert result["logs"] == "hello\noops\n" and result["stdout_only"] == "hello\n"
+    assert result["exec"] == [5, "in-vm\n"]
+    assert result["listed"] == ["pyc"] and result["status"] == "running"
+    assert result["stopped"] == "exited" and result["after"] == [] and result["fg"] == "fg\n"
+
+
+def test_events_stream_container_start_die_destroy(service, docker, busybox):
+    # --since: events from before the stream opened are replayed, so no race.
+    since = str(int(time.time()) - 1)
+    watch = subprocess.Popen(
+        [DOCKER, "events", "--since", since, "--filter", "type=container",
+         "--filter", "container=evented",
+         "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"],
+        env=service.docker_env(), stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        docker("run", "--rm", "--name", "evented", busybox, "sh", "-c", "exit 4")
+        lines = [watch.stdout.readline().decode() for _ in range(4)]
+    finally:
+        watch.kill()
+        watch.wait()
+    seen = [line.replace("<no value>", "").split() for line in lines]  # exitCode: die only
+    assert seen == [["create", "evented"], ["start", "evented"], ["die", "evented", "4"],
+                    ["destroy", "evented"]]  # fmt: skip
+
+
+def test_tty_create_start_attach_restart_and_wait(docker, busybox):
+    tty = docker("run", "--rm", "-t", busybox, "sh", "-c", "tty; exit 2")
+    # A terminal: one raw stream (no frame headers), the terminal's line endings.
+    assert (tty.returncode, tty.stdout) == (2, b"/dev/pts/0\r\n"), tty.stderr.decode()
+    ok(docker("create", "--name", "made", busybox, "sh", "-c", "echo from-start; exit 6"))
+    assert ok(docker("wait", "made")).strip() == "0"  # never ran: nothing to wait for
+    started = docker("start", "-a", "made")
+    assert (started.returncode, started.stdout) == (6, b"from-start\n")
+    assert ok(docker("wait", "made")).strip() == "6"
+    ok(docker("run", "-d", "--name", "late", busybox, "sh", "-c", "sleep 2; echo late; exit 5"))
+    attached = docker("attach", "late")
+    assert (attached.returncode, attached.stdout) == (5, b"late\n")
+    ok(docker("run", "-d", "--name", "again", busybox, "sleep", "600"))
+    before = ok(docker("inspect", "-f", "{{.State.StartedAt}}", "again"))
+    ok(docker("restart", "-t", "0", "again"))
+    after = ok(docker("inspect", "-f", "{{.State.StartedAt}} {{.State.Running}}", "again"))
+    assert after.split()[1] == "true" and after.split()[0] != before.strip()
+    ok(docker("kill", "-s", "TERM", "again"))
+    assert ok(docker("wait", "again")).strip() == "143"
+    top = docker("top", "made")
+    assert top.returncode == 1 and b"does not serve GET /containers/made/top" in top.stderr
+
+
+def test_volumes_and_image_save_load(service, docker, busybox, tmp_path):
+    assert ok(docker("volume", "create", "--opt", "type=dir", "--label", "a=b", "vol1")) == "vol1\n"
+    [found] = json.loads(ok(docker("volume", "inspect", "vol1")))
+    assert found["Labels"] == {"a": "b"} and found["Options"]["type"] == "dir"
+    assert "vol1" in ok(docker("volume", "ls", "-q")).split()
+    ok(docker("volume", "rm", "vol1"))
+    assert docker("volume", "inspect", "vol1").returncode == 1
+    archive = tmp_path / "saved.tar"
+    ok(docker("save", "-o", str(archive), busybox))
+    ok(docker("rmi", busybox))
+    assert docker("image", "inspect", busybox).returncode == 1
+    loaded = ok(docker("load", "-i", str(archive)))
+    assert "Loaded image: localhost/busybox:latest" in loaded
+    # A save piped into a load, through the service both ways.
+    piped = subprocess.run(f"{DOCKER} save {busybox} | {DOCKER} load", shell=True,
+                           env=service.docker_env(), capture_output=True)  # fmt: skip
+    assert piped.returncode == 0 and b"Loaded image" in piped.stdout, piped.stderr.decode()
+
+
+TESTCONTAINERS = """
+import sys, time, urllib.request
+from testcontainers.core.container import DockerContainer
+
+web = DockerContainer(sys.argv[1]).with_command(["httpd", "-f", "-p", "80", "-h", "/etc"])
+with web.with_exposed_ports(80) as c:
+    url = f"http://{c.get_container_host_ip()}:{c.get_exposed_port(80)}/hostname"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            print(urllib.request.urlopen(url, timeout=5).read().decode().strip(),
+                  c.get_wrapped_container().id[:12])
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+"""
+
+
+def test_testcontainers_with_a_published_port(cocoon, netns, busybox):
+    # Ryuk (testcontainers' reaper image) is not to be had here; the context
+    # manager removes the container itself.
+    with Service(cocoon, netns=netns) as svc:
+        env = {**svc.docker_env(), "TESTCONTAINERS_RYUK_DISABLED": "true"}
+        got = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", TESTCONTAINERS,
+                              busybox], env=env, capture_output=True, timeout=300)  # fmt: skip
+        assert got.returncode == 0, got.stderr.decode()
+        served, cid = got.stdout.decode().split()
+        assert served == cid  # the page came from that container's VM
+        assert svc.docker("ps", "-aq").stdout == b""
+
+
+def test_container_prune_removes_only_stopped_ones(docker, busybox, cocoon):
+    ok(docker("run", "--name", "done", busybox, "true"))
+    done = ok(docker("inspect", "-f", "{{.Id}}", "done")).strip()
+    ok(docker("run", "-d", "--name", "busy", busybox, "sleep", "600"))
+    pruned = ok(docker("container", "prune", "-f"))
+    assert done in pruned.split()
+    assert ok(docker("ps", "-a", "--format", "{{.Names}}")).split() == ["busy"]

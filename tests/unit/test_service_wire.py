@@ -1,0 +1,110 @@
+"""The service's translations of the Engine API's wire formats (no VM needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cocoon.errors import InvalidArgument, Unsupported
+from cocoon.service import create, streams
+from cocoon.service.params import filters as _filters
+
+
+def test_create_body_becomes_run_options():
+    image, opts = create.options(
+        {
+            "Image": "busybox",
+            "Cmd": ["-c", "echo hi"],
+            "Entrypoint": ["sh"],
+            "Env": ["A=1"],
+            "WorkingDir": "/tmp",
+            "User": "1:2",
+            "Tty": True,
+            "OpenStdin": True,
+            "Labels": {"k": "v"},
+            "HostConfig": {
+                "AutoRemove": True,
+                "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
+                                 "53/udp": [{"HostPort": ""}]},
+                "Memory": 256 << 20,
+                "NanoCpus": 1_500_000_000,
+                "NetworkMode": "default",
+                "ExtraHosts": ["db:10.0.0.5"],
+                "Dns": ["1.1.1.1"],
+                "RestartPolicy": {"Name": "no"},
+            },
+        },
+        "named",
+    )  # fmt: skip
+    assert image == "busybox"
+    assert (opts.entrypoint, opts.command) == ("sh", ["-c", "echo hi"])
+    assert opts.env == ["A=1"] and opts.workdir == "/tmp" and opts.user == "1:2"
+    assert opts.tty == create.DEFAULT_TTY and opts.interactive and opts.remove
+    assert opts.publish == ["127.0.0.1:8080:80/tcp", "53/udp"]
+    assert (opts.memory, opts.cpus, opts.network) == (f"{256 << 20}b", 2, None)
+    assert opts.add_hosts == ["db:10.0.0.5"] and opts.dns == ["1.1.1.1"]
+    assert opts.labels == {"k": "v"} and opts.name == "named" and opts.pull == "never"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [{"Binds": ["/:/host"]}, {"Privileged": True}, {"NetworkMode": "host"},
+     {"RestartPolicy": {"Name": "always"}}],
+)  # fmt: skip
+def test_settings_cocoon_cannot_honour_are_refused_by_name(host):
+    with pytest.raises(Unsupported) as e:
+        create.options({"Image": "busybox", "HostConfig": host}, None)
+    assert next(iter(host)) in str(e.value) or "host" in str(e.value)
+
+
+def test_bad_create_bodies_are_invalid_arguments():
+    for body in ({}, {"Image": ""}, {"Image": "x", "Env": "A=1"}, {"Image": "x", "HostConfig": []}):
+        with pytest.raises(InvalidArgument):
+            create.options(body, None)
+
+
+def test_aliases_come_from_the_one_endpoint():
+    body = {"NetworkingConfig": {"EndpointsConfig": {"p_default": {"Aliases": ["web", "w"]}}}}
+    assert create.aliases(body) == ["web", "w"]
+    two = {"NetworkingConfig": {"EndpointsConfig": {"a": {}, "b": {}}}}
+    with pytest.raises(Unsupported):
+        create.aliases(two)
+
+
+def test_frames_carry_stream_and_length():
+    assert streams.frame(streams.STDERR, b"oops") == b"\x02\x00\x00\x00\x00\x00\x00\x04oops"
+    assert streams.encoder(tty=True)(streams.STDOUT, b"raw") == b"raw"
+
+
+def test_filters_in_both_of_dockers_shapes():
+    assert _filters(json.dumps({"label": ["a=b"], "status": {"running": True}})) == {
+        "label": ["a=b"],
+        "status": ["running"],
+    }
+    with pytest.raises(InvalidArgument):
+        _filters("[1]")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"WorkingDir": 5}, {"User": ["root"]}, {"HostConfig": {"NanoCpus": "2"}},
+     {"HostConfig": {"Memory": -1}}, {"HostConfig": {"Memory": True}}, {"Labels": ["a"]},
+     {"HostConfig": {"PortBindings": {"80/tcp": ["8080"]}}}, {"StopSignal": 9}],
+)  # fmt: skip
+def test_hostile_field_types_are_invalid_arguments_not_crashes(body):
+    with pytest.raises(InvalidArgument):
+        create.options({"Image": "busybox", **body}, None)
+
+
+def test_a_string_command_is_one_argument_as_in_the_api():
+    _, opts = create.options({"Image": "busybox", "Cmd": "echo hi"}, None)
+    assert opts.command == ["echo hi"]
+
+
+def test_times_are_seconds_since_the_epoch():
+    from cocoon.service.params import seconds
+
+    assert seconds(None) == 0 and seconds("12.5") == 12.5
+    with pytest.raises(InvalidArgument):
+        seconds("yesterday")
