@@ -61,6 +61,9 @@ class ContainerConfig:
     disk_size: int | None = None  # bytes, when larger than the image's filesystem
     mounts: list[Mount] = field(default_factory=list)  # as made by volume.plan.prepare
     read_only: bool = False
+    # A host folder served over 9p as the root instead of a disk over
+    # ``rootfs`` (an OCI bundle's root, prepared by the engine).
+    root_share: str | None = None
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -88,6 +91,7 @@ class ContainerConfig:
                 disk_size=data.get("disk_size"),
                 mounts=[mount_model.from_json(m) for m in data.get("mounts", [])],
                 read_only=bool(data.get("read_only", False)),
+                root_share=data.get("root_share"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from cocoon.agent.channel import Channel
@@ -161,12 +162,21 @@ def _report(fd: int | None, message: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
+def run(
+    container_id: str,
+    ready_fd: int | None,
+    wait_attach: bool,
+    extend: Callable[[Monitor], None] | None = None,
+) -> int:
+    """Own the container until its VM is gone. ``extend`` sees the monitor
+    before its control socket opens (the OCI runtime adds requests there)."""
     life = Lifecycle(container_id)
     monitors: list[Monitor] = []
 
     def prepare(_vm: object) -> None:
         monitors.append(Monitor(life, wait_attach=wait_attach, ready_fd=ready_fd))
+        if extend is not None:
+            extend(monitors[0])
 
     try:
         life.begin(prepare=prepare)

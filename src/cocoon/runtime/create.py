@@ -1,0 +1,186 @@
+"""``create`` and ``start``: a record and a per-container process, then the main process.
+
+create: check the bundle -> claim the id -> a cocoon record whose root is the
+bundle's root over 9p -> fork twice; the grandchild (``shim.serve``) boots
+the VM up to the agent's READY and reports -> write the pid file. On any
+failure everything made is undone before the error is raised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import time
+import tty
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cocoon.container import boot, network, volumes
+from cocoon.container import control as controls
+from cocoon.container import record as records
+from cocoon.container.config import ContainerConfig
+from cocoon.container.liveness import start_ticks
+from cocoon.container.spec import check_hostname
+from cocoon.errors import InvalidArgument, InvalidState, from_code
+from cocoon.files import write_atomic
+from cocoon.runtime import bundle as bundles
+from cocoon.runtime import shim, store
+from cocoon.runtime.status import Status, status
+from cocoon.vm import accel as accelerators
+from cocoon.vm.artifacts import artifacts
+
+SHIM_LOG = "shim.log"
+
+
+def _record(bundle: bundles.Bundle, container_id: str, stdin: bool) -> records.Record:
+    arts = artifacts()
+    rec = records.create(
+        {
+            "image": str(bundle.root),
+            "image_id": "",
+            "command": bundle.process.args,
+            "created": time.time(),
+        },
+        None,
+    )
+    try:
+        hostname = check_hostname(bundle.hostname or container_id[:12])
+        process = bundle.process
+        if stdin != process.stdin:
+            process = bundles.ProcessSpec(**{**process.to_json(), "stdin": stdin})
+        rec.config = ContainerConfig(
+            cpus=bundle.cpus,
+            memory_mib=bundle.memory_mib,
+            accel=accelerators.choose("auto", arts.kernel, arts.initrd),
+            hostname=hostname,
+            rootfs="",
+            root_share=str(bundle.root),
+            process=process,
+            network=network.configure(rec.id, rec.name, network=bundle.network),
+            read_only=bundle.readonly_root,
+        )
+        rec.config.mounts = volumes.prepare(bundle.mounts, rec.id, rec.name)
+        records.save(rec)
+    except BaseException:
+        boot.discard(rec.id, remove_volumes=True)
+        raise
+    return rec
+
+
+def _send_console(path: str, master: int) -> None:
+    """The pty's master to whoever listens on --console-socket (SCM_RIGHTS)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+            socket.send_fds(sock, [b"/dev/ptmx"], [master])
+        except OSError as e:
+            raise InvalidArgument(f"--console-socket {path}: {e.strerror}") from None
+
+
+def _stdin_open(fd: int) -> bool:
+    """Whether the engine gave the container an input (a pipe, socket or file, not /dev/null)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
+
+
+def _fork_shim(
+    rec: records.Record, folder: Path, stdio: shim.Stdio, stdin: bool
+) -> tuple[int, dict[str, Any]]:
+    """The shim's pid (already reparented to the caller's subreaper) and its first report."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = shim.LOST
+        try:
+            os.close(r)
+            if os.fork() != 0:
+                os._exit(0)
+            os.setsid()  # away from the caller's terminal and its signals
+            code = shim.serve(rec.id, w, stdio, stdin, folder / SHIM_LOG)
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.waitpid(child, 0)
+    with os.fdopen(r, "rb") as ready:
+        line = ready.readline()
+    try:
+        report = json.loads(line) if line else {}
+    except ValueError:
+        report = {}
+    return int(_shim_pid(rec.id)), report
+
+
+def _shim_pid(record_id: str) -> int:
+    return records.load(record_id).monitor_pid or 0
+
+
+def create(
+    root: Path,
+    container_id: str,
+    bundle_path: Path,
+    pid_file: Path | None,
+    console_socket: str | None,
+) -> None:
+    bundle = bundles.load(bundle_path)
+    if bundle.terminal and console_socket is None:
+        raise InvalidArgument("process.terminal needs --console-socket")
+    folder = store.claim(root, container_id)
+    rec: records.Record | None = None
+    slave = None
+    try:
+        stdin = bundle.terminal or _stdin_open(0)
+        rec = _record(bundle, container_id, stdin)
+        if console_socket is not None and bundle.terminal:
+            master, slave = os.openpty()
+            # The guest's pty does the line discipline; a second one here would echo twice.
+            tty.setraw(slave)
+            try:
+                _send_console(console_socket, master)
+            finally:
+                os.close(master)
+            stdio = shim.Stdio(slave, slave, slave, tty=True)
+        else:
+            stdio = shim.Stdio(0, 1, 2)
+        pid, report = _fork_shim(rec, folder, stdio, stdin)
+        if not report.get("ok"):
+            message = report.get("error") or "the container's VM did not start"
+            raise from_code(report.get("code"), f"{message} (see {folder / SHIM_LOG})")
+        entry = store.Entry(
+            id=container_id,
+            bundle=str(bundle.path),
+            record=rec.id,
+            created=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            pid=pid,
+            pid_ticks=start_ticks(pid),
+            annotations=bundle.annotations,
+        )
+        store.save(root, entry)
+        if pid_file is not None:
+            write_atomic(pid_file.absolute(), str(pid).encode())
+    except BaseException:
+        if rec is not None:
+            boot.discard(rec.id, remove_volumes=True)
+        store.forget(root, container_id)
+        raise
+    finally:
+        if slave is not None:
+            os.close(slave)
+
+
+def start(root: Path, container_id: str) -> None:
+    entry = store.load(root, container_id)
+    now = status(entry)
+    if now is not Status.CREATED:
+        raise InvalidState(f"container {container_id} is {now.value}, not created: cannot start it")
+    controls.request(entry.record, "start")
+    entry.started = True
+    store.save(root, entry)
+
+
+__all__ = ["create", "start"]
