@@ -4,11 +4,12 @@
 set -eu
 cd "$(dirname "$0")"
 
-# podman + runc: only the benchmark's namespace-container reference.
+# podman + runc: the benchmark's namespace-container reference; podman, conmon
+# and containerd also drive cocoon-runtime in tests/integration/test_runtime.py.
 PACKAGES="qemu-system-x86 qemu-utils e2fsprogs musl-tools busybox-static linux-source-6.1
 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils
 python3 python3-venv skopeo docker-registry apache2-utils openssl iproute2 nftables
-ca-certificates fakeroot podman runc"
+ca-certificates fakeroot podman conmon runc containerd"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
