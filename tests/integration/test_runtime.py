@@ -6,6 +6,7 @@ a real VM whose root is the bundle's root over 9p.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from oci import busybox_layer, write_layout
+from oci import PATH, busybox_layer, write_layout
 from runtime_fixtures import Runtime
 
 pytestmark = pytest.mark.skipif(
@@ -187,3 +188,123 @@ def test_containerd_exec_and_kill(ctr: Containerd) -> None:
         if main.poll() is None:
             main.kill()
             main.wait()
+
+
+# -- the runtime called directly: OCI errors, nothing left behind -----------------
+
+
+def make_bundle(folder: Path, args: list[str], **config: object) -> Path:
+    root = folder / "rootfs"
+    root.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(busybox_layer().tar())) as tar:
+        tar.extractall(root, filter="fully_trusted")  # our own layer
+    spec = {
+        "ociVersion": "1.0.2",
+        "root": {"path": "rootfs"},
+        "process": {
+            "args": args,
+            "cwd": "/",
+            "env": [f"PATH={PATH}"],
+            "user": {"uid": 0, "gid": 0},
+        },
+        "hostname": "bundle",
+        "linux": {"namespaces": [{"type": "network"}, {"type": "pid"}]},
+        **config,
+    }
+    (folder / "config.json").write_text(json.dumps(spec))
+    return folder
+
+
+class Direct:
+    """cocoon-runtime as an engine calls it, with --log in JSON."""
+
+    def __init__(self, runtime: Runtime, folder: Path) -> None:
+        self.runtime = runtime
+        self.folder = folder
+        self.log = folder / "log.json"
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        # The container's process keeps the stdio create is given: files,
+        # so this call does not wait for the container to end.
+        with (self.folder / "out").open("a") as out, (self.folder / "err").open("w+") as err:
+            code = subprocess.run([str(self.runtime.path), "--log", str(self.log),
+                                   "--log-format", "json", *args], stdin=subprocess.DEVNULL,
+                                  stdout=out, stderr=err, timeout=300).returncode  # fmt: skip
+            err.seek(0)
+            return subprocess.CompletedProcess(args, code, "", err.read())
+
+    def fails(self, *args: str, says: str) -> None:
+        before = self.log.read_text() if self.log.exists() else ""
+        result = self(*args)
+        assert result.returncode != 0
+        assert says in result.stderr
+        line = json.loads(self.log.read_text()[len(before) :].splitlines()[-1])
+        assert line["level"] == "error" and says in line["msg"]
+
+    def state(self, container_id: str) -> dict[str, object]:
+        result = subprocess.run([str(self.runtime.path), "state", container_id],
+                                capture_output=True, text=True, check=True)  # fmt: skip
+        return json.loads(result.stdout)
+
+    def nothing_left(self) -> None:
+        assert [p.name for p in self.runtime.root.iterdir() if not p.name.startswith(".")] == []
+        records = self.runtime.root / ".cocoon" / "containers"
+        assert [p.name for p in records.iterdir() if p.is_dir()] == []
+        assert self.runtime.leftovers() == []
+
+
+@pytest.fixture
+def direct(runtime: Runtime, tmp_path: Path) -> Direct:
+    return Direct(runtime, tmp_path)
+
+
+def test_bad_bundles_leave_nothing(direct: Direct, tmp_path: Path) -> None:
+    good = make_bundle(tmp_path / "good", ["true"])
+    direct("create", "--bundle", str(good), "probe")  # makes the root's folders
+    direct("delete", "--force", "probe")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    direct.fails("create", "--bundle", str(empty), "b1", says="no config.json")
+    broken = make_bundle(tmp_path / "broken", ["true"])
+    (broken / "config.json").write_text("{not json")
+    direct.fails("create", "--bundle", str(broken), "b2", says="not valid JSON")
+    future = make_bundle(tmp_path / "future", ["true"], ociVersion="2.0.0")
+    direct.fails("create", "--bundle", str(future), "b3", says="ociVersion '2.0.0'")
+    rootless = make_bundle(tmp_path / "rootless", ["true"], root={"path": "missing"})
+    direct.fails("create", "--bundle", str(rootless), "b4", says="is not a folder")
+    direct.fails("create", "--bundle", str(good), "../x", says="invalid container id")
+    direct.nothing_left()
+    # runc's leniency that engines rely on.
+    assert direct("delete", "--force", "never-made").returncode == 0
+    direct.fails("delete", "never-made", says="does not exist")
+
+
+def test_lifecycle_errors(direct: Direct, tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b", ["sleep", "1000"])
+    assert direct("create", "--bundle", str(bundle), "c1").returncode == 0
+    assert direct.state("c1")["status"] == "created"
+    direct.fails("create", "--bundle", str(bundle), "c1", says="already exists")
+    assert direct.state("c1")["status"] == "created"  # the first one is untouched
+    assert direct("start", "c1").returncode == 0
+    direct.fails("start", "c1", says="cannot start")
+    direct.fails("delete", "c1", says="not stopped")
+    assert direct("kill", "c1", "KILL").returncode == 0
+    deadline = time.monotonic() + 60
+    while direct.state("c1")["status"] != "stopped":
+        assert time.monotonic() < deadline, "the container did not stop"
+        time.sleep(0.1)
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["true"], "cwd": "/"}))
+    direct.fails("exec", "--process", str(process), "c1", says="not running")
+    direct.fails("kill", "c1", "TERM", says="not running")
+    assert direct("kill", "--all", "c1", "KILL").returncode == 0
+    assert direct("delete", "c1").returncode == 0
+    direct.nothing_left()
+
+
+def test_kill_before_start_ends_the_vm(direct: Direct, tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b", ["echo", "never"])
+    assert direct("create", "--bundle", str(bundle), "c1").returncode == 0
+    assert direct("delete", "--force", "c1").returncode == 0
+    direct.nothing_left()
+    assert "never" not in (tmp_path / "out").read_text()
