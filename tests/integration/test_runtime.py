@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from oci import PATH, busybox_layer, write_layout
+from ptys import Terminal
 from runtime_fixtures import Runtime
 
 pytestmark = pytest.mark.skipif(
@@ -81,6 +82,26 @@ def test_podman_detached_exec_logs_stop(podman: Podman) -> None:
     assert inspect["State"]["ExitCode"] == 3
     assert podman.ok("logs", name) == "started\nbye\n"
     podman.ok("rm", name)
+
+
+class _Spawner:
+    """What ptys.Terminal needs: a way to start the engine."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+
+    def popen(self, *args: str, **kw: object) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([*self.argv, *args], **kw)  # type: ignore[call-overload]
+
+
+def test_podman_interactive_tty(podman: Podman) -> None:
+    term = Terminal(_Spawner(podman.base), *run_args("--rm", "-it", IMAGE, "sh"), rows=40, cols=100)
+    term.expect(b"# ")
+    term.type(b"stty size; echo hi-$((1+2)); exit 4\r")
+    code, lines = term.finish()
+    assert code == 4
+    assert "40 100" in lines  # the engine's terminal size reached the guest's pty
+    assert "hi-3" in lines
 
 
 # -- containerd -------------------------------------------------------------------
@@ -308,3 +329,11 @@ def test_kill_before_start_ends_the_vm(direct: Direct, tmp_path: Path) -> None:
     assert direct("delete", "--force", "c1").returncode == 0
     direct.nothing_left()
     assert "never" not in (tmp_path / "out").read_text()
+
+
+def test_containerd_tty(ctr: Containerd) -> None:
+    term = Terminal(_Spawner(ctr.run_argv()), "--rm", "-t", IMAGE, "c3", "sh", rows=30, cols=90)
+    term.expect(b"# ")
+    term.type(b"stty size; echo hi-$((1+2)); exit 4\r")
+    code, lines = term.finish()
+    assert (code, "30 90" in lines, "hi-3" in lines) == (4, True, True), lines

@@ -81,6 +81,9 @@ class Relay:
         if self.forward_stdin:
             threading.Thread(target=self._input, name="oci-input", daemon=True).start()
         self.mon.start_main()
+        if self.stdio.tty:
+            # The engine sized the pty before this process could hear SIGWINCH.
+            self.resize()
         return {"ok": True}
 
     def _signal(self, req: dict[str, Any]) -> dict[str, Any]:
