@@ -1,4 +1,4 @@
-"""``create`` and ``start``: a record and a per-container process, then the main process.
+"""``create``: the container's record and its per-container process, with its VM booted.
 
 create: check the bundle -> claim the id -> a cocoon record whose root is the
 bundle's root over 9p -> fork twice; the grandchild (``shim.serve``) boots
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import stat
 import time
 import tty
 from datetime import UTC, datetime
@@ -19,16 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from cocoon.container import boot, network, volumes
-from cocoon.container import control as controls
 from cocoon.container import record as records
 from cocoon.container.config import ContainerConfig
 from cocoon.container.liveness import start_ticks
 from cocoon.container.spec import check_hostname
-from cocoon.errors import InvalidArgument, InvalidState, from_code
+from cocoon.errors import InvalidArgument, from_code
 from cocoon.files import write_atomic
 from cocoon.runtime import bundle as bundles
-from cocoon.runtime import shim, store
-from cocoon.runtime.status import Status, status
+from cocoon.runtime import console, shim, store
 from cocoon.vm import accel as accelerators
 from cocoon.vm.artifacts import artifacts
 
@@ -68,25 +64,6 @@ def _record(bundle: bundles.Bundle, container_id: str, stdin: bool) -> records.R
         boot.discard(rec.id, remove_volumes=True)
         raise
     return rec
-
-
-def _send_console(path: str, master: int) -> None:
-    """The pty's master to whoever listens on --console-socket (SCM_RIGHTS)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(path)
-            socket.send_fds(sock, [b"/dev/ptmx"], [master])
-        except OSError as e:
-            raise InvalidArgument(f"--console-socket {path}: {e.strerror}") from None
-
-
-def _stdin_open(fd: int) -> bool:
-    """Whether the engine gave the container an input (a pipe, socket or file, not /dev/null)."""
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
 
 
 def _fork_shim(
@@ -134,14 +111,14 @@ def create(
     rec: records.Record | None = None
     slave = None
     try:
-        stdin = bundle.terminal or _stdin_open(0)
+        stdin = bundle.terminal or console.stdin_open(0)
         rec = _record(bundle, container_id, stdin)
         if console_socket is not None and bundle.terminal:
             master, slave = os.openpty()
             # The guest's pty does the line discipline; a second one here would echo twice.
             tty.setraw(slave)
             try:
-                _send_console(console_socket, master)
+                console.send(console_socket, master)
             finally:
                 os.close(master)
             stdio = shim.Stdio(slave, slave, slave, tty=True)
@@ -173,14 +150,4 @@ def create(
             os.close(slave)
 
 
-def start(root: Path, container_id: str) -> None:
-    entry = store.load(root, container_id)
-    now = status(entry)
-    if now is not Status.CREATED:
-        raise InvalidState(f"container {container_id} is {now.value}, not created: cannot start it")
-    controls.request(entry.record, "start")
-    entry.started = True
-    store.save(root, entry)
-
-
-__all__ = ["create", "start"]
+__all__ = ["create"]

@@ -21,8 +21,7 @@ from cocoon.container import control as controls
 from cocoon.errors import CocoonError, InvalidArgument, InvalidState
 from cocoon.files import write_atomic
 from cocoon.runtime import bundle as bundles
-from cocoon.runtime import shim, store
-from cocoon.runtime.create import _send_console, _stdin_open
+from cocoon.runtime import console, shim, store
 from cocoon.runtime.status import Status, status
 
 
@@ -76,7 +75,7 @@ def run(
     spec, terminal = _load_process(process_path)
     if terminal and console_socket is None and detach:
         raise InvalidArgument("process.terminal needs --console-socket")
-    stdin = terminal or _stdin_open(0)
+    stdin = terminal or console.stdin_open(0)
     spec = bundles.ProcessSpec(**{**spec.to_json(), "stdin": stdin})
     process = Process(controls.session(entry.record, "exec"))
     process.start(spec)
@@ -85,7 +84,7 @@ def run(
         master, slave = os.openpty()
         tty.setraw(slave)
         try:
-            _send_console(console_socket, master)
+            console.send(console_socket, master)
         finally:
             os.close(master)
         stdio = shim.Stdio(slave, slave, slave, tty=True)

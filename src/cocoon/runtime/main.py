@@ -102,9 +102,9 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
 
             create.create(root, args.id, args.bundle, args.pid_file, args.console_socket)
         case "start":
-            from cocoon.runtime import create
+            from cocoon.runtime import start
 
-            create.start(root, args.id)
+            start.start(root, args.id)
         case "kill":
             from cocoon.runtime import signals
 

@@ -12,7 +12,6 @@ import signal
 import time
 from pathlib import Path
 
-from cocoon.container import boot
 from cocoon.container import control as controls
 from cocoon.container import record as records
 from cocoon.errors import CocoonError, InvalidArgument, InvalidState, NotFound
@@ -77,6 +76,8 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
         with contextlib.suppress(CocoonError):
             controls.request(entry.record, "signal", signal=signal.SIGKILL)
         _wait_gone(entry)
+    from cocoon.container import boot  # the heavy part: only delete needs it
+
     boot.remove_sockets(entry.record)
     boot.discard(entry.record, remove_volumes=True)
     store.forget(root, container_id)
