@@ -1,6 +1,6 @@
 VENV := .venv/bin
 
-.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts example-image clean
+.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts bench-runtime example-image clean
 
 setup:
 	./setup.sh
@@ -40,6 +40,10 @@ bench-pull:
 # Bind mount, volume, root disk and the host folder itself: throughput, stat, start cost.
 bench-mounts:
 	$(VENV)/python bench/mounts.py
+
+# podman run through cocoon-runtime vs runc vs cocoon run (README's runtime section).
+bench-runtime:
+	$(VENV)/python bench/runtime.py
 
 # localhost/busybox:latest, a one-layer image made from Debian's busybox-static.
 example-image:
