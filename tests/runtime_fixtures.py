@@ -29,6 +29,15 @@ class Runtime:
     path: Path  # the executable engines are given
     root: Path  # its state folder when the engine names none
 
+    def containers(self, root: Path | None = None) -> list[str]:
+        """The ids the runtime keeps state for under ``root`` (its own by default)."""
+        root = root or self.root
+        return (
+            sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+            if root.exists()
+            else []
+        )
+
     def leftovers(self) -> list[int]:
         """VMs and per-container processes of this runtime that still run."""
         state = self.root / ".cocoon"

@@ -30,6 +30,7 @@ IMAGE = "localhost/busybox:latest"
 
 class Podman:
     def __init__(self, folder: Path, runtime: Runtime) -> None:
+        self.runtime = runtime
         self.base = ["podman", "--cgroup-manager=cgroupfs", "--root", str(folder / "root"),
                      "--runroot", str(folder / "run"), "--runtime", str(runtime.path)]  # fmt: skip
 
@@ -67,6 +68,7 @@ def test_podman_run_stdio_and_exit_code(podman: Podman) -> None:
     assert result.stdout == "out\n"
     assert result.stderr == "err\n"
     assert podman.ok("ps", "--all", "--quiet") == ""
+    assert podman.runtime.containers() == []
 
 
 def test_podman_detached_exec_logs_stop(podman: Podman) -> None:
@@ -82,6 +84,7 @@ def test_podman_detached_exec_logs_stop(podman: Podman) -> None:
     assert inspect["State"]["ExitCode"] == 3
     assert podman.ok("logs", name) == "started\nbye\n"
     podman.ok("rm", name)
+    assert podman.runtime.containers() == []
 
 
 class _Spawner:
@@ -191,6 +194,18 @@ def test_containerd_run_stdio_and_exit_code(ctr: Containerd) -> None:
     )  # fmt: skip
     assert (result.returncode, result.stdout, result.stderr) == (7, "out\n", "err\n")
     assert ctr.ok("containers", "ls", "--quiet") == ""
+    # The shim adds the namespace to --runc-root: the runtime kept its state there.
+    assert (ctr.runtime.root / Containerd.NAMESPACE / ".cocoon").is_dir()
+    assert ctr.runtime.containers(ctr.runtime.root / Containerd.NAMESPACE) == []
+
+
+def test_containerd_host_network_is_user_mode_nat(ctr: Containerd) -> None:
+    # No traffic: only that the VM got a NIC with the user-mode stack's address.
+    script = "ip -o -4 addr show eth0 | grep -o 'inet [0-9.]*'"
+    result = subprocess.run(ctr.run_argv("--rm", "--net-host", IMAGE, "c4", "sh", "-c", script),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("inet 10.")
 
 
 def test_containerd_exec_and_kill(ctr: Containerd) -> None:
