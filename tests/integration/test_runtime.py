@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -352,3 +354,16 @@ def test_containerd_tty(ctr: Containerd) -> None:
     term.type(b"stty size; echo hi-$((1+2)); exit 4\r")
     code, lines = term.finish()
     assert (code, "30 90" in lines, "hi-3" in lines) == (4, True, True), lines
+
+
+def test_delete_ends_the_vm_of_a_killed_container_process(direct: Direct, tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b", ["sleep", "1000"])
+    assert direct("create", "--bundle", str(bundle), "c1").returncode == 0
+    assert direct("start", "c1").returncode == 0
+    os.kill(int(direct.state("c1")["pid"]), signal.SIGKILL)  # as an engine might
+    deadline = time.monotonic() + 30
+    while direct.state("c1")["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert direct("delete", "c1").returncode == 0
+    direct.nothing_left()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cocoon.container import control as controls
 from cocoon.container import record as records
+from cocoon.container.liveness import kill_orphan_vm
 from cocoon.errors import CocoonError, InvalidArgument, InvalidState, NotFound
 from cocoon.runtime import store
 from cocoon.runtime.status import Status, alive, status
@@ -54,11 +55,7 @@ def _wait_gone(entry: store.Entry) -> None:
     while alive(entry) and time.monotonic() < deadline:
         time.sleep(0.05)
     if alive(entry):
-        # It does not answer: end it and its VM the hard way.
-        with contextlib.suppress(CocoonError, OSError):
-            rec = records.load(entry.record)
-            if rec.vm_pid:
-                os.kill(rec.vm_pid, signal.SIGKILL)
+        # It does not answer: end it the hard way (its VM goes in delete).
         with contextlib.suppress(OSError):
             os.kill(entry.pid, signal.SIGKILL)
 
@@ -78,6 +75,9 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
         _wait_gone(entry)
     from cocoon.container import boot  # the heavy part: only delete needs it
 
+    # A container process killed outright (SIGKILL) could not stop its VM.
+    with contextlib.suppress(CocoonError):
+        kill_orphan_vm(records.load(entry.record))
     boot.remove_sockets(entry.record)
     boot.discard(entry.record, remove_volumes=True)
     store.forget(root, container_id)
