@@ -73,6 +73,30 @@ def test_podman_run_stdio_and_exit_code(podman: Podman) -> None:
     assert podman.runtime.containers() == []
 
 
+def test_podman_stdin_user_env_cwd_hostname_limits(podman: Podman) -> None:
+    # The VM's memory is the limit: under 200,000 kB of MemTotal for 192m.
+    memory = "awk '/MemTotal/ {print ($2 < 200000)}' /proc/meminfo"
+    script = f"cat; id -u; id -g; pwd; echo $FOO; hostname; nproc; {memory}"
+    result = subprocess.run(
+        [*podman.base, *run_args("--rm", "-i", "--user", "1000:50", "-w", "/home/app", "-e",
+                                 "FOO=bar", "--hostname", "hh", "--memory", "192m", "--cpus", "1.5",
+                                 IMAGE, "sh", "-c", script)],
+        input="from-stdin\n", capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    cpus = str(min(2, os.cpu_count() or 1))  # 1.5 rounded up, at most the host's
+    assert result.stdout.split() == [
+        "from-stdin",
+        "1000",
+        "50",
+        "/home/app",
+        "bar",
+        "hh",
+        cpus,
+        "1",
+    ]
+
+
 def test_podman_detached_exec_logs_stop(podman: Podman) -> None:
     # The trap runs between sleeps: the shell is PID 1 of its namespace.
     script = 'echo started; trap "echo bye; exit 3" TERM; while :; do sleep 0.2; done'
