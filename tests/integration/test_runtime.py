@@ -97,6 +97,21 @@ def test_podman_stdin_user_env_cwd_hostname_limits(podman: Podman) -> None:
     ]
 
 
+def test_podman_binds_tmpfs_read_only(podman: Podman, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "in").write_text("from-host\n")
+    script = (
+        "cat /data/in; echo from-guest > /data/out; "
+        "mount | grep -c 'on /scratch type tmpfs'; touch /f 2>/dev/null || echo read-only"
+    )
+    result = podman(*run_args("--rm", "--read-only", "-v", f"{shared}:/data", "--tmpfs",
+                              "/scratch", IMAGE, "sh", "-c", script))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["from-host", "1", "read-only"]
+    assert (shared / "out").read_text() == "from-guest\n"
+
+
 def test_podman_detached_exec_logs_stop(podman: Podman) -> None:
     # The trap runs between sleeps: the shell is PID 1 of its namespace.
     script = 'echo started; trap "echo bye; exit 3" TERM; while :; do sleep 0.2; done'
