@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from netns import new_netns
 from oci import PATH, busybox_layer, write_layout
 from ptys import Terminal
 from runtime_fixtures import Runtime
@@ -405,4 +406,44 @@ def test_delete_ends_the_vm_of_a_killed_container_process(direct: Direct, tmp_pa
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert direct("delete", "c1").returncode == 0
+    direct.nothing_left()
+
+
+def test_a_namespace_made_by_the_engine_lends_the_vm_its_veth(
+    direct: Direct, tmp_path: Path
+) -> None:
+    # As podman's network or a CNI plugin leaves it: a veth with an address
+    # and a default route in the container's namespace, its peer elsewhere.
+    with new_netns("c") as inner, new_netns("p") as peer:
+
+        def ip(ns: str, *args: str) -> str:
+            return subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True,
+                                  text=True).stdout  # fmt: skip
+
+        ip(inner, "link", "add", "eth0", "type", "veth", "peer", "name", "host0", "netns", peer)
+        ip(inner, "addr", "add", "10.89.7.2/24", "dev", "eth0")
+        ip(inner, "link", "set", "eth0", "up")
+        ip(inner, "route", "add", "default", "via", "10.89.7.1")
+        ip(peer, "addr", "add", "10.89.7.1/24", "dev", "host0")
+        ip(peer, "link", "set", "host0", "up")
+        mac = json.loads(ip(inner, "-j", "link", "show", "eth0"))[0]["address"]
+        script = "cat /sys/class/net/eth0/address; ip -o -4 addr show eth0; sleep 1000"
+        bundle = make_bundle(tmp_path / "b", ["sh", "-c", script], linux={"namespaces": [
+            {"type": "network", "path": f"/run/netns/{inner}"}]})  # fmt: skip
+        assert direct("create", "--bundle", str(bundle), "n1").returncode == 0
+        try:
+            assert direct("start", "n1").returncode == 0
+            ping = ["ip", "netns", "exec", peer, "busybox", "ping", "-c", "1", "-W", "2",
+                    "10.89.7.2"]  # fmt: skip
+            deadline = time.monotonic() + 60
+            while subprocess.run(ping, capture_output=True).returncode != 0:
+                assert time.monotonic() < deadline, "the VM never answered on the veth's address"
+                time.sleep(0.2)
+            while "inet" not in (out := (tmp_path / "out").read_text()):
+                assert time.monotonic() < deadline, f"no output: {out!r}"
+                time.sleep(0.1)
+            assert out.splitlines()[0] == mac
+            assert "inet 10.89.7.2/24" in out
+        finally:
+            direct("delete", "--force", "n1")
     direct.nothing_left()

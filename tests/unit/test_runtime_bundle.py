@@ -53,8 +53,8 @@ def test_what_a_vm_takes_from_config_json(tmp_path: Path) -> None:
 def test_host_network_and_namespace_paths(tmp_path: Path) -> None:
     assert bundle.load(write(tmp_path, linux={"namespaces": [{"type": "pid"}]})).network == "user"
     netns = {"namespaces": [{"type": "network", "path": "/run/netns/x"}]}
-    with pytest.raises(Unsupported, match="network namespace"):
-        bundle.load(write(tmp_path, linux=netns))
+    joined = bundle.load(write(tmp_path, linux=netns))
+    assert (joined.network, joined.netns) == ("netns", "/run/netns/x")
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ VERSION = 2
 
 @dataclass(slots=True)
 class NetworkSettings:
-    """How the container's VM is connected: ``bridge``, ``user`` or ``none``."""
+    """How the container's VM is connected: ``bridge``, ``user``, ``netns`` or ``none``."""
 
     mode: str = "none"
     network: str | None = None  # the cocoon network's name, in bridge mode
@@ -35,6 +35,9 @@ class NetworkSettings:
     dns: list[str] = field(default_factory=list)
     add_hosts: list[str] = field(default_factory=list)  # NAME:IP
     ports: list[PortSpec] = field(default_factory=list)
+    # In mode ``netns``: the namespace (by path) whose veth the VM takes over.
+    netns: str | None = None
+    veth: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -42,7 +42,8 @@ class Bundle:
     memory_mib: int
     cpus: int
     mounts: list[Mount] = field(default_factory=list)
-    network: str = "none"  # "user" for the host's network, "none" for a private one
+    network: str = "none"  # "user" for the host's network, "none" for a private one, "netns"
+    netns: str | None = None  # with "netns": the namespace's path
     annotations: dict[str, str] = field(default_factory=dict)
 
 
@@ -144,18 +145,16 @@ def _limits(linux: Any) -> tuple[int, int]:
     return memory, min(cpus, os.cpu_count() or 1)
 
 
-def _network(linux: Any) -> str:
-    """A private network namespace is a VM with loopback only; none at all is the host's."""
+def _network(linux: Any) -> tuple[str, str | None]:
+    """The VM's network and the namespace it joins: a namespace the engine made (by
+    path) lends the VM its veth; a new one is loopback only; none at all is the host's."""
     for ns in _get(linux, "namespaces", list, []):
         if _get(ns, "type", str, "") != "network":
             continue
-        if _get(ns, "path", str, ""):
-            raise Unsupported(
-                "joining a network namespace the engine made (podman networks, CNI pods) "
-                "is not supported yet: use --network none or the host's network"
-            )
-        return "none"
-    return "user"
+        if path := _get(ns, "path", str, ""):
+            return "netns", path
+        return "none", None
+    return "user", None
 
 
 def load(path: Path) -> Bundle:
@@ -181,6 +180,7 @@ def load(path: Path) -> Bundle:
     process, terminal = process_spec(_get(data, "process", dict, {}))
     linux = _get(data, "linux", dict, {})
     memory, cpus = _limits(linux)
+    network, netns = _network(linux)
     annotations = _get(data, "annotations", dict, {})
     return Bundle(
         path=path,
@@ -192,7 +192,8 @@ def load(path: Path) -> Bundle:
         memory_mib=memory,
         cpus=cpus,
         mounts=_mounts(data),
-        network=_network(linux),
+        network=network,
+        netns=netns,
         annotations={str(k): str(v) for k, v in annotations.items()},
     )
 

@@ -18,17 +18,26 @@ from typing import Any
 
 from cocoon.container import boot, network, volumes
 from cocoon.container import record as records
-from cocoon.container.config import ContainerConfig
+from cocoon.container.config import ContainerConfig, NetworkSettings
 from cocoon.container.liveness import start_ticks
 from cocoon.container.spec import check_hostname
 from cocoon.errors import InvalidArgument, from_code
 from cocoon.files import write_atomic
+from cocoon.network import netns
 from cocoon.runtime import bundle as bundles
 from cocoon.runtime import console, shim, store
 from cocoon.vm import accel as accelerators
 from cocoon.vm.artifacts import artifacts
 
 SHIM_LOG = "shim.log"
+
+
+def _network(bundle: bundles.Bundle, rec: records.Record) -> NetworkSettings:
+    if bundle.netns is None:
+        return network.configure(rec.id, rec.name, network=bundle.network)
+    veth = netns.interface(bundle.netns)
+    return NetworkSettings(mode="netns", ip=veth.ip, prefix=veth.prefix, gateway=veth.gateway,
+                           mac=veth.mac, netns=bundle.netns, veth=veth.name)  # fmt: skip
 
 
 def _record(bundle: bundles.Bundle, container_id: str, stdin: bool) -> records.Record:
@@ -55,7 +64,7 @@ def _record(bundle: bundles.Bundle, container_id: str, stdin: bool) -> records.R
             rootfs="",
             root_share=str(bundle.root),
             process=process,
-            network=network.configure(rec.id, rec.name, network=bundle.network),
+            network=_network(bundle, rec),
             read_only=bundle.readonly_root,
         )
         rec.config.mounts = volumes.prepare(bundle.mounts, rec.id, rec.name)
