@@ -327,7 +327,7 @@ class Direct:
     def nothing_left(self) -> None:
         assert [p.name for p in self.runtime.root.iterdir() if not p.name.startswith(".")] == []
         records = self.runtime.root / ".cocoon" / "containers"
-        assert [p.name for p in records.iterdir() if p.is_dir()] == []
+        assert not records.exists() or [p.name for p in records.iterdir() if p.is_dir()] == []
         assert self.runtime.leftovers() == []
 
 
@@ -446,4 +446,26 @@ def test_a_namespace_made_by_the_engine_lends_the_vm_its_veth(
             assert "inet 10.89.7.2/24" in out
         finally:
             direct("delete", "--force", "n1")
+    direct.nothing_left()
+
+
+def test_a_pod_sandbox_is_a_host_process_without_a_vm(direct: Direct, tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b", ["/pause"],
+                         annotations={"io.kubernetes.cri.container-type": "sandbox"})  # fmt: skip
+    pid_file = tmp_path / "pid"
+    assert (
+        direct("create", "--bundle", str(bundle), "--pid-file", str(pid_file), "s1").returncode == 0
+    )
+    pid = int(pid_file.read_text())
+    assert direct.state("s1")["pid"] == pid and direct.state("s1")["status"] == "created"
+    assert direct("start", "s1").returncode == 0
+    assert direct.state("s1")["status"] == "running"
+    assert direct.runtime.leftovers() == [pid]  # no VM: only the holder
+    direct.fails("exec", "--process", str(tmp_path / "none.json"), "s1", says="pod sandbox")
+    assert direct("kill", "s1", "TERM").returncode == 0
+    deadline = time.monotonic() + 30
+    while direct.state("s1")["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert direct("delete", "s1").returncode == 0
     direct.nothing_left()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import tty
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from cocoon.errors import InvalidArgument, from_code
 from cocoon.files import write_atomic
 from cocoon.network import netns
 from cocoon.runtime import bundle as bundles
-from cocoon.runtime import console, shim, store
+from cocoon.runtime import console, sandbox, shim, store
 from cocoon.vm import accel as accelerators
 from cocoon.vm.artifacts import artifacts
 
@@ -106,6 +107,40 @@ def _shim_pid(record_id: str) -> int:
     return records.load(record_id).monitor_pid or 0
 
 
+def _entry(bundle: bundles.Bundle, container_id: str, record: str, pid: int) -> store.Entry:
+    return store.Entry(
+        id=container_id,
+        bundle=str(bundle.path),
+        record=record,
+        created=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        pid=pid,
+        pid_ticks=start_ticks(pid),
+        annotations=bundle.annotations,
+    )
+
+
+def _write_pid(pid_file: Path | None, pid: int) -> None:
+    if pid_file is not None:
+        write_atomic(pid_file.absolute(), str(pid).encode())
+
+
+def _create_sandbox(
+    root: Path, bundle: bundles.Bundle, container_id: str, pid_file: Path | None
+) -> None:
+    pid = 0
+    try:
+        pid = sandbox.spawn()
+        entry = _entry(bundle, container_id, "", pid)
+        entry.sandbox = True
+        store.save(root, entry)
+        _write_pid(pid_file, pid)
+    except BaseException:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+        store.forget(root, container_id)
+        raise
+
+
 def create(
     root: Path,
     container_id: str,
@@ -117,6 +152,9 @@ def create(
     if bundle.terminal and console_socket is None:
         raise InvalidArgument("process.terminal needs --console-socket")
     folder = store.claim(root, container_id)
+    if sandbox.wanted(bundle):
+        _create_sandbox(root, bundle, container_id, pid_file)
+        return
     rec: records.Record | None = None
     slave = None
     try:
@@ -137,18 +175,8 @@ def create(
         if not report.get("ok"):
             message = report.get("error") or "the container's VM did not start"
             raise from_code(report.get("code"), f"{message} (see {folder / SHIM_LOG})")
-        entry = store.Entry(
-            id=container_id,
-            bundle=str(bundle.path),
-            record=rec.id,
-            created=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            pid=pid,
-            pid_ticks=start_ticks(pid),
-            annotations=bundle.annotations,
-        )
-        store.save(root, entry)
-        if pid_file is not None:
-            write_atomic(pid_file.absolute(), str(pid).encode())
+        store.save(root, _entry(bundle, container_id, rec.id, pid))
+        _write_pid(pid_file, pid)
     except BaseException:
         if rec is not None:
             boot.discard(rec.id, remove_volumes=True)

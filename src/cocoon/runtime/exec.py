@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cocoon.agent.session import Process
 from cocoon.container import control as controls
-from cocoon.errors import CocoonError, InvalidArgument, InvalidState
+from cocoon.errors import CocoonError, InvalidArgument, InvalidState, Unsupported
 from cocoon.files import write_atomic
 from cocoon.runtime import bundle as bundles
 from cocoon.runtime import console, shim, store
@@ -72,6 +72,8 @@ def run(
     entry = store.load(root, container_id)
     if status(entry) is not Status.RUNNING:
         raise InvalidState(f"container {container_id} is not running: cannot exec in it")
+    if entry.sandbox:
+        raise Unsupported(f"container {container_id} is a pod sandbox: it has no VM to exec in")
     spec, terminal = _load_process(process_path)
     if terminal and console_socket is None and detach:
         raise InvalidArgument("process.terminal needs --console-socket")

@@ -41,6 +41,9 @@ def kill(root: Path, container_id: str, signum: int, *, all_processes: bool = Fa
         if all_processes:
             return
         raise InvalidState(f"container {container_id} is not running")
+    if entry.sandbox:
+        os.kill(entry.pid, signum)
+        return
     try:
         controls.request(entry.record, "signal", signal=signum)
     except CocoonError:
@@ -70,9 +73,12 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
     if status(entry) is not Status.STOPPED:
         if not force:
             raise InvalidState(f"container {container_id} is not stopped: cannot delete it")
-        with contextlib.suppress(CocoonError):
-            controls.request(entry.record, "signal", signal=signal.SIGKILL)
+        with contextlib.suppress(CocoonError, OSError):
+            kill(root, container_id, signal.SIGKILL)
         _wait_gone(entry)
+    if entry.sandbox:
+        store.forget(root, container_id)
+        return
     from cocoon.container import boot  # the heavy part: only delete needs it
 
     # A container process killed outright (SIGKILL) could not stop its VM.

@@ -15,7 +15,8 @@ def start(root: Path, container_id: str) -> None:
     now = status(entry)
     if now is not Status.CREATED:
         raise InvalidState(f"container {container_id} is {now.value}, not created: cannot start it")
-    controls.request(entry.record, "start")
+    if not entry.sandbox:
+        controls.request(entry.record, "start")
     entry.started = True
     store.save(root, entry)
 

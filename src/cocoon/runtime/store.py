@@ -29,11 +29,12 @@ _ID = re.compile(r"[\w+\-.]+")
 class Entry:
     id: str
     bundle: str
-    record: str  # the cocoon container that runs it
+    record: str  # the cocoon container that runs it ("" for a pod sandbox)
     created: str  # RFC 3339, as the OCI state reports it
     pid: int = 0  # the per-container process (shim); 0 until it runs
     pid_ticks: int | None = None  # its start time, telling a recycled pid apart
     started: bool = False
+    sandbox: bool = False  # a pod sandbox: a host process, no VM (sandbox.py)
     annotations: dict[str, str] = field(default_factory=dict)
 
 
