@@ -149,6 +149,16 @@ def test_podman_interactive_tty(podman: Podman) -> None:
     assert "hi-3" in lines
 
 
+def test_podman_exec_tty(podman: Podman) -> None:
+    name = podman.ok(*run_args("-d", IMAGE, "sleep", "1000")).strip()
+    term = Terminal(_Spawner(podman.base), "exec", "-it", name, "sh", rows=33, cols=77)
+    term.expect(b"# ")
+    term.type(b"stty size; tty; exit 6\r")
+    code, lines = term.finish()
+    assert (code, "33 77" in lines, "/dev/pts/0" in lines) == (6, True, True), lines
+    podman.ok("rm", "--force", "--time", "0", name)
+
+
 # -- containerd -------------------------------------------------------------------
 
 

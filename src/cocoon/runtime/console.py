@@ -19,6 +19,15 @@ def send(path: str, master: int) -> None:
             raise InvalidArgument(f"--console-socket {path}: {e.strerror}") from None
 
 
+def size(fd: int) -> tuple[int, int] | None:
+    """The terminal's (rows, columns), or None when it has none set."""
+    try:
+        columns, rows = os.get_terminal_size(fd)
+    except OSError:
+        return None
+    return (rows, columns) if rows and columns else None
+
+
 def stdin_open(fd: int) -> bool:
     """Whether the engine gave the container an input (a pipe, socket or file, not /dev/null)."""
     try:
@@ -28,4 +37,4 @@ def stdin_open(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
 
 
-__all__ = ["send", "stdin_open"]
+__all__ = ["send", "size", "stdin_open"]

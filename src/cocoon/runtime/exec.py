@@ -9,9 +9,11 @@ runtime itself relays and exits with the code.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
+import termios
 import threading
 import tty
 from pathlib import Path
@@ -53,6 +55,20 @@ def _relay(process: Process, stdio: shim.Stdio, forward_stdin: bool) -> int:
     except CocoonError:
         return shim.LOST
     return status_.code
+
+
+def _follow_terminal(process: Process, fd: int) -> None:
+    """Pass the pty's size on now and at every change (the engine sets it on the master)."""
+    # SIGWINCH goes to the session whose controlling terminal this is.
+    fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+
+    def resize(*_: object) -> None:
+        if (rows_columns := console.size(fd)) is not None:
+            with contextlib.suppress(CocoonError):
+                process.resize(*rows_columns)
+
+    signal.signal(signal.SIGWINCH, resize)
+    resize()
 
 
 def _write_quietly(fd: int, data: bytes) -> None:
@@ -105,6 +121,8 @@ def run(
                 os._exit(0)
             os.close(w)
             os.setsid()
+            if stdio.tty:
+                _follow_terminal(process, stdio.stdout)
             code = _relay(process, stdio, stdin)
         finally:
             os._exit(code)

@@ -33,6 +33,7 @@ from cocoon.container import monitor
 from cocoon.container.monitor import Monitor
 from cocoon.container.router import MAIN
 from cocoon.errors import CocoonError
+from cocoon.runtime import console
 
 # What a shell's job control and engines send; SIGKILL never reaches us (the
 # runtime's kill verb asks over the control socket instead).
@@ -102,9 +103,9 @@ class Relay:
             self.mon.vm.machine.kill()
 
     def resize(self) -> None:
-        with contextlib.suppress(OSError, CocoonError):
-            columns, rows = os.get_terminal_size(self.stdio.stdout)
-            self.mon.vm.channel.send(Msg.RESIZE, MAIN, resize_payload(rows, columns))
+        if (rows_columns := console.size(self.stdio.stdout)) is not None:
+            with contextlib.suppress(CocoonError):
+                self.mon.vm.channel.send(Msg.RESIZE, MAIN, resize_payload(*rows_columns))
 
     def _output(self) -> None:
         sinks = {Msg.STDOUT: self.stdio.stdout, Msg.STDERR: self.stdio.stderr}
