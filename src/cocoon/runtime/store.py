@@ -38,9 +38,17 @@ class Entry:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
+def default_root() -> Path:
+    """``/run/cocoon-runtime`` for root; the user's runtime folder otherwise (rootless podman)."""
+    if os.geteuid() == 0:
+        return DEFAULT_ROOT
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/cocoon-{os.getuid()}"
+    return Path(base) / DEFAULT_ROOT.name
+
+
 def use_root(root: Path | None) -> Path:
     """Point cocoon's state and sockets into the runtime's root, and return it."""
-    root = (root or DEFAULT_ROOT).absolute()
+    root = (root or default_root()).absolute()
     os.environ["COCOON_STATE_DIR"] = str(root / ".cocoon")
     os.environ["COCOON_RUN_DIR"] = str(root / ".run")
     return root
@@ -93,6 +101,7 @@ __all__ = [
     "Entry",
     "check_id",
     "claim",
+    "default_root",
     "forget",
     "ids",
     "load",
