@@ -40,13 +40,13 @@ class Runtime:
 
     def leftovers(self) -> list[int]:
         """VMs and per-container processes of this runtime that still run."""
-        state = self.root / ".cocoon"
 
         def shim(proc: Path) -> bool:
             cmdline = (proc / "cmdline").read_bytes()
             return b"cocoon.runtime" in cmdline and str(self.root).encode() in cmdline
 
-        return vms_of(state) + pids_where(shim)
+        # Under the root: containerd's calls use <root>/<namespace> as theirs.
+        return vms_of(self.root) + pids_where(shim)
 
 
 @pytest.fixture
