@@ -1,6 +1,6 @@
 VENV := .venv/bin
 
-.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts bench-service example-image clean
+.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts bench-service bench-runtime example-image clean
 
 setup:
 	./setup.sh
@@ -44,6 +44,10 @@ bench-mounts:
 # docker run --rm through `cocoon system service` against cocoon run --rm (ratio).
 bench-service:
 	$(VENV)/python bench/service.py
+
+# podman run through cocoon-runtime vs runc vs cocoon run (README's runtime section).
+bench-runtime:
+	$(VENV)/python bench/runtime.py
 
 # localhost/busybox:latest, a one-layer image made from Debian's busybox-static.
 example-image:

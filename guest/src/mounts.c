@@ -137,7 +137,15 @@ static int grow_root(const char *dev, char *err, size_t errlen)
 	return 0;
 }
 
-int setup_root(const char *root_dev, char *err, size_t errlen)
+/* A folder the host already prepared (an OCI bundle's root, mounted by the
+ * engine), shared over virtio-9p instead of a disk: nothing to grow. */
+static int mount_share_root(const char *tag, char *err, size_t errlen)
+{
+	return do_mount(tag, NEWROOT, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144", err,
+			errlen);
+}
+
+static int mount_disk_root(const char *root_dev, char *err, size_t errlen)
 {
 	char dev[128];
 	snprintf(dev, sizeof(dev), "/dev/%s", root_dev);
@@ -156,7 +164,15 @@ int setup_root(const char *root_dev, char *err, size_t errlen)
 	}
 	if (do_mount(dev, NEWROOT, "ext4", 0, NULL, err, errlen) < 0)
 		return -1;
-	if (grow_root(dev, err, errlen) < 0)
+	return grow_root(dev, err, errlen);
+}
+
+int setup_root(const char *root, char *err, size_t errlen)
+{
+	int rc = strncmp(root, ROOT_SHARE_PREFIX, strlen(ROOT_SHARE_PREFIX)) == 0
+			 ? mount_share_root(root + strlen(ROOT_SHARE_PREFIX), err, errlen)
+			 : mount_disk_root(root, err, errlen);
+	if (rc < 0)
 		return -1;
 
 	/* Kept so teardown can leave the root and unmount it. */

@@ -17,7 +17,9 @@ void mount_early(void);
  * Returns an fd of the initramfs root, kept for teardown, or -1 with a
  * message in err.
  */
-int setup_root(const char *root_dev, char *err, size_t errlen);
+/* cocoon.root=9p:TAG: the root is the host folder shared with that tag. */
+#define ROOT_SHARE_PREFIX "9p:"
+int setup_root(const char *root, char *err, size_t errlen);
 
 /*
  * The container's own mounts (CONFIG's MOUNT fields, parents first): volume

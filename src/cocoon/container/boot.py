@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cocoon.agent.listener import Listener
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from cocoon.image.model import ImageConfig
 
 DISK = "disk.qcow2"  # in the container's folder: its root, over the image's disk
+ROOT_TAG = "cocoonroot"  # the 9p tag of a root share
 BOOT_TIMEOUT = 120.0  # software emulation on a loaded host is slow
 
 
@@ -173,20 +175,24 @@ def machine_spec(
     folder = records.folder(rec.id)
     sockets = records.sock_dir(rec.id)
     arts = artifacts()
+    disks, shares, root = [vms.Disk(folder / DISK, format="qcow2")], [], "vda"
+    if config.root_share is not None:
+        disks, shares = [], [vms.SharedFolder(Path(config.root_share), ROOT_TAG)]
+        root = f"9p:{ROOT_TAG}"
     return vms.MachineSpec(
         kernel=arts.kernel,
         initrd=arts.initrd,
         accel=config.accel,
         cpus=config.cpus,
         memory_mib=config.memory_mib,
-        disks=[vms.Disk(folder / DISK, format="qcow2"), *mounts.disks],
-        shares=mounts.shares,
+        disks=[*disks, *mounts.disks],
+        shares=[*shares, *mounts.shares],
         net=net.device,
         agent_socket=sockets / "agent.sock",
         control_socket=sockets / "vmm.sock",
         console=folder / "console.log",
         # Only cocoon's own words: the container's settings go in CONFIG.
-        params={"root": "vda"},
+        params={"root": root},
     )
 
 

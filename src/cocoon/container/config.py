@@ -24,7 +24,7 @@ VERSION = 2
 
 @dataclass(slots=True)
 class NetworkSettings:
-    """How the container's VM is connected: ``bridge``, ``user`` or ``none``."""
+    """How the container's VM is connected: ``bridge``, ``user``, ``netns`` or ``none``."""
 
     mode: str = "none"
     network: str | None = None  # the cocoon network's name, in bridge mode
@@ -35,6 +35,9 @@ class NetworkSettings:
     dns: list[str] = field(default_factory=list)
     add_hosts: list[str] = field(default_factory=list)  # NAME:IP
     ports: list[PortSpec] = field(default_factory=list)
+    # In mode ``netns``: the namespace (by path) whose veth the VM takes over.
+    netns: str | None = None
+    veth: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,6 +69,9 @@ class ContainerConfig:
     stop_timeout: int | None = None  # seconds; None: stop's own default
     restart: str = "no"  # the --restart policy, as restart.parse reads it
     health: dict[str, Any] | None = None  # health.HealthCheck.to_json(); None: no check
+    # A host folder served over 9p as the root instead of a disk over
+    # ``rootfs`` (an OCI bundle's root, prepared by the engine).
+    root_share: str | None = None
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -98,6 +104,7 @@ class ContainerConfig:
                 stop_timeout=data.get("stop_timeout"),
                 restart=data.get("restart", "no"),
                 health=data.get("health"),
+                root_share=data.get("root_share"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

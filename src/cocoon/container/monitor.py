@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cocoon.agent.channel import Channel
@@ -188,13 +189,23 @@ def _report(fd: int | None, message: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _run_once(container_id: str, ready_fd: int | None, wait_attach: bool) -> Monitor | None:
-    """Boot, run and end the container once; None if it could not start (reported)."""
+def _run_once(
+    container_id: str,
+    ready_fd: int | None,
+    wait_attach: bool,
+    extend: Callable[[Monitor], None] | None = None,
+) -> Monitor | None:
+    """Boot, run and end the container once; None if it could not start (reported).
+
+    ``extend`` sees the monitor before its control socket opens (the OCI
+    runtime adds requests there)."""
     life = Lifecycle(container_id)
     monitors: list[Monitor] = []
 
     def prepare(_vm: object) -> None:
         monitors.append(Monitor(life, wait_attach=wait_attach, ready_fd=ready_fd))
+        if extend is not None:
+            extend(monitors[0])
 
     try:
         life.begin(prepare=prepare)
@@ -208,13 +219,18 @@ def _run_once(container_id: str, ready_fd: int | None, wait_attach: bool) -> Mon
     return monitors[0]
 
 
-def run(container_id: str, ready_fd: int | None, wait_attach: bool) -> int:
+def run(
+    container_id: str,
+    ready_fd: int | None,
+    wait_attach: bool,
+    extend: Callable[[Monitor], None] | None = None,
+) -> int:
     """Own the container until it exits, and again after each restart its policy asks for."""
     restart.clear(container_id)  # a stale "no restart" from an earlier stop
     attempts, wait = 0, None
     while True:
         began = time.monotonic()
-        monitor = _run_once(container_id, ready_fd, wait_attach)
+        monitor = _run_once(container_id, ready_fd, wait_attach, extend)
         if monitor is None:  # after a restart: started or removed by someone else meanwhile
             return 1
         ready_fd, wait_attach = None, False  # whoever started the monitor has its answer

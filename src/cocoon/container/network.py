@@ -29,7 +29,7 @@ from cocoon.container import record as records
 from cocoon.container.config import NetworkSettings
 from cocoon.errors import CocoonError, InvalidArgument, Unsupported
 from cocoon.log import Logger
-from cocoon.network import ipam, nat, netdev, ports
+from cocoon.network import ipam, nat, netdev, netns, ports
 from cocoon.vm.machine import Forward, Tap, UserNet
 
 if TYPE_CHECKING:
@@ -187,6 +187,11 @@ def plug(rec: records.Record) -> Plug:
             Forward(p.protocol, p.host_ip, p.host_port, p.container_port) for p in settings.ports
         )
         result.device = UserNet(USER_NET, settings.mac, forwards)
+        return result
+    if settings.mode == "netns":
+        assert settings.netns is not None and settings.veth is not None
+        tap = netns.open_tap(settings.netns, f"cc{rec.id[:12]}", settings.veth)
+        result.device = Tap(tap, settings.mac)
         return result
     assert settings.network is not None and settings.ip is not None
     net = ipam.get(settings.network)

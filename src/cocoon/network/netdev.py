@@ -121,8 +121,9 @@ def delete_bridge(name: str) -> None:
             raise ExternalError(f"delete bridge {name}: {e.strerror}") from e
 
 
-def open_tap(name: str, bridge: str) -> int:
-    """A TAP device on ``bridge``, up; its fd (the device goes when the fd's last holder exits)."""
+def open_tap(name: str, bridge: str | None) -> int:
+    """A TAP device on ``bridge`` (or on none), up; its fd (the device goes when the fd's
+    last holder exits). Made in the calling thread's network namespace."""
     try:
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
     except OSError as e:
@@ -133,8 +134,9 @@ def open_tap(name: str, bridge: str) -> int:
             fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, struct.pack("H", flags)))
         except OSError as e:
             raise ExternalError(f"create TAP {name}: {e.strerror}") from e
-        index = struct.pack("i", socket.if_nametoindex(name))
-        _ioctl(SIOCBRADDIF, _ifreq(bridge, index), f"attach {name} to {bridge}")
+        if bridge is not None:
+            index = struct.pack("i", socket.if_nametoindex(name))
+            _ioctl(SIOCBRADDIF, _ifreq(bridge, index), f"attach {name} to {bridge}")
         _set_up(name)
     except BaseException:
         os.close(fd)

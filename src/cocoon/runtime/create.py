@@ -1,0 +1,190 @@
+"""``create``: the container's record and its per-container process, with its VM booted.
+
+create: check the bundle -> claim the id -> a cocoon record whose root is the
+bundle's root over 9p -> fork twice; the grandchild (``shim.serve``) boots
+the VM up to the agent's READY and reports -> write the pid file. On any
+failure everything made is undone before the error is raised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import tty
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cocoon.container import boot, network, volumes
+from cocoon.container import record as records
+from cocoon.container.config import ContainerConfig, NetworkSettings
+from cocoon.container.liveness import start_ticks
+from cocoon.container.spec import check_hostname
+from cocoon.errors import InvalidArgument, from_code
+from cocoon.files import write_atomic
+from cocoon.network import netns
+from cocoon.runtime import bundle as bundles
+from cocoon.runtime import console, sandbox, shim, store
+from cocoon.vm import accel as accelerators
+from cocoon.vm.artifacts import artifacts
+
+SHIM_LOG = "shim.log"
+
+
+def _network(bundle: bundles.Bundle, rec: records.Record) -> NetworkSettings:
+    if bundle.netns is None:
+        return network.configure(rec.id, rec.name, network=bundle.network)
+    veth = netns.interface(bundle.netns)
+    return NetworkSettings(mode="netns", ip=veth.ip, prefix=veth.prefix, gateway=veth.gateway,
+                           mac=veth.mac, netns=bundle.netns, veth=veth.name)  # fmt: skip
+
+
+def _record(bundle: bundles.Bundle, container_id: str, stdin: bool) -> records.Record:
+    arts = artifacts()
+    rec = records.create(
+        {
+            "image": str(bundle.root),
+            "image_id": "",
+            "command": bundle.process.args,
+            "created": time.time(),
+        },
+        None,
+    )
+    try:
+        hostname = check_hostname(bundle.hostname or container_id[:12])
+        process = bundle.process
+        if stdin != process.stdin:
+            process = bundles.ProcessSpec(**{**process.to_json(), "stdin": stdin})
+        rec.config = ContainerConfig(
+            cpus=bundle.cpus,
+            memory_mib=bundle.memory_mib,
+            accel=accelerators.choose("auto", arts.kernel, arts.initrd),
+            hostname=hostname,
+            rootfs="",
+            root_share=str(bundle.root),
+            process=process,
+            network=_network(bundle, rec),
+            read_only=bundle.readonly_root,
+        )
+        rec.config.mounts = volumes.prepare(bundle.mounts, rec.id, rec.name)
+        records.save(rec)
+    except BaseException:
+        boot.discard(rec.id, remove_volumes=True)
+        raise
+    return rec
+
+
+def _fork_shim(
+    rec: records.Record, folder: Path, stdio: shim.Stdio, stdin: bool
+) -> tuple[int, dict[str, Any]]:
+    """The shim's pid (already reparented to the caller's subreaper) and its first report."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = shim.LOST
+        try:
+            os.close(r)
+            if os.fork() != 0:
+                os._exit(0)
+            os.setsid()  # away from the caller's terminal and its signals
+            code = shim.serve(rec.id, w, stdio, stdin, folder / SHIM_LOG)
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.waitpid(child, 0)
+    with os.fdopen(r, "rb") as ready:
+        line = ready.readline()
+    try:
+        report = json.loads(line) if line else {}
+    except ValueError:
+        report = {}
+    return int(_shim_pid(rec.id)), report
+
+
+def _shim_pid(record_id: str) -> int:
+    return records.load(record_id).monitor_pid or 0
+
+
+def _entry(bundle: bundles.Bundle, container_id: str, record: str, pid: int) -> store.Entry:
+    return store.Entry(
+        id=container_id,
+        bundle=str(bundle.path),
+        record=record,
+        created=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        pid=pid,
+        pid_ticks=start_ticks(pid),
+        annotations=bundle.annotations,
+    )
+
+
+def _write_pid(pid_file: Path | None, pid: int) -> None:
+    if pid_file is not None:
+        write_atomic(pid_file.absolute(), str(pid).encode())
+
+
+def _create_sandbox(
+    root: Path, bundle: bundles.Bundle, container_id: str, pid_file: Path | None
+) -> None:
+    pid = 0
+    try:
+        pid = sandbox.spawn()
+        entry = _entry(bundle, container_id, "", pid)
+        entry.sandbox = True
+        store.save(root, entry)
+        _write_pid(pid_file, pid)
+    except BaseException:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+        store.forget(root, container_id)
+        raise
+
+
+def create(
+    root: Path,
+    container_id: str,
+    bundle_path: Path,
+    pid_file: Path | None,
+    console_socket: str | None,
+) -> None:
+    bundle = bundles.load(bundle_path)
+    if bundle.terminal and console_socket is None:
+        raise InvalidArgument("process.terminal needs --console-socket")
+    folder = store.claim(root, container_id)
+    if sandbox.wanted(bundle):
+        _create_sandbox(root, bundle, container_id, pid_file)
+        return
+    rec: records.Record | None = None
+    slave = None
+    try:
+        stdin = bundle.terminal or console.stdin_open(0)
+        rec = _record(bundle, container_id, stdin)
+        if console_socket is not None and bundle.terminal:
+            master, slave = os.openpty()
+            # The guest's pty does the line discipline; a second one here would echo twice.
+            tty.setraw(slave)
+            try:
+                console.send(console_socket, master)
+            finally:
+                os.close(master)
+            stdio = shim.Stdio(slave, slave, slave, tty=True)
+        else:
+            stdio = shim.Stdio(0, 1, 2)
+        pid, report = _fork_shim(rec, folder, stdio, stdin)
+        if not report.get("ok"):
+            message = report.get("error") or "the container's VM did not start"
+            raise from_code(report.get("code"), f"{message} (see {folder / SHIM_LOG})")
+        store.save(root, _entry(bundle, container_id, rec.id, pid))
+        _write_pid(pid_file, pid)
+    except BaseException:
+        if rec is not None:
+            boot.discard(rec.id, remove_volumes=True)
+        store.forget(root, container_id)
+        raise
+    finally:
+        if slave is not None:
+            os.close(slave)
+
+
+__all__ = ["create"]

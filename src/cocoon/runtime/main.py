@@ -1,0 +1,156 @@
+"""``cocoon-runtime``: runc's command line, parsed and mapped onto cocoon.
+
+Parsing, dispatch and errors only; each verb group has its module. An error
+is one line on stderr and, with ``--log``, a JSON line there (containerd
+reads ``log.json`` to report why a call failed); the exit code is 1, as runc's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cocoon import __version__
+from cocoon.errors import CocoonError
+from cocoon.runtime import store
+
+FAILED = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cocoon-runtime",
+        allow_abbrev=False,
+        description="Run OCI bundles in cocoon VMs (runc's interface)",
+    )
+    p.add_argument("--version", "-v", action="store_true")
+    p.add_argument("--root", type=Path, help=f"state folder (default {store.DEFAULT_ROOT})")
+    p.add_argument("--log", type=Path)
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    # Accepted for runc compatibility; nothing here has a meaning for a VM.
+    for flag in ("--debug", "--systemd-cgroup", "--no-pivot"):
+        p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    for flag in ("--rootless", "--criu"):
+        p.add_argument(flag, help=argparse.SUPPRESS)
+    verbs = p.add_subparsers(dest="verb")
+
+    def verb(name: str, *, with_id: bool = True) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, allow_abbrev=False)
+        if with_id:
+            sub.add_argument("id")
+        return sub
+
+    create = verb("create")
+    create.add_argument("--bundle", "-b", type=Path, default=Path("."))
+    create.add_argument("--pid-file", type=Path)
+    create.add_argument("--console-socket")
+    for flag in ("--no-pivot", "--no-new-keyring"):
+        create.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    create.add_argument("--preserve-fds", type=int, default=0, help=argparse.SUPPRESS)
+    verb("start")
+    kill = verb("kill")
+    kill.add_argument("signal", nargs="?", default="SIGTERM")
+    kill.add_argument("--all", "-a", action="store_true")
+    delete = verb("delete")
+    delete.add_argument("--force", "-f", action="store_true")
+    verb("state")
+    ps = verb("ps")
+    ps.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    listing = verb("list", with_id=False)
+    listing.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    listing.add_argument("--quiet", "-q", action="store_true")
+    verb("features", with_id=False)
+    verb("pause")
+    verb("resume")
+    exe = verb("exec")
+    exe.add_argument("--process", "-p", type=Path, required=True)
+    exe.add_argument("--detach", "-d", action="store_true")
+    exe.add_argument("--pid-file", type=Path)
+    exe.add_argument("--console-socket")
+    exe.add_argument("--tty", "-t", action="store_true", help=argparse.SUPPRESS)
+    exe.add_argument("--preserve-fds", type=int, default=0, help=argparse.SUPPRESS)
+    return p
+
+
+def _log_error(path: Path | None, fmt: str, message: str) -> None:
+    print(f"cocoon-runtime: {message}", file=sys.stderr)
+    if path is None:
+        return
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    line = (
+        json.dumps({"level": "error", "msg": message, "time": now})
+        if fmt == "json"
+        else f'time="{now}" level=error msg="{message}"'
+    )
+    try:
+        with path.open("a") as log:
+            log.write(line + "\n")
+    except OSError:
+        pass  # the caller still has stderr
+
+
+def _dispatch(args: argparse.Namespace, root: Path) -> int:
+    # Imported per verb: every call is a fresh process, and start-up time
+    # is on the engine's path for each container.
+    match args.verb:
+        case "create":
+            from cocoon.runtime import create
+
+            create.create(root, args.id, args.bundle, args.pid_file, args.console_socket)
+        case "start":
+            from cocoon.runtime import start
+
+            start.start(root, args.id)
+        case "kill":
+            from cocoon.runtime import signals
+
+            signals.kill(root, args.id, signals.parse_signal(args.signal), all_processes=args.all)
+        case "delete":
+            from cocoon.runtime import signals
+
+            signals.delete(root, args.id, force=args.force)
+        case "exec":
+            from cocoon.runtime import exec as execs
+
+            return execs.run(
+                root,
+                args.id,
+                args.process,
+                detach=args.detach,
+                pid_file=args.pid_file,
+                console_socket=args.console_socket,
+            )
+        case "state" | "ps" | "list" | "features" | "pause" | "resume":
+            from cocoon.runtime import info
+
+            info.show(root, args)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from cocoon.runtime.status import OCI_VERSION
+
+        print(f"cocoon-runtime version {__version__}\nspec: {OCI_VERSION}")
+        return 0
+    if args.verb is None:
+        parser.print_usage(sys.stderr)
+        return 2
+    root = store.use_root(args.root)
+    try:
+        return _dispatch(args, root)
+    except CocoonError as e:
+        _log_error(args.log, args.log_format, str(e))
+        return FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

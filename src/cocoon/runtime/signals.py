@@ -1,0 +1,92 @@
+"""``kill`` and ``delete``: signals go to the container's process through its control socket.
+
+runc's leniency is kept where engines rely on it: ``kill --all`` of a stopped
+container and ``delete --force`` of a missing or stopped one succeed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from cocoon.container import control as controls
+from cocoon.container import record as records
+from cocoon.container.liveness import kill_orphan_vm
+from cocoon.errors import CocoonError, InvalidArgument, InvalidState, NotFound
+from cocoon.runtime import store
+from cocoon.runtime.status import Status, alive, status
+
+STOP_WAIT = 15.0  # seconds for a force-deleted container's process to go
+
+
+def parse_signal(text: str) -> int:
+    name = text.upper().removeprefix("SIG")
+    if name.isdigit():
+        number = int(name)
+    elif (known := signal.Signals.__members__.get(f"SIG{name}")) is not None:
+        number = known.value
+    else:
+        raise InvalidArgument(f"unknown signal {text!r}")
+    if not 0 < number < signal.NSIG:
+        raise InvalidArgument(f"unknown signal {text!r}")
+    return number
+
+
+def kill(root: Path, container_id: str, signum: int, *, all_processes: bool = False) -> None:
+    entry = store.load(root, container_id)
+    if status(entry) is Status.STOPPED:
+        if all_processes:
+            return
+        raise InvalidState(f"container {container_id} is not running")
+    if entry.sandbox:
+        os.kill(entry.pid, signum)
+        return
+    try:
+        controls.request(entry.record, "signal", signal=signum)
+    except CocoonError:
+        # The control socket is gone while the process lives (it is ending):
+        # the process itself forwards what it can catch.
+        if alive(entry):
+            os.kill(entry.pid, signum)
+
+
+def _wait_gone(entry: store.Entry) -> None:
+    deadline = time.monotonic() + STOP_WAIT
+    while alive(entry) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(entry):
+        # It does not answer: end it the hard way (its VM goes in delete).
+        with contextlib.suppress(OSError):
+            os.kill(entry.pid, signal.SIGKILL)
+
+
+def delete(root: Path, container_id: str, *, force: bool = False) -> None:
+    try:
+        entry = store.load(root, container_id)
+    except NotFound:
+        if force:
+            return
+        raise
+    if status(entry) is not Status.STOPPED:
+        if not force:
+            raise InvalidState(f"container {container_id} is not stopped: cannot delete it")
+        with contextlib.suppress(CocoonError, OSError):
+            kill(root, container_id, signal.SIGKILL)
+        _wait_gone(entry)
+    if entry.sandbox:
+        store.forget(root, container_id)
+        return
+    from cocoon.container import boot  # the heavy part: only delete needs it
+
+    # A container process killed outright (SIGKILL) could not stop its VM.
+    with contextlib.suppress(CocoonError):
+        kill_orphan_vm(records.load(entry.record))
+    boot.remove_sockets(entry.record)
+    boot.discard(entry.record, remove_volumes=True)
+    store.forget(root, container_id)
+
+
+__all__ = ["delete", "kill", "parse_signal"]
