@@ -18,9 +18,9 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from cocoon import reference as references
 from cocoon.errors import Corrupt, InvalidArgument, NotFound
@@ -43,6 +43,12 @@ from cocoon.image.model import (
     is_index,
 )
 from cocoon.image.store import MAX_DOCUMENT, MAX_NESTING, ImageStore
+
+if TYPE_CHECKING:
+    from cocoon.image.registry.progress import Reporter
+
+# What a load does to each image before it is tagged: check it, or build its disk.
+_Check = Callable[[ImageStore, Image], None]
 
 _BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _MAGIC = {b"\x1f\x8b": OCI_LAYER_GZIP, b"\x28\xb5\x2f\xfd": OCI_LAYER_ZSTD}
@@ -147,12 +153,21 @@ def _normalise(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
-def load(store: ImageStore, path: Path | str) -> list[Image]:
+def load(
+    store: ImageStore,
+    path: Path | str,
+    *,
+    prepare: bool = True,
+    progress: Reporter | None = None,
+) -> list[Image]:
     """Import every image of an OCI layout (directory or tar) or a docker-archive.
 
     An image whose layers would be refused when it runs is refused now, and a
-    load that fails leaves no blob and no tag behind.
+    load that fails leaves no blob and no tag behind. With ``prepare``, each
+    image's root disk is built as it is checked (one pass over its layers),
+    so its first run starts at once.
     """
+    check = _preparer(progress) if prepare else _checker
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -161,12 +176,12 @@ def load(store: ImageStore, path: Path | str) -> list[Image]:
     except OSError as e:
         raise InvalidArgument(f"{path}: {e.strerror}") from None
     if stat.S_ISDIR(mode):
-        return _load_source(store, _DirSource(path))
+        return _load_source(store, _DirSource(path), check)
     if not stat.S_ISREG(mode):
         raise InvalidArgument(f"{path}: not an OCI layout or a docker-archive (not a file)")
     with _open_tar(path) as tar:
         try:
-            return _load_source(store, _TarSource(tar, str(path)))
+            return _load_source(store, _TarSource(tar, str(path)), check)
         except (tarfile.TarError, EOFError, zlib.error) as e:
             raise Corrupt(f"{path}: damaged archive ({e})") from e
 
@@ -185,12 +200,28 @@ def _open_tar(path: Path) -> tarfile.TarFile:
         raise InvalidArgument(f"{path}: not an OCI layout or a docker-archive ({e})") from e
 
 
-def _load_source(store: ImageStore, source: _Source) -> list[Image]:
+def _checker(store: ImageStore, image: Image) -> None:
+    from cocoon.rootfs.layers import check_image  # the rules of unpacking live there
+
+    check_image(store, image)
+
+
+def _preparer(progress: Reporter | None) -> _Check:
+    def prepare(store: ImageStore, image: Image) -> None:
+        from cocoon.image.registry.progress import Quiet
+        from cocoon.rootfs.disks import prepare  # builds on this module
+
+        prepare(store, image, progress or Quiet())
+
+    return prepare
+
+
+def _load_source(store: ImageStore, source: _Source, check: _Check) -> list[Image]:
     with store.transaction():
         if source.has("index.json"):
-            digests_loaded = _load_layout(store, source)
+            digests_loaded = _load_layout(store, source, check)
         elif source.has("manifest.json"):
-            digests_loaded = _load_docker_archive(store, source)
+            digests_loaded = _load_docker_archive(store, source, check)
         else:
             raise InvalidArgument(
                 f"{source.label}: not an OCI layout (no index.json) "
@@ -210,13 +241,13 @@ def _read_document(source: _Source, name: str) -> bytes:
 # -- OCI image layout ---------------------------------------------------------
 
 
-def _load_layout(store: ImageStore, source: _Source) -> list[str]:
+def _load_layout(store: ImageStore, source: _Source, check: _Check) -> list[str]:
     what = f"{source.label}: index.json"
     index = Index.parse(_read_document(source, "index.json"), what)
     loaded = []
     for entry in index.manifests:
         stored = _copy_manifest(store, source, entry, 0)
-        loaded.append(_register(store, stored, _names(entry, source.label)))
+        loaded.append(_register(store, stored, _names(entry, source.label), check))
     return loaded
 
 
@@ -268,7 +299,7 @@ def _names(entry: Descriptor, label: str) -> list[str]:
 # -- docker-archive (docker save, podman save) --------------------------------
 
 
-def _load_docker_archive(store: ImageStore, source: _Source) -> list[str]:
+def _load_docker_archive(store: ImageStore, source: _Source, check: _Check) -> list[str]:
     what = f"{source.label}: manifest.json"
     try:
         items = _parse_docker_manifest(_read_document(source, "manifest.json"), what)
@@ -279,15 +310,13 @@ def _load_docker_archive(store: ImageStore, source: _Source) -> list[str]:
     for config_name, layer_names, tags in items:
         manifest = _docker_image(store, source, config_name, layer_names, layers)
         stored = store.put_bytes(dumps(manifest.to_json()), OCI_MANIFEST)
-        loaded.append(_register(store, stored, tags))
+        loaded.append(_register(store, stored, tags, check))
     return loaded
 
 
-def _register(store: ImageStore, stored: Descriptor, names: Iterable[str]) -> str:
+def _register(store: ImageStore, stored: Descriptor, names: Iterable[str], check: _Check) -> str:
     """Check a loaded image's layers, then tag it with its names, or keep it untagged."""
-    from cocoon.rootfs.layers import check_image  # the rules of unpacking live there
-
-    check_image(store, store.image(stored.digest))
+    check(store, store.image(stored.digest))
     names = list(names)
     for name in names:
         store.tag(name, stored)

@@ -114,13 +114,21 @@ def check_image(store: ImageStore, image: Image) -> None:
 
 
 class Room:
-    """Bytes unpacking may still write: beyond them it fails cleanly, before the disk fills."""
+    """Bytes unpacking may still write: beyond them it fails cleanly, before the disk fills.
+
+    It also tallies what was written (entries, bytes of file content): enough
+    to size a filesystem for the result without walking it again.
+    """
 
     def __init__(self, size: int, where: Path) -> None:
         self.size, self.left, self.where = size, size, where
+        self.entries = self.content = 0
 
-    def take(self, size: int) -> None:
-        self.left -= size
+    def take(self, content: int) -> None:
+        """One entry holding ``content`` bytes of data; it costs a block for its inode and name."""
+        self.entries += 1
+        self.content += content
+        self.left -= BLOCK + content
         if self.left < 0:
             raise InvalidState(
                 f"not enough free space in {self.where} to unpack the image: "
@@ -429,8 +437,8 @@ class _Extractor(_Walker):
     # -- writing --------------------------------------------------------------
 
     def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts) -> None:
-        if self.room is not None:  # a block for its inode and name, and its data
-            self.room.take(BLOCK + (member.size if member.isreg() else 0))
+        if self.room is not None:
+            self.room.take(member.size if member.isreg() else 0)
         if not parts:
             self._set_dir_meta(self.root_fd, member)
             self.dir_times.append(((), _mtime_ns(member)))
