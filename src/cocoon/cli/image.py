@@ -95,9 +95,11 @@ def list_images(args: argparse.Namespace) -> int:
     from cocoon.cli.output import emit
     from cocoon.image.store import ImageStore
     from cocoon.reference import Reference
+    from cocoon.rootfs.disks import image_size
 
     rows = []
     for image in ImageStore().images():
+        size = image_size(image)  # unpacked, as docker and podman show it
         for ref in image.references or ("<none>",):
             repo, tag = "<none>", "<none>"
             if ref != "<none>":
@@ -112,8 +114,8 @@ def list_images(args: argparse.Namespace) -> int:
                     "reference": ref,
                     "created": image.config.created,
                     "age": _age(image.config.created),
-                    "size": image.size,
-                    "size_human": _size(image.size),
+                    "size": size,
+                    "size_human": _size(size),
                 }
             )
     if args.format == "json":
@@ -132,7 +134,9 @@ def load_images(args: argparse.Namespace) -> int:
     from cocoon.image.archive import load
     from cocoon.image.store import ImageStore
 
-    for image in load(ImageStore(), args.path):
+    with _progress(False) as bars:
+        loaded = load(ImageStore(), args.path, progress=bars)
+    for image in loaded:
         names = ", ".join(image.references) or "untagged"
         print(f"Loaded image {image.short_id} ({names})")
     return 0
