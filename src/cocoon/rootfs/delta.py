@@ -16,8 +16,6 @@ without it images get whole disks (``disks._build_whole``).
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import shutil
 import subprocess
@@ -26,8 +24,9 @@ import time
 from pathlib import Path
 
 from cocoon import tools
-from cocoon.errors import CocoonError, ExternalError, InvalidState
+from cocoon.errors import ExternalError
 from cocoon.image.store import ImageStore
+from cocoon.rootfs import child
 
 _MOUNT = "loop,nodev,nosuid,noexec"
 _EXPORT_WAIT = 10.0  # seconds for qemu-storage-daemon to put its export in place
@@ -48,12 +47,8 @@ def build(store: ImageStore, digest: str, skip: int, overlay: Path, work: Path) 
     argv = [tools.find("unshare"), "--mount", "--propagation", "private", "--",
             sys.executable, "-m", "cocoon.rootfs.delta",
             str(store.root), digest, str(skip), str(overlay), str(work)]  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        said = (result.stderr.strip() or "no output").splitlines()[-1]
-        raise CocoonError(f"cannot build the root filesystem of image {digest[7:19]}: {said}")
-    tally = json.loads(result.stdout)
-    return int(tally["entries"]), int(tally["content"])
+    entries, content = child.run(argv, f"cannot build the root filesystem of image {digest[7:19]}")
+    return int(entries), int(content)
 
 
 def _qemu_path(path: Path) -> str:
@@ -110,26 +105,23 @@ def _apply(store: ImageStore, digest: str, skip: int, root: Path, overlay: Path)
 def _main(argv: list[str]) -> int:
     """Entry for the child in its own mount namespace: STORE DIGEST SKIP OVERLAY WORK."""
     store_root, digest, skip, overlay, work = argv
-    export, root = Path(work) / "export", Path(work) / "root"
+    return child.main(lambda: _mounted(ImageStore(Path(store_root)), digest, int(skip),
+                                       Path(overlay), Path(work)))  # fmt: skip
+
+
+def _mounted(store: ImageStore, digest: str, skip: int, overlay: Path, work: Path) -> list[int]:
+    export, root = work / "export", work / "root"
     root.mkdir()
+    daemon = _export(overlay, export)
     try:
-        daemon = _export(Path(overlay), export)
+        _run([tools.find("mount"), "-t", "ext4", "-o", _MOUNT, str(export), str(root)],
+             "cannot mount the parent image's disk")  # fmt: skip
         try:
-            _run([tools.find("mount"), "-t", "ext4", "-o", _MOUNT, str(export), str(root)],
-                 "cannot mount the parent image's disk")  # fmt: skip
-            try:
-                tally = _apply(ImageStore(Path(store_root)), digest, int(skip), root, Path(overlay))
-            finally:
-                _run([tools.find("umount"), str(root)], "cannot unmount the new disk")
+            return list(_apply(store, digest, skip, root, overlay))
         finally:
-            _stop(daemon)
-    except (CocoonError, OSError) as e:
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            e = InvalidState(f"no space left on the host's disk: {e.strerror}")
-        print(getattr(e, "strerror", None) or e, file=sys.stderr)
-        return 1
-    print(json.dumps({"entries": tally[0], "content": tally[1]}))
-    return 0
+            _run([tools.find("umount"), str(root)], "cannot unmount the new disk")
+    finally:
+        _stop(daemon)
 
 
 if __name__ == "__main__":

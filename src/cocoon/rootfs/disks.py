@@ -35,7 +35,7 @@ from cocoon.errors import CocoonError, Corrupt, ExternalError, InvalidState
 from cocoon.image.model import Descriptor, Image
 from cocoon.image.store import ImageStore
 from cocoon.locks import flock
-from cocoon.rootfs import delta, ext4
+from cocoon.rootfs import child, delta, ext4
 
 if TYPE_CHECKING:
     from cocoon.image.digest import Readable
@@ -226,11 +226,7 @@ def _make_disk_under_fakeroot(store: ImageStore, image: Image, work: Path) -> in
     """
     argv = [tools.find("fakeroot"), "--", sys.executable, "-m", "cocoon.rootfs.disks",
             str(store.root), image.digest, str(work)]  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        said = (result.stderr.strip() or "no output").splitlines()[-1]
-        raise CocoonError(f"cannot build the root filesystem of image {image.short_id}: {said}")
-    return int(result.stdout)
+    return int(child.run(argv, f"cannot build the root filesystem of image {image.short_id}"))
 
 
 def _build(
@@ -400,13 +396,7 @@ def _main(argv: list[str]) -> int:
     """Entry for the fakeroot child: STORE_ROOT IMAGE_DIGEST WORK_DIR."""
     store_root, digest, work = argv
     store = ImageStore(Path(store_root))
-    try:
-        content = make_disk(store, store.image(digest), Path(work), None)
-    except (CocoonError, OSError) as e:
-        print(getattr(e, "strerror", None) or e, file=sys.stderr)
-        return 1
-    print(content)
-    return 0
+    return child.main(lambda: make_disk(store, store.image(digest), Path(work), None))
 
 
 if __name__ == "__main__":
