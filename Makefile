@@ -1,6 +1,6 @@
 VENV := .venv/bin
 
-.PHONY: setup test test-unit test-vm lint guest-test bench bench-pull example-image clean
+.PHONY: setup test test-unit test-vm lint guest-test bench bench-pull bench-image example-image clean
 
 setup:
 	./setup.sh
@@ -28,6 +28,9 @@ bench:
 # Pull of a multi-layer image from a local docker-registry, against skopeo copy.
 bench-pull:
 	$(VENV)/python bench/pull.py
+
+bench-image:
+	$(VENV)/python bench/image.py --baseline ea76ae0
 
 # localhost/busybox:latest, a one-layer image made from Debian's busybox-static.
 example-image:
