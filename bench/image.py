@@ -62,6 +62,7 @@ print(time.perf_counter() - t)
 def deb_layer(packages: tuple[str, ...]) -> Layer:
     """The files of Debian packages (from apt's cache), as one layer."""
     layer = Layer()
+    seen: set[str] = set()  # packages share folders; a layer names each path once
     for package in packages:
         found = sorted(glob.glob(f"{APT_CACHE}/{package}_*_*.deb"))
         if not found:
@@ -70,6 +71,10 @@ def deb_layer(packages: tuple[str, ...]) -> Layer:
         data = subprocess.run(argv, capture_output=True, check=True).stdout
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for member in tar:
+                name = member.name.removeprefix("./").rstrip("/")
+                if name in seen:
+                    continue
+                seen.add(name)
                 content = tar.extractfile(member) if member.isreg() else None
                 layer.members.append((member, content.read() if content else None))
     return layer
@@ -166,7 +171,9 @@ def sharing(layouts: list[Path], work: Path) -> tuple[int, int]:
     sizes = []
     for layout in layouts:
         load(store, layout)
-        sizes.append(sum(p.stat().st_blocks * 512 for p in folder.iterdir() if p.is_file()))
+        # Each file once: a child's KEY.parent is a hard link to its parent's disk.
+        files = {p.stat().st_ino: p.stat().st_blocks * 512 for p in folder.iterdir()}
+        sizes.append(sum(files.values()))
     return sizes[0], sizes[-1]
 
 

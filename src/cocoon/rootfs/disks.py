@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from cocoon import paths, sha256, tools
 from cocoon.errors import CocoonError, Corrupt, ExternalError, InvalidState
-from cocoon.image.model import Descriptor, Image
+from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
 from cocoon.locks import flock
 from cocoon.rootfs import child, delta, ext4
@@ -64,11 +64,7 @@ def rootfs_dir() -> Path:
 
 
 def disk_key(image: Image) -> str:
-    return _chain_key(image.layers)
-
-
-def _chain_key(layers: tuple[Descriptor, ...]) -> str:
-    chain = "\n".join((f"cocoon-rootfs-{FORMAT}", *(layer.digest for layer in layers)))
+    chain = "\n".join((f"cocoon-rootfs-{FORMAT}", *(layer.digest for layer in image.layers)))
     return sha256.hexdigest(chain.encode())
 
 
@@ -103,8 +99,8 @@ def prepare(store: ImageStore, image: Image, progress: Reporter) -> Path:
         return ready
     folder.mkdir(parents=True, exist_ok=True)
     parent = _parent(store, image) if delta.available() else None
-    # The parent first, under its own lock: locks are always taken child, then
-    # parent, so two builders never wait on each other.
+    # The parent's disk first, under its own lock, released before this one's
+    # is taken: no builder ever holds two locks, so none waits in a cycle.
     parent_disk = prepare(store, parent, progress) if parent is not None else None
     with flock(folder / f"{key}.lock"):
         disk = _find(folder, key)
