@@ -296,3 +296,10 @@ def test_no_room_to_unpack_fails_cleanly(
     assert [p.suffix for p in (tmp_path / "state" / "rootfs").iterdir()] == [".lock"]
     assert not list(Path("/dev/shm").glob("cocoon-.build-*"))
     assert store.images() == []
+
+
+def test_image_size_is_the_unpacked_size(store: ImageStore, tmp_path: Path) -> None:
+    # As docker images shows: what the files hold, not what the gzip layers weigh.
+    image = loaded(store, tmp_path, [Layer().file("zeros", bytes(4 << 20))], "localhost/z:1")
+    assert image.size < 64 << 10
+    assert disks.image_size(image) == 4 << 20

@@ -154,12 +154,11 @@ def make_disk(store: ImageStore, image: Image, work: Path, progress: Reporter | 
     # The extractor (tarfile, gzip) is only needed the first time an image runs.
     from cocoon.rootfs.layers import apply_layer
 
-    key = disk_key(image)
     root, room = _tree(image, work)
     try:
         for layer, diff_id in zip(image.layers, image.config.diff_ids, strict=True):
             with store.open_blob(layer.digest) as blob:
-                counted = _Counted(blob, key, progress) if progress is not None else blob
+                counted = _Counted(blob, image.id, progress) if progress is not None else blob
                 apply_layer(counted, root, digest=layer.digest, diff_id=diff_id, room=room)
         ext4.make_image(
             root, work / "disk.ext4", ROOT_SIZE, entries=room.entries, content=room.content
@@ -246,15 +245,18 @@ def _build(
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(dir=base.parent, prefix=prefix))
     notes, link = base.with_suffix(".json"), base.with_suffix(".parent")
-    progress.start(base.name, sum(layer.size for layer in image.layers), "Preparing disk")
+    # Named by the image's id, as the pull and load messages name it.
+    progress.start(image.id, sum(layer.size for layer in image.layers), "Preparing disk")
     try:
         if parent is not None and parent_disk is not None:
             built, disk = work / "disk.delta", base.with_suffix(_DELTA)
+            # Linked first: the parent's disk is in use from now on, even if its
+            # image is removed while this disk is being built.
+            link.unlink(missing_ok=True)
+            os.link(parent_disk, link)
             _make_overlay(parent_disk, built)
             _, content = delta.build(store, image.digest, len(parent.layers), built, work)
             content += image_size(parent)
-            link.unlink(missing_ok=True)
-            os.link(parent_disk, link)
         else:
             built, disk = work / "disk.ext4", base.with_suffix(_WHOLE)
             if _privileged():
@@ -272,7 +274,7 @@ def _build(
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    progress.finish(base.name, "Disk ready")
+    progress.finish(image.id, "Disk ready")
     return disk
 
 
