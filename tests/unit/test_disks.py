@@ -303,3 +303,21 @@ def test_image_size_is_the_unpacked_size(store: ImageStore, tmp_path: Path) -> N
     image = loaded(store, tmp_path, [Layer().file("zeros", bytes(4 << 20))], "localhost/z:1")
     assert image.size < 64 << 10
     assert disks.image_size(image) == 4 << 20
+
+
+def test_tree_too_big_for_memory_is_unpacked_on_disk_instead(
+    store: ImageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A layer that expands far beyond its size outgrows the in-memory scratch
+    # space (which it may only half fill); the build starts again on disk.
+    scratch = tmp_path / "shm"
+    scratch.mkdir()
+    monkeypatch.setattr(disks, "_SCRATCH", scratch)
+    real = disks.free_space
+    monkeypatch.setattr(
+        disks, "free_space", lambda f: disks._SPARE + (2 << 20) if f == scratch else real(f)
+    )
+    image = loaded(store, tmp_path, [Layer().file("zeros", bytes(4 << 20))], "localhost/z:1")
+    disk = image_disk(store, image)
+    assert "Size: 4194304" in debugfs(disk, "stat /zeros")
+    assert list(scratch.iterdir()) == []

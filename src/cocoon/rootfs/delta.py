@@ -41,14 +41,13 @@ def available() -> bool:
     return all(shutil.which(n) or os.path.exists(f"/usr/sbin/{n}") for n in names)
 
 
-def build(store: ImageStore, digest: str, skip: int, overlay: Path, work: Path) -> tuple[int, int]:
+def build(store: ImageStore, digest: str, skip: int, overlay: Path, work: Path) -> int:
     """Apply the layers of image ``digest`` after its first ``skip`` onto ``overlay``
-    (a qcow2 over the parent's disk); return the entries and content bytes written."""
+    (a qcow2 over the parent's disk); return the bytes of file content written."""
     argv = [tools.find("unshare"), "--mount", "--propagation", "private", "--",
             sys.executable, "-m", "cocoon.rootfs.delta",
             str(store.root), digest, str(skip), str(overlay), str(work)]  # fmt: skip
-    entries, content = child.run(argv, f"cannot build the root filesystem of image {digest[7:19]}")
-    return int(entries), int(content)
+    return int(child.run(argv, f"cannot build the root filesystem of image {digest[7:19]}"))
 
 
 def _qemu_path(path: Path) -> str:
@@ -89,7 +88,7 @@ def _run(argv: list[str], what: str) -> None:
         raise ExternalError(f"{what}: {said}")
 
 
-def _apply(store: ImageStore, digest: str, skip: int, root: Path, overlay: Path) -> tuple[int, int]:
+def _apply(store: ImageStore, digest: str, skip: int, root: Path, overlay: Path) -> int:
     from cocoon.rootfs.layers import Room, apply_layer
 
     image = store.image(digest)
@@ -99,7 +98,7 @@ def _apply(store: ImageStore, digest: str, skip: int, root: Path, overlay: Path)
     for layer, diff_id in pairs:
         with store.open_blob(layer.digest) as blob:
             apply_layer(blob, root, digest=layer.digest, diff_id=diff_id, room=room)
-    return room.entries, room.content
+    return room.content
 
 
 def _main(argv: list[str]) -> int:
@@ -109,7 +108,7 @@ def _main(argv: list[str]) -> int:
                                        Path(overlay), Path(work)))  # fmt: skip
 
 
-def _mounted(store: ImageStore, digest: str, skip: int, overlay: Path, work: Path) -> list[int]:
+def _mounted(store: ImageStore, digest: str, skip: int, overlay: Path, work: Path) -> int:
     export, root = work / "export", work / "root"
     root.mkdir()
     daemon = _export(overlay, export)
@@ -117,7 +116,7 @@ def _mounted(store: ImageStore, digest: str, skip: int, overlay: Path, work: Pat
         _run([tools.find("mount"), "-t", "ext4", "-o", _MOUNT, str(export), str(root)],
              "cannot mount the parent image's disk")  # fmt: skip
         try:
-            return list(_apply(store, digest, skip, root, overlay))
+            return _apply(store, digest, skip, root, overlay)
         finally:
             _run([tools.find("umount"), str(root)], "cannot unmount the new disk")
     finally:

@@ -154,8 +154,7 @@ def make_disk(store: ImageStore, image: Image, work: Path, progress: Reporter | 
     # The extractor (tarfile, gzip) is only needed the first time an image runs.
     from cocoon.rootfs.layers import apply_layer
 
-    root, room = _tree(image, work)
-    try:
+    def unpack(root: Path, room: Room) -> int:
         for layer, diff_id in zip(image.layers, image.config.diff_ids, strict=True):
             with store.open_blob(layer.digest) as blob:
                 counted = _Counted(blob, image.id, progress) if progress is not None else blob
@@ -163,27 +162,38 @@ def make_disk(store: ImageStore, image: Image, work: Path, progress: Reporter | 
         ext4.make_image(
             root, work / "disk.ext4", ROOT_SIZE, entries=room.entries, content=room.content
         )
+        return room.content
+
+    trees = _trees(image, work)
+    try:
+        for root, room in trees[:-1]:
+            try:
+                return unpack(root, room)
+            except InvalidState:  # no room in memory: on disk instead
+                shutil.rmtree(root, ignore_errors=True)
+        return unpack(*trees[-1])
     finally:
-        shutil.rmtree(root, ignore_errors=True)
-    return room.content
+        for root, _ in trees:
+            shutil.rmtree(root, ignore_errors=True)
 
 
-def _tree(image: Image, work: Path) -> tuple[Path, Room]:
-    """A folder to unpack ``image`` into, and the room it has there."""
+def _trees(image: Image, work: Path) -> list[tuple[Path, Room]]:
+    """Where to unpack ``image``, in the order to try, each with the room it has."""
     from cocoon.rootfs.layers import Room
 
     on_disk = max(0, free_space(work) - _SPARE)
-    packed = sum(layer.size for layer in image.layers)
-    if _SCRATCH.is_dir() and os.access(_SCRATCH, os.W_OK):
-        in_memory = free_space(_SCRATCH) - _SPARE
-        if in_memory > packed * _EXPANSION:
-            root = _scratch_tree(work)
-            root.mkdir(mode=0o755)
-            return root, Room(min(in_memory, on_disk), _SCRATCH)
-    root = work / "root"
-    root.mkdir(mode=0o755)
     # mkfs.ext4 copies the tree into an image beside it: the tree gets half the space.
-    return root, Room(on_disk // 2, work.parent)
+    trees = [(work / "root", Room(on_disk // 2, work.parent))]  # the last resort
+    if _SCRATCH.is_dir() and os.access(_SCRATCH, os.W_OK):
+        # /dev/shm is memory: a tree takes at most half of what is free there,
+        # and one that outgrows it starts again on disk.
+        in_memory = (free_space(_SCRATCH) - _SPARE) // 2
+        if in_memory > sum(layer.size for layer in image.layers) * _EXPANSION:
+            room = Room(min(in_memory, on_disk), _SCRATCH)
+            trees.insert(0, (_scratch_tree(work), room))
+    for root, _ in trees:
+        root.mkdir(mode=0o755)
+    return trees
 
 
 def _scratch_tree(work: Path) -> Path:
@@ -255,7 +265,7 @@ def _build(
             link.unlink(missing_ok=True)
             os.link(parent_disk, link)
             _make_overlay(parent_disk, built)
-            _, content = delta.build(store, image.digest, len(parent.layers), built, work)
+            content = delta.build(store, image.digest, len(parent.layers), built, work)
             content += image_size(parent)
         else:
             built, disk = work / "disk.ext4", base.with_suffix(_WHOLE)
