@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from oci import Layer, busybox_layer
+from oci import Layer, busybox_layer, write_layout
 
 from cocoon.image.store import ImageStore
 from cocoon.rootfs.disks import disk_key
@@ -88,3 +88,15 @@ def test_related_images_share_their_base_disk(cocoon, tmp_path):
     assert listing(cocoon, "localhost/child:1") == expected
     assert cocoon("image", "rm", "localhost/child:1").returncode == 0
     assert not base.exists() and not child.exists()
+
+
+def test_image_without_its_disk_gets_it_at_its_first_run(cocoon, tmp_path):
+    ref = "localhost/unprepared:1"
+    layout = tmp_path / "layout"
+    write_layout(layout, [busybox_layer().file("marker", b"late\n")], ref=ref)
+    assert cocoon("image", "load", "--no-prepare", str(layout)).returncode == 0
+    image = ImageStore(cocoon.state / "images").resolve(ref)
+    assert not (cocoon.state / "rootfs" / f"{disk_key(image)}.ext4").exists()
+    result = cocoon("run", "--rm", ref, "cat", "/marker")
+    assert (result.returncode, result.stdout) == (0, b"late\n"), result.stderr
+    assert disk_of(cocoon, ref).suffix == ".ext4"

@@ -27,12 +27,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="Load images from an OCI layout (folder or tar) or a docker/podman save tarball",
     )
     load.add_argument("path", help="OCI layout folder, OCI layout tar, or docker-archive tar")
+    _add_prepare_flag(load)
     load.set_defaults(handler=load_images)
 
     pull = sub.add_parser("pull", help="Pull an image from a registry")
     pull.add_argument("reference", help="image reference, e.g. registry:5000/ns/app:1")
     pull.add_argument("--platform", metavar="OS/ARCH", help="platform to pull (default the host's)")
     _add_transfer_flags(pull)
+    _add_prepare_flag(pull)
     pull.set_defaults(handler=pull_image)
 
     push = sub.add_parser("push", help="Push an image to a registry")
@@ -70,6 +72,15 @@ def _add_transfer_flags(p: argparse.ArgumentParser) -> None:
         "--insecure", action="store_true", help="skip TLS verification; plain HTTP if no TLS"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+
+
+def _add_prepare_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-prepare",
+        dest="prepare",
+        action="store_false",
+        help="do not build the image's root disk now (its first run will)",
+    )
 
 
 def _age(created: str | None) -> str:
@@ -135,7 +146,7 @@ def load_images(args: argparse.Namespace) -> int:
     from cocoon.image.store import ImageStore
 
     with _progress(False) as bars:
-        loaded = load(ImageStore(), args.path, progress=bars)
+        loaded = load(ImageStore(), args.path, prepare=args.prepare, progress=bars)
     for image in loaded:
         names = ", ".join(image.references) or "untagged"
         print(f"Loaded image {image.short_id} ({names})")
@@ -159,7 +170,13 @@ def pull_image(args: argparse.Namespace) -> int:
 
     platform = parse_platform(args.platform) if args.platform else None
     with _progress(args.quiet) as progress:
-        image = pull(args.reference, platform=platform, insecure=args.insecure, progress=progress)
+        image = pull(
+            args.reference,
+            platform=platform,
+            insecure=args.insecure,
+            progress=progress,
+            prepare=args.prepare,
+        )
     print(f"Digest: {image.digest}")
     print(f"Pulled {', '.join(image.references)} ({image.short_id})")
     return 0
