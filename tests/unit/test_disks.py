@@ -8,12 +8,13 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from oci import Layer, store_unchecked, write_layout
 
-from cocoon.errors import Corrupt, InvalidState
+from cocoon.errors import CocoonError, Corrupt, InvalidState
 from cocoon.image.archive import load
 from cocoon.image.model import Image, Platform
 from cocoon.image.store import ImageStore
@@ -321,3 +322,36 @@ def test_tree_too_big_for_memory_is_unpacked_on_disk_instead(
     disk = image_disk(store, image)
     assert "Size: 4194304" in debugfs(disk, "stat /zeros")
     assert list(scratch.iterdir()) == []
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 24 MiB filesystem (tmpfs), to fill."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_full_host_disk_fails_with_one_line_and_leaves_nothing(
+    small_fs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Free space checked too late (as when something else fills the disk
+    # meanwhile): the writes themselves meet ENOSPC, which must end cleanly.
+    monkeypatch.setenv("COCOON_STATE_DIR", str(small_fs / "state"))
+    monkeypatch.setattr(disks, "_SCRATCH", small_fs)
+    monkeypatch.setattr(disks, "free_space", lambda folder: 1 << 40)
+    store = ImageStore(small_fs / "state" / "images", Platform("linux", "amd64"))
+    layout = small_fs / "layout"
+    write_layout(layout, [Layer().file("noise", os.urandom(7 << 20))], ref="localhost/big:1")
+    with pytest.raises(CocoonError) as failed:
+        load(store, layout)
+    assert "\n" not in str(failed.value) and "space" in str(failed.value)
+    assert [p.suffix for p in (small_fs / "state" / "rootfs").iterdir()] == [".lock"]
+    assert sorted(p.name for p in small_fs.iterdir()) == ["layout", "state"]
+    assert store.images() == []
