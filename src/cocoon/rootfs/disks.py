@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 # Docker container's writable layer on a host disk.
 ROOT_SIZE = 8 << 30
 # Part of every cache key: bump it when the way disks are built changes.
-FORMAT = "3"
+# Whole disks are still what format 2 made: an older store's disks are kept.
+FORMAT = "2"
 # Left free when unpacking layers, for everything else on the host.
 _SPARE = 256 << 20
 # Where the unpacked tree goes while mkfs copies it, when it fits: a tree in
