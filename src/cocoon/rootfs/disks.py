@@ -185,7 +185,7 @@ def _trees(image: Image, work: Path) -> list[tuple[Path, Room]]:
     on_disk = max(0, free_space(work) - _SPARE)
     # mkfs.ext4 copies the tree into an image beside it: the tree gets half the space.
     trees = [(work / "root", Room(on_disk // 2, work.parent))]  # the last resort
-    if _SCRATCH.is_dir() and os.access(_SCRATCH, os.W_OK):
+    if _SCRATCH.is_dir() and os.access(_SCRATCH, os.W_OK) and _keeps_xattrs(_SCRATCH):
         # /dev/shm is memory: a tree takes at most half of what is free there,
         # and one that outgrows it starts again on disk.
         in_memory = (free_space(_SCRATCH) - _SPARE) // 2
@@ -195,6 +195,17 @@ def _trees(image: Image, work: Path) -> list[tuple[Path, Room]]:
     for root, _ in trees:
         root.mkdir(mode=0o755)
     return trees
+
+
+def _keeps_xattrs(folder: Path) -> bool:
+    """Whether files there take user.* xattrs (tmpfs does from Linux 6.6 on):
+    a tree that would lose some of the image's is unpacked on disk instead."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix="cocoon-xattr-") as probe:
+            os.setxattr(probe.fileno(), "user.cocoon", b"1")
+    except OSError:
+        return False
+    return True
 
 
 def _scratch_tree(work: Path) -> Path:
