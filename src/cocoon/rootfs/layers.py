@@ -143,12 +143,19 @@ class Room:
 def _layer_tar(stream: Readable, digest: str, diff_id: str | None) -> Iterator[tarfile.TarFile]:
     """The layer's tar stream; its digests are checked once the block has read it all."""
     raw = HashingReader(stream)
-    ahead = _Ahead(lambda: _decompressor(raw, digest))
-    tar_stream = HashingReader(ahead)
+    hashed: list[HashingReader] = []  # the tar stream, hashed in _Ahead's thread
+
+    def open_tar_stream() -> HashingReader:
+        hashed.append(HashingReader(_decompressor(raw, digest)))
+        return hashed[0]
+
+    ahead = _Ahead(open_tar_stream)
     try:
-        with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
+        with tarfile.open(fileobj=ahead, mode="r|") as tar:
             yield tar
-        tar_stream.drain()
+        # To the end (tar's padding too): once it is, the thread has hashed it all.
+        while ahead.read(CHUNK):
+            pass
         raw.drain()
     except _DECODE_ERRORS as e:
         raise Corrupt(f"layer {digest}: not a valid tar archive ({e})") from e
@@ -156,7 +163,7 @@ def _layer_tar(stream: Readable, digest: str, diff_id: str | None) -> Iterator[t
         ahead.close()
     if raw.digest != digest:
         raise Corrupt(f"layer {digest}: content does not match its digest (got {raw.digest})")
-    if diff_id is not None and tar_stream.digest != diff_id:
+    if diff_id is not None and hashed[0].digest != diff_id:
         raise Corrupt(f"layer {digest}: uncompressed content does not match diff_id {diff_id}")
 
 
@@ -180,8 +187,9 @@ class _Ahead:
     """A stream read in a thread of its own, a few chunks ahead of its reader.
 
     zlib, zstd and sha256 let go of the GIL while they work, so reading,
-    hashing and decompressing a layer this way runs on a second core while
-    the tar members are unpacked on the first. Errors come out of ``read``.
+    decompressing and hashing a layer (both its digests) this way runs on a
+    second core while the tar members are unpacked on the first. Errors
+    come out of ``read``.
     """
 
     def __init__(self, open_source: Callable[[], Readable]) -> None:
