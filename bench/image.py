@@ -119,9 +119,13 @@ def first_run(ref: str, work: Path, runs: int) -> tuple[list[float], list[float]
         if shutil.which("podman"):
             root = work / f"podman{i}"
             pull = [*podman(root), "pull", "-q", "--tls-verify=false", ref]
-            theirs.append(timed(pull, [*podman(root), *PODMAN_RUN, ref, "true"]))
-            subprocess.run([*podman(root), "rmi", "-af"], capture_output=True)
-            shutil.rmtree(root, ignore_errors=True)
+            try:
+                theirs.append(timed(pull, [*podman(root), *PODMAN_RUN, ref, "true"]))
+            finally:
+                subprocess.run([*podman(root), "rmi", "-af"], capture_output=True)
+                # podman bind-mounts its overlay folder onto itself, and may leave it.
+                subprocess.run(["umount", str(root / "root" / "overlay")], capture_output=True)
+                shutil.rmtree(root, ignore_errors=True)
     return ours, theirs
 
 
