@@ -1,6 +1,6 @@
 VENV := .venv/bin
 
-.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts bench-service bench-runtime example-image clean
+.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts bench-service bench-runtime bench-image example-image clean
 
 setup:
 	./setup.sh
@@ -48,6 +48,9 @@ bench-service:
 # podman run through cocoon-runtime vs runc vs cocoon run (README's runtime section).
 bench-runtime:
 	$(VENV)/python bench/runtime.py
+
+bench-image:
+	$(VENV)/python bench/image.py --baseline ea76ae0
 
 # localhost/busybox:latest, a one-layer image made from Debian's busybox-static.
 example-image:

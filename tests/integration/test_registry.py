@@ -30,6 +30,7 @@ from vm_fixtures import Cocoon
 
 from cocoon.image.registry import pull, push
 from cocoon.image.store import ImageStore
+from cocoon.rootfs.disks import disk_key
 
 
 @pytest.fixture
@@ -72,7 +73,9 @@ def _store_is_empty(state: Path) -> bool:
     blobs = list((root / "blobs" / "sha256").iterdir()) if root.exists() else []
     staged = list((root / ".ingest").iterdir()) if root.exists() else []
     index = json.loads((root / "index.json").read_text()) if (root / "index.json").exists() else {}
-    return not blobs and not staged and not index.get("manifests")
+    # No disk either, whole or partial (lock files may stay: they are empty).
+    disks = [p for p in (state / "rootfs").glob("*") if p.suffix != ".lock"]
+    return not blobs and not staged and not index.get("manifests") and not disks
 
 
 def _blob_files(state: Path) -> dict[str, tuple[int, int]]:
@@ -92,6 +95,11 @@ def test_pull_what_skopeo_pushed(fresh, registry, layout):
     assert [i["reference"] for i in listed] == [ref]
     inspected = json.loads(fresh("image", "inspect", "--format", "json", ref).stdout)
     assert inspected[0]["Digest"] == digest and len(inspected[0]["Layers"]) == 3
+    # The pull built the image's disk: its first run unpacks nothing.
+    key = disk_key(ImageStore(fresh.state / "images").resolve(ref))
+    assert (fresh.state / "rootfs" / f"{key}.ext4").exists()
+    assert (fresh.state / "rootfs" / f"{key}.qcow2").exists()
+    assert listed[0]["size"] > 300_000  # unpacked, as docker shows it
     # Pulling again downloads nothing and changes nothing.
     before = _blob_files(fresh.state)
     again = fresh("image", "pull", "-q", ref)
@@ -122,6 +130,20 @@ def test_wrong_blob_fails_and_leaves_nothing(fresh, layout):
     assert result.returncode == 125
     assert "does not match its digest" in result.stderr.decode()
     assert _store_is_empty(fresh.state)
+
+
+def test_layer_refused_while_its_disk_is_built_leaves_nothing(fresh, registry, tmp_path):
+    # The disk is built as the pull ends: a layer that cannot be unpacked
+    # stops it half way, and neither the image nor a half-built disk stays.
+    layers = [busybox_layer(), Layer().file("fine", b"ok").file("../escape", b"x")]
+    write_layout(tmp_path / "oci", layers)
+    ref = f"{registry.host}/half/disk:1"
+    skopeo_copy(f"oci:{tmp_path / 'oci'}:latest", f"docker://{ref}")
+    result = fresh("image", "pull", "-q", ref)
+    assert result.returncode == 125
+    assert result.stderr.decode().count("\n") == 1 and "escapes the root" in result.stderr.decode()
+    assert _store_is_empty(fresh.state)
+    assert not list(Path("/dev/shm").glob("cocoon-.build-*"))
 
 
 def test_pull_missing_image_is_one_line(fresh, registry):

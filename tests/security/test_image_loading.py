@@ -213,14 +213,18 @@ def test_decompression_bomb_fails_cleanly_when_unpacked(
 ):
     from cocoon.rootfs import disks
 
-    # A few hundred kilobytes that expand to 256 MiB: loads (nothing is unpacked), but
-    # unpacking it may not take more than the filesystem has room for.
+    # A few hundred kilobytes that expand to 256 MiB: unpacking it (as a load
+    # builds the disk) may not take more than the filesystem has room for.
     bomb = Layer().file("zeros", bytes(256 << 20))
     layout = tmp_path / "layout"
     write_layout(layout, [bomb], ref="localhost/bomb:1")
     assert os.path.getsize(max((layout / "blobs/sha256").iterdir(), key=os.path.getsize)) < 1 << 20
-    (image,) = load(store, layout)
     monkeypatch.setattr(disks, "free_space", lambda folder: 300 << 20)
+    with pytest.raises(InvalidState, match="not enough free space"):
+        load(store, layout)
+    assert store.images() == []
+    # The same when an image stored without its disk is run.
+    (image,) = load(store, layout, prepare=False)
     with pytest.raises(InvalidState, match="not enough free space"):
         disks.image_disk(store, image)
     assert sorted(p.suffix for p in disks.rootfs_dir().iterdir()) == [".lock"]

@@ -30,6 +30,7 @@ def _add_pull_flags(pull: argparse.ArgumentParser) -> None:
     pull.add_argument("reference", help="image reference, e.g. registry:5000/ns/app:1")
     pull.add_argument("--platform", metavar="OS/ARCH", help="platform to pull (default the host's)")
     _add_transfer_flags(pull)
+    _add_prepare_flag(pull)
     pull.set_defaults(handler=pull_image)
 
 
@@ -83,6 +84,7 @@ def add_load_flags(load: argparse.ArgumentParser) -> None:
     load.add_argument("path", nargs="?", help="OCI layout folder or tar, docker-archive tar, "
                       "dir layout folder; '-' or none: standard input")  # fmt: skip
     load.add_argument("-i", "--input", metavar="FILE", help="the same as PATH (Docker's flag)")
+    _add_prepare_flag(load)
     load.set_defaults(handler=load_images)
 
 
@@ -98,6 +100,15 @@ def _add_transfer_flags(p: argparse.ArgumentParser) -> None:
         "--insecure", action="store_true", help="skip TLS verification; plain HTTP if no TLS"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+
+
+def _add_prepare_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-prepare",
+        dest="prepare",
+        action="store_false",
+        help="do not build the image's root disk now (its first run will)",
+    )
 
 
 def _age(created: str | None) -> str:
@@ -125,6 +136,7 @@ def list_images(args: argparse.Namespace) -> int:
     from cocoon.image import filters as image_filters
     from cocoon.image.store import ImageStore
     from cocoon.reference import Reference
+    from cocoon.rootfs.disks import image_size
 
     wanted = image_filters.checked(filters.parse(args.filter, image_filters.KEYS))
     found = [i for i in ImageStore().images() if image_filters.matches(i, wanted)]
@@ -134,6 +146,7 @@ def list_images(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for image in found:
+        size = image_size(image)  # unpacked, as docker and podman show it
         for ref in image.references or ("<none>",):
             repo, tag = "<none>", "<none>"
             if ref != "<none>":
@@ -148,8 +161,8 @@ def list_images(args: argparse.Namespace) -> int:
                     "reference": ref,
                     "created": image.config.created,
                     "age": _age(image.config.created),
-                    "size": image.size,
-                    "size_human": _size(image.size),
+                    "size": size,
+                    "size_human": _size(size),
                     "digest": image.manifest_digest,
                 }
             )
@@ -183,7 +196,10 @@ def load_images(args: argparse.Namespace) -> int:
     path = args.path or args.input or "-"
     if path == "-" and sys.stdin.isatty():
         raise InvalidArgument("no archive to load: name a file or pipe one into standard input")
-    for image in load(ImageStore(), sys.stdin.buffer if path == "-" else path):
+    source = sys.stdin.buffer if path == "-" else path
+    with _progress(False) as bars:
+        loaded = load(ImageStore(), source, prepare=args.prepare, progress=bars)
+    for image in loaded:
         names = ", ".join(image.references) or "untagged"
         print(f"Loaded image {image.short_id} ({names})")
     return 0
@@ -224,7 +240,13 @@ def pull_image(args: argparse.Namespace) -> int:
 
     platform = parse_platform(args.platform) if args.platform else None
     with _progress(args.quiet) as progress:
-        image = pull(args.reference, platform=platform, insecure=args.insecure, progress=progress)
+        image = pull(
+            args.reference,
+            platform=platform,
+            insecure=args.insecure,
+            progress=progress,
+            prepare=args.prepare,
+        )
     print(f"Digest: {image.digest}")
     print(f"Pulled {', '.join(image.references)} ({image.short_id})")
     return 0

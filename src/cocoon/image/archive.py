@@ -22,9 +22,9 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from cocoon import reference as references
 from cocoon.errors import Corrupt, InvalidArgument, NotFound
@@ -47,6 +47,12 @@ from cocoon.image.model import (
     is_index,
 )
 from cocoon.image.store import MAX_DOCUMENT, MAX_NESTING, ImageStore
+
+if TYPE_CHECKING:
+    from cocoon.image.registry.progress import Reporter
+
+# What a load does to each image before it is tagged: check it, or build its disk.
+_Check = Callable[[ImageStore, Image], None]
 
 _BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _MAGIC = {b"\x1f\x8b": OCI_LAYER_GZIP, b"\x28\xb5\x2f\xfd": OCI_LAYER_ZSTD}
@@ -151,15 +157,24 @@ def _normalise(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
-def load(store: ImageStore, path: Path | str | IO[bytes]) -> list[Image]:
+def load(
+    store: ImageStore,
+    path: Path | str | IO[bytes],
+    *,
+    prepare: bool = True,
+    progress: Reporter | None = None,
+) -> list[Image]:
     """Import every image of an OCI layout (directory or tar), a docker-archive or a dir layout.
 
     ``path`` may also be an open stream (a pipe: ``cocoon image load -``).
     An image whose layers would be refused when it runs is refused now, and a
-    load that fails leaves no blob and no tag behind.
+    load that fails leaves no blob and no tag behind. With ``prepare``, each
+    image's root disk is built as it is checked (one pass over its layers),
+    so its first run starts at once.
     """
+    check = _preparer(progress) if prepare else _checker
     if not isinstance(path, (str, Path)):
-        return _load_stream(store, path)
+        return _load_stream(store, path, check)
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -168,14 +183,14 @@ def load(store: ImageStore, path: Path | str | IO[bytes]) -> list[Image]:
     except OSError as e:
         raise InvalidArgument(f"{path}: {e.strerror}") from None
     if stat.S_ISDIR(mode):
-        return _load_source(store, _DirSource(path))
+        return _load_source(store, _DirSource(path), check)
     if not stat.S_ISREG(mode):
         raise InvalidArgument(f"{path}: not an OCI layout or a docker-archive (not a file)")
     with open(path, "rb") as f:
-        return _load_tar(store, f, str(path))
+        return _load_tar(store, f, str(path), check)
 
 
-def _load_stream(store: ImageStore, stream: IO[bytes]) -> list[Image]:
+def _load_stream(store: ImageStore, stream: IO[bytes], check: _Check) -> list[Image]:
     """Spool a pipe to an unnamed file beside the store (images are large for /tmp)."""
     store.root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=store.root.parent, prefix=".load-") as spool:
@@ -185,13 +200,13 @@ def _load_stream(store: ImageStore, stream: IO[bytes]) -> list[Image]:
         except OSError as e:
             raise InvalidArgument(f"cannot read the archive from standard input: {e}") from e
         spool.seek(0)
-        return _load_tar(store, spool, "standard input")
+        return _load_tar(store, spool, "standard input", check)
 
 
-def _load_tar(store: ImageStore, f: IO[bytes], label: str) -> list[Image]:
+def _load_tar(store: ImageStore, f: IO[bytes], label: str, check: _Check) -> list[Image]:
     with _open_tar(f, label) as tar:
         try:
-            return _load_source(store, _TarSource(tar, label))
+            return _load_source(store, _TarSource(tar, label), check)
         except (tarfile.TarError, EOFError, zlib.error) as e:
             raise Corrupt(f"{label}: damaged archive ({e})") from e
 
@@ -210,14 +225,30 @@ def _open_tar(f: IO[bytes], label: str) -> tarfile.TarFile:
         raise InvalidArgument(f"{label}: not an OCI layout or a docker-archive ({e})") from e
 
 
-def _load_source(store: ImageStore, source: _Source) -> list[Image]:
+def _checker(store: ImageStore, image: Image) -> None:
+    from cocoon.rootfs.layers import check_image  # the rules of unpacking live there
+
+    check_image(store, image)
+
+
+def _preparer(progress: Reporter | None) -> _Check:
+    def prepare(store: ImageStore, image: Image) -> None:
+        from cocoon.image.registry.progress import Quiet
+        from cocoon.rootfs.disks import prepare  # builds on this module
+
+        prepare(store, image, progress or Quiet())
+
+    return prepare
+
+
+def _load_source(store: ImageStore, source: _Source, check: _Check) -> list[Image]:
     with store.transaction():
         if source.has("index.json"):
-            digests_loaded = _load_layout(store, source)
+            digests_loaded = _load_layout(store, source, check)
         elif _is_dir_layout(source):
-            digests_loaded = _load_dir_layout(store, source)
+            digests_loaded = _load_dir_layout(store, source, check)
         elif source.has("manifest.json"):
-            digests_loaded = _load_docker_archive(store, source)
+            digests_loaded = _load_docker_archive(store, source, check)
         else:
             raise InvalidArgument(
                 f"{source.label}: not an OCI layout (no index.json) "
@@ -237,13 +268,13 @@ def _read_document(source: _Source, name: str) -> bytes:
 # -- OCI image layout ---------------------------------------------------------
 
 
-def _load_layout(store: ImageStore, source: _Source) -> list[str]:
+def _load_layout(store: ImageStore, source: _Source, check: _Check) -> list[str]:
     what = f"{source.label}: index.json"
     index = Index.parse(_read_document(source, "index.json"), what)
     loaded = []
     for entry in index.manifests:
         stored = _copy_manifest(store, source, entry, 0)
-        loaded.append(_register(store, stored, _names(entry, source.label)))
+        loaded.append(_register(store, stored, _names(entry, source.label), check))
     return loaded
 
 
@@ -306,19 +337,19 @@ def _is_dir_layout(source: _Source) -> bool:
         return f.read(len(_DIR_VERSION)) == _DIR_VERSION
 
 
-def _load_dir_layout(store: ImageStore, source: _Source) -> list[str]:
+def _load_dir_layout(store: ImageStore, source: _Source, check: _Check) -> list[str]:
     """One image: manifest.json and its blobs as files named by bare hex digest; no name."""
     data = _read_document(source, "manifest.json")
     manifest = Manifest.parse(data, f"{source.label}: manifest.json")
     for blob in (manifest.config, *manifest.layers):
         _copy_blob(store, source, blob, folder="")
-    return [_register(store, store.put_bytes(data, manifest.media_type), [])]
+    return [_register(store, store.put_bytes(data, manifest.media_type), [], check)]
 
 
 # -- docker-archive (docker save, podman save) --------------------------------
 
 
-def _load_docker_archive(store: ImageStore, source: _Source) -> list[str]:
+def _load_docker_archive(store: ImageStore, source: _Source, check: _Check) -> list[str]:
     what = f"{source.label}: manifest.json"
     try:
         items = _parse_docker_manifest(_read_document(source, "manifest.json"), what)
@@ -329,15 +360,13 @@ def _load_docker_archive(store: ImageStore, source: _Source) -> list[str]:
     for config_name, layer_names, tags in items:
         manifest = _docker_image(store, source, config_name, layer_names, layers)
         stored = store.put_bytes(dumps(manifest.to_json()), OCI_MANIFEST)
-        loaded.append(_register(store, stored, tags))
+        loaded.append(_register(store, stored, tags, check))
     return loaded
 
 
-def _register(store: ImageStore, stored: Descriptor, names: Iterable[str]) -> str:
+def _register(store: ImageStore, stored: Descriptor, names: Iterable[str], check: _Check) -> str:
     """Check a loaded image's layers, then tag it with its names, or keep it untagged."""
-    from cocoon.rootfs.layers import check_image  # the rules of unpacking live there
-
-    check_image(store, store.image(stored.digest))
+    check(store, store.image(stored.digest))
     names = list(names)
     for name in names:
         store.tag(name, stored)

@@ -8,8 +8,6 @@ mkfs punches the unused space, so a large filesystem costs little disk.
 
 from __future__ import annotations
 
-import os
-import stat
 import subprocess
 from pathlib import Path
 
@@ -19,7 +17,6 @@ from cocoon.errors import ExternalError
 BLOCK = 4096
 INODE_SIZE = 256  # room for nanosecond times and small xattrs inside the inode
 BYTES_PER_INODE = 16384  # mke2fs's ratio for ordinary filesystems
-_FAST_SYMLINK = 60  # shorter symlink targets live in the inode itself
 _FIXED_OVERHEAD = 8 << 20  # superblocks, group descriptors, bitmaps, resize inode
 # Given to mke2fs rather than left to its choice, which grows with the
 # filesystem (up to 1 GiB): the size estimate must hold for any tree.
@@ -29,15 +26,19 @@ _JOURNAL = 128 << 20
 _FAST_INIT = "lazy_itable_init=0,lazy_journal_init=1"
 
 
-def make_image(source: Path, image: Path, size: int) -> None:
+def make_image(source: Path, image: Path, size: int, *, entries: int, content: int) -> None:
     """Write a sparse, journalled ext4 image holding ``source``'s tree.
 
     Containers write to it (through copy-on-write overlays), so it is at
     least ``size`` bytes with free space and inodes to match; a tree that
-    needs more makes it larger.
+    needs more makes it larger. ``entries`` and ``content`` (bytes of file
+    data) are what unpacking tallied: counted as they were written, so the
+    tree is not walked again, and an upper bound (later layers may have
+    deleted some).
     """
-    data, inodes = _measure(source)
-    inodes = max(inodes + inodes // 10 + 64, size // BYTES_PER_INODE)
+    # Each entry rounds up to a block, and a directory's entries fit in it.
+    data = content + entries * BLOCK
+    inodes = max(entries + entries // 10 + 64, size // BYTES_PER_INODE)
     needed = data + data // 10 + inodes * INODE_SIZE + _FIXED_OVERHEAD + _JOURNAL
     size = max(size, -(-needed // (1 << 20)) << 20)
     _create_sparse(image, size)
@@ -62,39 +63,6 @@ def _mkfs(image: Path, options: list[str]) -> None:
     if result.returncode != 0:
         said = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
         raise ExternalError(f"mkfs.ext4 failed making {image.name}: {said}")
-
-
-def _measure(root: Path) -> tuple[int, int]:
-    """Bytes of blocks the tree needs on ext4, and its number of inodes."""
-    seen: set[tuple[int, int]] = set()
-    data, inodes = 0, 1
-    stack = [str(root)]
-    while stack:
-        directory = stack.pop()
-        entry_bytes = 24  # "." and ".."
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                entry_bytes += 8 + (len(entry.name) + 3) // 4 * 4
-                st = entry.stat(follow_symlinks=False)
-                if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-                    if (st.st_dev, st.st_ino) in seen:
-                        continue
-                    seen.add((st.st_dev, st.st_ino))
-                inodes += 1
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
-                elif stat.S_ISREG(st.st_mode) or (
-                    stat.S_ISLNK(st.st_mode) and st.st_size >= _FAST_SYMLINK
-                ):
-                    data += _blocks(st.st_size)
-        data += _blocks(entry_bytes) + BLOCK  # directory blocks, and an htree index
-    return data, inodes
-
-
-def _blocks(size: int) -> int:
-    """Bytes of whole blocks for ``size`` bytes, plus extent tree blocks for big files."""
-    blocks = -(-size // BLOCK)
-    return (blocks + blocks // (32 << 10)) * BLOCK
 
 
 __all__ = ["make_empty", "make_image"]

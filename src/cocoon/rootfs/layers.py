@@ -21,11 +21,13 @@ import errno
 import gzip
 import logging
 import os
+import queue
 import shutil
 import stat
 import tarfile
+import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +50,7 @@ OPAQUE = ".wh..wh..opq"
 _XATTR = "SCHILY.xattr."
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 BLOCK = 4096  # what an entry costs on disk at least
+_AHEAD = 8  # chunks decompressed ahead of the unpacking
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Parts = tuple[str, ...]
@@ -114,13 +117,21 @@ def check_image(store: ImageStore, image: Image) -> None:
 
 
 class Room:
-    """Bytes unpacking may still write: beyond them it fails cleanly, before the disk fills."""
+    """Bytes unpacking may still write: beyond them it fails cleanly, before the disk fills.
+
+    It also tallies what was written (entries, bytes of file content): enough
+    to size a filesystem for the result without walking it again.
+    """
 
     def __init__(self, size: int, where: Path) -> None:
         self.size, self.left, self.where = size, size, where
+        self.entries = self.content = 0
 
-    def take(self, size: int) -> None:
-        self.left -= size
+    def take(self, content: int) -> None:
+        """One entry holding ``content`` bytes of data; it costs a block for its inode and name."""
+        self.entries += 1
+        self.content += content
+        self.left -= BLOCK + content
         if self.left < 0:
             raise InvalidState(
                 f"not enough free space in {self.where} to unpack the image: "
@@ -132,17 +143,27 @@ class Room:
 def _layer_tar(stream: Readable, digest: str, diff_id: str | None) -> Iterator[tarfile.TarFile]:
     """The layer's tar stream; its digests are checked once the block has read it all."""
     raw = HashingReader(stream)
-    tar_stream = HashingReader(_decompressor(raw, digest))
+    hashed: list[HashingReader] = []  # the tar stream, hashed in _Ahead's thread
+
+    def open_tar_stream() -> HashingReader:
+        hashed.append(HashingReader(_decompressor(raw, digest)))
+        return hashed[0]
+
+    ahead = _Ahead(open_tar_stream)
     try:
-        with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
+        with tarfile.open(fileobj=ahead, mode="r|") as tar:
             yield tar
-        tar_stream.drain()
+        # To the end (tar's padding too): once it is, the thread has hashed it all.
+        while ahead.read(CHUNK):
+            pass
         raw.drain()
     except _DECODE_ERRORS as e:
         raise Corrupt(f"layer {digest}: not a valid tar archive ({e})") from e
+    finally:
+        ahead.close()
     if raw.digest != digest:
         raise Corrupt(f"layer {digest}: content does not match its digest (got {raw.digest})")
-    if diff_id is not None and tar_stream.digest != diff_id:
+    if diff_id is not None and hashed[0].digest != diff_id:
         raise Corrupt(f"layer {digest}: uncompressed content does not match diff_id {diff_id}")
 
 
@@ -160,6 +181,65 @@ class _Prefixed:
             return data
         data, self._head = self._head[:n], self._head[n:]
         return data
+
+
+class _Ahead:
+    """A stream read in a thread of its own, a few chunks ahead of its reader.
+
+    zlib, zstd and sha256 let go of the GIL while they work, so reading,
+    decompressing and hashing a layer (both its digests) this way runs on a
+    second core while the tar members are unpacked on the first. Errors
+    come out of ``read``.
+    """
+
+    def __init__(self, open_source: Callable[[], Readable]) -> None:
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_AHEAD)
+        self._chunk, self._pos, self._ended = b"", 0, False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(open_source,), daemon=True)
+        self._thread.start()
+
+    def _fill(self, open_source: Callable[[], Readable]) -> None:
+        try:
+            source = open_source()
+            while data := source.read(CHUNK):
+                if not self._put(data):
+                    return
+            self._put(b"")
+        except BaseException as e:  # handed to the reader, which raises it
+            self._put(e)
+
+    def _put(self, item: bytes | BaseException) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _next(self) -> None:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        self._chunk, self._pos, self._ended = item, 0, not item
+
+    def read(self, n: int = -1) -> bytes:
+        parts = []
+        while n != 0 and not self._ended:
+            if self._pos == len(self._chunk):
+                self._next()
+                continue
+            end = len(self._chunk) if n < 0 else min(len(self._chunk), self._pos + n)
+            parts.append(self._chunk[self._pos : end])
+            n -= end - self._pos if n > 0 else 0
+            self._pos = end
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _decompressor(raw: HashingReader, digest: str) -> Readable:
@@ -429,8 +509,8 @@ class _Extractor(_Walker):
     # -- writing --------------------------------------------------------------
 
     def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts) -> None:
-        if self.room is not None:  # a block for its inode and name, and its data
-            self.room.take(BLOCK + (member.size if member.isreg() else 0))
+        if self.room is not None:
+            self.room.take(member.size if member.isreg() else 0)
         if not parts:
             self._set_dir_meta(self.root_fd, member)
             self.dir_times.append(((), _mtime_ns(member)))

@@ -7,6 +7,11 @@ HTTP Range request where the registry allows it, otherwise the blob is
 dropped. The whole pull is one ``store.transaction()``: garbage collection
 cannot take blobs that are not tagged yet, and a failed or interrupted pull
 (or an image whose layers would not unpack) leaves no blob behind.
+
+Before the tag, the image's root disk is built (``rootfs.disks.prepare``),
+which unpacks every layer by the rules a run applies: the first run then
+starts as fast as any later one, and a layer that would not unpack fails
+the pull.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from cocoon.image.model import (
 from cocoon.image.registry.client import RegistryClient, Response, discard
 from cocoon.image.registry.progress import Quiet, Reporter
 from cocoon.image.store import MAX_DOCUMENT, MAX_NESTING, ImageStore
+from cocoon.rootfs import disks
 from cocoon.rootfs.layers import check_image
 
 JOBS = 4  # blobs downloaded at once: enough to fill a link, few enough to be polite
@@ -61,8 +67,12 @@ def pull(
     insecure: bool = False,
     progress: Reporter | None = None,
     jobs: int = JOBS,
+    prepare: bool = True,
 ) -> Image:
-    """Pull ``reference`` into the store, tag it, and return the image."""
+    """Pull ``reference`` into the store, tag it, and return the image.
+
+    With ``prepare`` (and the host's platform), its root disk is built too.
+    """
     ref = reference if isinstance(reference, references.Reference) else references.parse(reference)
     store = store or ImageStore()
     want = platform or store.platform
@@ -77,7 +87,11 @@ def pull(
             # platform, the name has to point at that platform's manifest.
             top = stored[-1] if want == store.platform else stored[0]
             # As Docker does, a layer that could not be unpacked is refused now.
-            check_image(store, store.image(stored[0].digest))
+            image = store.image(stored[0].digest)
+            if prepare and want == store.platform:
+                disks.prepare(store, image, puller.progress)
+            else:
+                check_image(store, image)
             store.tag(ref, top)
     return store.image(top.digest)
 
