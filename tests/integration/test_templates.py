@@ -100,12 +100,12 @@ def test_clone_runs_and_a_changed_input_makes_a_new_template(tc, busybox, tmp_pa
     ok(other)
     assert cloned(other) != key
 
-    # A different agent (one byte appended to the binary) is another input:
+    # A different agent (bytes appended to the binary) is another input:
     # a new template is built on first need.
     agent = tmp_path / "cocoon-agent"
     shutil.copyfile(tc.env["COCOON_AGENT"], agent)
     with open(agent, "ab") as f:
-        f.write(b"\0")
+        f.write(os.urandom(8))  # a new input on every run: the template cache outlives runs
     agent.chmod(0o755)
     changed = Templated(tc.cocoon, COCOON_AGENT=str(agent))
     rebuilt = changed("run", "--rm", "--memory", "200m", busybox, "echo", "rebuilt")

@@ -147,7 +147,13 @@ def list_images(args: argparse.Namespace) -> int:
     rows = []
     for image in found:
         size = image_size(image)  # unpacked, as docker and podman show it
-        for ref in image.references or ("<none>",):
+        patterns = wanted.get("reference")
+        names = [
+            ref
+            for ref in image.references
+            if not patterns or any(image_filters.reference_matches(ref, p) for p in patterns)
+        ]
+        for ref in names or ("<none>",):
             repo, tag = "<none>", "<none>"
             if ref != "<none>":
                 parsed = Reference.parse(ref)

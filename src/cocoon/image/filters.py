@@ -37,13 +37,17 @@ def _test(image: Image, key: str, value: str) -> bool:
         return (value == "true") == (not image.references)
     if key == "id":
         return image.id.removeprefix("sha256:").startswith(value.removeprefix("sha256:"))
-    # reference: a glob over the names, as Docker matches them (busybox, busybox:*, */app).
-    for name in image.references:
-        ref = references.parse(name)
-        shown = (ref.familiar_name, f"{ref.familiar_name}:{ref.tag}", name)
-        if any(fnmatch.fnmatchcase(text, value) for text in shown):
-            return True
-    return False
+    return any(reference_matches(name, value) for name in image.references)
 
 
-__all__ = ["KEYS", "checked", "matches"]
+def reference_matches(name: str, pattern: str) -> bool:
+    """A glob over one of an image's names, as Docker matches them (busybox, busybox:*, */app).
+
+    Docker lists an image once per name, and filters those rows by name.
+    """
+    ref = references.parse(name)
+    shown = (ref.familiar_name, f"{ref.familiar_name}:{ref.tag}", name)
+    return any(fnmatch.fnmatchcase(text, pattern) for text in shown)
+
+
+__all__ = ["KEYS", "checked", "matches", "reference_matches"]
