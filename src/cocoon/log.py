@@ -14,7 +14,7 @@ import sys
 
 
 class Logger:
-    """A stand-in for ``logging.getLogger(name)``, with the one method cocoon uses."""
+    """A stand-in for ``logging.getLogger(name)``, with the methods cocoon uses."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -23,3 +23,12 @@ class Logger:
         logging = sys.modules.get("logging")
         if logging is not None:
             logging.getLogger(self.name).debug(message, *args)
+
+    def warning(self, message: str, *args: object) -> None:
+        """Always shown: through logging once something uses it, else on stderr as
+        logging's last-resort handler would print it."""
+        logging = sys.modules.get("logging")
+        if logging is not None:
+            logging.getLogger(self.name).warning(message, *args)
+        else:
+            sys.stderr.write(f"{message % args}\n")

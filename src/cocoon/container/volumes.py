@@ -14,10 +14,9 @@ import functools
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cocoon import tools
-from cocoon.agent.protocol import GuestMount, MountFlag, MountKind
 from cocoon.container import liveness
 from cocoon.container.record import Record
 from cocoon.errors import ExternalError, NotFound
@@ -33,8 +32,8 @@ from cocoon.volume.mounts import (
 )
 from cocoon.volume.store import VolumeStore
 
-_KINDS = {"ext4": MountKind.EXT4, "9p": MountKind.NINEP, "tmpfs": MountKind.TMPFS}
-_FLAGS = {"noexec": MountFlag.NOEXEC, "nosuid": MountFlag.NOSUID, "nodev": MountFlag.NODEV}
+if TYPE_CHECKING:
+    from cocoon.agent.protocol import GuestMount
 
 
 def check(mounts: list[Mount], rootfs: Path) -> None:
@@ -95,14 +94,19 @@ def attach(rec: Record) -> Attached:
 
 
 def _guest_mount(entry: dict[str, Any]) -> GuestMount:
+    # The protocol only for a container that has mounts: the rest start without it.
+    from cocoon.agent.protocol import GuestMount, MountFlag, MountKind
+
+    kinds = {"ext4": MountKind.EXT4, "9p": MountKind.NINEP, "tmpfs": MountKind.TMPFS}
+    named = {"noexec": MountFlag.NOEXEC, "nosuid": MountFlag.NOSUID, "nodev": MountFlag.NODEV}
     flags = MountFlag.NONE
     if entry.get("readonly"):
         flags |= MountFlag.RDONLY
     if entry.get("copy_up"):
         flags |= MountFlag.COPY_UP
     for name in entry.get("flags", ()):
-        flags |= _FLAGS[name]
-    kind_ = _KINDS[entry["type"]]
+        flags |= named[name]
+    kind_ = kinds[entry["type"]]
     tmpfs = kind_ is MountKind.TMPFS
     return GuestMount(
         kind_,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -35,6 +34,7 @@ from cocoon.errors import CocoonError, Corrupt, ExternalError, InvalidArgument, 
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
 from cocoon.locks import flock
+from cocoon.log import Logger
 from cocoon.rootfs import child, delta, ext4
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from cocoon.image.registry.progress import Reporter
     from cocoon.rootfs.layers import Room
 
-log = logging.getLogger(__name__)
+log = Logger(__name__)
 
 # The smallest root filesystem a container gets: room to write, like a
 # Docker container's writable layer on a host disk.

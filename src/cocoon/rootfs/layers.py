@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
-import logging
 import os
 import queue
 import shutil
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from cocoon.errors import Corrupt, InvalidState, Unsupported
 from cocoon.image.digest import CHUNK, HashingReader, Readable
+from cocoon.log import Logger
 
 if TYPE_CHECKING:
     from cocoon.image.model import Image
@@ -43,7 +43,7 @@ try:
 except ImportError:  # optional: only zstd-compressed layers need it
     zstandard = None
 
-log = logging.getLogger(__name__)
+log = Logger(__name__)
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
