@@ -20,16 +20,23 @@ static int skip_name(const char *name)
 	return !strcmp(name, ".") || !strcmp(name, "..");
 }
 
-int dir_is_empty(int dirfd)
+/* A listing of the folder open as dirfd, which stays open and unmoved. */
+static DIR *list_dir(int dirfd)
 {
 	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return -1;
+		return NULL;
 	DIR *d = fdopendir(fd);
-	if (!d) {
+	if (!d)
 		close(fd);
+	return d;
+}
+
+int dir_is_empty(int dirfd)
+{
+	DIR *d = list_dir(dirfd);
+	if (!d)
 		return -1;
-	}
 	int empty = 1;
 	struct dirent *e;
 	while ((e = readdir(d)))
@@ -137,14 +144,9 @@ static int copy_level(int src, int dst, int depth, char *err, size_t errlen)
 		snprintf(err, errlen, "folders nested deeper than %d", COPY_MAX_DEPTH);
 		return -1;
 	}
-	int fd = openat(src, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	DIR *d = list_dir(src);
+	if (!d)
 		return -1;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -1;
-	}
 	int rc = 0;
 	struct dirent *e;
 	while (rc == 0 && (e = readdir(d)))

@@ -5,8 +5,24 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import tty
 
 from cocoon.errors import InvalidArgument
+
+
+def terminal(path: str) -> int:
+    """A new pty whose master goes to the engine over ``path``; its slave, raw.
+
+    The guest's pty does the line discipline: a second one here would echo
+    every key twice.
+    """
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        send(path, master)
+    finally:
+        os.close(master)
+    return slave
 
 
 def send(path: str, master: int) -> None:

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import time
-import tty
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -161,13 +160,7 @@ def create(
         stdin = bundle.terminal or console.stdin_open(0)
         rec = _record(bundle, container_id, stdin)
         if console_socket is not None and bundle.terminal:
-            master, slave = os.openpty()
-            # The guest's pty does the line discipline; a second one here would echo twice.
-            tty.setraw(slave)
-            try:
-                console.send(console_socket, master)
-            finally:
-                os.close(master)
+            slave = console.terminal(console_socket)
             stdio = shim.Stdio(slave, slave, slave, tty=True)
         else:
             stdio = shim.Stdio(0, 1, 2)

@@ -15,7 +15,6 @@ import os
 import signal
 import termios
 import threading
-import tty
 from pathlib import Path
 
 from cocoon.agent.session import Process
@@ -99,12 +98,7 @@ def run(
     process.start(spec)
     stdio = shim.Stdio(0, 1, 2)
     if terminal and console_socket is not None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        try:
-            console.send(console_socket, master)
-        finally:
-            os.close(master)
+        slave = console.terminal(console_socket)
         stdio = shim.Stdio(slave, slave, slave, tty=True)
     if not detach:
         if pid_file is not None:
