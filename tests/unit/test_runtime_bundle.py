@@ -10,7 +10,7 @@ import pytest
 
 from cocoon.errors import InvalidArgument, Unsupported
 from cocoon.runtime import bundle, main, store
-from cocoon.runtime.signals import parse_signal
+from cocoon.signals import parse_signal
 from cocoon.volume.mounts import BindMount, TmpfsMount
 
 

@@ -25,7 +25,7 @@ from cocoon.container import record as records
 from cocoon.container import restart as restarts
 from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
-from cocoon.container.spec import check_exec_size, env_entry, merge_env, parse_signal
+from cocoon.container.spec import check_exec_size, env_entry, merge_env
 from cocoon.container.state import Op, State, check
 from cocoon.errors import (
     ExternalError,
@@ -37,6 +37,7 @@ from cocoon.errors import (
 )
 from cocoon.image.store import ImageStore
 from cocoon.network.ports import PortSpec
+from cocoon.signals import parse_signal
 
 COUNTERS_TIMEOUT = 30.0
 DEFAULT_STOP_TIMEOUT = 10.0  # Docker's

@@ -25,8 +25,9 @@ from typing import Any
 from cocoon.agent.channel import Channel
 from cocoon.agent.protocol import Msg, encode_run
 from cocoon.container import control, restart
-from cocoon.container.health import HealthCheck, Prober
+from cocoon.container.health import HealthCheck
 from cocoon.container.lifecycle import VM_LOST, Lifecycle
+from cocoon.container.prober import Prober
 from cocoon.container.record import sock_dir
 from cocoon.container.router import MAIN, AgentRouter
 from cocoon.container.server import ControlServer

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cocoon.container.restart import parse as restart_policy
-from cocoon.container.spec import parse_signal
 from cocoon.errors import InvalidArgument
+from cocoon.signals import parse_signal
 from cocoon.volume.mounts import Mount
 
 DEFAULT_MEMORY = "256m"

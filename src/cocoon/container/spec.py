@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,18 +136,3 @@ def process_spec(
         tty=opts.tty,
         stdin=stdin,
     )
-
-
-def parse_signal(text: str | int) -> int:
-    """``TERM``, ``SIGTERM``, ``15`` -> 15."""
-    if isinstance(text, int) or text.isdigit():
-        number = int(text)
-        if not 0 < number < signal.NSIG:
-            raise InvalidArgument(f"invalid signal {text}")
-        return number
-    name = text.upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    try:
-        return int(signal.Signals[name])
-    except KeyError as e:
-        raise InvalidArgument(f"invalid signal {text!r}") from e

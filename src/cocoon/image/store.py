@@ -290,7 +290,7 @@ class ImageStore:
 
     def _collect_all(self) -> list[str]:
         """``gc``, and the root filesystem disks built for images now gone."""
-        from cocoon.rootfs.disks import remove_unused  # rootfs builds on this module
+        from cocoon.image.disk_files import remove_unused  # only when images go
 
         collected = self.gc()
         remove_unused(self)

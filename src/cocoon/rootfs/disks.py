@@ -29,8 +29,19 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cocoon import paths, sha256, tools
+from cocoon import tools
 from cocoon.errors import CocoonError, Corrupt, ExternalError, InvalidArgument, InvalidState
+from cocoon.image.disk_files import (
+    DELTA as _DELTA,
+)
+from cocoon.image.disk_files import (
+    WHOLE as _WHOLE,
+)
+from cocoon.image.disk_files import (
+    disk_key,
+    remove_unused,
+    rootfs_dir,
+)
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
 from cocoon.locks import flock
@@ -47,9 +58,6 @@ log = Logger(__name__)
 # The smallest root filesystem a container gets: room to write, like a
 # Docker container's writable layer on a host disk.
 ROOT_SIZE = 8 << 30
-# Part of every cache key: bump it when the way disks are built changes.
-# Whole disks are still what format 2 made: an older store's disks are kept.
-FORMAT = "2"
 # Left free when unpacking layers, for everything else on the host.
 _SPARE = 256 << 20
 # Where the unpacked tree goes while mkfs copies it, when it fits: a tree in
@@ -57,16 +65,6 @@ _SPARE = 256 << 20
 _SCRATCH = Path("/dev/shm")
 # How much larger than its compressed layers a tree may be, for choosing _SCRATCH.
 _EXPANSION = 8
-_WHOLE, _DELTA = ".ext4", ".delta"
-
-
-def rootfs_dir() -> Path:
-    return paths.state_dir() / "rootfs"
-
-
-def disk_key(image: Image) -> str:
-    chain = "\n".join((f"cocoon-rootfs-{FORMAT}", *(layer.digest for layer in image.layers)))
-    return sha256.hexdigest(chain.encode())
 
 
 def image_disk(store: ImageStore, image: Image, progress: Reporter | None = None) -> Path:
@@ -395,31 +393,6 @@ def _link_user(image_disk: Path, user: Path) -> None:
         # State split over filesystems: nothing then marks the disk in use,
         # and removing its image before the container would break the container.
         log.warning("%s is on another filesystem than %s: not marked in use", user, image_disk)
-
-
-def remove_unused(store: ImageStore) -> list[Path]:
-    """Delete cached root filesystems that no stored image uses any more,
-    except those existing containers run on (see ``container_disk``) and
-    those other disks are overlays of (``KEY.parent``)."""
-    folder = rootfs_dir()
-    if not folder.is_dir():
-        return []
-    wanted = {disk_key(image) for image in store.images()}
-    removed: list[Path] = []
-    progress = True
-    while progress:  # removing a child's disk may free its parent's
-        progress = False
-        for disk in [*folder.glob(f"*{_WHOLE}"), *folder.glob(f"*{_DELTA}")]:
-            if disk.stem in wanted or disk.stat().st_nlink != 1:
-                continue
-            with flock(folder / f"{disk.stem}.lock"):
-                for suffix in (".qcow2", ".json", ".parent"):
-                    disk.with_suffix(suffix).unlink(missing_ok=True)
-                disk.unlink(missing_ok=True)
-            (folder / f"{disk.stem}.lock").unlink(missing_ok=True)
-            removed.append(disk)
-            progress = True
-    return removed
 
 
 def _fsync(path: Path) -> None:

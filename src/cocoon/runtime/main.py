@@ -17,6 +17,7 @@ from pathlib import Path
 from cocoon import __version__
 from cocoon.errors import CocoonError
 from cocoon.runtime import store
+from cocoon.signals import parse_signal
 
 FAILED = 1
 
@@ -108,7 +109,7 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
         case "kill":
             from cocoon.runtime import signals
 
-            signals.kill(root, args.id, signals.parse_signal(args.signal), all_processes=args.all)
+            signals.kill(root, args.id, parse_signal(args.signal), all_processes=args.all)
         case "delete":
             from cocoon.runtime import signals
 

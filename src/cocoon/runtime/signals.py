@@ -15,24 +15,11 @@ from pathlib import Path
 from cocoon.container import control as controls
 from cocoon.container import record as records
 from cocoon.container.liveness import kill_orphan_vm
-from cocoon.errors import CocoonError, InvalidArgument, InvalidState, NotFound
+from cocoon.errors import CocoonError, InvalidState, NotFound
 from cocoon.runtime import store
 from cocoon.runtime.status import Status, alive, status
 
 STOP_WAIT = 15.0  # seconds for a force-deleted container's process to go
-
-
-def parse_signal(text: str) -> int:
-    name = text.upper().removeprefix("SIG")
-    if name.isdigit():
-        number = int(name)
-    elif (known := signal.Signals.__members__.get(f"SIG{name}")) is not None:
-        number = known.value
-    else:
-        raise InvalidArgument(f"unknown signal {text!r}")
-    if not 0 < number < signal.NSIG:
-        raise InvalidArgument(f"unknown signal {text!r}")
-    return number
 
 
 def kill(root: Path, container_id: str, signum: int, *, all_processes: bool = False) -> None:
@@ -89,4 +76,4 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
     store.forget(root, container_id)
 
 
-__all__ = ["delete", "kill", "parse_signal"]
+__all__ = ["delete", "kill"]

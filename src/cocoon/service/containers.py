@@ -22,21 +22,10 @@ from cocoon.service import create, networks, params, streams
 from cocoon.service.events import Events
 from cocoon.service.exits import Exits
 from cocoon.service.http import RAW_STREAM, Request
+from cocoon.service.lookup import find, not_found
 
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 ATTACH_POLL = 0.25  # a start by the service wakes it at once; this finds others'
-
-
-def not_found(ref: str) -> NotFound:
-    return NotFound(f"No such container: {ref}")
-
-
-def find(ref: str) -> Record:
-    """The container ``ref`` names, with dockerd's words when there is none."""
-    try:
-        return manager.get(ref)
-    except NotFound:
-        raise not_found(ref) from None
 
 
 def docker_inspect(rec: Record) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from cocoon.container.options import env_list
 from cocoon.container.state import State
 from cocoon.errors import CocoonError, InvalidArgument, InvalidState, NotFound
 from cocoon.service import streams
-from cocoon.service.containers import find
 from cocoon.service.create import DEFAULT_TTY
 from cocoon.service.http import Request
+from cocoon.service.lookup import find
 
 
 @dataclass(slots=True)

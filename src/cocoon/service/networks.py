@@ -22,6 +22,7 @@ from cocoon.errors import InvalidArgument, NotFound, Unsupported
 from cocoon.files import write_atomic
 from cocoon.network import ipam
 from cocoon.service.http import Request
+from cocoon.service.lookup import find
 from cocoon.stamps import rfc3339
 
 _lock = threading.Lock()  # read-modify-write of the extras file
@@ -142,8 +143,6 @@ def delete(req: Request) -> None:
 
 def connect(req: Request) -> None:
     """Give the container more names on its own network (aliases)."""
-    from cocoon.service.containers import find
-
     body = req.json_object()
     net = lookup(req.match["id"])
     rec = find(str(body.get("Container") or ""))
