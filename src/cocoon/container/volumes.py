@@ -5,6 +5,9 @@ create  check(mounts, rootfs) before the record exists (bad input leaves
 boot    attach(rec) -> the VM's disks and shares and the agent's MOUNTs;
         release(rec) once the VM is gone
 rm      forget(rec, remove_volumes)
+
+The volume store and planner are imported only for a container that has
+mounts: most start without them, and every start pays for what it imports.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from cocoon.container import liveness
 from cocoon.container.record import Record
 from cocoon.errors import ExternalError, NotFound
 from cocoon.vm import machine as vms
-from cocoon.volume import plan
 from cocoon.volume.mounts import (
     BindMount,
     Mount,
@@ -30,7 +32,6 @@ from cocoon.volume.mounts import (
     check_targets,
     kind,
 )
-from cocoon.volume.store import VolumeStore
 
 if TYPE_CHECKING:
     from cocoon.agent.protocol import GuestMount
@@ -66,6 +67,10 @@ def image_kind(rootfs: Path, path: str) -> str | None:
 
 def prepare(mounts: list[Mount], container_id: str, name: str) -> list[Mount]:
     """Bind folders and volumes made, volumes attached: the mounts to record."""
+    if not mounts:
+        return []
+    from cocoon.volume import plan
+
     return plan.prepare(mounts, container_id, name)
 
 
@@ -83,6 +88,8 @@ def attach(rec: Record) -> Attached:
     mounts = rec.settings.mounts
     if not mounts:
         return Attached()
+    from cocoon.volume import plan
+
     planned = plan.machine_mounts(mounts, rec.id, liveness.owner_alive)
     return Attached(
         disks=[vms.Disk(d.path, "raw", d.readonly, serial=d.serial) for d in planned.disks],
@@ -120,11 +127,18 @@ def _guest_mount(entry: dict[str, Any]) -> GuestMount:
 
 
 def release(rec: Record) -> None:
-    plan.release(rec.settings.mounts, rec.id)
+    if rec.settings.mounts:
+        from cocoon.volume import plan
+
+        plan.release(rec.settings.mounts, rec.id)
 
 
 def forget(rec: Record, *, remove_volumes: bool) -> list[str]:
     """The container is removed; its anonymous volumes too with ``remove_volumes``."""
+    if not rec.settings.mounts:
+        return []
+    from cocoon.volume import plan
+
     return plan.forget(rec.settings.mounts, rec.id, remove_anonymous=remove_volumes)
 
 
@@ -139,6 +153,8 @@ def view(mounts: list[Mount]) -> list[dict[str, Any]]:
             entry["Name"] = mount.name
             entry["Source"] = ""
             with contextlib.suppress(NotFound):  # removed with --force meanwhile
+                from cocoon.volume.store import VolumeStore
+
                 entry["Source"] = str(VolumeStore().get(mount.name or "").path)
         else:
             entry["Source"] = ""
