@@ -332,3 +332,20 @@ def test_container_prune_removes_only_stopped_ones(docker, busybox, cocoon):
     pruned = ok(docker("container", "prune", "-f"))
     assert done in pruned.split()
     assert ok(docker("ps", "-a", "--format", "{{.Names}}")).split() == ["busy"]
+
+
+def test_binds_volumes_tmpfs_and_read_only_root(docker, busybox, tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index").write_text("from the host\n")
+    script = (
+        "cat /src/index; echo kept > /data/note; touch / 2>&1; grep -c ' /run tmpfs' /proc/mounts"
+    )
+    result = docker("run", "--rm", "-v", f"{tmp_path / 'site'}:/src:ro", "-v", "svc-data:/data",
+                    "--tmpfs", "/run", "--read-only", busybox, "sh", "-c", script)  # fmt: skip
+    lines = result.stdout.decode().splitlines()
+    assert result.returncode == 0, result.stderr.decode()
+    assert lines[0] == "from the host" and lines[-1] == "1"
+    assert "Read-only file system" in lines[1]
+    again = docker("run", "--rm", "-v", "svc-data:/data", busybox, "cat", "/data/note")
+    assert (again.returncode, again.stdout) == (0, b"kept\n"), again.stderr.decode()
+    assert docker("volume", "rm", "svc-data").returncode == 0

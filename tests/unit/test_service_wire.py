@@ -9,6 +9,7 @@ import pytest
 from cocoon.errors import InvalidArgument, Unsupported
 from cocoon.service import create, streams
 from cocoon.service.params import filters as _filters
+from cocoon.volume.mounts import from_flags
 
 
 def test_create_body_becomes_run_options():
@@ -49,13 +50,53 @@ def test_create_body_becomes_run_options():
 
 @pytest.mark.parametrize(
     "host",
-    [{"Binds": ["/:/host"]}, {"Privileged": True}, {"NetworkMode": "host"},
-     {"RestartPolicy": {"Name": "always"}}],
+    [{"Privileged": True}, {"NetworkMode": "host"}, {"VolumesFrom": ["other"]}],
 )  # fmt: skip
 def test_settings_cocoon_cannot_honour_are_refused_by_name(host):
     with pytest.raises(Unsupported) as e:
         create.options({"Image": "busybox", "HostConfig": host}, None)
     assert next(iter(host)) in str(e.value) or "host" in str(e.value)
+
+
+def test_storage_restart_and_health_are_the_cli_flags_own(tmp_path):
+    _, opts = create.options(
+        {
+            "Image": "busybox",
+            "Volumes": {"/anon": {}},
+            "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 2_000_000_000,
+                            "Retries": 4},
+            "HostConfig": {
+                "Binds": [f"{tmp_path}:/src:ro", "data:/data"],
+                "Mounts": [{"Type": "tmpfs", "Target": "/run",
+                            "TmpfsOptions": {"SizeBytes": 1 << 20, "Mode": 0o755}},
+                           {"Type": "volume", "Source": "cache", "Target": "/cache",
+                            "ReadOnly": True, "VolumeOptions": {"NoCopy": True}}],
+                "Tmpfs": {"/tmp": "size=64m"},
+                "ReadonlyRootfs": True,
+                "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+            },
+        },
+        None,
+    )  # fmt: skip
+    assert opts.mounts == from_flags(
+        [f"{tmp_path}:/src:ro", "data:/data", "/anon"],
+        ["type=tmpfs,target=/run,tmpfs-size=1048576,tmpfs-mode=755",
+         "type=volume,source=cache,target=/cache,readonly,volume-nocopy"],
+        ["/tmp:size=64m"],
+    )  # fmt: skip
+    assert opts.read_only and opts.restart == "on-failure:3"
+    assert opts.healthcheck == {"test": ["CMD-SHELL", "true"], "interval": 2.0, "retries": 4}
+
+
+@pytest.mark.parametrize(
+    "host",
+    [{"Binds": ["relative:dir"]}, {"Mounts": [{"Type": "bind", "Target": "/x"}]},
+     {"Mounts": [{"Type": "tmpfs", "Target": "/a,b"}]}, {"Tmpfs": {"/": ""}},
+     {"RestartPolicy": {"Name": "sometimes"}}, {"Mounts": {"Type": "bind"}}],
+)  # fmt: skip
+def test_bad_storage_and_restart_settings_are_invalid_arguments(host):
+    with pytest.raises(InvalidArgument):
+        create.options({"Image": "busybox", "HostConfig": host}, None)
 
 
 def test_bad_create_bodies_are_invalid_arguments():

@@ -13,13 +13,14 @@ from typing import Any
 
 from cocoon.container.options import DEFAULT_MEMORY, RunOptions
 from cocoon.errors import InvalidArgument, Unsupported
+from cocoon.volume.mounts import Mount, from_flags
 
 DEFAULT_TTY = (24, 80)  # until the client's first resize
 # HostConfig fields that change what runs and that cocoon does not do yet:
 # a non-empty value is refused, never ignored.
-_REFUSED_HOST = ("Binds", "Mounts", "Tmpfs", "VolumesFrom", "Devices", "CapAdd", "Links",
-                 "Privileged", "ReadonlyRootfs", "PidMode", "IpcMode", "Sysctls")  # fmt: skip
-_REFUSED_CONFIG = ("Volumes", "Healthcheck")
+_REFUSED_HOST = ("VolumesFrom", "Devices", "CapAdd", "Links", "Privileged", "PidMode",
+                 "IpcMode", "Sysctls")  # fmt: skip
+_NANO = 1e9
 
 
 def aliases(body: dict[str, Any]) -> list[str]:
@@ -41,10 +42,6 @@ def options(body: dict[str, Any], name: str | None) -> tuple[str, RunOptions]:
     if not isinstance(image, str) or not image:
         raise InvalidArgument("config is missing the Image")
     _refuse(host, _REFUSED_HOST, "HostConfig")
-    _refuse(body, _REFUSED_CONFIG, "")
-    policy = _object(host.get("RestartPolicy"), "RestartPolicy").get("Name") or "no"
-    if policy != "no":
-        raise Unsupported(f"cocoon does not serve HostConfig.RestartPolicy {policy!r}")
     # The API's string form of a command is one argument (Go's strslice), not a shell line.
     command, entrypoint = body.get("Cmd"), body.get("Entrypoint")
     command = [command] if isinstance(command, str) else _strings(command, "Cmd")
@@ -78,7 +75,73 @@ def options(body: dict[str, Any], name: str | None) -> tuple[str, RunOptions]:
         stop_timeout=body.get("StopTimeout"),
         publish_all=bool(host.get("PublishAllPorts")),
         pull="never",  # dockerd answers 404 and the client pulls, showing progress
+        mounts=_mounts(body, host),
+        read_only=bool(host.get("ReadonlyRootfs")),
+        restart=_restart(_object(host.get("RestartPolicy"), "RestartPolicy")),
+        healthcheck=_healthcheck(_object(body.get("Healthcheck"), "Healthcheck")),
     )
+
+
+def _mounts(body: dict[str, Any], host: dict[str, Any]) -> list[Mount]:
+    """Binds, Mounts, Tmpfs and the image-style Volumes, through the CLI's own parsers."""
+    volumes = _strings(host.get("Binds"), "Binds") or []
+    volumes += list(_object(body.get("Volumes"), "Volumes"))  # anonymous volumes
+    tmpfs = [
+        f"{target}:{_text_value(options, 'Tmpfs')}" if options else target
+        for target, options in _object(host.get("Tmpfs"), "Tmpfs").items()
+    ]
+    mounts = host.get("Mounts") or []
+    if not isinstance(mounts, list):
+        raise InvalidArgument("Mounts must be a list")
+    return from_flags(volumes, [_mount_flag(_object(m, "Mounts entry")) for m in mounts], tmpfs)
+
+
+def _mount_flag(mount: dict[str, Any]) -> str:
+    """One API ``Mounts`` entry as ``--mount`` writes it."""
+    words = [f"type={_text_value(mount.get('Type') or 'volume', 'Mounts Type')}"]
+    for key, word in (("Source", "source"), ("Target", "target")):
+        if mount.get(key):
+            words.append(f"{word}={_text_value(mount[key], f'Mounts {key}')}")
+    if mount.get("ReadOnly"):
+        words.append("readonly")
+    if _object(mount.get("VolumeOptions"), "VolumeOptions").get("NoCopy"):
+        words.append("volume-nocopy")
+    tmpfs = _object(mount.get("TmpfsOptions"), "TmpfsOptions")
+    if tmpfs.get("SizeBytes"):
+        words.append(f"tmpfs-size={_count(tmpfs, 'SizeBytes')}")
+    if tmpfs.get("Mode"):
+        words.append(f"tmpfs-mode={_count(tmpfs, 'Mode'):o}")
+    return ",".join(words)
+
+
+def _text_value(value: Any, what: str) -> str:
+    # --mount's own syntax: a comma would start another option.
+    if not isinstance(value, str) or "," in value:
+        raise InvalidArgument(f"{what} must be a string without commas")
+    return value
+
+
+def _restart(policy: dict[str, Any]) -> str:
+    name = policy.get("Name") or "no"
+    if name == "on-failure" and policy.get("MaximumRetryCount"):
+        return f"on-failure:{_count(policy, 'MaximumRetryCount')}"
+    return _text_value(name, "RestartPolicy Name")
+
+
+def _healthcheck(check: dict[str, Any]) -> dict[str, Any] | None:
+    """The API's Healthcheck (durations in nanoseconds; 0 = the default) in docker-py's shape."""
+    if not check:
+        return None
+    fields: dict[str, Any] = {}
+    if check.get("Test"):
+        fields["test"] = _strings(check["Test"], "Healthcheck Test")
+    for key, name in (("Interval", "interval"), ("Timeout", "timeout"),
+                      ("StartPeriod", "start_period")):  # fmt: skip
+        if check.get(key):
+            fields[name] = _count(check, key) / _NANO
+    if check.get("Retries"):
+        fields["retries"] = _count(check, "Retries")
+    return fields or None
 
 
 def _text(section: dict[str, Any], key: str) -> str | None:
