@@ -22,10 +22,9 @@ from cocoon.container.config import ContainerConfig, NetworkSettings
 from cocoon.container.liveness import start_ticks
 from cocoon.container.spec import check_hostname
 from cocoon.errors import InvalidArgument, from_code
-from cocoon.files import write_atomic
 from cocoon.network import netns
 from cocoon.runtime import bundle as bundles
-from cocoon.runtime import console, sandbox, shim, store
+from cocoon.runtime import console, sandbox, shim, spawn, store
 from cocoon.vm import accel as accelerators
 from cocoon.vm.artifacts import artifacts
 
@@ -79,22 +78,7 @@ def _fork_shim(
     rec: records.Record, folder: Path, stdio: shim.Stdio, stdin: bool
 ) -> tuple[int, dict[str, Any]]:
     """The shim's pid (already reparented to the caller's subreaper) and its first report."""
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        code = shim.LOST
-        try:
-            os.close(r)
-            if os.fork() != 0:
-                os._exit(0)
-            os.setsid()  # away from the caller's terminal and its signals
-            code = shim.serve(rec.id, w, stdio, stdin, folder / SHIM_LOG)
-        finally:
-            os._exit(code)
-    os.close(w)
-    os.waitpid(child, 0)
-    with os.fdopen(r, "rb") as ready:
-        line = ready.readline()
+    _, line = spawn.detached(lambda w: shim.serve(rec.id, w, stdio, stdin, folder / SHIM_LOG))
     try:
         report = json.loads(line) if line else {}
     except ValueError:
@@ -118,11 +102,6 @@ def _entry(bundle: bundles.Bundle, container_id: str, record: str, pid: int) -> 
     )
 
 
-def _write_pid(pid_file: Path | None, pid: int) -> None:
-    if pid_file is not None:
-        write_atomic(pid_file.absolute(), str(pid).encode())
-
-
 def _create_sandbox(
     root: Path, bundle: bundles.Bundle, container_id: str, pid_file: Path | None
 ) -> None:
@@ -132,7 +111,7 @@ def _create_sandbox(
         entry = _entry(bundle, container_id, "", pid)
         entry.sandbox = True
         store.save(root, entry)
-        _write_pid(pid_file, pid)
+        spawn.write_pid(pid_file, pid)
     except BaseException:
         if pid:
             os.kill(pid, signal.SIGKILL)
@@ -169,7 +148,7 @@ def create(
             message = report.get("error") or "the container's VM did not start"
             raise from_code(report.get("code"), f"{message} (see {folder / SHIM_LOG})")
         store.save(root, _entry(bundle, container_id, rec.id, pid))
-        _write_pid(pid_file, pid)
+        spawn.write_pid(pid_file, pid)
     except BaseException:
         if rec is not None:
             boot.discard(rec.id, remove_volumes=True)

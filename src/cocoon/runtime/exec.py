@@ -20,9 +20,8 @@ from pathlib import Path
 from cocoon.agent.session import Process
 from cocoon.container import control as controls
 from cocoon.errors import CocoonError, InvalidArgument, InvalidState, Unsupported
-from cocoon.files import write_atomic
 from cocoon.runtime import bundle as bundles
-from cocoon.runtime import console, shim, store
+from cocoon.runtime import console, shim, spawn, store
 from cocoon.runtime.status import Status, status
 
 
@@ -52,7 +51,7 @@ def _relay(process: Process, stdio: shim.Stdio, forward_stdin: bool) -> int:
     try:
         status_ = process.relay(out(stdio.stdout), out(stdio.stderr))
     except CocoonError:
-        return shim.LOST
+        return spawn.LOST
     return status_.code
 
 
@@ -101,32 +100,18 @@ def run(
         slave = console.terminal(console_socket)
         stdio = shim.Stdio(slave, slave, slave, tty=True)
     if not detach:
-        if pid_file is not None:
-            write_atomic(pid_file.absolute(), str(os.getpid()).encode())
+        spawn.write_pid(pid_file, os.getpid())
         return _relay(process, stdio, stdin)
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        code = shim.LOST
-        try:
-            os.close(r)
-            if (grandchild := os.fork()) != 0:
-                os.write(w, str(grandchild).encode())
-                os._exit(0)
-            os.close(w)
-            os.setsid()
-            if stdio.tty:
-                _follow_terminal(process, stdio.stdout)
-            code = _relay(process, stdio, stdin)
-        finally:
-            os._exit(code)
-    os.close(w)
-    os.waitpid(child, 0)
-    with os.fdopen(r, "rb") as pipe:
-        pid = int(pipe.read() or b"0")
+
+    def relay(report: int) -> int:
+        os.close(report)  # nothing to report: the engine waits on this process
+        if stdio.tty:
+            _follow_terminal(process, stdio.stdout)
+        return _relay(process, stdio, stdin)
+
+    pid, _ = spawn.detached(relay)
     process.channel.close()  # the grandchild has its own copy
-    if pid_file is not None:
-        write_atomic(pid_file.absolute(), str(pid).encode())
+    spawn.write_pid(pid_file, pid)
     return 0
 
 

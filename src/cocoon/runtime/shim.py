@@ -34,6 +34,7 @@ from cocoon.container.monitor import Monitor
 from cocoon.container.router import MAIN
 from cocoon.errors import CocoonError
 from cocoon.runtime import console
+from cocoon.runtime.spawn import LOST
 
 # What a shell's job control and engines send; SIGKILL never reaches us (the
 # runtime's kill verb asks over the control socket instead).
@@ -46,7 +47,6 @@ FORWARDED = (
     signal.SIGUSR2,
 )
 OUTPUT_DRAIN = 10.0  # seconds to finish writing output once the container is gone
-LOST = 255  # exit code when the container's own code is unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,4 +169,4 @@ def _forward(relay: Relay, signum: int) -> Any:
     return handler
 
 
-__all__ = ["FORWARDED", "LOST", "Sink", "Stdio", "serve", "write_all"]
+__all__ = ["FORWARDED", "Sink", "Stdio", "serve", "write_all"]
