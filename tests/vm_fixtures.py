@@ -106,6 +106,30 @@ def no_vm_left_behind(request) -> Iterator[None]:
     assert not left, f"VMs or monitors left running after the test: {left}"
 
 
+# A cleanup of many VMs under software emulation on a loaded host.
+CLEANUP_TIMEOUT = 600
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    """What a command printed, once it has succeeded; its words in the failure otherwise."""
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+    return result.stdout.decode()
+
+
+def remove_containers(cocoon: Cocoon, *flags: str) -> None:
+    """Remove every container the session's state holds (``flags``: e.g. -v)."""
+    ids = cocoon("ls", "-a", "-q").stdout.decode().split()
+    if ids:
+        cocoon("rm", "-f", *flags, *ids, timeout=CLEANUP_TIMEOUT)
+
+
+@pytest.fixture
+def cc(cocoon) -> Iterator[Cocoon]:
+    """The cocoon command, plus removal of every container the test left."""
+    yield cocoon
+    remove_containers(cocoon)
+
+
 @pytest.fixture(scope="session")
 def busybox(cocoon, tmp_path_factory) -> str:
     cocoon.load_layout(tmp_path_factory.mktemp("img"), [busybox_layer()], BUSYBOX)

@@ -17,23 +17,11 @@ import pytest
 from oci import busybox_layer, write_layout
 from procs import monitors_of, vms_of
 from ptys import Terminal
+from vm_fixtures import ok
 
 import cocoon as cocoon_lib
 
 pytestmark = pytest.mark.vm
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode()
-
-
-@pytest.fixture
-def cc(cocoon):
-    yield cocoon
-    ids = cocoon("ls", "-a", "-q").stdout.decode().split()
-    if ids:
-        cocoon("rm", "-f", *ids)
 
 
 def test_ps_stats_stream_and_exec_tty(cc, busybox):

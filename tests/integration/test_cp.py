@@ -11,11 +11,11 @@ import tarfile
 
 import pytest
 from oci import busybox_layer
+from vm_fixtures import remove_containers
 
 pytestmark = pytest.mark.vm
 
 IMAGE = "localhost/cp:latest"
-LONG = 600
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,7 @@ def image(cocoon, tmp_path_factory) -> str:
 @pytest.fixture
 def cc(cocoon):
     yield cocoon
-    ids = cocoon("ls", "-a", "-q").stdout.decode().split()
-    if ids:
-        cocoon("rm", "-f", *ids, timeout=LONG)
+    remove_containers(cocoon)
     cocoon("image", "rm", "localhost/exported:latest")
 
 

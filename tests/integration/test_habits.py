@@ -14,22 +14,9 @@ import pytest
 from oci import busybox_layer, write_layout
 from procs import monitors_of
 from ptys import Terminal
+from vm_fixtures import ok
 
 pytestmark = pytest.mark.vm
-
-
-@pytest.fixture
-def cc(cocoon):
-    """The cocoon command, plus removal of every container the test left."""
-    yield cocoon
-    ids = cocoon("ls", "-a", "-q").stdout.decode().split()
-    if ids:
-        cocoon("rm", "-f", *ids, timeout=600)
-
-
-def ok(result) -> str:
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode()
 
 
 def one_line_125(result, needle: str) -> None:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from oci import BUSYBOX, Layer
 from procs import monitors_of
+from vm_fixtures import ok
 
 from cocoon.container import control, logs
 
@@ -20,20 +21,6 @@ pytestmark = pytest.mark.vm
 
 TICK = "i=0; while :; do i=$((i+1)); echo out$i; echo err$i >&2; sleep 0.2; done"
 LONG = 600  # generous: 10 VMs under software emulation on 2 cores are slow
-
-
-@pytest.fixture
-def cc(cocoon):
-    """The cocoon command, plus removal of every container the test left."""
-    yield cocoon
-    ids = cocoon("ls", "-a", "-q").stdout.decode().split()
-    if ids:
-        cocoon("rm", "-f", *ids, timeout=LONG)
-
-
-def ok(result) -> str:
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode()
 
 
 def detached(cc, *args: str) -> str:

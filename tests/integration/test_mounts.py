@@ -11,6 +11,7 @@ import os
 
 import pytest
 from oci import busybox_layer
+from vm_fixtures import ok, remove_containers
 
 pytestmark = pytest.mark.vm
 
@@ -36,9 +37,7 @@ def cc(cocoon):
     """The cocoon command; every container and volume the test made is removed after."""
     before = set(_volumes(cocoon))
     yield cocoon
-    ids = cocoon("ls", "-a", "-q").stdout.decode().split()
-    if ids:
-        cocoon("rm", "-f", "-v", *ids, timeout=LONG)
+    remove_containers(cocoon, "-v")
     for name in set(_volumes(cocoon)) - before:
         cocoon("volume", "rm", "-f", name)
 
@@ -46,11 +45,6 @@ def cc(cocoon):
 def _volumes(cocoon) -> list[str]:
     listed = cocoon("volume", "ls", "--format", "json")
     return [v["name"] for v in json.loads(listed.stdout or b"[]")]
-
-
-def ok(result) -> str:
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode()
 
 
 def sh(cc, container: str, script: str, *flags: str):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from netns import new_netns
 from oci import Layer, busybox_layer
+from vm_fixtures import ok
 
 pytestmark = pytest.mark.vm
 
@@ -48,11 +49,6 @@ class InNetns:
             if got.returncode == 0 or time.monotonic() > deadline:
                 return ok(got)
             time.sleep(0.3)
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, (result.stdout + result.stderr).decode()
-    return result.stdout.decode()
 
 
 @pytest.fixture

@@ -15,15 +15,11 @@ import time
 import pytest
 from engine import DOCKER, Service
 from registries import Registry, skopeo_copy
+from vm_fixtures import ok
 
 pytestmark = pytest.mark.vm
 
 LOOP = ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, (result.stdout + result.stderr).decode()
-    return result.stdout.decode()
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from procs import vms_of
+from vm_fixtures import ok
 
 from cocoon.vm import template as templates
 from cocoon.vm.qmp import Qmp
@@ -49,11 +50,6 @@ class Templated:
     def sh(self, *argv: str) -> subprocess.CompletedProcess:
         assert self.netns is not None
         return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True)
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, (result.stdout + result.stderr).decode()
-    return result.stdout.decode()
 
 
 def cloned(result: subprocess.CompletedProcess) -> str:
