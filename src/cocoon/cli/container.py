@@ -428,14 +428,9 @@ def _port(args: argparse.Namespace) -> int:
 
 
 def _top(args: argparse.Namespace) -> int:
-    from cocoon.container import manager
-    from cocoon.errors import ExternalError
+    from cocoon.container import top
 
-    status, out, err = manager.exec_run(args.container, ["ps", *args.ps_args])
-    if status.code != 0:
-        why = status.error or err.decode(errors="replace").strip() or f"exit {status.code}"
-        raise ExternalError(f"top runs ps inside the container, which failed: {why}")
-    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.write(top.ps(args.container, args.ps_args))
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from cocoon.container import inspect as details
 from cocoon.container import manager
 from cocoon.container.options import RunOptions, command_list
-from cocoon.errors import CocoonError, ExternalError, InvalidArgument, NotFound, Timeout
+from cocoon.errors import CocoonError, InvalidArgument, NotFound, Timeout
 
 Ports = Mapping[str | int, int | str | tuple[str, int] | Sequence[int] | None]
 
@@ -120,15 +120,9 @@ class Container:
 
     def top(self, ps_args: Sequence[str] = ()) -> dict[str, list[Any]]:
         """The processes, from the image's ``ps``: ``{"Titles": [...], "Processes": [[...]]}``."""
-        result = self.exec_run(["ps", *ps_args], demux=True)
-        out, err = result.output if isinstance(result.output, tuple) else (b"", b"")
-        if result.exit_code != 0:
-            why = err.decode(errors="replace").strip() or f"exit {result.exit_code}"
-            raise ExternalError(f"top runs ps inside the container, which failed: {why}")
-        lines = out.decode(errors="replace").splitlines()
-        titles = lines[0].split() if lines else []
-        rows = [line.split(None, len(titles) - 1) for line in lines[1:]]
-        return {"Titles": titles, "Processes": rows}
+        from cocoon.container import top
+
+        return top.table(top.ps(self.id, ps_args))
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the container stops: ``{"StatusCode": code, "Error": ...}`` as docker-py.

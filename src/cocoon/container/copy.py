@@ -15,36 +15,67 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from cocoon.agent.protocol import TAR_ONE_FS, TarOp
 from cocoon.agent.session import Process
 from cocoon.agent.spec import ProcessSpec
 from cocoon.container import boot, control, liveness, manager
+from cocoon.container.pathstat import FirstEntry, PathStat
+from cocoon.container.record import Record
 from cocoon.container.state import Op, State, check
-from cocoon.errors import ExternalError, InvalidArgument, NotFound
+from cocoon.errors import (
+    CocoonError,
+    Corrupt,
+    ExternalError,
+    InvalidArgument,
+    InvalidState,
+    NotFound,
+)
 
 Sink = Callable[[bytes], None]
 STOP_GRACE = 30.0  # a stopped container's VM syncs its disk before it powers off
+OWNER_POLL = 0.1
+
+
+def _owner(ref: str) -> tuple[Record, IO[str] | None]:
+    """The container, and its owner lock unless it runs.
+
+    The lock may be another copy's, its VM still powering off after its
+    client has had every byte (a Docker client asks again at once): that
+    one is waited for, and the container looked at again.
+    """
+    deadline = time.monotonic() + STOP_GRACE
+    while True:
+        rec = manager.get(ref)
+        if rec.state == State.RUNNING:
+            return rec, None
+        check(Op.START, rec.state, rec.name)
+        try:
+            return rec, liveness.hold(rec.id)
+        except InvalidState:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(OWNER_POLL)
 
 
 @contextlib.contextmanager
 def _process(ref: str) -> Iterator[Process]:
     """A process slot in the container's VM, booting it if it is not running."""
-    rec = manager.get(ref)
-    if rec.state == State.RUNNING:
+    rec, owner = _owner(ref)
+    if owner is None:
         channel = control.session(rec.id, "exec")
         try:
             yield Process(channel, manager.SESSION_PROC)
         finally:
             channel.close()
         return
-    check(Op.START, rec.state, rec.name)
-    owner = liveness.hold(rec.id)
     vm = None
     try:
         vm = boot.boot(rec)
@@ -71,6 +102,8 @@ def _check(status_code: int, errors: bytearray, path: str) -> None:
     reason = text[-1] if text else f"exit status {status_code}"
     if "no such file" in reason.lower():
         raise NotFound(f"{path}: no such file or folder in the container")
+    if "not a directory" in reason.lower():
+        raise InvalidArgument(f"{path}: not a folder in the container")
     raise ExternalError(f"copy {path}: {reason}")
 
 
@@ -82,6 +115,28 @@ def read_tar(ref: str, path: str, sink: Sink, *, one_fs: bool = False) -> None:
         process.start(spec)
         status = process.relay(sink, errors.extend)
     _check(status.code, errors, path)
+
+
+def stat(ref: str, path: str) -> PathStat:
+    """What ``path`` is in the container, a symbolic link not followed.
+
+    Read from the start of the agent's tar of it, which is then killed: a
+    folder's whole tree is never sent.
+    """
+    first = FirstEntry()
+    errors = bytearray()
+    with _process(ref) as process:
+        process.start(_tar_spec(TarOp.CREATE, path, TAR_ONE_FS))
+
+        def sink(data: bytes) -> None:
+            if first.entry is None and first.feed(data):
+                process.signal(signal.SIGKILL)
+
+        status = process.relay(sink, errors.extend)
+    if first.entry is None:
+        _check(status.code, errors, path)
+        raise Corrupt(f"copy {path}: the container's archive is empty")
+    return first.entry
 
 
 def write_tar(ref: str, path: str, source: BinaryIO) -> None:
@@ -101,7 +156,34 @@ def export(ref: str, out: BinaryIO) -> None:
 
 
 @contextlib.contextmanager
-def host_tar(path: Path, *, archive: bool) -> Iterator[BinaryIO]:
+def piped(produce: Callable[[BinaryIO], None], what: str) -> Iterator[BinaryIO]:
+    """The read end of a pipe ``produce`` fills from a thread: ``write_tar``
+    feeds the VM from a file descriptor, whatever makes the bytes."""
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb")
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as pipe:
+                produce(pipe)
+        except Exception as e:  # raised again below, in the caller's thread
+            failed.append(e)
+
+    thread = threading.Thread(target=run, name="cocoon-cp", daemon=True)
+    thread.start()
+    try:
+        yield reader
+    finally:
+        reader.close()
+        thread.join()
+    if failed and not isinstance(failed[0], BrokenPipeError):  # the reader stopped early
+        if isinstance(failed[0], CocoonError):
+            raise failed[0]
+        raise ExternalError(f"{what}: {failed[0]}") from failed[0]
+
+
+def host_tar(path: Path, *, archive: bool) -> contextlib.AbstractContextManager[BinaryIO]:
     """A tar of a host file or folder, streamed through a pipe by a thread.
 
     Without ``archive`` the files become root's in the container, as Docker
@@ -109,9 +191,6 @@ def host_tar(path: Path, *, archive: bool) -> Iterator[BinaryIO]:
     """
     if not os.path.lexists(path):
         raise NotFound(f"{path}: no such file or folder")
-    read_fd, write_fd = os.pipe()
-    reader = os.fdopen(read_fd, "rb")
-    failed: list[BaseException] = []
 
     def owners(info: tarfile.TarInfo) -> tarfile.TarInfo:
         if not archive:
@@ -119,25 +198,11 @@ def host_tar(path: Path, *, archive: bool) -> Iterator[BinaryIO]:
             info.uname = info.gname = ""
         return info
 
-    def produce() -> None:
-        try:
-            with (
-                os.fdopen(write_fd, "wb") as pipe,
-                tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-            ):
-                tar.add(path, arcname=path.name or ".", filter=owners)
-        except (OSError, tarfile.TarError) as e:
-            failed.append(e)
+    def produce(pipe: BinaryIO) -> None:
+        with tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(path, arcname=path.name or ".", filter=owners)
 
-    thread = threading.Thread(target=produce, name="cocoon-cp", daemon=True)
-    thread.start()
-    try:
-        yield reader
-    finally:
-        reader.close()
-        thread.join()
-    if failed and not isinstance(failed[0], BrokenPipeError):
-        raise ExternalError(f"read {path}: {failed[0]}")
+    return piped(produce, f"read {path}")
 
 
 def extract(stream: BinaryIO, dest: Path, *, archive: bool) -> None:
@@ -210,4 +275,14 @@ def cp(source: str, dest: str, *, archive: bool = False, stdin: BinaryIO, stdout
         write_tar(dst_ctr, dst_path, tar)
 
 
-__all__ = ["cp", "export", "extract", "host_tar", "parse_location", "read_tar", "write_tar"]
+__all__ = [
+    "cp",
+    "export",
+    "extract",
+    "host_tar",
+    "parse_location",
+    "piped",
+    "read_tar",
+    "stat",
+    "write_tar",
+]

@@ -190,7 +190,7 @@ def plug(rec: records.Record) -> Plug:
         return result
     if settings.mode == "netns":
         assert settings.netns is not None and settings.veth is not None
-        tap = netns.open_tap(settings.netns, f"cc{rec.id[:12]}", settings.veth)
+        tap = netns.open_tap(settings.netns, tap_name(rec.id), settings.veth)
         result.device = Tap(tap, settings.mac)
         return result
     assert settings.network is not None and settings.ip is not None
@@ -198,11 +198,16 @@ def plug(rec: records.Record) -> Plug:
     _ensure_bridge(net)
     try:
         result.forwarder = ports.Forwarder(settings.ports, settings.ip) if settings.ports else None
-        result.device = Tap(netdev.open_tap(f"cc{rec.id[:12]}", net.bridge), settings.mac)
+        result.device = Tap(netdev.open_tap(tap_name(rec.id), net.bridge), settings.mac)
     except BaseException:
         result.close()
         raise
     return result
+
+
+def tap_name(container_id: str) -> str:
+    """The host side of a container's network card (bridge and netns modes)."""
+    return f"cc{container_id[:12]}"
 
 
 def send_hosts(rec: records.Record, channel: Channel) -> None:
@@ -240,4 +245,5 @@ __all__ = [
     "plug",
     "ready",
     "release",
+    "tap_name",
 ]

@@ -24,7 +24,21 @@ class Stats:
     memory_total: int
 
 
-def _sample(container_id: str) -> tuple[int, int, int, dict[str, int]]:
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """One reading of the guest kernel's counters (ticks of USER_HZ, 1/100 s)."""
+
+    busy: int  # ticks all CPUs spent not idle since boot
+    total: int  # ticks all CPUs spent since boot
+    cpus: int
+    memory: dict[str, int]  # /proc/meminfo, in bytes
+
+    @property
+    def memory_used(self) -> int:
+        return self.memory.get("MemTotal", 0) - self.memory.get("MemAvailable", 0)
+
+
+def read(container_id: str) -> Counters:
     busy = total = cpus = 0
     memory: dict[str, int] = {}
     for line in manager.counters(container_id).splitlines():
@@ -39,24 +53,25 @@ def _sample(container_id: str) -> tuple[int, int, int, dict[str, int]]:
             cpus += 1
         elif fields[0].endswith(":") and len(fields) >= 2:
             memory[fields[0][:-1]] = int(fields[1]) * 1024
-    return busy, total, cpus, memory
+    return Counters(busy, total, cpus, memory)
 
 
 def sample(ref: str, interval: float = 1.0) -> Stats:
     rec = manager.get(ref)
-    busy0, total0, _, _ = _sample(rec.id)
+    before = read(rec.id)
     time.sleep(interval)
-    busy1, total1, cpus, memory = _sample(rec.id)
-    elapsed = total1 - total0
-    percent = 100.0 * cpus * (busy1 - busy0) / elapsed if elapsed > 0 else 0.0
+    after = read(rec.id)
+    elapsed = after.total - before.total
+    busy = after.busy - before.busy
+    percent = 100.0 * after.cpus * busy / elapsed if elapsed > 0 else 0.0
     return Stats(
         id=rec.id,
         name=rec.name,
         cpu_percent=percent,
-        cpus=cpus,
-        memory_used=memory.get("MemTotal", 0) - memory.get("MemAvailable", 0),
-        memory_total=memory.get("MemTotal", 0),
+        cpus=after.cpus,
+        memory_used=after.memory_used,
+        memory_total=after.memory.get("MemTotal", 0),
     )
 
 
-__all__ = ["Stats", "sample"]
+__all__ = ["Counters", "Stats", "read", "sample"]
