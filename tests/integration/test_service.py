@@ -7,9 +7,12 @@ ordinary cocoon containers, so ``cocoon ls`` is the cross-check.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -265,8 +268,8 @@ def test_tty_create_start_attach_restart_and_wait(docker, busybox):
     assert after.split()[1] == "true" and after.split()[0] != before.strip()
     ok(docker("kill", "-s", "TERM", "again"))
     assert ok(docker("wait", "again")).strip() == "143"
-    top = docker("top", "made")
-    assert top.returncode == 1 and b"does not serve GET /containers/made/top" in top.stderr
+    top = docker("top", "made")  # exited: dockerd's 409
+    assert top.returncode == 1 and b"is not running" in top.stderr, top.stderr
 
 
 def test_volumes_and_image_save_load(service, docker, busybox, tmp_path):
@@ -345,3 +348,143 @@ def test_binds_volumes_tmpfs_and_read_only_root(docker, busybox, tmp_path):
     again = docker("run", "--rm", "-v", "svc-data:/data", busybox, "cat", "/data/note")
     assert (again.returncode, again.stdout) == (0, b"kept\n"), again.stderr.decode()
     assert docker("volume", "rm", "svc-data").returncode == 0
+
+
+def path_stat(headers: dict[str, str]) -> dict:
+    return json.loads(base64.b64decode(headers["X-Docker-Container-Path-Stat"]))
+
+
+def check_cp(docker, name: str, tmp_path, tag: str) -> None:
+    """docker cp both ways: a folder in, a file out, a tar on stdin and stdout."""
+    src = tmp_path / f"in-{tag}"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text(f"from the host {tag}\n")
+    ok(docker("cp", str(src), f"{name}:/{tag}"))  # absent: made from the folder
+    out = tmp_path / f"out-{tag}"
+    out.mkdir()
+    ok(docker("cp", f"{name}:/{tag}/sub/f", str(out / "copied")))
+    assert (out / "copied").read_text() == f"from the host {tag}\n"
+    ok(docker("cp", f"{name}:/{tag}", str(out)))  # a folder into a folder
+    assert (out / tag / "sub" / "f").read_text() == f"from the host {tag}\n"
+    streamed = io.BytesIO()
+    with tarfile.open(fileobj=streamed, mode="w") as tar:
+        info = tarfile.TarInfo("piped")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"tar\n"))
+    ok(docker("cp", "-", f"{name}:/{tag}", input=streamed.getvalue()))
+    back = docker("cp", f"{name}:/{tag}/piped", "-")
+    assert back.returncode == 0, back.stderr.decode()
+    with tarfile.open(fileobj=io.BytesIO(back.stdout)) as tar:
+        assert tar.extractfile("piped").read() == b"tar\n"
+
+
+def test_docker_cp_running_and_stopped(service, docker, busybox, tmp_path):
+    cid = ok(docker("run", "-d", "--name", "files", busybox, "sleep", "600")).strip()
+    check_cp(docker, "files", tmp_path, "running")
+    ok(docker("exec", "files", "ln", "-s", "sub/f", "/running/link"))
+    status, headers, _ = service.request("HEAD", "/containers/files/archive?path=/running/link")
+    stat = path_stat(headers)
+    assert status == 200 and stat["name"] == "link" and stat["linkTarget"] == "/running/sub/f"
+    assert stat["mode"] & (1 << 27)  # Go's os.ModeSymlink
+    status, headers, _ = service.request("HEAD", "/containers/files/archive?path=/running")
+    assert status == 200 and path_stat(headers)["mode"] & (1 << 31)  # os.ModeDir
+    # ".." stops at the container's root, as dockerd joins paths: its file, not the host's.
+    status, headers, body = service.request(
+        "GET", "/containers/files/archive?path=/../../../../etc/hostname"
+    )
+    assert status == 200 and path_stat(headers)["name"] == "hostname"
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert tar.extractfile("hostname").read().strip() == cid[:12].encode()
+    missing = docker("cp", "files:/no/such", str(tmp_path))
+    assert missing.returncode == 1 and b"No such container:path" in missing.stderr
+    status, _, body = service.request("GET", "/containers/files/archive?path=/no/such")
+    assert status == 404
+    assert json.loads(body) == {"message": "Could not find the file /no/such in container files"}
+    status, _, body = service.request("PUT", "/containers/files/archive?path=/running", b"x" * 600)
+    assert status == 500 and "not a tar archive" in json.loads(body)["message"]
+    status, _, body = service.request("PUT", "/containers/files/archive?path=/etc/hostname",
+                                      streamed_tar())  # fmt: skip
+    assert (status, json.loads(body)) == (400, {"message": "extraction point is not a directory"})
+    status, _, body = service.request("PUT", "/containers/files/archive?path=/no/such",
+                                      streamed_tar())  # fmt: skip
+    assert status == 404 and "/no/such" in json.loads(body)["message"]
+    status, _, _ = service.request("GET", "/containers/files/archive")
+    assert status == 400
+    ok(docker("stop", "-t", "0", "files"))
+    # Stopped: the VM boots for each copy, and the files stay on its disk.
+    check_cp(docker, "files", tmp_path, "stopped")
+    status, headers, _ = service.request("HEAD", "/containers/files/archive?path=/stopped/piped")
+    assert status == 200 and path_stat(headers)["size"] == 4
+    ok(docker("start", "files"))
+    assert ok(docker("exec", "files", "cat", "/stopped/sub/f")) == "from the host stopped\n"
+    ok(docker("rm", "-f", "files"))
+
+
+def streamed_tar() -> bytes:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("note")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"hi\n"))
+    return data.getvalue()
+
+
+DOCKER_PY_FILES = """
+import gzip, io, json, sys, tarfile
+import docker
+client = docker.DockerClient(base_url=sys.argv[1])
+c = client.containers.run(sys.argv[2], ["sleep", "600"], detach=True, name="pyfiles")
+def tar_of(name, data):
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+result = {"put": c.put_archive("/tmp", tar_of("plain.txt", b"plain")),
+          "put_gz": c.put_archive("/tmp", gzip.compress(tar_of("zipped.txt", b"zipped")))}
+bits, stat = c.get_archive("/tmp/zipped.txt")
+with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as tar:
+    result["got"] = tar.extractfile("zipped.txt").read().decode()
+result["stat"] = stat
+result["cat"] = c.exec_run(["cat", "/tmp/plain.txt"]).output.decode()
+result["top"] = c.top()
+one = c.stats(stream=False)
+result["stats"] = {k: one[k] for k in ("cpu_stats", "precpu_stats", "memory_stats", "name")}
+result["streamed"] = sorted(next(c.stats(decode=True)))
+c.remove(force=True)
+print(json.dumps(result))
+"""
+
+
+def test_docker_py_archive_top_and_stats(service, docker, busybox):
+    got = subprocess.run(["/usr/bin/python3", "-c", DOCKER_PY_FILES, f"unix://{service.socket}",
+                          busybox], capture_output=True, timeout=300)  # fmt: skip
+    assert got.returncode == 0, got.stderr.decode()
+    result = json.loads(got.stdout)
+    assert result["put"] is True and result["put_gz"] is True
+    assert result["got"] == "zipped" and result["cat"] == "plain"
+    assert result["stat"]["name"] == "zipped.txt" and result["stat"]["size"] == 6
+    assert "sleep 600" in [row[-1] for row in result["top"]["Processes"]]
+    assert result["top"]["Titles"][0] == "PID"
+    stats = result["stats"]
+    assert stats["name"] == "/pyfiles" and stats["cpu_stats"]["online_cpus"] >= 1
+    # Two readings a second apart: the CLI's CPU percent needs both.
+    assert stats["cpu_stats"]["system_cpu_usage"] > stats["precpu_stats"]["system_cpu_usage"]
+    assert 0 < stats["memory_stats"]["usage"] < stats["memory_stats"]["limit"]
+    assert {"read", "preread", "cpu_stats", "memory_stats"} <= set(result["streamed"])
+
+
+def test_docker_top_and_stats(service, docker, busybox):
+    ok(docker("run", "-d", "--name", "busy", busybox, "sh", "-c", "sleep 600"))
+    top = ok(docker("top", "busy"))
+    assert top.splitlines()[0].split()[0] == "PID" and "sleep 600" in top
+    assert "sleep 600" in ok(docker("top", "busy", "-o", "pid,args"))
+    row = ok(docker("stats", "--no-stream", "--format",
+                    "{{.Name}} {{.CPUPerc}} {{.MemUsage}}", "busy"))  # fmt: skip
+    name, cpu, used, _, limit = row.split()
+    assert name == "busy" and cpu.endswith("%") and used.endswith("MiB") and limit.endswith("MiB")
+    assert float(used[:-3]) > 0
+    ok(docker("stop", "-t", "0", "busy"))
+    status, _, body = service.request("GET", "/containers/busy/top")
+    assert status == 409 and "is not running" in json.loads(body)["message"]

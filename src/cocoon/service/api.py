@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from cocoon.errors import AlreadyExists, InvalidArgument
-from cocoon.service import images, networks, system, volumes
+from cocoon.service import archive, images, networks, stats, system, volumes
 from cocoon.service.containers import Containers
 from cocoon.service.events import Events
 from cocoon.service.execs import Execs
@@ -40,6 +40,10 @@ def routes() -> tuple[RouteEntry, ...]:
         route("POST", "/containers/{id}/attach", c.attach),
         route("GET", "/containers/{id}/logs", c.logs),
         route("POST", "/containers/{id}/resize", c.resize),
+        route("GET", "/containers/{id}/top", c.top),
+        route("GET", "/containers/{id}/stats", stats.get),
+        route("GET", "/containers/{id}/archive", archive.get),
+        route("PUT", "/containers/{id}/archive", archive.put),
         route("DELETE", "/containers/{id}", c.delete),
         route("POST", "/containers/{id}/exec", x.create, 201),
         route("POST", "/exec/{id}/start", x.start),

@@ -256,6 +256,15 @@ class Containers:
             req.handler.wfile.flush()
         req.handler.end_stream()
 
+    def top(self, req: Request) -> dict[str, Any]:
+        """The processes, from the image's ``ps`` (dockerd runs the host's)."""
+        from cocoon.container import top
+
+        rec = find(req.match["id"])
+        if rec.state != State.RUNNING:
+            raise InvalidState(f"Container {rec.id} is not running")
+        return top.table(top.ps(rec.id, (req.arg("ps_args") or "").split()))
+
     def resize(self, req: Request) -> None:
         rec = find(req.match["id"])
         if rec.state != State.RUNNING:

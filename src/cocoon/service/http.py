@@ -220,12 +220,15 @@ class Handler(BaseHTTPRequestHandler):
     def reply_json(self, value: Any, status: int = 200) -> None:
         self.reply_bytes(status, json.dumps(value).encode() + b"\n", "application/json")
 
-    def reply_empty(self, status: int = 204) -> None:
-        self._headers(status, [("Content-Length", "0")] if status != 204 else [])
+    def reply_empty(self, status: int = 204, headers: Iterable[tuple[str, str]] = ()) -> None:
+        self._headers(status, [*([("Content-Length", "0")] if status != 204 else []), *headers])
 
-    def start_stream(self, content_type: str, status: int = 200) -> None:
+    def start_stream(
+        self, content_type: str, headers: Iterable[tuple[str, str]] = (), status: int = 200
+    ) -> None:
         """Headers of a chunked answer: the body follows in :meth:`chunk` calls."""
-        self._headers(status, [("Content-Type", content_type), ("Transfer-Encoding", "chunked")])
+        self._headers(status, [("Content-Type", content_type), ("Transfer-Encoding", "chunked"),
+                               *headers])  # fmt: skip
         self.wfile.flush()
 
     def chunk(self, data: bytes) -> None:
