@@ -488,3 +488,78 @@ def test_docker_top_and_stats(service, docker, busybox):
     ok(docker("stop", "-t", "0", "busy"))
     status, _, body = service.request("GET", "/containers/busy/top")
     assert status == 409 and "is not running" in json.loads(body)["message"]
+
+
+def test_sizes_disk_usage_and_prunes(service, docker, busybox):
+    write = "dd if=/dev/urandom of=/big bs=1M count=6 && sync && echo written; sleep 600"
+    ok(docker("run", "-d", "--name", "sized", busybox, "sh", "-c", write))
+    deadline = time.monotonic() + 120
+    while "written" not in ok(docker("logs", "sized")):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    # Its own bytes: the blocks its disk holds over the image's; then with the image's.
+    [own, virtual] = [docker_bytes(x) for x in
+                      ok(docker("ps", "-s", "--format", "{{.Size}}")).replace("(virtual", "")
+                      .rstrip(")\n").split()]  # fmt: skip
+    assert 6e6 < own < virtual
+    rows = {line.split()[0]: line.split()[1:] for line in ok(docker(
+        "system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}} {{.Size}}"
+    )).splitlines()}  # fmt: skip
+    assert rows["Images"][:2] == ["1", "1"] and docker_bytes(rows["Images"][2]) > 0
+    assert rows["Containers"][:2] == ["1", "1"] and docker_bytes(
+        rows["Containers"][2]
+    ) == pytest.approx(own, rel=0.01)
+    ok(docker("image", "prune", "-f"))  # untagged images only: busybox stays
+    assert ok(docker("images", "-q"))
+    refused = docker("image", "prune", "-a", "-f")
+    assert refused.returncode == 1 and b"prunes only untagged images" in refused.stderr
+    update = docker("update", "--memory", "512m", "sized")
+    assert update.returncode == 1 and b"fixed when it boots" in update.stderr
+    search = docker("search", "busybox")
+    assert search.returncode == 1 and b"does not search registries" in search.stderr
+    ok(docker("stop", "-t", "0", "sized"))
+    sized = ok(docker("inspect", "-f", "{{.Id}}", "sized")).strip()
+    # Containers, networks and images pruned; the build cache is not served (501, named).
+    pruned = docker("system", "prune", "-f")
+    assert sized in pruned.stdout.decode().split(), pruned.stdout
+    assert b"POST /build/prune: the build cache" in pruned.stderr
+    assert ok(docker("ps", "-aq")) == ""
+
+
+def docker_bytes(text: str) -> float:
+    """The docker CLI's sizes ("6.3MB", "0B") in bytes, decimal units as it writes them."""
+    for unit, factor in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("B", 1)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    raise AssertionError(f"not a size: {text}")
+
+
+def test_network_counters_and_one_network_card(cocoon, netns, busybox):
+    with Service(cocoon, netns=netns) as svc:
+        try:
+            ok(svc.docker("run", "-d", "--name", "netted", busybox,
+                          "httpd", "-f", "-p", "80", "-h", "/etc"))  # fmt: skip
+            ip = ok(svc.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "netted")).strip()
+            fetch = ["ip", "netns", "exec", netns, "busybox", "wget", "-qO-",
+                     f"http://{ip}/hostname"]  # fmt: skip
+            deadline = time.monotonic() + 60
+            while subprocess.run(fetch, capture_output=True).returncode != 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
+            # The page went out of the container, the request came in: both counted.
+            net_io = ok(svc.docker("stats", "--no-stream", "--format", "{{.NetIO}}", "netted"))
+            received, sent = (docker_bytes(x) for x in net_io.strip().split(" / "))
+            assert received > 0 and sent > 0, net_io
+            [network] = json.loads(ok(svc.docker("inspect", "netted")))[0]["NetworkSettings"][
+                "Networks"
+            ]
+            refused = svc.docker("network", "disconnect", network, "netted")
+            assert refused.returncode == 1 and b"one network card" in refused.stderr
+            ok(svc.docker("network", "create", "second"))
+            other = svc.docker("network", "disconnect", "second", "netted")
+            assert other.returncode == 1 and b"is not connected to the network" in other.stderr
+            joined = svc.docker("network", "connect", "second", "netted")
+            assert joined.returncode == 1 and b"join one network" in joined.stderr
+        finally:
+            svc.docker("rm", "-f", "netted")
+            svc.docker("network", "rm", "second")

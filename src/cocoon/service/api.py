@@ -8,15 +8,29 @@ import os
 import signal
 from pathlib import Path
 
-from cocoon.errors import AlreadyExists, InvalidArgument
-from cocoon.service import archive, images, networks, stats, system, volumes
+from cocoon.errors import AlreadyExists, InvalidArgument, Unsupported
+from cocoon.service import archive, images, networks, stats, system, usage, volumes
 from cocoon.service.containers import Containers
 from cocoon.service.events import Events
 from cocoon.service.execs import Execs
 from cocoon.service.exits import Exits
-from cocoon.service.http import Handler, RouteEntry, Server, route
+from cocoon.service.http import Handler, Request, Route, RouteEntry, Server, route
 
 log = logging.getLogger("cocoon.service")
+
+
+def _not_served(why: str) -> Route:
+    """A call cocoon knows and cannot answer: 501, saying why."""
+
+    def answer(req: Request) -> None:
+        raise Unsupported(f"cocoon does not serve {req.method} {req.path}: {why}")
+
+    return answer
+
+
+_NO_UPDATE = _not_served("a container's memory and CPUs are its VM's, fixed when it boots")
+_NO_SEARCH = _not_served("cocoon does not search registries; pull an image by its name")
+_NO_BUILD_CACHE = _not_served("the build cache is not served through the API yet")
 
 
 def routes() -> tuple[RouteEntry, ...]:
@@ -27,6 +41,7 @@ def routes() -> tuple[RouteEntry, ...]:
         route("GET", "/_ping", system.ping),
         route("GET", "/version", system.version),
         route("GET", "/info", system.info),
+        route("GET", "/system/df", usage.df),
         route("GET", "/events", events.stream),
         route("POST", "/containers/create", c.create, 201),
         route("GET", "/containers/json", c.list),
@@ -40,6 +55,7 @@ def routes() -> tuple[RouteEntry, ...]:
         route("POST", "/containers/{id}/attach", c.attach),
         route("GET", "/containers/{id}/logs", c.logs),
         route("POST", "/containers/{id}/resize", c.resize),
+        route("POST", "/containers/{id}/update", _NO_UPDATE),
         route("GET", "/containers/{id}/top", c.top),
         route("GET", "/containers/{id}/stats", stats.get),
         route("GET", "/containers/{id}/archive", archive.get),
@@ -52,6 +68,9 @@ def routes() -> tuple[RouteEntry, ...]:
         route("POST", "/images/create", images.pull),
         route("GET", "/images/json", images.list_images),
         route("GET", "/images/get", images.save),
+        route("POST", "/images/prune", images.prune),
+        route("GET", "/images/search", _NO_SEARCH),
+        route("POST", "/build/prune", _NO_BUILD_CACHE),
         route("POST", "/images/load", images.load),
         route("GET", "/images/{name*}/get", images.save),
         route("GET", "/images/{name*}/json", images.inspect),

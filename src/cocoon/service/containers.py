@@ -100,7 +100,13 @@ class Containers:
         found = [r for r in manager.containers(all=everything) if filters.matches(r, wanted)]
         if limit > 0:
             found = found[:limit]
-        return [_summary(r) for r in found]
+        if not req.flag("size"):
+            return [summary(r) for r in found]
+        from cocoon.image.store import ImageStore
+        from cocoon.service import usage
+
+        sizes = usage.image_bytes(ImageStore().images())
+        return [usage.with_sizes(summary(r), r, sizes) for r in found]
 
     # -- running -------------------------------------------------------------------
 
@@ -294,7 +300,7 @@ def _status(rec: Record) -> str:
     return f"Exited ({-1 if rec.exit_code is None else rec.exit_code}) {ago(rec.finished)}"
 
 
-def _summary(rec: Record) -> dict[str, Any]:
+def summary(rec: Record) -> dict[str, Any]:
     """One container as ``GET /containers/json`` lists it."""
     view = docker_inspect(rec)
     ports = []
@@ -320,4 +326,4 @@ def _summary(rec: Record) -> dict[str, Any]:
     }
 
 
-__all__ = ["Containers", "docker_inspect", "find", "not_found"]
+__all__ = ["Containers", "docker_inspect", "find", "not_found", "summary"]

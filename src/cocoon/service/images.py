@@ -156,26 +156,42 @@ def _created(image: Image) -> int:
         return 0
 
 
+def summary(image: Image) -> dict[str, Any]:
+    """One image as ``GET /images/json`` lists it."""
+    return {
+        "Id": image.id,
+        "ParentId": "",
+        "RepoTags": _tags(image),
+        "RepoDigests": [],
+        "Created": _created(image),
+        "Size": image.size,
+        "VirtualSize": image.size,
+        "SharedSize": -1,
+        "Labels": dict(image.config.labels),
+        "Containers": -1,
+    }
+
+
 def list_images(req: Request) -> list[dict[str, Any]]:
     from cocoon.image import filters
 
     wanted = filters.checked(params.filters(req.arg("filters")))
-    return [
-        {
-            "Id": image.id,
-            "ParentId": "",
-            "RepoTags": _tags(image),
-            "RepoDigests": [],
-            "Created": _created(image),
-            "Size": image.size,
-            "VirtualSize": image.size,
-            "SharedSize": -1,
-            "Labels": dict(image.config.labels),
-            "Containers": -1,
-        }
-        for image in ImageStore().images()
-        if filters.matches(image, wanted)
-    ]
+    return [summary(image) for image in ImageStore().images() if filters.matches(image, wanted)]
+
+
+def prune(req: Request) -> dict[str, Any]:
+    """Untagged images, as ``docker image prune`` (without ``-a``) asks."""
+    from cocoon.diskuse import allocated
+
+    wanted = params.filters(req.arg("filters"))
+    if set(wanted) - {"dangling"} or wanted.get("dangling", ["true"]) not in (["true"], ["1"]):
+        raise Unsupported("cocoon prunes only untagged images (dangling=true): "
+                          "remove tagged ones by name")  # fmt: skip
+    store = ImageStore()
+    before = allocated(store.root)
+    deleted, _ = store.prune()
+    return {"ImagesDeleted": [{"Deleted": d} for d in deleted],
+            "SpaceReclaimed": max(0, before - allocated(store.root))}  # fmt: skip
 
 
 def inspect(req: Request) -> dict[str, Any]:

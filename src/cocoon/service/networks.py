@@ -18,7 +18,7 @@ from typing import Any
 from cocoon import paths
 from cocoon.container import manager
 from cocoon.container.spec import check_hostname
-from cocoon.errors import InvalidArgument, NotFound, Unsupported
+from cocoon.errors import InvalidArgument, InvalidState, NotFound, Unsupported
 from cocoon.files import write_atomic
 from cocoon.network import ipam
 from cocoon.service.http import Request
@@ -180,7 +180,17 @@ def aliases(container_id: str, network: str | None) -> list[str]:
 
 
 def disconnect(req: Request) -> None:
-    raise Unsupported("cocoon containers keep the network they were made on (no disconnect)")
+    """Refused: a VM's one network card stays. Compose never asks it of a project
+    on its default network (the short id among the aliases tells it so)."""
+    body = req.json_object()
+    net = lookup(req.match["id"])
+    rec = find(str(body.get("Container") or ""))
+    if rec.settings.network.network != net.name:
+        raise InvalidState(f"container {rec.id} is not connected to the network {net.name}")
+    raise Unsupported(
+        f"cocoon does not serve disconnecting {rec.name} from {net.name}: a cocoon "
+        "container's VM has one network card, fixed when the container is made"
+    )
 
 
 def prune(req: Request) -> dict[str, list[str]]:
