@@ -41,6 +41,7 @@ LIFE = "tests/integration/test_lifecycle.py::"
 CMDS = "tests/integration/test_commands.py::"
 ACCEL = "tests/unit/test_accel.py::"
 SILENT = "tests/security/test_silent_guest.py::"
+SERVICE = "tests/integration/test_service.py::"
 
 MUTATIONS = [
     Mutation(
@@ -224,6 +225,27 @@ MUTATIONS = [
         'reporting = "off" if spec.memory_file is not None else "on"',
         'reporting = "off"',
         (RUN + "test_freed_guest_memory_returns_to_the_host",),
+    ),
+    Mutation(
+        "an archive PUT unpacks as a file what is no folder",
+        "src/cocoon/service/archive.py",
+        'else path).rstrip("/") + "/."',
+        'else path).rstrip("/") or "/"',
+        (SERVICE + "test_docker_cp_running_and_stopped",),
+    ),
+    Mutation(
+        "a stopped container's copy fails while the last copy's VM powers off",
+        "src/cocoon/container/copy.py",
+        "            if time.monotonic() > deadline:\n                raise\n",
+        "            raise\n",
+        (SERVICE + "test_docker_cp_running_and_stopped",),
+    ),
+    Mutation(
+        "stats answers one reading where the CLI needs two",
+        "src/cocoon/service/stats.py",
+        "        return view(rec, _read(rec) or before, before)",
+        "        return view(rec, before, None)",
+        (SERVICE + "test_docker_py_archive_top_and_stats",),
     ),
 ]
 

@@ -381,6 +381,9 @@ def check_cp(docker, name: str, tmp_path, tag: str) -> None:
 def test_docker_cp_running_and_stopped(service, docker, busybox, tmp_path):
     cid = ok(docker("run", "-d", "--name", "files", busybox, "sleep", "600")).strip()
     check_cp(docker, "files", tmp_path, "running")
+    (tmp_path / "at-root").write_text("top\n")
+    ok(docker("cp", str(tmp_path / "at-root"), "files:/"))  # the root: stat'ed as "/."
+    assert ok(docker("exec", "files", "cat", "/at-root")) == "top\n"
     ok(docker("exec", "files", "ln", "-s", "sub/f", "/running/link"))
     status, headers, _ = service.request("HEAD", "/containers/files/archive?path=/running/link")
     stat = path_stat(headers)
@@ -470,7 +473,7 @@ def test_docker_py_archive_top_and_stats(service, docker, busybox):
     stats = result["stats"]
     assert stats["name"] == "/pyfiles" and stats["cpu_stats"]["online_cpus"] >= 1
     # Two readings a second apart: the CLI's CPU percent needs both.
-    assert stats["cpu_stats"]["system_cpu_usage"] > stats["precpu_stats"]["system_cpu_usage"]
+    assert stats["cpu_stats"]["system_cpu_usage"] > stats["precpu_stats"]["system_cpu_usage"] > 0
     assert 0 < stats["memory_stats"]["usage"] < stats["memory_stats"]["limit"]
     assert {"read", "preread", "cpu_stats", "memory_stats"} <= set(result["streamed"])
 
