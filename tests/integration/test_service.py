@@ -365,6 +365,8 @@ def check_cp(docker, name: str, tmp_path, tag: str) -> None:
     ok(docker("cp", f"{name}:/{tag}/sub/f", str(out / "copied")))
     assert (out / "copied").read_text() == f"from the host {tag}\n"
     ok(docker("cp", f"{name}:/{tag}", str(out)))  # a folder into a folder
+    ok(docker("cp", f"{name}:/{tag}/.", str(out / "contents")))  # "/.": only what it holds
+    assert (out / "contents" / "sub" / "f").read_text() == f"from the host {tag}\n"
     assert (out / tag / "sub" / "f").read_text() == f"from the host {tag}\n"
     streamed = io.BytesIO()
     with tarfile.open(fileobj=streamed, mode="w") as tar:

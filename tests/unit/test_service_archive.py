@@ -13,6 +13,7 @@ import pytest
 
 from cocoon.container import top
 from cocoon.container.pathstat import HEADERS_MAX, FirstEntry, PathStat
+from cocoon.diskuse import allocated
 from cocoon.errors import Corrupt, InvalidArgument
 from cocoon.service import archive
 from cocoon.service.http import Request
@@ -43,9 +44,21 @@ def test_paths_are_joined_to_the_root(given, clean):
     assert archive.container_path(request(path=given)) == clean
 
 
-def test_a_path_is_required():
+def test_a_path_is_required_and_has_no_nul():
     with pytest.raises(InvalidArgument):
         archive.container_path(request())
+    with pytest.raises(InvalidArgument, match="NUL"):
+        archive.container_path(request(path="/etc\0/x"))
+
+
+def test_allocated_counts_blocks_not_lengths(tmp_path):
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as f:
+        f.truncate(64 << 20)
+    (tmp_path / "dense").write_bytes(b"x" * (1 << 20))
+    assert allocated(sparse) < 1 << 20 <= allocated(tmp_path / "dense")
+    assert allocated(tmp_path) >= allocated(tmp_path / "dense") + allocated(sparse)
+    assert allocated(tmp_path / "absent") == 0
 
 
 def test_modes_are_gos():

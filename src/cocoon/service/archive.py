@@ -60,6 +60,8 @@ def container_path(req: Request) -> str:
     text = req.arg("path")
     if not text:
         raise InvalidArgument("bad parameter: path cannot be empty")
+    if "\0" in text:
+        raise InvalidArgument("bad parameter: a NUL byte in path")
     clean = posixpath.normpath("/" + text.lstrip("/"))
     if text == "." or text.endswith("/."):
         return clean.rstrip("/") + "/."
