@@ -425,13 +425,29 @@ def test_docker_cp_running_and_stopped(service, docker, busybox, tmp_path):
     ok(docker("rm", "-f", "files"))
 
 
-def streamed_tar() -> bytes:
+def streamed_tar(uid: int = 0) -> bytes:
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w") as tar:
         info = tarfile.TarInfo("note")
-        info.size = 3
+        info.size, info.uid, info.gid = 3, uid, uid
         tar.addfile(info, io.BytesIO(b"hi\n"))
     return data.getvalue()
+
+
+def test_copy_uid_gid_gives_the_containers_user(service, docker, busybox, tmp_path):
+    ok(docker("run", "-d", "--name", "owned", "--user", "5:6", busybox, "sleep", "600"))
+    put = "/containers/owned/archive?path=/tmp&copyUIDGID="
+    assert service.request("PUT", put + "0", streamed_tar(uid=1234))[0] == 200
+    assert ok(docker("exec", "owned", "stat", "-c", "%u:%g", "/tmp/note")).strip() == "1234:1234"
+    assert service.request("PUT", put + "1", streamed_tar(uid=1234))[0] == 200
+    assert ok(docker("exec", "owned", "stat", "-c", "%u:%g", "/tmp/note")).strip() == "5:6"
+    (tmp_path / "by-cli").write_text("-a\n")
+    ok(docker("cp", "-a", str(tmp_path / "by-cli"), "owned:/tmp"))  # docker cp -a: the same
+    assert ok(docker("exec", "owned", "stat", "-c", "%u:%g", "/tmp/by-cli")).strip() == "5:6"
+    ok(docker("run", "-d", "--name", "named", "--user", "nobody", busybox, "sleep", "600"))
+    status, _, body = service.request("PUT", "/containers/named/archive?path=/tmp&copyUIDGID=1",
+                                      streamed_tar())  # fmt: skip
+    assert status == 501 and "'nobody'" in json.loads(body)["message"]
 
 
 DOCKER_PY_FILES = """

@@ -145,14 +145,24 @@ def put(req: Request) -> None:
     ref = req.match["id"]
     rec = find(ref)
     path = container_path(req)
-    if req.flag("copyUIDGID"):
-        raise Unsupported("cocoon does not serve copyUIDGID: the archive's owners are kept")
+    owner = _owner(rec.settings.process.user) if req.flag("copyUIDGID") else None
     req.flag("noOverwriteDirNonDir")  # checked; see README for what the agent replaces
     source = _tar_body(req.handler.body_chunks())
 
     def produce(pipe: BinaryIO) -> None:
-        while data := source.read(1 << 16):
-            pipe.write(data)
+        if owner is None:
+            while data := source.read(1 << 16):
+                pipe.write(data)
+            return
+        # Every entry the container's user's, as dockerd's copyUIDGID.
+        with (
+            tarfile.open(fileobj=source, mode="r|") as tar,
+            tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as out,
+        ):
+            for member in tar:
+                member.uid, member.gid = owner
+                member.uname = member.gname = ""
+                out.addfile(member, tar.extractfile(member) if member.isreg() else None)
 
     # "/." unpacks into the folder only: no folder there is an error, as dockerd's.
     into = (path[:-2] if path.endswith("/.") else path).rstrip("/") + "/."
@@ -165,6 +175,19 @@ def put(req: Request) -> None:
     except InvalidArgument:
         raise InvalidArgument("extraction point is not a directory") from None
     req.handler.reply_empty(200)
+
+
+def _owner(user: str) -> tuple[int, int]:
+    """The container's ``user:group`` as numbers, which the host can write in a tar."""
+    if user in ("", "0", "root"):
+        return 0, 0
+    uid, _, gid = user.partition(":")
+    if uid.isdigit() and gid.isdigit():
+        return int(uid), int(gid)
+    raise Unsupported(
+        f"cocoon serves copyUIDGID only for a numeric user:group, not {user!r} "
+        "(names are the container's to resolve)"
+    )
 
 
 class _Reader(io.RawIOBase):
