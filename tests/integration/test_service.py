@@ -469,6 +469,10 @@ with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as tar:
     result["got"] = tar.extractfile("zipped.txt").read().decode()
 result["stat"] = stat
 result["cat"] = c.exec_run(["cat", "/tmp/plain.txt"]).output.decode()
+import time
+deadline = time.time() + 60
+while not any("sleep 600" in row[-1] for row in c.top()["Processes"]) and time.time() < deadline:
+    time.sleep(0.3)
 result["top"] = c.top()
 one = c.stats(stream=False)
 result["stats"] = {k: one[k] for k in ("cpu_stats", "precpu_stats", "memory_stats", "name")}
@@ -497,9 +501,12 @@ def test_docker_py_archive_top_and_stats(service, docker, busybox):
 
 
 def test_docker_top_and_stats(service, docker, busybox):
-    ok(docker("run", "-d", "--name", "busy", busybox, "sh", "-c", "sleep 600"))
-    top = ok(docker("top", "busy"))
-    assert top.splitlines()[0].split()[0] == "PID" and "sleep 600" in top
+    ok(docker("run", "-d", "--name", "busy", busybox, "sleep", "600"))
+    deadline = time.monotonic() + 60
+    while "sleep 600" not in (top := ok(docker("top", "busy"))):  # until it has exec'd
+        assert time.monotonic() < deadline, top
+        time.sleep(0.3)
+    assert top.splitlines()[0].split()[0] == "PID"
     assert "sleep 600" in ok(docker("top", "busy", "-o", "pid,args"))
     row = ok(docker("stats", "--no-stream", "--format",
                     "{{.Name}} {{.CPUPerc}} {{.MemUsage}}", "busy"))  # fmt: skip
