@@ -513,7 +513,17 @@ def test_docker_top_and_stats(service, docker, busybox):
     name, cpu, used, _, limit = row.split()
     assert name == "busy" and cpu.endswith("%") and used.endswith("MiB") and limit.endswith("MiB")
     assert float(used[:-3]) > 0
+    status, _, body = service.request("GET", "/containers/busy/stats?stream=0&one-shot=1")
+    once = json.loads(body)  # one reading: nothing before it
+    assert status == 200 and once["cpu_stats"]["system_cpu_usage"] > 0
+    assert once["precpu_stats"]["system_cpu_usage"] == 0 and once["preread"].startswith("0001")
+    ok(docker("pause", "busy"))  # a frozen kernel cannot answer: no reading, at once
+    status, _, body = service.request("GET", "/containers/busy/stats?stream=0")
+    assert status == 200 and json.loads(body)["memory_stats"] == {}
+    ok(docker("unpause", "busy"))
     ok(docker("stop", "-t", "0", "busy"))
+    status, _, body = service.request("GET", "/containers/busy/stats?stream=0")
+    assert status == 200 and json.loads(body)["memory_stats"] == {}  # not running: no reading
     status, _, body = service.request("GET", "/containers/busy/top")
     assert status == 409 and "is not running" in json.loads(body)["message"]
 
@@ -591,3 +601,25 @@ def test_network_counters_and_one_network_card(cocoon, netns, busybox):
         finally:
             svc.docker("rm", "-f", "netted")
             svc.docker("network", "rm", "second")
+
+
+def test_pause_rename_and_export(docker, busybox, tmp_path):
+    ok(docker("run", "-d", "--name", "frozen", busybox, "sleep", "600"))
+    ok(docker("pause", "frozen"))
+    assert ok(docker("inspect", "-f", "{{.State.Status}}", "frozen")).strip() == "paused"
+    again = docker("pause", "frozen")
+    assert again.returncode == 1 and b"already paused" in again.stderr
+    ok(docker("unpause", "frozen"))
+    assert ok(docker("inspect", "-f", "{{.State.Status}}", "frozen")).strip() == "running"
+    ok(docker("rename", "frozen", "thawed"))
+    assert ok(docker("ps", "--format", "{{.Names}}")).split() == ["thawed"]
+    ok(docker("export", "-o", str(tmp_path / "running.tar"), "thawed"))
+    ok(docker("exec", "thawed", "sh", "-c", "echo kept > /made-here"))
+    ok(docker("stop", "-t", "0", "thawed"))
+    exported = docker("export", "thawed")  # stopped: its VM boots for the copy
+    assert exported.returncode == 0, exported.stderr.decode()
+    with tarfile.open(fileobj=io.BytesIO(exported.stdout)) as tar:
+        assert tar.extractfile("made-here").read() == b"kept\n"
+        assert not [m for m in tar.getnames() if m.startswith("proc/")]  # other filesystems: empty
+    with tarfile.open(tmp_path / "running.tar") as tar:
+        assert "bin/busybox" in tar.getnames()

@@ -41,8 +41,8 @@ def _export(args: argparse.Namespace) -> int:
             from cocoon.errors import InvalidArgument
 
             raise InvalidArgument("export writes a tar: redirect stdout or give -o FILE")
-        export(args.container, sys.stdout.buffer)
+        export(args.container, sys.stdout.buffer.write)
         return 0
     with atomic_output(args.output) as out:
-        export(args.container, out)
+        export(args.container, out.write)
     return 0

@@ -150,9 +150,9 @@ def write_tar(ref: str, path: str, source: BinaryIO) -> None:
     _check(status.code, errors, path)
 
 
-def export(ref: str, out: BinaryIO) -> None:
+def export(ref: str, sink: Sink) -> None:
     """The container's root filesystem as a tar (volumes and /proc left empty)."""
-    read_tar(ref, "/", out.write, one_fs=True)
+    read_tar(ref, "/", sink, one_fs=True)
 
 
 @contextlib.contextmanager

@@ -151,6 +151,41 @@ class Containers:
         manager.kill(rec.id, req.arg("signal") or "SIGKILL")
         self.events.emit("kill", rec.id, signal=req.arg("signal") or "SIGKILL")
 
+    def pause(self, req: Request) -> None:
+        rec = find(req.match["id"])
+        if rec.state != State.RUNNING:
+            raise InvalidState(f"Container {rec.id} is not running")
+        manager.pause(rec.id)
+        self.events.emit("pause", rec.id)
+
+    def unpause(self, req: Request) -> None:
+        rec = manager.unpause(find(req.match["id"]).id)
+        self.events.emit("unpause", rec.id)
+
+    def rename(self, req: Request) -> None:
+        name = req.arg("name")
+        if not name:
+            raise InvalidArgument("bad parameter: name is required")
+        rec = manager.rename(find(req.match["id"]).id, name.lstrip("/"))
+        self.events.remember(rec)
+        self.events.emit("rename", rec.id)
+
+    def export(self, req: Request) -> None:
+        """The root filesystem as a tar (``docker export``), as ``cocoon export``."""
+        from cocoon.container import copy
+
+        rec = find(req.match["id"])
+
+        def sink(data: bytes) -> None:
+            if not req.handler.answered:
+                req.handler.start_stream("application/x-tar")
+            req.handler.chunk(data)
+
+        copy.export(rec.id, sink)
+        if not req.handler.answered:
+            req.handler.start_stream("application/x-tar")
+        req.handler.end_stream()
+
     def delete(self, req: Request) -> None:
         rec = find(req.match["id"])
         if rec.state == State.RUNNING and not req.flag("force"):

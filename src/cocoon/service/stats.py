@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from cocoon.container import stats
+from cocoon.container import control, stats
 from cocoon.container.network import tap_name
 from cocoon.container.record import Record
 from cocoon.container.state import State
@@ -102,8 +102,9 @@ def get(req: Request) -> Any:
     one_shot = req.flag("one-shot")
     if one_shot and stream:
         raise InvalidArgument("cannot have stream=true and one-shot=true")
-    if rec.state != State.RUNNING:
-        # As dockerd: a container that does not run has an empty reading.
+    if rec.state != State.RUNNING or control.paused(rec.id):
+        # A container that does not run has an empty reading (as dockerd's);
+        # a paused VM cannot answer, its kernel is frozen.
         return view(rec, None, None)
     before = _read(rec)
     if not stream:
