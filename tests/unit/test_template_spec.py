@@ -71,18 +71,48 @@ def test_the_shape_follows_every_input(spec, tmp_path):
     assert templates.shape(spec)["initrd"] != first["initrd"]
 
 
-def test_volumes_over_9p_and_the_switch_mean_a_cold_boot(spec, tmp_path, monkeypatch):
+def test_the_switch_means_a_cold_boot(spec, monkeypatch):
     monkeypatch.setattr(templates.os, "geteuid", lambda: 0)
     assert templates.why_not(spec) is None
     assert "off" in templates.why_not(spec, wanted=False)
     monkeypatch.setenv("COCOON_TEMPLATE", "0")
     assert "off" in templates.why_not(spec)
-    monkeypatch.delenv("COCOON_TEMPLATE")
-    spec.disks.append(Disk(tmp_path / "volume.ext4"))
-    assert "volumes" in templates.why_not(spec)
-    spec.disks.pop()
-    spec.shares = [SharedFolder(tmp_path, "data")]
-    assert "volumes" in templates.why_not(spec)
+
+
+def test_volumes_are_slots_whose_backing_is_not_the_shape(spec, tmp_path, monkeypatch):
+    """A volume's disk and a share's folder come from the clone's command
+    line; the number of them, and the tags the guest read, make the shape."""
+    monkeypatch.setattr(templates.os, "geteuid", lambda: 0)
+    small, large = tmp_path / "small.ext4", tmp_path / "large.ext4"
+    small.write_bytes(b"\0" * 4096)
+    large.write_bytes(b"\0" * 8192)
+    plain = templates.shape(spec)
+    spec.disks.append(Disk(small, readonly=True, serial="cocoon-vol0"))
+    spec.shares = [SharedFolder(tmp_path, "cocoon.m0")]
+    assert templates.why_not(spec) is None
+    with_volumes = templates.shape(spec)
+    assert with_volumes != plain
+    spec.disks[1] = Disk(large, serial="cocoon-vol0")
+    spec.shares = [SharedFolder(tmp_path / "elsewhere", "cocoon.m0", readonly=True)]
+    assert templates.shape(spec) == with_volumes
+    spec.shares.append(SharedFolder(tmp_path, "cocoon.m1"))
+    assert templates.shape(spec) != with_volumes
+    # The root's size is the guest's to grow into: part of the shape.
+    spec.shares.pop()
+    spec.disks[0].path.write_bytes(b"\0" * 8192)
+    assert templates.shape(spec) != with_volumes
+
+    monkeypatch.setattr(templates, "VOLUME_SLOT_BYTES", 4096)
+    assert "volume slot" in templates.why_not(spec)
+
+
+def test_more_devices_than_microvm_has_slots_is_one_clear_error(spec, tmp_path):
+    spec.agent_socket = tmp_path / "agent.sock"
+    spec.shares = [SharedFolder(tmp_path, f"cocoon.m{i}") for i in range(4)]
+    qemu.command(spec)  # root, 4 shares, port, RNG, balloon: all 8 slots
+    spec.shares.append(SharedFolder(tmp_path, "cocoon.m4"))
+    with pytest.raises(InvalidArgument, match="8 device slots"):
+        qemu.command(spec)
 
 
 def test_config_carries_the_mac_and_entropy():

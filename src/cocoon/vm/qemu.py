@@ -89,7 +89,25 @@ def _memory(spec: MachineSpec) -> list[str]:
     return argv
 
 
+# microvm's virtio-mmio transports: every device takes one. Without ACPI
+# (which the guest kernel lacks) there is no second IOAPIC for more.
+MMIO_SLOTS = 8
+# Besides disks and shares: the RNG and the balloon, always there.
+_FIXED_DEVICES = 2
+
+
+def _check_slots(spec: MachineSpec) -> None:
+    own = _FIXED_DEVICES + (spec.agent_socket is not None) + (spec.net is not None)
+    if len(spec.disks) + len(spec.shares) + own > MMIO_SLOTS:
+        raise InvalidArgument(
+            f"too many disks and shared folders: QEMU's microvm has {MMIO_SLOTS} device "
+            f"slots, which leaves room for {MMIO_SLOTS - own} (the root included) beside "
+            "this VM's other devices"
+        )
+
+
 def command(spec: MachineSpec) -> list[str]:
+    _check_slots(spec)
     if spec.accel == "kvm":
         # arch-capabilities is not settable under some paravirtual KVMs;
         # the guest does not need it.
