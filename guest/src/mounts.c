@@ -145,6 +145,19 @@ static int mount_share_root(const char *tag, char *err, size_t errlen)
 			errlen);
 }
 
+/* A VM restored from a memory template read each disk slot (the template's
+ * blank disk) when the kernel scanned it for partitions; what it cached then
+ * is not this container's disk. */
+static void drop_stale_cache(const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (ioctl(fd, BLKFLSBUF, 0) < 0)
+			logmsg("flush %s: %s", dev, errstr(errno));
+		close(fd);
+	}
+}
+
 static int mount_disk_root(const char *root_dev, char *err, size_t errlen)
 {
 	char dev[128];
@@ -153,15 +166,7 @@ static int mount_disk_root(const char *root_dev, char *err, size_t errlen)
 		snprintf(err, errlen, "root disk %s not found", dev);
 		return -1;
 	}
-	/* A VM restored from a memory template read this slot's disk (the
-	 * template's blank one) when the kernel scanned it for partitions; what
-	 * it cached then is not this container's disk. */
-	int fd = open(dev, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (ioctl(fd, BLKFLSBUF, 0) < 0)
-			logmsg("flush %s: %s", dev, errstr(errno));
-		close(fd);
-	}
+	drop_stale_cache(dev);
 	if (do_mount(dev, NEWROOT, "ext4", 0, NULL, err, errlen) < 0)
 		return -1;
 	return grow_root(dev, err, errlen);
@@ -297,7 +302,19 @@ static const char *mounted_disk(const struct mount_spec *all, size_t i)
 	return NULL;
 }
 
-static int mount_one(const struct mount_spec *all, size_t i, char *err, size_t errlen)
+/* Whether the host attached the volume disk of all[i] read-only, which it
+ * does when every mount of it is: a VM restored from a memory template
+ * cannot tell from sysfs, where the template's writable slot still shows. */
+static int disk_attached_readonly(const struct mount_spec *all, size_t n, size_t i)
+{
+	for (size_t j = 0; j < n; j++)
+		if (all[j].kind == MOUNT_EXT4 && !strcmp(all[j].source, all[i].source) &&
+		    !(all[j].flags & MOUNT_RDONLY))
+			return 0;
+	return 1;
+}
+
+static int mount_one(const struct mount_spec *all, size_t n, size_t i, char *err, size_t errlen)
 {
 	const struct mount_spec *m = &all[i];
 	unsigned long flags = MS_NOSUID * !!(m->flags & MOUNT_NOSUID) |
@@ -342,6 +359,8 @@ static int mount_one(const struct mount_spec *all, size_t i, char *err, size_t e
 		if (find_disk(m->source, dev, sizeof(dev), &disk_ro) < 0) {
 			snprintf(err, errlen, "volume disk %s for %s not found", m->source, m->target);
 		} else {
+			disk_ro |= disk_attached_readonly(all, n, i);
+			drop_stale_cache(dev);
 			/* A read-only disk cannot replay its journal: noload. */
 			rc = do_mount(dev, m->target, "ext4", flags | (disk_ro ? MS_RDONLY : 0),
 				      disk_ro ? "noload" : NULL, err, errlen);
@@ -381,8 +400,9 @@ done:
 
 int user_mounts(const struct mount_spec *m, size_t n, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < n && i < CONFIG_MAX_MOUNTS; i++)
-		if (mount_one(m, i, err, errlen) < 0)
+	n = n < CONFIG_MAX_MOUNTS ? n : CONFIG_MAX_MOUNTS;
+	for (size_t i = 0; i < n; i++)
+		if (mount_one(m, n, i, err, errlen) < 0)
 			return -1;
 	return 0;
 }

@@ -257,3 +257,46 @@ def test_ten_clones_at_once_keep_to_themselves(tc, busybox):
     assert len(uuids) == 10
     with contextlib.suppress(FileNotFoundError):
         assert not list(tc.cocoon.run_dir.glob("tpl-*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="templates live in a ramfs, which needs root")
+def test_containers_with_volumes_are_clones_that_see_only_their_own(tc, busybox, tmp_path):
+    """Volume disks and 9p shares are slots of the template: each clone has
+    its own volume and folder behind them, read-only where it asked."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder in (one, two):
+        folder.mkdir()
+        (folder / "name").write_text(f"{folder.name}\n")
+    script = "cat /bind/name; echo {0} > /vol/mine; echo {0} > /bind/written; cat /vol/mine"
+    try:
+        first = tc("run", "--rm", "-v", f"{one}:/bind", "-v", "tpl-one:/vol", busybox, "true")
+        ok(first)
+        key = cloned(first)
+        a = tc("run", "-d", "--name", "a", "-v", f"{one}:/bind", "-v", "tpl-one:/vol",
+               busybox, "sh", "-c", script.format("a") + "; sleep 600")  # fmt: skip
+        b = tc("run", "-d", "--name", "b", "-v", f"{two}:/bind", "-v", "tpl-two:/vol",
+               busybox, "sh", "-c", script.format("b") + "; sleep 600")  # fmt: skip
+        clones = running_clones(tc.cocoon.state)
+        assert clones[ok(a).strip()] == clones[ok(b).strip()] == key
+        for name, folder in (("a", one), ("b", two)):
+            deadline = time.monotonic() + 120
+            while not (folder / "written").exists():
+                assert time.monotonic() < deadline, tc("logs", name).stderr.decode()
+                time.sleep(0.3)
+            logs = ok(tc("logs", name)).split()
+            assert logs == [folder.name, name]
+            assert (folder / "written").read_text() == f"{name}\n"
+            seen = ok(tc("exec", name, "sh", "-c", "ls /bind /vol"))
+            assert "name" in seen and "mine" in seen
+        ok(tc("rm", "-f", "a", "b", timeout=LONG))
+
+        # A read-only volume behind a writable slot: its data, and no writes.
+        check = "cat /vol/mine /bind/name; echo x > /vol/x; echo x > /bind/x"
+        ro = tc("run", "--rm", "-v", "tpl-one:/vol:ro", "-v", f"{two}:/bind:ro", busybox,
+                "sh", "-c", check)  # fmt: skip
+        assert ro.stdout == b"a\ntwo\n" and ro.stderr.count(b"Read-only file system") == 2
+        assert ro.returncode != 0 and cloned(ro) == key  # read-only is not part of the shape
+        assert not (two / "x").exists()
+    finally:
+        tc("rm", "-f", "a", "b", timeout=LONG)
+        tc("volume", "rm", "-f", "tpl-one", "tpl-two")

@@ -9,6 +9,20 @@ each backed by the container's own disk, TAP or user network, whose RAM
 maps that file privately and which resumes from the saved state: the guest
 wakes at that read and gets everything of its container in CONFIG.
 
+Volumes are slots of the shape: a template has as many extra disks and 9p
+shares as the container that first needed it, and a clone's command line
+puts that container's own volume behind each (QEMU reads a slot's backing
+file and a disk's serial from the clone's command line; only what the
+guest read at boot stays the template's). What the guest did read then:
+a disk's size, so a volume slot is as large as any volume may be (the
+agent mounts the filesystem on it, which fits), and a share's tag, so the
+tags are part of the shape. A disk's read-only flag is a feature the guest
+acknowledged at boot, which a restore must still find offered: volume
+slots are writable in the template, and a clone's read-only volume is
+read-only behind the slot (QEMU refuses writes) and mounted read-only by
+the agent. microvm has eight virtio-mmio slots in all, which bounds the
+volumes of any VM, cloned or not.
+
 Templates are kept under ``<cache>/templates``, one folder per shape named
 by the hash of its inputs (the kernel's and initramfs's contents among
 them), so a new kernel or agent makes a new template on first need; the
@@ -48,6 +62,7 @@ from cocoon.vm.machine import (
     Disk,
     MachineSpec,
     MemoryFile,
+    SharedFolder,
     Tap,
     Unplugged,
     UserNet,
@@ -62,6 +77,9 @@ TEMPLATE_MAC = "02:00:00:00:00:01"
 QCOW2_MAGIC = b"QFI\xfb"
 KEEP = 8  # templates kept, the most recently used
 RETRY_AFTER = 600.0  # seconds before a shape whose build failed is tried again
+# A volume slot's size as the template's guest sees it: ext4's limit with
+# 4 KiB blocks, so every volume's filesystem fits on the slot.
+VOLUME_SLOT_BYTES = 16 << 40
 
 
 # Every VM test passes with templates on (tests/integration, tests/security).
@@ -122,6 +140,17 @@ def _disk_size(disk: Disk) -> int:
         return os.fstat(f.fileno()).st_size
 
 
+def _volume_disk(disk: Disk) -> bool:
+    """A disk the agent finds by serial and mounts as it is (a volume), as
+    opposed to the root, whose filesystem it grows to the disk's size: the
+    root's size is part of the shape, a volume's is not."""
+    return disk.serial is not None
+
+
+def _disk_slot(disk: Disk) -> list[object]:
+    return ["volume"] if _volume_disk(disk) else [_disk_size(disk), disk.readonly]
+
+
 def shape(spec: MachineSpec) -> dict[str, object]:
     """What a template must share with its clones: everything the guest saw at boot."""
     qemu_bin = qemu.binary()
@@ -132,7 +161,8 @@ def shape(spec: MachineSpec) -> dict[str, object]:
         "accel": spec.accel,
         "cpus": spec.cpus,
         "memory_mib": spec.memory_mib,
-        "disks": [[_disk_size(d), d.readonly] for d in spec.disks],
+        "disks": [_disk_slot(d) for d in spec.disks],
+        "shares": [s.tag for s in spec.shares],
         "nic": spec.net is not None,
         "params": spec.params,
     }
@@ -142,10 +172,8 @@ def why_not(spec: MachineSpec, wanted: bool = True) -> str | None:
     """Why ``spec`` cannot start from a template, or None if it can."""
     if not (wanted and enabled()):
         return "templates are off (COCOON_TEMPLATE=0 or --no-template)"
-    if spec.shares or len(spec.disks) > 1:
-        # Volumes: their disks' sizes would make a template per volume, and
-        # the agent only drops the root slot's stale cache after a resume.
-        return "volumes (disks or shared folders) are not part of a template's device layout"
+    if any(_volume_disk(d) and _disk_size(d) > VOLUME_SLOT_BYTES for d in spec.disks):
+        return f"a volume larger than a template's volume slot ({VOLUME_SLOT_BYTES >> 40} TiB)"
     if spec.memory_file is not None or spec.restore is not None:
         return "the VM already has a memory image"
     if not (isinstance(spec.net, Tap | UserNet) or spec.net is None):
@@ -203,11 +231,21 @@ def _wait_parked(console: Path, machine, timeout: float) -> None:
 def build(spec: MachineSpec, where: Path) -> None:
     """Boot a template of ``spec``'s shape into ``where`` (a new folder) and save it."""
     where.mkdir()
-    disks = []
+    disks, shares = [], []
     for i, disk in enumerate(spec.disks):
         blank = where / f"disk{i}"
-        _blank_disk(blank, _disk_size(disk))
-        disks.append(Disk(blank, "raw", disk.readonly))
+        if _volume_disk(disk):
+            _blank_disk(blank, VOLUME_SLOT_BYTES)  # sparse: ramfs holds only what is read
+            disks.append(Disk(blank, "raw", serial=disk.serial))
+        else:
+            _blank_disk(blank, _disk_size(disk))
+            disks.append(Disk(blank, "raw", disk.readonly))
+    for i, share in enumerate(spec.shares):
+        # Never mounted by the template's guest (it parks before any mount):
+        # QEMU would refuse to save a VM with a mounted share.
+        empty = where / f"share{i}"
+        empty.mkdir()
+        shares.append(SharedFolder(empty, share.tag, readonly=True, security_model="none"))
     # Unix socket paths are short: the run dir, not the cache dir.
     sockets = paths.run_dir() / f"tpl-{os.getpid()}-{where.name[:8]}"
     sockets.mkdir(parents=True, exist_ok=True)
@@ -218,6 +256,7 @@ def build(spec: MachineSpec, where: Path) -> None:
         template_spec = replace(
             spec,
             disks=disks,
+            shares=shares,
             net=None if spec.net is None else Unplugged(TEMPLATE_MAC),
             agent_socket=sockets / "agent.sock",
             control_socket=sockets / "vmm.sock",
@@ -238,6 +277,8 @@ def build(spec: MachineSpec, where: Path) -> None:
         shutil.rmtree(sockets, ignore_errors=True)
     for disk in disks:
         disk.path.unlink()
+    for share in shares:
+        share.path.rmdir()
 
 
 def _sweep() -> None:
