@@ -269,7 +269,9 @@ def test_containers_with_volumes_are_clones_that_see_only_their_own(tc, busybox,
         (folder / "name").write_text(f"{folder.name}\n")
     script = "cat /bind/name; echo {0} > /vol/mine; echo {0} > /bind/written; cat /vol/mine"
     try:
-        first = tc("run", "--rm", "-v", f"{one}:/bind", "-v", "tpl-one:/vol", busybox, "true")
+        # Written without a sync by a --rm run: still there for the next.
+        first = tc("run", "--rm", "-v", f"{one}:/bind", "-v", "tpl-one:/vol", busybox,
+                   "sh", "-c", "echo kept > /vol/early")  # fmt: skip
         ok(first)
         key = cloned(first)
         a = tc("run", "-d", "--name", "a", "-v", f"{one}:/bind", "-v", "tpl-one:/vol",
@@ -291,10 +293,10 @@ def test_containers_with_volumes_are_clones_that_see_only_their_own(tc, busybox,
         ok(tc("rm", "-f", "a", "b", timeout=LONG))
 
         # A read-only volume behind a writable slot: its data, and no writes.
-        check = "cat /vol/mine /bind/name; echo x > /vol/x; echo x > /bind/x"
+        check = "cat /vol/early /vol/mine /bind/name; echo x > /vol/x; echo x > /bind/x"
         ro = tc("run", "--rm", "-v", "tpl-one:/vol:ro", "-v", f"{two}:/bind:ro", busybox,
                 "sh", "-c", check)  # fmt: skip
-        assert ro.stdout == b"a\ntwo\n" and ro.stderr.count(b"Read-only file system") == 2
+        assert ro.stdout == b"kept\na\ntwo\n" and ro.stderr.count(b"Read-only file system") == 2
         assert ro.returncode != 0 and cloned(ro) == key  # read-only is not part of the shape
         assert not (two / "x").exists()
     finally:
