@@ -106,8 +106,10 @@ static int container_mounts(char *err, size_t errlen)
 /* A container's disk may be larger than the image's filesystem on it
  * (--storage-opt size=): grow the filesystem, mounted, to fill the disk. The
  * kernel does nothing when they already match, so this costs two ioctls. */
-static int grow_root(const char *dev, char *err, size_t errlen)
+static int grow_root(const char *dev, uint64_t root_size, char *err, size_t errlen)
 {
+	if (!root_size)
+		return 0;
 	int fd = open(dev, O_RDONLY | O_CLOEXEC);
 	uint64_t bytes = 0;
 	if (fd < 0 || ioctl(fd, BLKGETSIZE64, &bytes) < 0) {
@@ -117,6 +119,8 @@ static int grow_root(const char *dev, char *err, size_t errlen)
 		return -1;
 	}
 	close(fd);
+	if (root_size < bytes)
+		bytes = root_size;
 	struct statfs st;
 	int dir = open(NEWROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir < 0 || fstatfs(dir, &st) < 0 || st.f_bsize <= 0) {
@@ -158,7 +162,7 @@ static void drop_stale_cache(const char *dev)
 	}
 }
 
-static int mount_disk_root(const char *root_dev, char *err, size_t errlen)
+static int mount_disk_root(const char *root_dev, uint64_t root_size, char *err, size_t errlen)
 {
 	char dev[128];
 	snprintf(dev, sizeof(dev), "/dev/%s", root_dev);
@@ -169,14 +173,14 @@ static int mount_disk_root(const char *root_dev, char *err, size_t errlen)
 	drop_stale_cache(dev);
 	if (do_mount(dev, NEWROOT, "ext4", 0, NULL, err, errlen) < 0)
 		return -1;
-	return grow_root(dev, err, errlen);
+	return grow_root(dev, root_size, err, errlen);
 }
 
-int setup_root(const char *root, char *err, size_t errlen)
+int setup_root(const char *root, uint64_t root_size, char *err, size_t errlen)
 {
 	int rc = strncmp(root, ROOT_SHARE_PREFIX, strlen(ROOT_SHARE_PREFIX)) == 0
 			 ? mount_share_root(root + strlen(ROOT_SHARE_PREFIX), err, errlen)
-			 : mount_disk_root(root, err, errlen);
+			 : mount_disk_root(root, root_size, err, errlen);
 	if (rc < 0)
 		return -1;
 
