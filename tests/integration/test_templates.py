@@ -302,3 +302,26 @@ def test_containers_with_volumes_are_clones_that_see_only_their_own(tc, busybox,
     finally:
         tc("rm", "-f", "a", "b", timeout=LONG)
         tc("volume", "rm", "-f", "tpl-one", "tpl-two")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="templates live in a ramfs, which needs root")
+def test_system_warm_builds_what_default_runs_start_from(tc, busybox, tmp_path):
+    # A new agent: nothing of it is built yet, whatever ran before.
+    agent = tmp_path / "cocoon-agent"
+    shutil.copyfile(tc.env["COCOON_AGENT"], agent)
+    with open(agent, "ab") as f:
+        f.write(os.urandom(8))
+    agent.chmod(0o755)
+    fresh = Templated(tc.cocoon, COCOON_AGENT=str(agent))
+    warmed = ok(fresh("system", "warm"))
+    shapes = dict(
+        re.findall(r"template ([0-9a-f]{16}) \(.*, (no mounts|one bind mount)\): built", warmed)
+    )
+    assert sorted(shapes.values()) == ["no mounts", "one bind mount"], warmed
+    assert ok(fresh("system", "warm")).count("already built") == 2
+
+    plain = fresh("run", "--rm", busybox, "true")
+    bound = fresh("run", "--rm", "-v", f"{tmp_path}:/src", busybox, "true")
+    for run, what in ((plain, "no mounts"), (bound, "one bind mount")):
+        ok(run)
+        assert shapes[cloned(run)] == what and not BUILT.search(run.stderr)

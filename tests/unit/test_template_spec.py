@@ -79,7 +79,7 @@ def test_the_switch_means_a_cold_boot(spec, monkeypatch):
     assert "off" in templates.why_not(spec)
 
 
-def test_volumes_are_slots_whose_backing_is_not_the_shape(spec, tmp_path, monkeypatch):
+def test_disks_and_shares_are_slots_whose_backing_is_not_the_shape(spec, tmp_path, monkeypatch):
     """A volume's disk and a share's folder come from the clone's command
     line; the number of them, and the tags the guest read, make the shape."""
     monkeypatch.setattr(templates.os, "geteuid", lambda: 0)
@@ -97,13 +97,18 @@ def test_volumes_are_slots_whose_backing_is_not_the_shape(spec, tmp_path, monkey
     assert templates.shape(spec) == with_volumes
     spec.shares.append(SharedFolder(tmp_path, "cocoon.m1"))
     assert templates.shape(spec) != with_volumes
-    # The root's size is the guest's to grow into: part of the shape.
+    # Nor is the root's size: a clone's agent is told it in CONFIG.
     spec.shares.pop()
-    spec.disks[0].path.write_bytes(b"\0" * 8192)
-    assert templates.shape(spec) != with_volumes
+    spec.disks[0].path.write_bytes(b"\0" * 12288)
+    assert templates.shape(spec) == with_volumes
+    assert templates.root_size(spec) is None  # a cold boot: the device's size is right
+    clone = templates.clone(spec, templates.Template(tmp_path / "t"))
+    assert templates.root_size(clone) == 12288
+    sent = GuestConfig(root_size=12288).encode()
+    assert sent == bytes([ConfigField.ROOT_SIZE, 0, 0, 0, 8]) + (12288).to_bytes(8, "big")
 
-    monkeypatch.setattr(templates, "VOLUME_SLOT_BYTES", 4096)
-    assert "volume slot" in templates.why_not(spec)
+    monkeypatch.setattr(templates, "SLOT_BYTES", 8192)
+    assert "disk slot" in templates.why_not(spec)
 
 
 def test_more_devices_than_microvm_has_slots_is_one_clear_error(spec, tmp_path):
@@ -122,3 +127,12 @@ def test_config_carries_the_mac_and_entropy():
     for bad in ("01:00:00:00:00:00", "02:00:00:00:00", "zz:00:00:00:00:00"):
         with pytest.raises(InvalidArgument):
             GuestConfig(mac=bad).encode()
+
+
+def test_warm_without_root_says_why(monkeypatch):
+    from cocoon.container import warm
+    from cocoon.errors import ExternalError
+
+    monkeypatch.setattr(templates.os, "geteuid", lambda: 1000)
+    with pytest.raises(ExternalError, match="needs root"):
+        warm.warm()
