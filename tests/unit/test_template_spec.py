@@ -50,6 +50,8 @@ def test_a_clone_maps_the_template_privately_and_never_discards_into_it(spec, tm
     assert "virtio-balloon-device,free-page-reporting=off" in option(argv, "-device")
     assert "cocoon.template=1" in option(argv, "-append")[0]
     assert clone.restore == tmp_path / "t" / "state"
+    # It never boots: a smaller translated-code cache costs it nothing.
+    assert "tb-size=12" in option(argv, "-accel")[0]
 
 
 def test_a_template_writes_its_own_file_and_its_nic_has_no_backend(spec, tmp_path):

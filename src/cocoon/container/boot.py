@@ -20,15 +20,9 @@ from cocoon.agent.listener import Listener
 from cocoon.container import network, volumes
 from cocoon.container import record as records
 from cocoon.container.config import ContainerConfig
-from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
-from cocoon.container.spec import check_hostname, process_spec
 from cocoon.errors import CocoonError, ExternalError, InvalidArgument
-from cocoon.image.registry import resolve_or_pull
-from cocoon.image.store import ImageStore
-from cocoon.rootfs.disks import check_disk_size, container_disk, image_disk
 from cocoon.units import parse_size
-from cocoon.vm import accel as accelerators
 from cocoon.vm import backend
 from cocoon.vm import machine as vms
 from cocoon.vm import template as templates
@@ -36,7 +30,9 @@ from cocoon.vm.artifacts import artifacts
 
 if TYPE_CHECKING:
     from cocoon.agent.channel import Channel
+    from cocoon.container.options import RunOptions
     from cocoon.image.model import ImageConfig
+    from cocoon.image.store import ImageStore
 
 DISK = "disk.qcow2"  # in the container's folder: its root, over the image's disk
 ROOT_TAG = "cocoonroot"  # the 9p tag of a root share
@@ -78,6 +74,13 @@ def create(
     timings: dict[str, float] | None = None,
 ) -> Record:
     """A new container of ``image``: its record (state created) and writable disk."""
+    # Here, not at the top: the monitor, which only boots, never pays for them.
+    from cocoon.container.spec import check_hostname, process_spec
+    from cocoon.image.registry import resolve_or_pull
+    from cocoon.image.store import ImageStore
+    from cocoon.rootfs.disks import check_disk_size, container_disk, image_disk
+    from cocoon.vm import accel as accelerators
+
     if opts.cpus < 1:
         raise InvalidArgument("--cpus must be at least 1")
     memory_mib = parse_memory(opts.memory)
