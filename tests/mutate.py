@@ -67,7 +67,7 @@ MUTATIONS = [
     Mutation(
         "the root filesystem is not grown to its disk",
         "guest/src/mounts.c",
-        "\treturn grow_root(dev, err, errlen);\n",
+        "\treturn grow_root(dev, root_size, err, errlen);\n",
         "\treturn 0;\n",
         ("tests/integration/test_storage.py",),
     ),
@@ -224,6 +224,22 @@ MUTATIONS = [
         'reporting = "off" if spec.memory_file is not None else "on"',
         'reporting = "off"',
         (RUN + "test_freed_guest_memory_returns_to_the_host",),
+    ),
+    Mutation(
+        "a clone's read-only volume is mounted writable",
+        "guest/src/mounts.c",
+        "\t\t\tdisk_ro |= disk_attached_readonly(all, n, i);\n",
+        "",
+        (
+            "tests/integration/test_templates.py::test_containers_with_volumes_are_clones_that_see_only_their_own",
+        ),
+    ),
+    Mutation(
+        "a clone is not told its root disk's size",
+        "src/cocoon/container/boot.py",
+        "                root_size=templates.root_size(spec),\n",
+        "",
+        ("tests/integration/test_storage.py",),
     ),
 ]
 

@@ -149,19 +149,6 @@ static int mount_share_root(const char *tag, char *err, size_t errlen)
 			errlen);
 }
 
-/* A VM restored from a memory template read each disk slot (the template's
- * blank disk) when the kernel scanned it for partitions; what it cached then
- * is not this container's disk. */
-static void drop_stale_cache(const char *dev)
-{
-	int fd = open(dev, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (ioctl(fd, BLKFLSBUF, 0) < 0)
-			logmsg("flush %s: %s", dev, errstr(errno));
-		close(fd);
-	}
-}
-
 static int mount_disk_root(const char *root_dev, uint64_t root_size, char *err, size_t errlen)
 {
 	char dev[128];
@@ -170,7 +157,15 @@ static int mount_disk_root(const char *root_dev, uint64_t root_size, char *err, 
 		snprintf(err, errlen, "root disk %s not found", dev);
 		return -1;
 	}
-	drop_stale_cache(dev);
+	/* A VM restored from a memory template read this slot's disk (the
+	 * template's blank one) when the kernel scanned it for partitions; what
+	 * it cached then is not this container's disk. */
+	int fd = open(dev, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (ioctl(fd, BLKFLSBUF, 0) < 0)
+			logmsg("flush %s: %s", dev, errstr(errno));
+		close(fd);
+	}
 	if (do_mount(dev, NEWROOT, "ext4", 0, NULL, err, errlen) < 0)
 		return -1;
 	return grow_root(dev, root_size, err, errlen);
@@ -364,7 +359,6 @@ static int mount_one(const struct mount_spec *all, size_t n, size_t i, char *err
 			snprintf(err, errlen, "volume disk %s for %s not found", m->source, m->target);
 		} else {
 			disk_ro |= disk_attached_readonly(all, n, i);
-			drop_stale_cache(dev);
 			/* A read-only disk cannot replay its journal: noload. */
 			rc = do_mount(dev, m->target, "ext4", flags | (disk_ro ? MS_RDONLY : 0),
 				      disk_ro ? "noload" : NULL, err, errlen);
