@@ -329,20 +329,20 @@ def ensure(spec: MachineSpec) -> Template:
     """The template for ``spec``'s shape, built now if there is none yet."""
     _ensure_ramfs(folder())
     inputs = shape(spec)
-    key = _key(inputs)
-    template = Template(folder() / key)
+    name = _key(inputs)
+    template = Template(folder() / name)
     with contextlib.suppress(FileNotFoundError):
         os.utime(template.state)  # its last use, for _sweep
         return template
-    failed = folder() / f"{key}.failed"
-    with flock(folder() / f"{key}.lock"):
+    failed = folder() / f"{name}.failed"
+    with flock(folder() / f"{name}.lock"):
         if template.state.exists():
             return template
         with contextlib.suppress(OSError):
             if time.time() - failed.stat().st_mtime < RETRY_AFTER:
                 raise ExternalError(f"building it failed: {failed.read_text()}")
         t0 = time.monotonic()
-        work = folder() / f"{key}.build-{os.getpid()}"
+        work = folder() / f"{name}.build-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         try:
             build(spec, work)
@@ -356,7 +356,7 @@ def ensure(spec: MachineSpec) -> Template:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         failed.unlink(missing_ok=True)
-        log.debug("built memory template %s in %.2fs", key, time.monotonic() - t0)
+        log.debug("built memory template %s in %.2fs", name, time.monotonic() - t0)
     _sweep()
     return template
 
