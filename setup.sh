@@ -58,4 +58,13 @@ ln -sfn "$key" "$cache/agent/current.tmp" && mv -T "$cache/agent/current.tmp" "$
 echo "==> accelerator (probed once per host, then cached)"
 .venv/bin/cocoon system info
 
+echo "==> memory templates (built ahead of the first container)"
+# Without them each shape's first container builds its own, so a failure
+# here (not root: templates live in a ramfs) only costs that once.
+if [ "$(id -u)" = 0 ]; then
+    .venv/bin/cocoon system warm || echo "    not built ahead; containers build them on first need"
+else
+    echo "    skipped: templates need root (a ramfs); without root containers cold-boot"
+fi
+
 echo "==> done: activate with '. .venv/bin/activate', then 'make test'"

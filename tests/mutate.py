@@ -68,7 +68,7 @@ MUTATIONS = [
     Mutation(
         "the root filesystem is not grown to its disk",
         "guest/src/mounts.c",
-        "\treturn grow_root(dev, err, errlen);\n",
+        "\treturn grow_root(dev, root_size, err, errlen);\n",
         "\treturn 0;\n",
         ("tests/integration/test_storage.py",),
     ),
@@ -246,6 +246,22 @@ MUTATIONS = [
         "        return view(rec, _read(rec) or before, before)",
         "        return view(rec, before, None)",
         (SERVICE + "test_docker_py_archive_top_and_stats",),
+    ),
+    Mutation(
+        "a clone's read-only volume is mounted writable",
+        "guest/src/mounts.c",
+        "\t\t\tdisk_ro |= disk_attached_readonly(all, n, i);\n",
+        "",
+        (
+            "tests/integration/test_templates.py::test_containers_with_volumes_are_clones_that_see_only_their_own",
+        ),
+    ),
+    Mutation(
+        "a clone is not told its root disk's size",
+        "src/cocoon/container/boot.py",
+        "                root_size=templates.root_size(spec),\n",
+        "",
+        ("tests/integration/test_storage.py",),
     ),
 ]
 

@@ -739,7 +739,7 @@ int main(void)
 	if (!root_valid)
 		snprintf(err, sizeof(err), "no valid cocoon.root on the kernel command line");
 	else if (!template)
-		old_root = setup_root(root, err, sizeof(err));
+		old_root = setup_root(root, ROOT_SIZE_DEVICE, err, sizeof(err));
 	free(cmdline);
 
 	port = open_port();
@@ -753,7 +753,7 @@ int main(void)
 	struct guest_config cfg;
 	read_config(&cfg);
 	if (template && root_valid)
-		old_root = setup_root(root, err, sizeof(err));
+		old_root = setup_root(root, cfg.root_size, err, sizeof(err));
 	if (old_root < 0)
 		fatal("%s", err[0] ? err : "setting up the root failed");
 	root_ready = 1;

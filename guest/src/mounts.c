@@ -106,8 +106,10 @@ static int container_mounts(char *err, size_t errlen)
 /* A container's disk may be larger than the image's filesystem on it
  * (--storage-opt size=): grow the filesystem, mounted, to fill the disk. The
  * kernel does nothing when they already match, so this costs two ioctls. */
-static int grow_root(const char *dev, char *err, size_t errlen)
+static int grow_root(const char *dev, uint64_t root_size, char *err, size_t errlen)
 {
+	if (!root_size)
+		return 0;
 	int fd = open(dev, O_RDONLY | O_CLOEXEC);
 	uint64_t bytes = 0;
 	if (fd < 0 || ioctl(fd, BLKGETSIZE64, &bytes) < 0) {
@@ -117,6 +119,8 @@ static int grow_root(const char *dev, char *err, size_t errlen)
 		return -1;
 	}
 	close(fd);
+	if (root_size < bytes)
+		bytes = root_size;
 	struct statfs st;
 	int dir = open(NEWROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir < 0 || fstatfs(dir, &st) < 0 || st.f_bsize <= 0) {
@@ -145,7 +149,7 @@ static int mount_share_root(const char *tag, char *err, size_t errlen)
 			errlen);
 }
 
-static int mount_disk_root(const char *root_dev, char *err, size_t errlen)
+static int mount_disk_root(const char *root_dev, uint64_t root_size, char *err, size_t errlen)
 {
 	char dev[128];
 	snprintf(dev, sizeof(dev), "/dev/%s", root_dev);
@@ -164,14 +168,14 @@ static int mount_disk_root(const char *root_dev, char *err, size_t errlen)
 	}
 	if (do_mount(dev, NEWROOT, "ext4", 0, NULL, err, errlen) < 0)
 		return -1;
-	return grow_root(dev, err, errlen);
+	return grow_root(dev, root_size, err, errlen);
 }
 
-int setup_root(const char *root, char *err, size_t errlen)
+int setup_root(const char *root, uint64_t root_size, char *err, size_t errlen)
 {
 	int rc = strncmp(root, ROOT_SHARE_PREFIX, strlen(ROOT_SHARE_PREFIX)) == 0
 			 ? mount_share_root(root + strlen(ROOT_SHARE_PREFIX), err, errlen)
-			 : mount_disk_root(root, err, errlen);
+			 : mount_disk_root(root, root_size, err, errlen);
 	if (rc < 0)
 		return -1;
 
@@ -297,7 +301,19 @@ static const char *mounted_disk(const struct mount_spec *all, size_t i)
 	return NULL;
 }
 
-static int mount_one(const struct mount_spec *all, size_t i, char *err, size_t errlen)
+/* Whether the host attached the volume disk of all[i] read-only, which it
+ * does when every mount of it is: a VM restored from a memory template
+ * cannot tell from sysfs, where the template's writable slot still shows. */
+static int disk_attached_readonly(const struct mount_spec *all, size_t n, size_t i)
+{
+	for (size_t j = 0; j < n; j++)
+		if (all[j].kind == MOUNT_EXT4 && !strcmp(all[j].source, all[i].source) &&
+		    !(all[j].flags & MOUNT_RDONLY))
+			return 0;
+	return 1;
+}
+
+static int mount_one(const struct mount_spec *all, size_t n, size_t i, char *err, size_t errlen)
 {
 	const struct mount_spec *m = &all[i];
 	unsigned long flags = MS_NOSUID * !!(m->flags & MOUNT_NOSUID) |
@@ -342,6 +358,7 @@ static int mount_one(const struct mount_spec *all, size_t i, char *err, size_t e
 		if (find_disk(m->source, dev, sizeof(dev), &disk_ro) < 0) {
 			snprintf(err, errlen, "volume disk %s for %s not found", m->source, m->target);
 		} else {
+			disk_ro |= disk_attached_readonly(all, n, i);
 			/* A read-only disk cannot replay its journal: noload. */
 			rc = do_mount(dev, m->target, "ext4", flags | (disk_ro ? MS_RDONLY : 0),
 				      disk_ro ? "noload" : NULL, err, errlen);
@@ -381,8 +398,9 @@ done:
 
 int user_mounts(const struct mount_spec *m, size_t n, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < n && i < CONFIG_MAX_MOUNTS; i++)
-		if (mount_one(m, i, err, errlen) < 0)
+	n = n < CONFIG_MAX_MOUNTS ? n : CONFIG_MAX_MOUNTS;
+	for (size_t i = 0; i < n; i++)
+		if (mount_one(m, n, i, err, errlen) < 0)
 			return -1;
 	return 0;
 }

@@ -3,6 +3,7 @@
 #define COCOON_MOUNTS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "protocol.h"
 
@@ -19,7 +20,11 @@ void mount_early(void);
  */
 /* cocoon.root=9p:TAG: the root is the host folder shared with that tag. */
 #define ROOT_SHARE_PREFIX "9p:"
-int setup_root(const char *root, char *err, size_t errlen);
+/* root_size: the root disk's bytes, which its filesystem grows to fill (a
+ * clone's device shows the template's slot size instead); ROOT_SIZE_DEVICE:
+ * the device's own size (a cold boot); 0: not known, the filesystem stays. */
+#define ROOT_SIZE_DEVICE UINT64_MAX
+int setup_root(const char *root, uint64_t root_size, char *err, size_t errlen);
 
 /*
  * The container's own mounts (CONFIG's MOUNT fields, parents first): volume

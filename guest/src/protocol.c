@@ -252,12 +252,15 @@ static const char *config_tag_name(uint8_t tag)
 		return "MOUNT";
 	if (tag == CFG_READONLY)
 		return "READONLY";
+	if (tag == CFG_ROOT_SIZE)
+		return "ROOT_SIZE";
 	return "unknown";
 }
 
 static int config_tag_known(uint8_t tag)
 {
-	return (tag >= CFG_HOSTNAME && tag <= CFG_ENTROPY) || tag == CFG_MOUNT || tag == CFG_READONLY;
+	return (tag >= CFG_HOSTNAME && tag <= CFG_ENTROPY) || tag == CFG_MOUNT || tag == CFG_READONLY ||
+	       tag == CFG_ROOT_SIZE;
 }
 
 int mount_target_valid(const char *s, size_t len)
@@ -365,6 +368,7 @@ static uint32_t config_field_size(uint8_t tag)
 {
 	switch (tag) {
 	case CFG_TIME:
+	case CFG_ROOT_SIZE:
 		return 8;
 	case CFG_ADDRESS:
 		return 5;
@@ -433,6 +437,9 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 			break;
 		case CFG_TIME:
 			cfg->time_ns = get_be64(v);
+			break;
+		case CFG_ROOT_SIZE:
+			cfg->root_size = get_be64(v);
 			break;
 		case CFG_ADDRESS:
 			if (v[4] > 32) {

@@ -60,6 +60,7 @@ enum config_tag {
 	CFG_DNS = 0x05,
 	CFG_MAC = 0x06,
 	CFG_ENTROPY = 0x07,
+	CFG_ROOT_SIZE = 0x0b,
 	CFG_MOUNT = 0x10,
 	CFG_READONLY = 0x11,
 };
@@ -197,6 +198,7 @@ struct guest_config {
 	struct mount_spec *mounts; /* in mount order; free with config_free */
 	size_t nmounts;
 	int readonly_root;         /* the container sees / read-only */
+	uint64_t root_size;        /* the root disk's bytes when its device's size is not; 0 = not given */
 };
 
 /*

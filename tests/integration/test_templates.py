@@ -257,3 +257,71 @@ def test_ten_clones_at_once_keep_to_themselves(tc, busybox):
     assert len(uuids) == 10
     with contextlib.suppress(FileNotFoundError):
         assert not list(tc.cocoon.run_dir.glob("tpl-*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="templates live in a ramfs, which needs root")
+def test_containers_with_volumes_are_clones_that_see_only_their_own(tc, busybox, tmp_path):
+    """Volume disks and 9p shares are slots of the template: each clone has
+    its own volume and folder behind them, read-only where it asked."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder in (one, two):
+        folder.mkdir()
+        (folder / "name").write_text(f"{folder.name}\n")
+    script = "cat /bind/name; echo {0} > /vol/mine; echo {0} > /bind/written; cat /vol/mine"
+    try:
+        # Written without a sync by a --rm run: still there for the next.
+        first = tc("run", "--rm", "-v", f"{one}:/bind", "-v", "tpl-one:/vol", busybox,
+                   "sh", "-c", "echo kept > /vol/early")  # fmt: skip
+        ok(first)
+        key = cloned(first)
+        a = tc("run", "-d", "--name", "a", "-v", f"{one}:/bind", "-v", "tpl-one:/vol",
+               busybox, "sh", "-c", script.format("a") + "; sleep 600")  # fmt: skip
+        b = tc("run", "-d", "--name", "b", "-v", f"{two}:/bind", "-v", "tpl-two:/vol",
+               busybox, "sh", "-c", script.format("b") + "; sleep 600")  # fmt: skip
+        clones = running_clones(tc.cocoon.state)
+        assert clones[ok(a).strip()] == clones[ok(b).strip()] == key
+        for name, folder in (("a", one), ("b", two)):
+            deadline = time.monotonic() + 120
+            while not (folder / "written").exists():
+                assert time.monotonic() < deadline, tc("logs", name).stderr.decode()
+                time.sleep(0.3)
+            logs = ok(tc("logs", name)).split()
+            assert logs == [folder.name, name]
+            assert (folder / "written").read_text() == f"{name}\n"
+            seen = ok(tc("exec", name, "sh", "-c", "ls /bind /vol"))
+            assert "name" in seen and "mine" in seen
+        ok(tc("rm", "-f", "a", "b", timeout=LONG))
+
+        # A read-only volume behind a writable slot: its data, and no writes.
+        check = "cat /vol/early /vol/mine /bind/name; echo x > /vol/x; echo x > /bind/x"
+        ro = tc("run", "--rm", "-v", "tpl-one:/vol:ro", "-v", f"{two}:/bind:ro", busybox,
+                "sh", "-c", check)  # fmt: skip
+        assert ro.stdout == b"kept\na\ntwo\n" and ro.stderr.count(b"Read-only file system") == 2
+        assert ro.returncode != 0 and cloned(ro) == key  # read-only is not part of the shape
+        assert not (two / "x").exists()
+    finally:
+        tc("rm", "-f", "a", "b", timeout=LONG)
+        tc("volume", "rm", "-f", "tpl-one", "tpl-two")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="templates live in a ramfs, which needs root")
+def test_system_warm_builds_what_default_runs_start_from(tc, busybox, tmp_path):
+    # A new agent: nothing of it is built yet, whatever ran before.
+    agent = tmp_path / "cocoon-agent"
+    shutil.copyfile(tc.env["COCOON_AGENT"], agent)
+    with open(agent, "ab") as f:
+        f.write(os.urandom(8))
+    agent.chmod(0o755)
+    fresh = Templated(tc.cocoon, COCOON_AGENT=str(agent))
+    warmed = ok(fresh("system", "warm"))
+    shapes = dict(
+        re.findall(r"template ([0-9a-f]{16}) \(.*, (no mounts|one bind mount)\): built", warmed)
+    )
+    assert sorted(shapes.values()) == ["no mounts", "one bind mount"], warmed
+    assert ok(fresh("system", "warm")).count("already built") == 2
+
+    plain = fresh("run", "--rm", busybox, "true")
+    bound = fresh("run", "--rm", "-v", f"{tmp_path}:/src", busybox, "true")
+    for run, what in ((plain, "no mounts"), (bound, "one bind mount")):
+        ok(run)
+        assert shapes[cloned(run)] == what and not BUILT.search(run.stderr)

@@ -38,7 +38,7 @@ VECTORS = ROOT / "docs" / "guest-protocol-vectors.txt"
 def doc_table(heading: str) -> dict[str, int]:
     """NAME -> code of the table under a heading (first column hex, second `NAME`)."""
     section = DOC.split(f"\n{heading}\n", 1)[1].split("\n#", 1)[0]
-    rows = re.findall(r"^\| (0x[0-9a-f]{2}) \| `([A-Z]+)` \|", section, re.MULTILINE)
+    rows = re.findall(r"^\| (0x[0-9a-f]{2}) \| `([A-Z_]+)` \|", section, re.MULTILINE)
     return {name: int(code, 16) for code, name in rows}
 
 

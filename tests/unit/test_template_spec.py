@@ -50,6 +50,8 @@ def test_a_clone_maps_the_template_privately_and_never_discards_into_it(spec, tm
     assert "virtio-balloon-device,free-page-reporting=off" in option(argv, "-device")
     assert "cocoon.template=1" in option(argv, "-append")[0]
     assert clone.restore == tmp_path / "t" / "state"
+    # It never boots: a smaller translated-code cache costs it nothing.
+    assert "tb-size=12" in option(argv, "-accel")[0]
 
 
 def test_a_template_writes_its_own_file_and_its_nic_has_no_backend(spec, tmp_path):
@@ -71,18 +73,53 @@ def test_the_shape_follows_every_input(spec, tmp_path):
     assert templates.shape(spec)["initrd"] != first["initrd"]
 
 
-def test_volumes_over_9p_and_the_switch_mean_a_cold_boot(spec, tmp_path, monkeypatch):
+def test_the_switch_means_a_cold_boot(spec, monkeypatch):
     monkeypatch.setattr(templates.os, "geteuid", lambda: 0)
     assert templates.why_not(spec) is None
     assert "off" in templates.why_not(spec, wanted=False)
     monkeypatch.setenv("COCOON_TEMPLATE", "0")
     assert "off" in templates.why_not(spec)
-    monkeypatch.delenv("COCOON_TEMPLATE")
-    spec.disks.append(Disk(tmp_path / "volume.ext4"))
-    assert "volumes" in templates.why_not(spec)
-    spec.disks.pop()
-    spec.shares = [SharedFolder(tmp_path, "data")]
-    assert "volumes" in templates.why_not(spec)
+
+
+def test_disks_and_shares_are_slots_whose_backing_is_not_the_shape(spec, tmp_path, monkeypatch):
+    """A volume's disk and a share's folder come from the clone's command
+    line; the number of them, and the tags the guest read, make the shape."""
+    monkeypatch.setattr(templates.os, "geteuid", lambda: 0)
+    small, large = tmp_path / "small.ext4", tmp_path / "large.ext4"
+    small.write_bytes(b"\0" * 4096)
+    large.write_bytes(b"\0" * 8192)
+    plain = templates.shape(spec)
+    spec.disks.append(Disk(small, readonly=True, serial="cocoon-vol0"))
+    spec.shares = [SharedFolder(tmp_path, "cocoon.m0")]
+    assert templates.why_not(spec) is None
+    with_volumes = templates.shape(spec)
+    assert with_volumes != plain
+    spec.disks[1] = Disk(large, serial="cocoon-vol0")
+    spec.shares = [SharedFolder(tmp_path / "elsewhere", "cocoon.m0", readonly=True)]
+    assert templates.shape(spec) == with_volumes
+    spec.shares.append(SharedFolder(tmp_path, "cocoon.m1"))
+    assert templates.shape(spec) != with_volumes
+    # Nor is the root's size: a clone's agent is told it in CONFIG.
+    spec.shares.pop()
+    spec.disks[0].path.write_bytes(b"\0" * 12288)
+    assert templates.shape(spec) == with_volumes
+    assert templates.root_size(spec) is None  # a cold boot: the device's size is right
+    clone = templates.clone(spec, templates.Template(tmp_path / "t"))
+    assert templates.root_size(clone) == 12288
+    sent = GuestConfig(root_size=12288).encode()
+    assert sent == bytes([ConfigField.ROOT_SIZE, 0, 0, 0, 8]) + (12288).to_bytes(8, "big")
+
+    monkeypatch.setattr(templates, "SLOT_BYTES", 8192)
+    assert "disk slot" in templates.why_not(spec)
+
+
+def test_more_devices_than_microvm_has_slots_is_one_clear_error(spec, tmp_path):
+    spec.agent_socket = tmp_path / "agent.sock"
+    spec.shares = [SharedFolder(tmp_path, f"cocoon.m{i}") for i in range(4)]
+    qemu.command(spec)  # root, 4 shares, port, RNG, balloon: all 8 slots
+    spec.shares.append(SharedFolder(tmp_path, "cocoon.m4"))
+    with pytest.raises(InvalidArgument, match="8 device slots"):
+        qemu.command(spec)
 
 
 def test_config_carries_the_mac_and_entropy():
@@ -92,3 +129,12 @@ def test_config_carries_the_mac_and_entropy():
     for bad in ("01:00:00:00:00:00", "02:00:00:00:00", "zz:00:00:00:00:00"):
         with pytest.raises(InvalidArgument):
             GuestConfig(mac=bad).encode()
+
+
+def test_warm_without_root_says_why(monkeypatch):
+    from cocoon.container import warm
+    from cocoon.errors import ExternalError
+
+    monkeypatch.setattr(templates.os, "geteuid", lambda: 1000)
+    with pytest.raises(ExternalError, match="needs root"):
+        warm.warm()

@@ -73,6 +73,7 @@ class ConfigField(enum.IntEnum):
     DNS = 0x05
     MAC = 0x06
     ENTROPY = 0x07
+    ROOT_SIZE = 0x0B
     MOUNT = 0x10
     READONLY = 0x11
 
@@ -207,6 +208,7 @@ class GuestConfig:
     readonly: bool = False  # the container's root is read-only
     mac: str | None = None  # eth0's hardware address, aa:bb:cc:dd:ee:ff
     entropy: bytes | None = None  # fresh host bytes for the guest's RNG
+    root_size: int | None = None  # the root disk's bytes, for a clone (see vm/template.py)
 
     def encode(self) -> bytes:
         parts = []
@@ -229,6 +231,8 @@ class GuestConfig:
             parts.append(_field(ConfigField.MAC, _mac(self.mac)))
         if self.entropy is not None:
             parts.append(_field(ConfigField.ENTROPY, self.entropy))
+        if self.root_size is not None:
+            parts.append(_field(ConfigField.ROOT_SIZE, struct.pack(">Q", self.root_size)))
         return b"".join(parts)
 
 

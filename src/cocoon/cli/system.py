@@ -21,6 +21,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "teardown", help="Delete the bridges and NAT rules cocoon made (as network teardown)"
     )
     t.set_defaults(handler=_teardown)
+    w = sub.add_parser(
+        "warm", help="Build the memory templates a default run starts from, ahead of it"
+    )
+    w.set_defaults(handler=_warm)
     s = sub.add_parser("service", help="Serve the Docker Engine API on a unix socket (foreground)")
     s.add_argument("--socket", help="default: /run/cocoon/docker.sock as root, "
                    "$XDG_RUNTIME_DIR/cocoon/docker.sock otherwise")  # fmt: skip
@@ -36,6 +40,15 @@ def _service(args: argparse.Namespace) -> int:
     level = logging.DEBUG if args.debug else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s cocoon service: %(message)s")
     serve(Path(args.socket) if args.socket else default_socket())
+    return 0
+
+
+def _warm(args: argparse.Namespace) -> int:
+    from cocoon.container.warm import warm
+
+    for done in warm():
+        verb = f"built in {done.seconds:.2f}s" if done.built else "already built"
+        print(f"template {done.key} ({done.what}): {verb}")
     return 0
 
 

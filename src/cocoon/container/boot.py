@@ -20,15 +20,9 @@ from cocoon.agent.listener import Listener
 from cocoon.container import network, volumes
 from cocoon.container import record as records
 from cocoon.container.config import ContainerConfig
-from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
-from cocoon.container.spec import check_hostname, process_spec
 from cocoon.errors import CocoonError, ExternalError, InvalidArgument
-from cocoon.image.registry import resolve_or_pull
-from cocoon.image.store import ImageStore
-from cocoon.rootfs.disks import check_disk_size, container_disk, image_disk
 from cocoon.units import parse_size
-from cocoon.vm import accel as accelerators
 from cocoon.vm import backend
 from cocoon.vm import machine as vms
 from cocoon.vm import template as templates
@@ -36,10 +30,13 @@ from cocoon.vm.artifacts import artifacts
 
 if TYPE_CHECKING:
     from cocoon.agent.channel import Channel
+    from cocoon.container.options import RunOptions
     from cocoon.image.model import ImageConfig
+    from cocoon.image.store import ImageStore
 
 DISK = "disk.qcow2"  # in the container's folder: its root, over the image's disk
 ROOT_TAG = "cocoonroot"  # the 9p tag of a root share
+ROOT_DEVICE = "vda"  # the root disk, the VM's first
 BOOT_TIMEOUT = 120.0  # software emulation on a loaded host is slow
 
 
@@ -50,7 +47,7 @@ def _health(opts: RunOptions, image: ImageConfig) -> dict[str, Any] | None:
     return None if check is None else check.to_json()
 
 
-def _memory_mib(text: str) -> int:
+def parse_memory(text: str) -> int:
     mib = -(-parse_size(text) // (1 << 20))
     if mib < 64:
         raise InvalidArgument(f"--memory {text}: a VM needs at least 64m")
@@ -77,9 +74,16 @@ def create(
     timings: dict[str, float] | None = None,
 ) -> Record:
     """A new container of ``image``: its record (state created) and writable disk."""
+    # Here, not at the top: the monitor, which only boots, never pays for them.
+    from cocoon.container.spec import check_hostname, process_spec
+    from cocoon.image.registry import resolve_or_pull
+    from cocoon.image.store import ImageStore
+    from cocoon.rootfs.disks import check_disk_size, container_disk, image_disk
+    from cocoon.vm import accel as accelerators
+
     if opts.cpus < 1:
         raise InvalidArgument("--cpus must be at least 1")
-    memory_mib = _memory_mib(opts.memory)
+    memory_mib = parse_memory(opts.memory)
     disk_size = _disk_size(opts.storage_opts)
     if opts.hostname is not None:
         check_hostname(opts.hostname)
@@ -175,7 +179,7 @@ def machine_spec(
     folder = records.folder(rec.id)
     sockets = records.sock_dir(rec.id)
     arts = artifacts()
-    disks, shares, root = [vms.Disk(folder / DISK, format="qcow2")], [], "vda"
+    disks, shares, root = [vms.Disk(folder / DISK, format="qcow2")], [], ROOT_DEVICE
     if config.root_share is not None:
         disks, shares = [], [vms.SharedFolder(Path(config.root_share), ROOT_TAG)]
         root = f"9p:{ROOT_TAG}"
@@ -242,6 +246,7 @@ def boot(
                 readonly=rec.settings.read_only,
                 mac=net.device.mac if net.device is not None else None,
                 entropy=os.urandom(64),
+                root_size=templates.root_size(spec),
             )
             channel.send(Msg.CONFIG, 0, guest.encode())
             # Queued in the port until the agent is up, in the order it must

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cocoon.container import boot
+from cocoon.container import boot, volumes
 from cocoon.container.lifecycle import Lifecycle
 from cocoon.container.options import RunOptions
 from cocoon.errors import CocoonError
@@ -92,7 +92,7 @@ def run(
         raise
     finally:
         t3 = time.monotonic()
-        life.end(status, error, fast=opts.remove or forced)
+        life.end(status, error, fast=(opts.remove and not volumes.outlive(rec)) or forced)
         timings["teardown"] = time.monotonic() - t3
         # What the host did while the VM was not running is the rest of the
         # caller's wall time: the benchmark's "Python-side overhead".

@@ -126,6 +126,14 @@ def _guest_mount(entry: dict[str, Any]) -> GuestMount:
     )
 
 
+def outlive(rec: Record) -> bool:
+    """Whether the container writes to something that stays after it is
+    removed through its guest's page cache (a disk volume): its VM must then
+    power off cleanly even under ``--rm``. A bind mount's writes reach the
+    host at once (9p without a cache)."""
+    return any(isinstance(m, VolumeMount) for m in rec.settings.mounts)
+
+
 def release(rec: Record) -> None:
     if rec.settings.mounts:
         from cocoon.volume import plan
@@ -163,4 +171,14 @@ def view(mounts: list[Mount]) -> list[dict[str, Any]]:
     return shown
 
 
-__all__ = ["Attached", "attach", "check", "forget", "image_kind", "prepare", "release", "view"]
+__all__ = [
+    "Attached",
+    "attach",
+    "check",
+    "forget",
+    "image_kind",
+    "outlive",
+    "prepare",
+    "release",
+    "view",
+]

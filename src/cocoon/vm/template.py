@@ -9,6 +9,22 @@ each backed by the container's own disk, TAP or user network, whose RAM
 maps that file privately and which resumes from the saved state: the guest
 wakes at that read and gets everything of its container in CONFIG.
 
+Disks and 9p shares are slots of the shape: a template has the disks and
+shares of the container that first needed it, and a clone's command line
+puts its own root disk, volumes and folders behind them (QEMU reads a
+slot's backing file and a disk's serial from the clone's command line;
+only what the guest read at boot stays the template's). What the guest
+did read then: a disk's size, so every disk slot is as large as any disk
+may be (the agent mounts the filesystem on it, which fits, and grows the
+root's filesystem to the size CONFIG's ROOT_SIZE gives, not the slot's),
+and a share's tag, so the tags are part of the shape. The root's size is
+thus not, and one template serves every image. A disk's read-only flag is
+a feature the guest acknowledged at boot, which a restore must still find
+offered: volume slots are writable in the template, and a clone's
+read-only volume is read-only behind the slot (QEMU refuses writes) and
+mounted read-only by the agent. microvm has eight virtio-mmio slots in
+all, which bounds the volumes of any VM, cloned or not.
+
 Templates are kept under ``<cache>/templates``, one folder per shape named
 by the hash of its inputs (the kernel's and initramfs's contents among
 them), so a new kernel or agent makes a new template on first need; the
@@ -48,6 +64,7 @@ from cocoon.vm.machine import (
     Disk,
     MachineSpec,
     MemoryFile,
+    SharedFolder,
     Tap,
     Unplugged,
     UserNet,
@@ -62,6 +79,9 @@ TEMPLATE_MAC = "02:00:00:00:00:01"
 QCOW2_MAGIC = b"QFI\xfb"
 KEEP = 8  # templates kept, the most recently used
 RETRY_AFTER = 600.0  # seconds before a shape whose build failed is tried again
+# A disk slot's size as the template's guest sees it: ext4's limit with
+# 4 KiB blocks, so every root's and volume's filesystem fits on the slot.
+SLOT_BYTES = 16 << 40
 
 
 # Every VM test passes with templates on (tests/integration, tests/security).
@@ -122,6 +142,25 @@ def _disk_size(disk: Disk) -> int:
         return os.fstat(f.fileno()).st_size
 
 
+def _volume_disk(disk: Disk) -> bool:
+    """A disk the agent finds by serial and mounts as it is (a volume), as
+    opposed to the root, which it mounts at boot and may grow."""
+    return disk.serial is not None
+
+
+def _disk_slot(disk: Disk) -> list[object]:
+    return ["volume"] if _volume_disk(disk) else ["root", disk.readonly]
+
+
+def root_size(spec: MachineSpec) -> int | None:
+    """The root disk's size for a clone's agent (CONFIG's ROOT_SIZE), whose
+    device shows the template's slot size instead; None for a cold boot."""
+    if spec.restore is None:
+        return None
+    root = next((d for d in spec.disks if not _volume_disk(d)), None)
+    return None if root is None else _disk_size(root)
+
+
 def shape(spec: MachineSpec) -> dict[str, object]:
     """What a template must share with its clones: everything the guest saw at boot."""
     qemu_bin = qemu.binary()
@@ -132,27 +171,33 @@ def shape(spec: MachineSpec) -> dict[str, object]:
         "accel": spec.accel,
         "cpus": spec.cpus,
         "memory_mib": spec.memory_mib,
-        "disks": [[_disk_size(d), d.readonly] for d in spec.disks],
+        "disks": [_disk_slot(d) for d in spec.disks],
+        "shares": [s.tag for s in spec.shares],
         "nic": spec.net is not None,
         "params": spec.params,
     }
+
+
+def unavailable() -> str | None:
+    """Why no VM on this host can start from a template, or None."""
+    if not enabled():
+        return "templates are off (COCOON_TEMPLATE=0)"
+    if os.geteuid() != 0:
+        return "keeping templates in ramfs needs root"
+    return None
 
 
 def why_not(spec: MachineSpec, wanted: bool = True) -> str | None:
     """Why ``spec`` cannot start from a template, or None if it can."""
     if not (wanted and enabled()):
         return "templates are off (COCOON_TEMPLATE=0 or --no-template)"
-    if spec.shares or len(spec.disks) > 1:
-        # Volumes: their disks' sizes would make a template per volume, and
-        # the agent only drops the root slot's stale cache after a resume.
-        return "volumes (disks or shared folders) are not part of a template's device layout"
+    if any(_disk_size(d) > SLOT_BYTES for d in spec.disks):
+        return f"a disk larger than a template's disk slot ({SLOT_BYTES >> 40} TiB)"
     if spec.memory_file is not None or spec.restore is not None:
         return "the VM already has a memory image"
     if not (isinstance(spec.net, Tap | UserNet) or spec.net is None):
         return "a network card without a backend"
-    if os.geteuid() != 0:
-        return "keeping templates in ramfs needs root"
-    return None
+    return unavailable()
 
 
 def _is_ramfs(path: Path) -> bool:
@@ -203,11 +248,18 @@ def _wait_parked(console: Path, machine, timeout: float) -> None:
 def build(spec: MachineSpec, where: Path) -> None:
     """Boot a template of ``spec``'s shape into ``where`` (a new folder) and save it."""
     where.mkdir()
-    disks = []
+    disks, shares = [], []
     for i, disk in enumerate(spec.disks):
         blank = where / f"disk{i}"
-        _blank_disk(blank, _disk_size(disk))
-        disks.append(Disk(blank, "raw", disk.readonly))
+        _blank_disk(blank, SLOT_BYTES)  # sparse: ramfs holds only what is read
+        readonly = disk.readonly and not _volume_disk(disk)
+        disks.append(Disk(blank, "raw", readonly, serial=disk.serial))
+    for i, share in enumerate(spec.shares):
+        # Never mounted by the template's guest (it parks before any mount):
+        # QEMU would refuse to save a VM with a mounted share.
+        empty = where / f"share{i}"
+        empty.mkdir()
+        shares.append(SharedFolder(empty, share.tag, readonly=True, security_model="none"))
     # Unix socket paths are short: the run dir, not the cache dir.
     sockets = paths.run_dir() / f"tpl-{os.getpid()}-{where.name[:8]}"
     sockets.mkdir(parents=True, exist_ok=True)
@@ -218,6 +270,7 @@ def build(spec: MachineSpec, where: Path) -> None:
         template_spec = replace(
             spec,
             disks=disks,
+            shares=shares,
             net=None if spec.net is None else Unplugged(TEMPLATE_MAC),
             agent_socket=sockets / "agent.sock",
             control_socket=sockets / "vmm.sock",
@@ -238,6 +291,8 @@ def build(spec: MachineSpec, where: Path) -> None:
         shutil.rmtree(sockets, ignore_errors=True)
     for disk in disks:
         disk.path.unlink()
+    for share in shares:
+        share.path.rmdir()
 
 
 def _sweep() -> None:
@@ -261,24 +316,33 @@ def _sweep() -> None:
         shutil.rmtree(entry, ignore_errors=True)
 
 
+def _key(inputs: dict[str, object]) -> str:
+    return sha256.hexdigest(json.dumps(inputs, sort_keys=True).encode())[:16]
+
+
+def key(spec: MachineSpec) -> str:
+    """The name of ``spec``'s template folder: the hash of its shape."""
+    return _key(shape(spec))
+
+
 def ensure(spec: MachineSpec) -> Template:
     """The template for ``spec``'s shape, built now if there is none yet."""
     _ensure_ramfs(folder())
     inputs = shape(spec)
-    key = sha256.hexdigest(json.dumps(inputs, sort_keys=True).encode())[:16]
-    template = Template(folder() / key)
+    name = _key(inputs)
+    template = Template(folder() / name)
     with contextlib.suppress(FileNotFoundError):
         os.utime(template.state)  # its last use, for _sweep
         return template
-    failed = folder() / f"{key}.failed"
-    with flock(folder() / f"{key}.lock"):
+    failed = folder() / f"{name}.failed"
+    with flock(folder() / f"{name}.lock"):
         if template.state.exists():
             return template
         with contextlib.suppress(OSError):
             if time.time() - failed.stat().st_mtime < RETRY_AFTER:
                 raise ExternalError(f"building it failed: {failed.read_text()}")
         t0 = time.monotonic()
-        work = folder() / f"{key}.build-{os.getpid()}"
+        work = folder() / f"{name}.build-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         try:
             build(spec, work)
@@ -292,7 +356,7 @@ def ensure(spec: MachineSpec) -> Template:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         failed.unlink(missing_ok=True)
-        log.debug("built memory template %s in %.2fs", key, time.monotonic() - t0)
+        log.debug("built memory template %s in %.2fs", name, time.monotonic() - t0)
     _sweep()
     return template
 
@@ -323,4 +387,16 @@ def prepare(spec: MachineSpec, wanted: bool = True) -> MachineSpec:
     return spec
 
 
-__all__ = ["Template", "build", "clone", "enabled", "ensure", "prepare", "shape", "why_not"]
+__all__ = [
+    "Template",
+    "build",
+    "clone",
+    "enabled",
+    "ensure",
+    "key",
+    "prepare",
+    "root_size",
+    "shape",
+    "unavailable",
+    "why_not",
+]

@@ -228,10 +228,16 @@ def _make_folders(path: Path) -> list[Path]:
     return made
 
 
+def share_tag(index: int) -> str:
+    """The 9p tag of a container's ``index``-th share: the same for every
+    container, so shares are slots of a memory template (tags are its shape)."""
+    return f"cocoon.m{index}"
+
+
 def _share(
     result: MachineMounts, folder: Path, readonly: bool, model: str, target: str
 ) -> dict[str, Any]:
-    tag = f"cocoon.m{len(result.shares)}"
+    tag = share_tag(len(result.shares))
     result.shares.append(Share(folder, tag, readonly, model))
     entry = {"type": "9p", "tag": tag, "target": target, "readonly": readonly}
     result.guest.append(entry)
@@ -279,4 +285,5 @@ __all__ = [
     "prepare",
     "release",
     "security_model",
+    "share_tag",
 ]
