@@ -3,6 +3,7 @@
 #define COCOON_MOUNTS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "protocol.h"
 
@@ -20,6 +21,10 @@ void mount_early(void);
 /* cocoon.root=9p:TAG: the root is the host folder shared with that tag. */
 #define ROOT_SHARE_PREFIX "9p:"
 int setup_root(const char *root, char *err, size_t errlen);
+
+/* Gives the container's /dev/shm (mounted by setup_root) a size in bytes
+ * (SHM_SIZE); 0 keeps the kernel's default. Returns 0, or -1 with a message in err. */
+int shm_resize(uint64_t size, char *err, size_t errlen);
 
 /*
  * The container's own mounts (CONFIG's MOUNT fields, parents first): volume

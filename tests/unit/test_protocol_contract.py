@@ -38,7 +38,7 @@ VECTORS = ROOT / "docs" / "guest-protocol-vectors.txt"
 def doc_table(heading: str) -> dict[str, int]:
     """NAME -> code of the table under a heading (first column hex, second `NAME`)."""
     section = DOC.split(f"\n{heading}\n", 1)[1].split("\n#", 1)[0]
-    rows = re.findall(r"^\| (0x[0-9a-f]{2}) \| `([A-Z]+)` \|", section, re.MULTILINE)
+    rows = re.findall(r"^\| (0x[0-9a-f]{2}) \| `([A-Z_]+)` \|", section, re.MULTILINE)
     return {name: int(code, 16) for code, name in rows}
 
 
@@ -114,6 +114,10 @@ def test_encoders_produce_the_shared_vectors():
         GuestMount(MountKind.TMPFS, "/run", flags=MountFlag.NOEXEC, mode=0o1777, size=65536),
     ]
     assert vectors("config")["mounts"] == ("ok", GuestConfig(mounts=mounts, readonly=True).encode())
+    resolver = GuestConfig(
+        dns_search=["example.com", "corp"], dns_options=["ndots:2", "edns0"], shm_size=64 << 20
+    )
+    assert vectors("config")["dns-search-options-shm"] == ("ok", resolver.encode())
     spec = ProcessSpec(
         args=["sh", "-c", "echo hi"],
         env=["PATH=/bin"],
