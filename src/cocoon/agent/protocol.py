@@ -75,7 +75,7 @@ class ConfigField(enum.IntEnum):
     ENTROPY = 0x07
     DNS_SEARCH = 0x08
     DNS_OPTION = 0x09
-    SHM_SIZE = 0x0a
+    SHM_SIZE = 0x0A
     MOUNT = 0x10
     READONLY = 0x11
 

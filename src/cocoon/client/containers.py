@@ -281,7 +281,9 @@ class ContainerCollection:
         ``labels``, ``dns``, ``extra_hosts`` (``{name: ip}``), ``cpus``,
         ``mem_limit`` (``"512m"``), ``tty``, ``stdin_open``, ``stop_signal``,
         ``remove``, ``pull`` (``always``/``missing``/``never``), ``restart_policy``
-        (``{"Name": "on-failure", "MaximumRetryCount": 3}``), ``stop_timeout``.
+        (``{"Name": "on-failure", "MaximumRetryCount": 3}``), ``stop_timeout``,
+        ``dns_search``, ``dns_opt``, ``shm_size`` (``"64m"`` or bytes), ``platform``.
+        A fractional ``cpus`` is rounded up to vCPUs and kept as a CPU quota.
         """
         return Container(details.view(manager.create(image, _options(command, **options))))
 
@@ -321,6 +323,8 @@ def _options(
     tty: bool = False,
     labels: Mapping[str, str] | Sequence[str] | None = None,
     restart_policy: Mapping[str, Any] | None = None,
+    dns_opt: Sequence[str] = (),
+    shm_size: str | int | None = None,
     **rest: Any,
 ) -> RunOptions:
     """docker-py's keyword arguments as RunOptions; unknown ones are refused, not dropped."""
@@ -347,6 +351,8 @@ def _options(
             interactive=stdin_open,
             tty=(24, 80) if tty else None,
             labels=labels or {},
+            dns_options=dns_opt,
+            shm_size=None if shm_size is None else str(shm_size),
             **rest,
         )
     except TypeError as e:  # an option RunOptions does not have

@@ -8,6 +8,7 @@ needs to boot the VM again is in the record's typed configuration.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import time
@@ -23,8 +24,9 @@ from cocoon.container.config import ContainerConfig
 from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
 from cocoon.container.spec import check_hostname, process_spec
-from cocoon.errors import CocoonError, ExternalError, InvalidArgument
-from cocoon.image.registry import resolve_or_pull
+from cocoon.errors import CocoonError, ExternalError, InvalidArgument, Unsupported
+from cocoon.image.model import Platform
+from cocoon.image.registry import parse_platform, resolve_or_pull
 from cocoon.image.store import ImageStore
 from cocoon.rootfs.disks import check_disk_size, container_disk, image_disk
 from cocoon.units import parse_size
@@ -57,6 +59,35 @@ def _memory_mib(text: str) -> int:
     return mib
 
 
+def cpu_shape(cpus: float) -> tuple[int, float | None]:
+    """Whole vCPUs for ``--cpus`` (a fraction rounded up), and the fraction as a quota."""
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus < 1e6:
+        raise InvalidArgument(f"--cpus {cpus!r}: must be more than 0 (e.g. 1, 2 or 1.5)")
+    host = os.cpu_count() or 1
+    if cpus > host:
+        raise InvalidArgument(f"--cpus {cpus:g}: this host has only {host} CPUs")
+    vcpus = math.ceil(cpus)
+    return vcpus, (None if vcpus == cpus else float(cpus))
+
+
+def _check_platform(text: str | None) -> None:
+    """A VM runs the host's own architecture: no emulation of another."""
+    if text is None:
+        return
+    want, host = parse_platform(text), Platform.host()
+    if (want.os, want.architecture) != (host.os, host.architecture):
+        raise Unsupported(f"--platform {text}: cocoon runs {host} containers on this host only")
+
+
+def _shm_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    size = parse_size(text)
+    if size < 4096:
+        raise InvalidArgument(f"--shm-size {text}: at least 4k")
+    return size
+
+
 def _disk_size(storage_opts: Sequence[str]) -> int | None:
     """The root disk's size from ``--storage-opt size=SIZE`` (the one option there is)."""
     size = None
@@ -77,8 +108,9 @@ def create(
     timings: dict[str, float] | None = None,
 ) -> Record:
     """A new container of ``image``: its record (state created) and writable disk."""
-    if opts.cpus < 1:
-        raise InvalidArgument("--cpus must be at least 1")
+    vcpus, cpu_quota = cpu_shape(opts.cpus)
+    _check_platform(opts.platform)
+    shm_size = _shm_size(opts.shm_size)
     memory_mib = _memory_mib(opts.memory)
     disk_size = _disk_size(opts.storage_opts)
     if opts.hostname is not None:
@@ -110,7 +142,9 @@ def create(
         process = process_spec(img.config, opts, hostname=hostname, stdin=stdin)
         rec.command = process.args
         rec.config = ContainerConfig(
-            cpus=opts.cpus,
+            cpus=vcpus,
+            cpu_quota=cpu_quota,
+            shm_size=shm_size,
             memory_mib=memory_mib,
             accel=accel,
             hostname=hostname,
@@ -129,6 +163,9 @@ def create(
                 network=opts.network,
                 ip=opts.ip,
                 dns=opts.dns,
+                dns_search=opts.dns_search,
+                dns_options=opts.dns_options,
+                aliases=opts.network_aliases,
                 add_hosts=opts.add_hosts,
                 publish=[*opts.publish, *(img.config.exposed_ports if opts.publish_all else ())],
             ),
@@ -184,6 +221,7 @@ def machine_spec(
         initrd=arts.initrd,
         accel=config.accel,
         cpus=config.cpus,
+        cpu_quota=config.cpu_quota,
         memory_mib=config.memory_mib,
         disks=[*disks, *mounts.disks],
         shares=[*shares, *mounts.shares],
@@ -242,6 +280,7 @@ def boot(
                 readonly=rec.settings.read_only,
                 mac=net.device.mac if net.device is not None else None,
                 entropy=os.urandom(64),
+                shm_size=rec.settings.shm_size,
             )
             channel.send(Msg.CONFIG, 0, guest.encode())
             # Queued in the port until the agent is up, in the order it must

@@ -85,6 +85,7 @@ class MachineSpec:
     initrd: Path
     accel: str  # "kvm" or "tcg"
     cpus: int = 1
+    cpu_quota: float | None = None  # CPUs' worth of host time, when less than ``cpus``
     memory_mib: int = 256
     disks: list[Disk] = field(default_factory=list)
     shares: list[SharedFolder] = field(default_factory=list)

@@ -17,6 +17,7 @@ from typing import IO
 
 from cocoon import tools
 from cocoon.errors import ExternalError, InvalidArgument, Timeout
+from cocoon.vm import cgroup
 from cocoon.vm.console import ConsoleLog
 from cocoon.vm.machine import MachineSpec, Status, Tap, Unplugged, UserNet
 from cocoon.vm.qmp import Qmp
@@ -173,6 +174,7 @@ class QemuMachine:
         self.spec = spec
         self._proc: subprocess.Popen[bytes] | None = None
         self._console = ConsoleLog(spec.console) if spec.console is not None else None
+        self._cgroup: Path | None = None
 
     def start(self) -> None:
         argv = command(self.spec)
@@ -192,6 +194,8 @@ class QemuMachine:
             )
         except OSError as e:
             raise ExternalError(f"cannot start {argv[0]}: {e.strerror}") from e
+        if self.spec.cpu_quota is not None:
+            self._cgroup = cgroup.confine(self._proc.pid, self.spec.cpu_quota)
         if self._console is not None and self._proc.stdout is not None:
             self._console.start(os.dup(self._proc.stdout.fileno()))
             self._proc.stdout.close()
@@ -266,6 +270,7 @@ class QemuMachine:
         if self._proc is not None and self._proc.poll() is None:
             os.kill(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
+        cgroup.release(self._cgroup)
 
     def stop(self, grace: float) -> None:
         if self._proc is None:
@@ -274,6 +279,7 @@ class QemuMachine:
             self._proc.wait(grace)
         except subprocess.TimeoutExpired:
             self.kill()
+        cgroup.release(self._cgroup)
         if self._proc.stderr is not None and not self._proc.stderr.closed:
             self._proc.stderr.close()
         if self._console is not None:
