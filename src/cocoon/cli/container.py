@@ -126,6 +126,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("container")
     p.add_argument("new_name", metavar="NEW-NAME")
 
+    p = verb("update", "Change containers' memory and CPUs (live where the VM allows)", _update)
+    p.add_argument("-m", "--memory", metavar="SIZE", help="memory; a running VM can only shrink")
+    p.add_argument("--cpus", type=float, metavar="N",
+                   help="CPUs; a running VM keeps its vCPUs, a fraction is a quota")  # fmt: skip
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
     for name, help, handler in (("pause", "Freeze running containers' VMs", _pause),
                                 ("unpause", "Let paused containers run on", _unpause)):  # fmt: skip
         p = verb(name, help, handler)
@@ -389,6 +395,12 @@ def _unpause(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
     return _each(args, manager.unpause)
+
+
+def _update(args: argparse.Namespace) -> int:
+    from cocoon.container.update import update
+
+    return _each(args, lambda ref: update(ref, memory=args.memory, cpus=args.cpus))
 
 
 def _rename(args: argparse.Namespace) -> int:

@@ -52,7 +52,7 @@ def _health(opts: RunOptions, image: ImageConfig) -> dict[str, Any] | None:
     return None if check is None else check.to_json()
 
 
-def _memory_mib(text: str) -> int:
+def parse_memory(text: str) -> int:
     mib = -(-parse_size(text) // (1 << 20))
     if mib < 64:
         raise InvalidArgument(f"--memory {text}: a VM needs at least 64m")
@@ -111,7 +111,7 @@ def create(
     vcpus, cpu_quota = cpu_shape(opts.cpus)
     _check_platform(opts.platform)
     shm_size = _shm_size(opts.shm_size)
-    memory_mib = _memory_mib(opts.memory)
+    memory_mib = parse_memory(opts.memory)
     disk_size = _disk_size(opts.storage_opts)
     if opts.hostname is not None:
         check_hostname(opts.hostname)
@@ -318,4 +318,13 @@ def discard(container_id: str, *, remove_volumes: bool = False) -> None:
     records.remove(container_id)
 
 
-__all__ = ["BootedVM", "boot", "create", "discard", "machine_spec", "remove_sockets"]
+__all__ = [
+    "BootedVM",
+    "boot",
+    "cpu_shape",
+    "create",
+    "discard",
+    "machine_spec",
+    "parse_memory",
+    "remove_sockets",
+]

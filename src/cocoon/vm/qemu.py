@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from cocoon import tools
-from cocoon.errors import ExternalError, InvalidArgument, Timeout
+from cocoon.errors import ExternalError, InvalidArgument, InvalidState, Timeout, Unsupported
 from cocoon.vm import cgroup
 from cocoon.vm.console import ConsoleLog
 from cocoon.vm.machine import MachineSpec, Status, Tap, Unplugged, UserNet
@@ -285,11 +285,39 @@ class QemuMachine:
         if self._console is not None:
             self._console.join()
 
-    def _qmp(self, command: str) -> object:
+    def _qmp(self, command: str, **arguments: object) -> object:
         if self.spec.control_socket is None or self.poll() is not None:
             raise ExternalError("the VM is not running")
         with Qmp(self.spec.control_socket) as qmp:
-            return qmp.execute(command)
+            return qmp.execute(command, **arguments)
+
+    def set_memory(self, memory_mib: int) -> None:
+        # A clone's RAM maps its template's file: an inflated balloon there
+        # punches holes that every other clone would read as zeroes.
+        if self.spec.memory_file is not None:
+            raise Unsupported(
+                "the VM was resumed from a memory template, whose memory cannot be taken "
+                "back while it runs: restart the container with --no-template first"
+            )
+        if not 0 < memory_mib <= self.spec.memory_mib:
+            raise InvalidState(
+                f"the VM booted with {self.spec.memory_mib} MiB: it can shrink to less "
+                f"while it runs, never grow (more takes effect at its next start)"
+            )
+        self._qmp("balloon", value=memory_mib << 20)
+
+    def set_cpu_quota(self, cpus: float) -> None:
+        if cpus > self.spec.cpus:
+            raise InvalidState(
+                f"the VM has {self.spec.cpus} vCPUs, and vCPUs cannot be added while it "
+                f"runs (more take effect at its next start)"
+            )
+        if self._cgroup is None and cpus == self.spec.cpus:
+            return  # whole vCPUs and no quota yet: nothing to change
+        group = cgroup.confine(self.pid, cpus)
+        if group is None:
+            raise Unsupported("no cgroup cpu controller cocoon may write here: no CPU quota")
+        self._cgroup = group
 
     def pause(self) -> None:
         self._qmp("stop")
