@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from oci import busybox_layer
 from vm_fixtures import ok
 
 pytestmark = pytest.mark.vm
@@ -81,3 +82,67 @@ def test_bad_update_is_one_line_125(cc, busybox, args, needle):
     before = (cc.state / "containers" / cid / "container.json").read_bytes()
     one_line_125(cc(*[cid if a == "CID" else a for a in args]), needle)
     assert (cc.state / "containers" / cid / "container.json").read_bytes() == before
+
+
+@pytest.fixture
+def private(cocoon, tmp_path):
+    """cocoon with a state dir of its own: prune -a must not take the session's images."""
+    from vm_fixtures import Cocoon, remove_containers
+
+    state = tmp_path / "state"
+    own = Cocoon({**cocoon.env, "COCOON_STATE_DIR": str(state)})
+    own.load_layout(tmp_path, [busybox_layer()], "localhost/busybox:latest")
+    own.load_layout(tmp_path, [busybox_layer()], "localhost/unused:1", Labels={"spare": "1"})
+    try:
+        yield own
+    finally:
+        remove_containers(own, "-v")
+
+
+def usage(cc) -> dict:
+    return {row["Type"]: row for row in json.loads(ok(cc("system", "df", "--format", "json")))}
+
+
+def test_system_df_counts_images_containers_and_volumes(private):
+    cc = private
+    ok(cc("create", "--name", "idle", "localhost/busybox", "true"))
+    ok(cc("run", "-d", "--name", "busy", "localhost/busybox", "sleep", "1000"))
+    ok(cc("volume", "create", "dfvol"))
+    rows = usage(cc)
+    images, containers, volumes = rows["Images"], rows["Containers"], rows["Local Volumes"]
+    assert (images["TotalCount"], images["Active"]) == (2, 1)
+    assert 0 < images["Reclaimable"] < images["Size"]
+    assert (containers["TotalCount"], containers["Active"]) == (2, 1)
+    assert 0 < containers["Reclaimable"] < containers["Size"]
+    assert (volumes["TotalCount"], volumes["Active"]) == (1, 0)
+    assert volumes["Reclaimable"] == volumes["Size"] > 0
+    table = ok(cc("system", "df")).splitlines()
+    assert table[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert table[1].startswith("Images") and "%)" in table[1]
+
+
+def test_system_prune_removes_what_no_container_needs(private):
+    cc = private
+    ok(cc("create", "--name", "stopped", "-v", "/scratch", "localhost/busybox", "true"))
+    ok(cc("rm", "stopped"))  # its anonymous volume stays, unused
+    ok(cc("create", "--name", "idle", "localhost/busybox", "true"))
+    ok(cc("run", "-d", "--name", "busy", "localhost/busybox", "sleep", "1000"))
+    ok(cc("network", "create", "--subnet", "10.251.0.0/24", "spare"))
+
+    asked = cc("system", "prune", input=b"n\n")
+    assert asked.returncode == 0 and b"[y/N]" in asked.stdout
+    assert "idle" in ok(cc("ls", "-a"))  # said no: nothing went
+
+    out = ok(cc("system", "prune", "-f"))
+    assert "Deleted Containers" in out and "spare" in out and "Total reclaimed space" in out
+    names = ok(cc("ls", "-a", "--format", "{{.Names}}")).split()
+    assert names == ["busy"]
+    assert "spare" not in ok(cc("network", "ls"))
+    assert "localhost/unused" in ok(cc("image", "ls"))  # tagged: only -a takes it
+    assert usage(cc)["Local Volumes"]["TotalCount"] == 1  # only --volumes takes it
+
+    ok(cc("system", "prune", "-a", "--volumes", "-f"))
+    listed = ok(cc("image", "ls"))
+    assert "localhost/unused" not in listed and "localhost/busybox" in listed  # busy uses it
+    assert usage(cc)["Local Volumes"]["TotalCount"] == 0
+    assert ok(cc("ls", "-q")).strip()  # the running container was left alone
