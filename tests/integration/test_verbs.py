@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -146,3 +147,53 @@ def test_system_prune_removes_what_no_container_needs(private):
     assert "localhost/unused" not in listed and "localhost/busybox" in listed  # busy uses it
     assert usage(cc)["Local Volumes"]["TotalCount"] == 0
     assert ok(cc("ls", "-q")).strip()  # the running container was left alone
+
+
+def event_lines(proc, n: int) -> list[list[str]]:
+    lines = [proc.stdout.readline().decode() for _ in range(n)]
+    return [line.replace("<no value>", "").split() for line in lines]  # exitCode: die only
+
+
+def test_events_stream_what_the_cli_does(cc, busybox):
+    since = str(time.time() - 1)
+    fmt = "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"
+    watch = cc.popen("events", "--since", since, "--filter", "container=ev1",
+                     "--format", fmt, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert cc("run", "--rm", "--name", "ev1", busybox, "sh", "-c", "exit 3").returncode == 3
+        ok(cc("run", "-d", "--name", "other", busybox, "true"))  # filtered out
+        lines = event_lines(watch, 4)
+    finally:
+        watch.kill()
+        watch.wait()
+    assert lines == [["create", "ev1"], ["start", "ev1"], ["die", "ev1", "3"], ["destroy", "ev1"]]
+
+
+def test_events_until_ends_the_stream_and_json_has_dockers_shape(cc, busybox):
+    start = time.time()
+    cid = ok(cc("create", "--name", "ev2", "-l", "tier=web", busybox, "true")).strip()
+    ok(cc("rename", "ev2", "ev3"))
+    ok(cc("update", "--memory", "128m", "ev3"))
+    out = ok(cc("events", "--since", str(start - 1), "--until", str(time.time() + 1),
+                "--filter", "label=tier=web", "--format", "json"))  # fmt: skip
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["Action"] for e in events] == ["create", "rename", "update"]
+    first = events[0]
+    assert (first["Type"], first["id"], first["Actor"]["ID"]) == ("container", cid, cid)
+    assert first["Actor"]["Attributes"]["tier"] == "web" and first["timeNano"] > start * 1e9
+    assert events[1]["Actor"]["Attributes"]["oldName"] == "ev2"
+    human = ok(cc("events", "--since", "1h", "--until", "0s", "--filter", "event=rename"))
+    assert f"container rename {cid} (" in human and "name=ev3" in human, human
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("events", "--since", "yesterday"), "--since"),
+        (("events", "--until", "soon"), "--until"),
+        (("events", "--filter", "colour=red"), "invalid filter"),
+        (("events", "--format", "{{.Action"), "template"),
+    ],
+)
+def test_bad_events_flags_are_one_line_125(cc, args, needle):
+    one_line_125(cc(*args, timeout=30), needle)

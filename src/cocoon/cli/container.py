@@ -126,6 +126,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("container")
     p.add_argument("new_name", metavar="NEW-NAME")
 
+    p = verb("events", "Stream what happens to containers (until --until, or Ctrl-C)", _events)
+    p.add_argument("--since", metavar="TIME", help="from TIME: epoch seconds, RFC 3339 or 10m ago")
+    p.add_argument("--until", metavar="TIME", help="stop at TIME (same forms)")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="container, event, image, label or type")  # fmt: skip
+    p.add_argument("--format", type=output.format_type, metavar="json|TEMPLATE",
+                   help="one JSON object a line, or a Go template per event")  # fmt: skip
+
     p = verb("update", "Change containers' memory and CPUs (live where the VM allows)", _update)
     p.add_argument("-m", "--memory", metavar="SIZE", help="memory; a running VM can only shrink")
     p.add_argument("--cpus", type=float, metavar="N",
@@ -395,6 +403,28 @@ def _unpause(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
     return _each(args, manager.unpause)
+
+
+def _events(args: argparse.Namespace) -> int:
+    import json
+
+    from cocoon import filters
+    from cocoon.container import events
+
+    wanted = filters.parse(args.filter, events.FILTERS)
+    since = None if args.since is None else events.parse_time(args.since, "--since")
+    until = None if args.until is None else events.parse_time(args.until, "--until")
+    for event in events.follow(since, until, wanted):
+        if args.format == "json":
+            print(json.dumps(event))
+        elif args.format is not None:
+            output.emit_template(args.format, [event])
+        else:
+            attributes = sorted(event["Actor"]["Attributes"].items())
+            print(f"{rfc3339(event['timeNano'] / 1e9)} container {event['Action']} {event['id']} "
+                  f"({', '.join(f'{k}={v}' for k, v in attributes)})")  # fmt: skip
+        sys.stdout.flush()
+    return 0
 
 
 def _update(args: argparse.Namespace) -> int:

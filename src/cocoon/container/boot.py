@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cocoon.agent.listener import Listener
-from cocoon.container import network, volumes
+from cocoon.container import events, network, volumes
 from cocoon.container import record as records
 from cocoon.container.config import ContainerConfig
 from cocoon.container.options import RunOptions
@@ -175,6 +175,7 @@ def create(
         rec.config.mounts = volumes.prepare(list(opts.mounts), rec.id, rec.name)
         container_disk(records.folder(rec.id) / DISK, rootfs, disk_size)
         records.save(rec)
+        events.emit("create", rec)
     except BaseException:
         if rec.config is not None:
             volumes.forget(rec, remove_volumes=True)
@@ -313,7 +314,10 @@ def discard(container_id: str, *, remove_volumes: bool = False) -> None:
     """Remove the container for good: its record, disk and network address;
     its anonymous volumes too with ``remove_volumes`` (rm -v, run --rm)."""
     with contextlib.suppress(CocoonError):  # no record (yet), or unreadable
-        volumes.forget(records.load(container_id), remove_volumes=remove_volumes)
+        rec = records.load(container_id)
+        volumes.forget(rec, remove_volumes=remove_volumes)
+        if rec.config is not None:  # made whole: its create was an event
+            events.emit("destroy", rec)
     network.release(container_id)
     records.remove(container_id)
 

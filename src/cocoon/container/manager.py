@@ -20,7 +20,7 @@ from typing import Any
 from cocoon.agent.protocol import Msg, exit_status, guest_text
 from cocoon.agent.session import ExitStatus, Process, decode_exit
 from cocoon.agent.spec import ProcessSpec
-from cocoon.container import boot, control, liveness
+from cocoon.container import boot, control, events, liveness
 from cocoon.container import record as records
 from cocoon.container import restart as restarts
 from cocoon.container.options import RunOptions
@@ -170,7 +170,15 @@ def stop(ref: str, timeout: float | None = None, signal_name: str | None = None)
     if timeout is None:
         timeout = rec.settings.stop_timeout
         timeout = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
-    signum = parse_signal(signal_name or rec.settings.stop_signal or "SIGTERM")
+    signal_name = signal_name or rec.settings.stop_signal or "SIGTERM"
+    signum = parse_signal(signal_name)
+    events.emit("kill", rec, signal=signal_name)  # then die, then stop: as dockerd
+    stopped = _stop(rec, signum, timeout)
+    events.emit("stop", stopped)
+    return stopped
+
+
+def _stop(rec: Record, signum: int, timeout: float) -> Record:
     try:
         control.request(rec.id, "stop", signal=signum, timeout=timeout)
     except InvalidState:
@@ -185,6 +193,7 @@ def kill(ref: str, signal_name: str = "SIGKILL") -> Record:
     rec = get(ref)
     check(Op.KILL, rec.state, rec.name)
     signum = parse_signal(signal_name)
+    events.emit("kill", rec, signal=signal_name)
     try:
         control.request(rec.id, "kill", signal=signum)
     except InvalidState:
@@ -217,6 +226,7 @@ def pause(ref: str) -> Record:
     if control.paused(rec.id):
         raise InvalidState(f"container {rec.name} is already paused")
     _monitored(rec, "pause")
+    events.emit("pause", rec)
     return rec
 
 
@@ -225,6 +235,7 @@ def unpause(ref: str) -> Record:
     if rec.state != State.RUNNING or not control.paused(rec.id):
         raise InvalidState(f"container {rec.name} is not paused")
     _monitored(rec, "unpause")
+    events.emit("unpause", rec)
     return rec
 
 
@@ -240,7 +251,9 @@ def rename(ref: str, new_name: str) -> Record:
         from cocoon.network import ipam
 
         ipam.rename_lease(rec.settings.network.network, rec.id, new_name)
-    return records.load(rec.id)
+    renamed = records.load(rec.id)
+    events.emit("rename", renamed, oldName=rec.name)
+    return renamed
 
 
 def ports(ref: str) -> list[PortSpec]:

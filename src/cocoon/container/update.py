@@ -12,7 +12,7 @@ restart. Nothing is changed when any part cannot be.
 
 from __future__ import annotations
 
-from cocoon.container import boot, control
+from cocoon.container import boot, control, events
 from cocoon.container import record as records
 from cocoon.container.record import Record
 from cocoon.container.state import State
@@ -39,7 +39,9 @@ def update(ref: str, *, memory: str | None = None, cpus: float | None = None) ->
             config.cpus = vcpus
             config.cpu_quota = None if cpus == vcpus else float(cpus)
 
-    return records.update(rec.id, change)
+    updated = records.update(rec.id, change)
+    events.emit("update", updated)
+    return updated
 
 
 def _live(

@@ -9,9 +9,8 @@ import signal
 from pathlib import Path
 
 from cocoon.errors import AlreadyExists, InvalidArgument
-from cocoon.service import images, networks, system, volumes
+from cocoon.service import events, images, networks, system, volumes
 from cocoon.service.containers import Containers
-from cocoon.service.events import Events
 from cocoon.service.execs import Execs
 from cocoon.service.exits import Exits
 from cocoon.service.http import Handler, RouteEntry, Server, route
@@ -20,8 +19,7 @@ log = logging.getLogger("cocoon.service")
 
 
 def routes() -> tuple[RouteEntry, ...]:
-    events = Events()
-    c = Containers(Exits(), events)
+    c = Containers(Exits())
     x = Execs()
     return (
         route("GET", "/_ping", system.ping),
