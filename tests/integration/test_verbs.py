@@ -197,3 +197,18 @@ def test_events_until_ends_the_stream_and_json_has_dockers_shape(cc, busybox):
 )
 def test_bad_events_flags_are_one_line_125(cc, args, needle):
     one_line_125(cc(*args, timeout=30), needle)
+
+
+def test_the_library_updates_lists_and_reads_events(cc, busybox):
+    import cocoon
+
+    client = cocoon.Client()
+    start = time.time()
+    made = client.containers.create(busybox, "true", name="libev", labels={"k": "v"})
+    made.update(mem_limit="96m", cpus=0.5)
+    assert made.attrs["HostConfig"]["Memory"] == 96 << 20
+    assert made.attrs["HostConfig"]["NanoCpus"] == 5 * 10**8
+    assert [c.name for c in client.containers.list(all=True, filters={"label": "k=v"})] == ["libev"]
+    seen = client.events(since=start - 1, until=time.time() + 0.5, filters={"container": "libev"},
+                         decode=True)  # fmt: skip
+    assert [e["Action"] for e in seen] == ["create", "update"]

@@ -211,9 +211,8 @@ def _ls(args: argparse.Namespace) -> int:
     from cocoon.container import filters as container_filters
     from cocoon.container import manager
 
-    wanted = container_filters.checked(filters.parse(args.filter, container_filters.KEYS))
-    found = manager.containers(all=args.all or "status" in wanted)
-    found = [rec for rec in found if container_filters.matches(rec, wanted)]
+    wanted = filters.parse(args.filter, container_filters.KEYS)
+    found = manager.containers(all=args.all, filters=wanted)
     if args.quiet:
         for rec in found:
             print(rec.id[:12])

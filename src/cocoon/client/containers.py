@@ -118,6 +118,14 @@ class Container:
         manager.rename(self.id, name)
         self.reload()
 
+    def update(self, mem_limit: str | int | None = None, cpus: float | None = None) -> None:
+        """New memory (``"512m"``) and CPUs: for the next start, and live where the VM
+        allows (memory down through the balloon, a CPU quota up to its vCPUs)."""
+        from cocoon.container.update import update
+
+        update(self.id, memory=None if mem_limit is None else str(mem_limit), cpus=cpus)
+        self.reload()
+
     def top(self, ps_args: Sequence[str] = ()) -> dict[str, list[Any]]:
         """The processes, from the image's ``ps``: ``{"Titles": [...], "Processes": [[...]]}``."""
         result = self.exec_run(["ps", *ps_args], demux=True)
@@ -295,11 +303,7 @@ class ContainerCollection:
         self, all: bool = False, filters: Mapping[str, str | Sequence[str]] | None = None
     ) -> list[Container]:
         """Running containers (all with ``all``), newest first; ``filters`` as ``ls --filter``."""
-        from cocoon.container import filters as container_filters
-
-        wanted = container_filters.checked(filters or {})
-        found = manager.containers(all=all or "status" in wanted)
-        return [Container(details.view(r)) for r in found if container_filters.matches(r, wanted)]
+        return [Container(details.view(r)) for r in manager.containers(all, filters)]
 
     def prune(self) -> dict[str, list[str]]:
         return {"ContainersDeleted": [rec.id for rec in manager.prune()]}

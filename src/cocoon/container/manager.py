@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cocoon.agent.protocol import Msg, exit_status, guest_text
@@ -60,14 +61,25 @@ def get(ref: str) -> Record:
     return _current(records.find(ref))
 
 
-def containers(all: bool = False) -> list[Record]:
-    """Containers, newest first; only running ones unless ``all``."""
+def containers(
+    all: bool = False, filters: Mapping[str, str | Sequence[str]] | None = None
+) -> list[Record]:
+    """Containers, newest first; only running ones unless ``all`` (or a status filter);
+    ``filters`` as ``ls --filter`` takes them (``container.filters``)."""
+    from cocoon.container import filters as container_filters
+
+    wanted = container_filters.checked(filters or {})
+    all = all or "status" in wanted
     found = []
     for rec in records.all_records():
         with contextlib.suppress(NotFound):  # a --rm container whose owner died: now gone
             found.append(_current(rec))
     found.sort(key=lambda r: r.created, reverse=True)
-    return [r for r in found if all or r.state == State.RUNNING]
+    return [
+        r
+        for r in found
+        if (all or r.state == State.RUNNING) and container_filters.matches(r, wanted)
+    ]
 
 
 def create(image: str, options: RunOptions, store: ImageStore | None = None) -> Record:

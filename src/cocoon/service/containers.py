@@ -86,12 +86,9 @@ class Containers:
         return docker_inspect(find(req.match["id"]))
 
     def list(self, req: Request) -> list[dict[str, Any]]:
-        from cocoon.container import filters
-
-        wanted = filters.checked(params.filters(req.arg("filters")))
         limit = req.number("limit", -1) or -1
-        everything = req.flag("all") or limit > 0 or "status" in wanted
-        found = [r for r in manager.containers(all=everything) if filters.matches(r, wanted)]
+        everything = req.flag("all") or limit > 0
+        found = manager.containers(everything, params.filters(req.arg("filters")))
         if limit > 0:
             found = found[:limit]
         return [_summary(r) for r in found]
