@@ -78,6 +78,7 @@ def test_fractional_cpus_round_up_and_become_a_quota(cc, busybox):
         (("run", "--shm-size", "1", "IMG", "true"), "--shm-size"),
         (("run", "--cpus", "0", "IMG", "true"), "--cpus"),
         (("run", "--cpus", "-1", "IMG", "true"), "--cpus"),
+        (("run", "--cpus", "0.001", "IMG", "true"), "0.01 or more"),
         (("run", "--cpus", "nan", "IMG", "true"), "--cpus"),
         (("run", "--cpus", "many", "IMG", "true"), "invalid float"),
         (("create", "--cpus", "4096", "IMG"), "--cpus"),

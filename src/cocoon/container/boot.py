@@ -61,8 +61,9 @@ def parse_memory(text: str) -> int:
 
 def cpu_shape(cpus: float) -> tuple[int, float | None]:
     """Whole vCPUs for ``--cpus`` (a fraction rounded up), and the fraction as a quota."""
-    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus < 1e6:
-        raise InvalidArgument(f"--cpus {cpus!r}: must be more than 0 (e.g. 1, 2 or 1.5)")
+    # 0.01 CPUs is the least a CFS quota holds (1 ms in a 100 ms period), as Docker's.
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0.01 <= cpus < 1e6:
+        raise InvalidArgument(f"--cpus {cpus!r}: use 0.01 or more (e.g. 1, 2 or 1.5)")
     host = os.cpu_count() or 1
     if cpus > host:
         raise InvalidArgument(f"--cpus {cpus:g}: this host has only {host} CPUs")
