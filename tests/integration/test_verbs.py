@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import time
 from pathlib import Path
@@ -149,8 +150,15 @@ def test_system_prune_removes_what_no_container_needs(private):
     assert ok(cc("ls", "-q")).strip()  # the running container was left alone
 
 
-def event_lines(proc, n: int) -> list[list[str]]:
-    lines = [proc.stdout.readline().decode() for _ in range(n)]
+def event_lines(proc, n: int, timeout: float = 120) -> list[list[str]]:
+    """Up to ``n`` lines the stream printed, or fewer once ``timeout`` passed (never a hang)."""
+    data, deadline, fd = b"", time.monotonic() + timeout, proc.stdout.fileno()
+    while data.count(b"\n") < n and (left := deadline - time.monotonic()) > 0:
+        if select.select([fd], [], [], left)[0]:
+            if not (chunk := os.read(fd, 4096)):
+                break
+            data += chunk
+    lines = data.decode().splitlines()[:n]
     return [line.replace("<no value>", "").split() for line in lines]  # exitCode: die only
 
 
