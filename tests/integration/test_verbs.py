@@ -220,3 +220,22 @@ def test_the_library_updates_lists_and_reads_events(cc, busybox):
     seen = client.events(since=start - 1, until=time.time() + 0.5, filters={"container": "libev"},
                          decode=True)  # fmt: skip
     assert [e["Action"] for e in seen] == ["create", "update"]
+
+
+def test_a_clone_of_a_memory_template_gets_its_settings_and_keeps_its_memory(cc, busybox):
+    from test_templates import Templated, running_clones
+
+    tc = Templated(cc)
+    ok(tc("run", "--rm", busybox, "true"))  # the template exists before the clone
+    script = "cat /etc/resolv.conf; df -k /dev/shm | tail -1; sleep 1000"
+    run = tc("run", "-d", "--dns-search", "corp.example", "--shm-size", "12m", busybox,
+             "sh", "-c", script)  # fmt: skip
+    cid = ok(run).strip()
+    assert cid in running_clones(cc.state)
+    deadline = time.monotonic() + 60
+    while "12288" not in (logs := ok(cc("logs", cid))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "search corp.example" in logs and " 12288 " in logs, logs
+    # A balloon in a clone would discard pages of the template's file: refused.
+    one_line_125(cc("update", "--memory", "128m", cid), "memory template")
+    assert host_config(cc, cid)["Memory"] == 256 << 20
