@@ -72,7 +72,7 @@ def disk_usage() -> list[Usage]:
 
 
 def _live(users: dict[str, str]) -> list[str]:
-    return [i for i in users if records.folder(i).exists()]
+    return [i for i in users if records.exists(i)]
 
 
 @dataclass(slots=True)
@@ -104,7 +104,7 @@ def prune(*, all_images: bool = False, volumes: bool = False) -> Pruned:
                     images.append(store.remove(image.id, force=True).deleted or image.id)
     gone_volumes = []
     if volumes:
-        gone_volumes = VolumeStore().prune(exists=lambda i: records.folder(i).exists())
+        gone_volumes = VolumeStore().prune(exists=records.exists)
     after = sum(u.size for u in disk_usage())
     return Pruned(containers, networks, list(dict.fromkeys(images)), gone_volumes,
                   max(0, before - after))  # fmt: skip
@@ -118,7 +118,7 @@ def _prune_networks() -> list[str]:
     for net in ipam.all_networks():
         if net.name == ipam.DEFAULT:
             continue
-        if any(records.folder(lease["id"]).exists() for lease in net.leases.values()):
+        if any(records.exists(lease["id"]) for lease in net.leases.values()):
             continue
         for lease in net.leases.values():
             ipam.release(lease["id"])
