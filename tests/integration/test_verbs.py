@@ -179,7 +179,8 @@ def test_events_stream_what_the_cli_does(cc, busybox):
 
 def test_events_until_ends_the_stream_and_json_has_dockers_shape(cc, busybox):
     start = time.time()
-    cid = ok(cc("create", "--name", "ev2", "-l", "tier=web", busybox, "true")).strip()
+    cid = ok(cc("create", "--name", "ev2", "-l", "tier=web", "-l", "paint=\x1b[31mred", busybox,
+                "true")).strip()  # fmt: skip
     ok(cc("rename", "ev2", "ev3"))
     ok(cc("update", "--memory", "128m", "ev3"))
     out = ok(cc("events", "--since", str(start - 1), "--until", str(time.time() + 1),
@@ -192,6 +193,7 @@ def test_events_until_ends_the_stream_and_json_has_dockers_shape(cc, busybox):
     assert events[1]["Actor"]["Attributes"]["oldName"] == "ev2"
     human = ok(cc("events", "--since", "1h", "--until", "0s", "--filter", "event=rename"))
     assert f"container rename {cid} (" in human and "name=ev3" in human, human
+    assert "paint=red" in human and "\x1b" not in human  # no escape reaches a terminal
 
 
 @pytest.mark.parametrize(

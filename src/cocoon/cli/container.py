@@ -409,6 +409,7 @@ def _events(args: argparse.Namespace) -> int:
 
     from cocoon import filters
     from cocoon.container import events
+    from cocoon.text import printable
 
     wanted = filters.parse(args.filter, events.FILTERS)
     since = None if args.since is None else events.parse_time(args.since, "--since")
@@ -419,9 +420,11 @@ def _events(args: argparse.Namespace) -> int:
         elif args.format is not None:
             output.emit_template(args.format, [event])
         else:
+            # Labels come from images too: no escape sequence reaches the terminal.
             attributes = sorted(event["Actor"]["Attributes"].items())
+            said = printable(", ".join(f"{k}={v}" for k, v in attributes))
             print(f"{rfc3339(event['timeNano'] / 1e9)} container {event['Action']} {event['id']} "
-                  f"({', '.join(f'{k}={v}' for k, v in attributes)})")  # fmt: skip
+                  f"({said})")  # fmt: skip
         sys.stdout.flush()
     return 0
 
