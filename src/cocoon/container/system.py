@@ -12,13 +12,12 @@ container uses.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from cocoon.container import manager
 from cocoon.container import record as records
 from cocoon.container.state import State
+from cocoon.diskuse import allocated
 from cocoon.errors import CocoonError
 
 
@@ -35,19 +34,6 @@ class Usage:
     def to_json(self) -> dict[str, object]:
         return {"Type": self.type, "TotalCount": self.total, "Active": self.active,
                 "Size": self.size, "Reclaimable": self.reclaimable}  # fmt: skip
-
-
-def allocated(path: Path) -> int:
-    """Bytes a file or folder takes on disk (holes of sparse files not counted)."""
-    total = 0
-    with contextlib.suppress(OSError):
-        if not path.is_dir():
-            return path.lstat().st_blocks * 512
-        for folder, _, files in os.walk(path):
-            for name in files:
-                with contextlib.suppress(OSError):
-                    total += os.lstat(os.path.join(folder, name)).st_blocks * 512
-    return total
 
 
 def disk_usage() -> list[Usage]:
@@ -128,4 +114,4 @@ def _prune_networks() -> list[str]:
     return gone
 
 
-__all__ = ["Pruned", "Usage", "allocated", "disk_usage", "prune"]
+__all__ = ["Pruned", "Usage", "disk_usage", "prune"]
