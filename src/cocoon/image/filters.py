@@ -1,5 +1,4 @@
-"""Which images ``image ls --filter`` (and ``client.images.list(filters=...)``, the
-service's ``/images/json``) keeps."""
+"""Which images ``image ls --filter`` (and ``client.images.list(filters=...)``) keeps."""
 
 from __future__ import annotations
 

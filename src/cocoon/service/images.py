@@ -159,7 +159,7 @@ def _created(image: Image) -> int:
 def list_images(req: Request) -> list[dict[str, Any]]:
     from cocoon.image import filters
 
-    wanted = params.filters(req.arg("filters"))
+    wanted = filters.checked(params.filters(req.arg("filters")))
     return [
         {
             "Id": image.id,
@@ -173,7 +173,8 @@ def list_images(req: Request) -> list[dict[str, Any]]:
             "Labels": dict(image.config.labels),
             "Containers": -1,
         }
-        for image in filters.select(ImageStore().images(), wanted)
+        for image in ImageStore().images()
+        if filters.matches(image, wanted)
     ]
 
 
