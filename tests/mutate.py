@@ -42,6 +42,8 @@ CMDS = "tests/integration/test_commands.py::"
 ACCEL = "tests/unit/test_accel.py::"
 SILENT = "tests/security/test_silent_guest.py::"
 SERVICE = "tests/integration/test_service.py::"
+FLAGS = "tests/integration/test_run_flags.py::"
+VERBS = "tests/integration/test_verbs.py::"
 
 MUTATIONS = [
     Mutation(
@@ -61,7 +63,7 @@ MUTATIONS = [
     Mutation(
         "hostnames are not checked",
         "src/cocoon/container/spec.py",
-        "    if len(name) > HOST_NAME_MAX or not _HOSTNAME.match(name):\n",
+        "    if len(name) > limit or not _HOSTNAME.match(name):\n",
         "    if False:\n",
         ("tests/unit/test_spec.py",),
     ),
@@ -262,6 +264,48 @@ MUTATIONS = [
         "                root_size=templates.root_size(spec),\n",
         "",
         ("tests/integration/test_storage.py",),
+    ),
+    Mutation(
+        "resolv.conf gets no search or options without a name server",
+        "guest/src/net.c",
+        "\tif (cfg->ndns == 0 && cfg->nsearch == 0 && cfg->noptions == 0)\n",
+        "\tif (cfg->ndns == 0)\n",
+        (FLAGS + "test_dns_search_options_and_shm_size_reach_the_guest",),
+    ),
+    Mutation(
+        "/dev/shm keeps the kernel's size",
+        "guest/src/agent.c",
+        "\tif (shm_resize(cfg.shm_size, err, sizeof(err)) < 0)\n",
+        "\tif (0)\n",
+        (FLAGS + "test_dns_search_options_and_shm_size_reach_the_guest",),
+    ),
+    Mutation(
+        "a fractional --cpus gets no CPU quota",
+        "src/cocoon/vm/qemu.py",
+        "        if self.spec.cpu_quota is not None:\n",
+        "        if False:\n",
+        (FLAGS + "test_fractional_cpus_round_up_and_become_a_quota",),
+    ),
+    Mutation(
+        "network aliases are not given to peers",
+        "src/cocoon/container/network.py",
+        "        ipam.set_aliases(container_id, aliases)\n",
+        "        pass\n",
+        (NET + "test_network_alias_resolves_for_peers",),
+    ),
+    Mutation(
+        "a start is not an event",
+        "src/cocoon/container/lifecycle.py",
+        '            events.emit("start", self.rec)\n',
+        "",
+        (VERBS + "test_events_stream_what_the_cli_does",),
+    ),
+    Mutation(
+        "update does not reach a running VM's balloon",
+        "src/cocoon/container/monitor.py",
+        '            machine.set_memory(int(req["memory_mib"]))\n',
+        "            pass\n",
+        (VERBS + "test_update_shrinks_a_running_vm_through_its_balloon",),
     ),
 ]
 

@@ -758,6 +758,8 @@ int main(void)
 		fatal("%s", err[0] ? err : "setting up the root failed");
 	root_ready = 1;
 	apply_config(&cfg);
+	if (shm_resize(cfg.shm_size, err, sizeof(err)) < 0)
+		fatal("%s", err);
 	if (user_mounts(cfg.mounts, cfg.nmounts, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	if (proc_ns_start(cfg.readonly_root, err, sizeof(err)) < 0)

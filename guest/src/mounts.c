@@ -396,6 +396,16 @@ done:
 	return 0;
 }
 
+int shm_resize(uint64_t size, char *err, size_t errlen)
+{
+	if (size == 0)
+		return 0;
+	char data[48];
+	snprintf(data, sizeof(data), "mode=1777,size=%llu", (unsigned long long)size);
+	return do_mount("shm", "/dev/shm", "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			data, err, errlen);
+}
+
 int user_mounts(const struct mount_spec *m, size_t n, char *err, size_t errlen)
 {
 	n = n < CONFIG_MAX_MOUNTS ? n : CONFIG_MAX_MOUNTS;

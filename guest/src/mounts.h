@@ -26,6 +26,10 @@ void mount_early(void);
 #define ROOT_SIZE_DEVICE UINT64_MAX
 int setup_root(const char *root, uint64_t root_size, char *err, size_t errlen);
 
+/* Gives the container's /dev/shm (mounted by setup_root) a size in bytes
+ * (SHM_SIZE); 0 keeps the kernel's default. Returns 0, or -1 with a message in err. */
+int shm_resize(uint64_t size, char *err, size_t errlen);
+
 /*
  * The container's own mounts (CONFIG's MOUNT fields, parents first): volume
  * disks, 9p shares, tmpfs. Made in the new root before the container's

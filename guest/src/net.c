@@ -107,6 +107,36 @@ int resolv_conf_format(const uint32_t *dns, size_t n, char *out, size_t outlen)
 	return 0;
 }
 
+/* Appends one `KEYWORD a b c` line to out (already holding a string); -1 if it does not fit. */
+static int append_line(char *out, size_t outlen, const char *keyword, const char *items,
+		       size_t n, size_t stride)
+{
+	if (n == 0)
+		return 0;
+	size_t used = strlen(out);
+	int w = snprintf(out + used, outlen - used, "%s", keyword);
+	for (size_t i = 0; w >= 0 && (size_t)w < outlen - used && i < n; i++) {
+		used += (size_t)w;
+		w = snprintf(out + used, outlen - used, " %s", items + i * stride);
+	}
+	if (w < 0 || (size_t)w >= outlen - used)
+		return -1;
+	used += (size_t)w;
+	if (used + 1 >= outlen)
+		return -1;
+	strcpy(out + used, "\n");
+	return 0;
+}
+
+int resolv_conf_extra(const struct guest_config *cfg, char *out, size_t outlen)
+{
+	if (append_line(out, outlen, "search", cfg->dns_search[0], cfg->nsearch,
+			sizeof(cfg->dns_search[0])) < 0)
+		return -1;
+	return append_line(out, outlen, "options", cfg->dns_options[0], cfg->noptions,
+			   sizeof(cfg->dns_options[0]));
+}
+
 void net_setup(const struct guest_config *cfg)
 {
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -121,11 +151,13 @@ void net_setup(const struct guest_config *cfg)
 		eth0_setup(s, cfg);
 	close(s);
 
-	/* Without DNS fields the image's own file is left alone. */
-	char conf[CONFIG_MAX_DNS * 32];
-	if (cfg->ndns == 0)
+	/* Without DNS, DNS_SEARCH or DNS_OPTION fields the image's own file is left alone. */
+	static char conf[CONFIG_MAX_DNS * 32 + CONFIG_MAX_SEARCH * (SEARCH_DOMAIN_MAX + 1) +
+			 CONFIG_MAX_DNS_OPTIONS * (DNS_OPTION_MAX + 1) + 32];
+	if (cfg->ndns == 0 && cfg->nsearch == 0 && cfg->noptions == 0)
 		return;
-	if (resolv_conf_format(cfg->dns, cfg->ndns, conf, sizeof(conf)) < 0)
+	if (resolv_conf_format(cfg->dns, cfg->ndns, conf, sizeof(conf)) < 0 ||
+	    resolv_conf_extra(cfg, conf, sizeof(conf)) < 0)
 		logmsg("resolv.conf does not fit");
 	else if (mkdir_p("/etc", 0755) < 0 ||
 		 write_file_atomic("/etc/resolv.conf", conf, strlen(conf)) < 0)

@@ -220,9 +220,10 @@ void run_spec_free(struct run_spec *spec)
 	memset(spec, 0, sizeof(*spec));
 }
 
-int hostname_valid(const char *s, size_t len)
+/* Dot-separated labels of letters, digits and inner hyphens (RFC 1123). */
+static int domain_valid(const char *s, size_t len, size_t max)
 {
-	if (len == 0 || len > HOSTNAME_MAX)
+	if (len == 0 || len > max)
 		return 0;
 	size_t label = 0;
 	for (size_t i = 0; i < len; i++) {
@@ -242,12 +243,42 @@ int hostname_valid(const char *s, size_t len)
 	return label > 0 && s[len - 1] != '-';
 }
 
+int hostname_valid(const char *s, size_t len)
+{
+	return domain_valid(s, len, HOSTNAME_MAX);
+}
+
+int dns_option_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > DNS_OPTION_MAX)
+		return 0;
+	int in_value = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (c == ':' && !in_value && i > 0) {
+			in_value = 1;
+			continue;
+		}
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			 c == '-' || c == '_' || (in_value && c == '.');
+		if (!ok)
+			return 0;
+	}
+	return s[len - 1] != ':';
+}
+
 static const char *config_tag_name(uint8_t tag)
 {
 	static const char *const names[] = {"HOSTNAME", "TIME", "ADDRESS", "GATEWAY", "DNS",
 					       "MAC", "ENTROPY"};
 	if (tag >= CFG_HOSTNAME && tag <= CFG_ENTROPY)
 		return names[tag - CFG_HOSTNAME];
+	if (tag == CFG_DNS_SEARCH)
+		return "DNS_SEARCH";
+	if (tag == CFG_DNS_OPTION)
+		return "DNS_OPTION";
+	if (tag == CFG_SHM_SIZE)
+		return "SHM_SIZE";
 	if (tag == CFG_MOUNT)
 		return "MOUNT";
 	if (tag == CFG_READONLY)
@@ -259,8 +290,9 @@ static const char *config_tag_name(uint8_t tag)
 
 static int config_tag_known(uint8_t tag)
 {
-	return (tag >= CFG_HOSTNAME && tag <= CFG_ENTROPY) || tag == CFG_MOUNT || tag == CFG_READONLY ||
-	       tag == CFG_ROOT_SIZE;
+	return (tag >= CFG_HOSTNAME && tag <= CFG_ENTROPY) ||
+	       (tag >= CFG_DNS_SEARCH && tag <= CFG_ROOT_SIZE) || tag == CFG_MOUNT ||
+	       tag == CFG_READONLY;
 }
 
 int mount_target_valid(const char *s, size_t len)
@@ -379,6 +411,8 @@ static uint32_t config_field_size(uint8_t tag)
 		return 0; /* and must be empty: checked where parsed */
 	case CFG_MAC:
 		return 6;
+	case CFG_SHM_SIZE:
+		return 8;
 	default:
 		return 0;
 	}
@@ -409,7 +443,9 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 			snprintf(err, errlen, "CONFIG: unknown field tag 0x%02x", tag);
 			goto out;
 		}
-		if (tag != CFG_DNS && tag != CFG_MOUNT && (seen & 1u << tag)) {
+		int repeats = tag == CFG_DNS || tag == CFG_MOUNT || tag == CFG_DNS_SEARCH ||
+			      tag == CFG_DNS_OPTION;
+		if (!repeats && (seen & 1u << tag)) {
 			snprintf(err, errlen, "CONFIG: %s given twice", config_tag_name(tag));
 			goto out;
 		}
@@ -497,6 +533,40 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 			}
 			cfg->has_mac = 1;
 			memcpy(cfg->mac, v, 6);
+			break;
+		case CFG_DNS_SEARCH:
+			if (cfg->nsearch == CONFIG_MAX_SEARCH) {
+				snprintf(err, errlen, "CONFIG: more than %d DNS_SEARCH fields",
+					 CONFIG_MAX_SEARCH);
+				goto out;
+			}
+			if (!domain_valid((const char *)v, len, SEARCH_DOMAIN_MAX)) {
+				snprintf(err, errlen, "CONFIG: invalid DNS search domain");
+				goto out;
+			}
+			memcpy(cfg->dns_search[cfg->nsearch], v, len);
+			cfg->dns_search[cfg->nsearch++][len] = '\0';
+			break;
+		case CFG_DNS_OPTION:
+			if (cfg->noptions == CONFIG_MAX_DNS_OPTIONS) {
+				snprintf(err, errlen, "CONFIG: more than %d DNS_OPTION fields",
+					 CONFIG_MAX_DNS_OPTIONS);
+				goto out;
+			}
+			if (!dns_option_valid((const char *)v, len)) {
+				snprintf(err, errlen, "CONFIG: invalid DNS option");
+				goto out;
+			}
+			memcpy(cfg->dns_options[cfg->noptions], v, len);
+			cfg->dns_options[cfg->noptions++][len] = '\0';
+			break;
+		case CFG_SHM_SIZE:
+			/* tmpfs reads size=0 as unlimited: never what was asked for. */
+			cfg->shm_size = get_be64(v);
+			if (cfg->shm_size == 0) {
+				snprintf(err, errlen, "CONFIG: SHM_SIZE of 0 bytes");
+				goto out;
+			}
 			break;
 		case CFG_ENTROPY:
 			if (len < CONFIG_MIN_ENTROPY || len > CONFIG_MAX_ENTROPY) {

@@ -60,6 +60,9 @@ enum config_tag {
 	CFG_DNS = 0x05,
 	CFG_MAC = 0x06,
 	CFG_ENTROPY = 0x07,
+	CFG_DNS_SEARCH = 0x08,
+	CFG_DNS_OPTION = 0x09,
+	CFG_SHM_SIZE = 0x0a,
 	CFG_ROOT_SIZE = 0x0b,
 	CFG_MOUNT = 0x10,
 	CFG_READONLY = 0x11,
@@ -145,6 +148,11 @@ void run_spec_free(struct run_spec *spec);
 #define HOSTNAME_MAX 64
 /* More name servers than this are not used by any resolver. */
 #define CONFIG_MAX_DNS 8
+/* resolv.conf's search list and options (--dns-search, --dns-option). */
+#define CONFIG_MAX_SEARCH 6
+#define SEARCH_DOMAIN_MAX 253
+#define CONFIG_MAX_DNS_OPTIONS 16
+#define DNS_OPTION_MAX 63
 /* Host entropy for the guest's RNG: at least a 256-bit seed. */
 #define CONFIG_MIN_ENTROPY 32
 #define CONFIG_MAX_ENTROPY 256
@@ -195,6 +203,11 @@ struct guest_config {
 	uint8_t mac[6];
 	uint8_t entropy[CONFIG_MAX_ENTROPY];
 	size_t nentropy;
+	char dns_search[CONFIG_MAX_SEARCH][SEARCH_DOMAIN_MAX + 1];
+	size_t nsearch;
+	char dns_options[CONFIG_MAX_DNS_OPTIONS][DNS_OPTION_MAX + 1];
+	size_t noptions;
+	uint64_t shm_size;         /* bytes of /dev/shm; 0 = the kernel's default */
 	struct mount_spec *mounts; /* in mount order; free with config_free */
 	size_t nmounts;
 	int readonly_root;         /* the container sees / read-only */
@@ -214,6 +227,9 @@ int mount_target_valid(const char *s, size_t len);
 /* RFC 1123: dot-separated labels of letters, digits and inner hyphens,
  * at most HOSTNAME_MAX bytes in all. */
 int hostname_valid(const char *s, size_t len);
+
+/* A resolv.conf option: NAME or NAME:VALUE, letters, digits, `-`, `_`, `.` (the value only). */
+int dns_option_valid(const char *s, size_t len);
 
 /*
  * Finds `cocoon.KEY=VALUE` in a kernel command line and copies VALUE (with

@@ -312,6 +312,14 @@ static void test_net(void)
 	CHECK(resolv_conf_format(dns, 0, out, sizeof(out)) == 0);
 	CHECK_STR(out, "");
 	CHECK(resolv_conf_format(dns, 2, out, 30) == -1);
+	struct guest_config none;
+	memset(&none, 0, sizeof(none));
+	CHECK(resolv_conf_format(dns, 1, out, sizeof(out)) == 0);
+	CHECK(resolv_conf_extra(&none, out, sizeof(out)) == 0);
+	CHECK_STR(out, "nameserver 192.168.64.1\n");
+	CHECK(dns_option_valid("ndots:2", 7) && dns_option_valid("edns0", 5));
+	CHECK(dns_option_valid("timeout:1.5", 11) && !dns_option_valid(":2", 2));
+	CHECK(!dns_option_valid("a.b", 3) && !dns_option_valid("", 0));
 
 	CHECK(prefix_netmask(24) == ip4("255.255.255.0"));
 	CHECK(prefix_netmask(32) == ip4("255.255.255.255"));
@@ -578,6 +586,13 @@ static void check_vector(const char *kind, const char *name, const char *result,
 			CHECK_STR(c.mounts[1].file, "app.conf");
 			CHECK(c.mounts[2].kind == MOUNT_TMPFS && c.mounts[2].mode == 01777);
 			CHECK(c.mounts[2].size == 65536 && c.mounts[2].flags == MOUNT_NOEXEC);
+		}
+		if (strcmp(name, "dns-search-options-shm") == 0) {
+			CHECK(c.nsearch == 2 && c.noptions == 2 && c.shm_size == 64u << 20);
+			char conf[256] = "";
+			CHECK(resolv_conf_extra(&c, conf, sizeof(conf)) == 0);
+			CHECK_STR(conf, "search example.com corp\noptions ndots:2 edns0\n");
+			CHECK(resolv_conf_extra(&c, conf, strlen(conf) + 1) == -1);
 		}
 		config_free(&c);
 	} else if (strcmp(kind, "run") == 0) {

@@ -82,6 +82,17 @@ def test_two_containers_reach_each_other_by_ip_and_name(net, busybox):
             assert f"{dst_ip}\t" in hosts and dst in hosts
 
 
+def test_network_alias_resolves_for_peers(net, busybox):
+    ok(net("run", "-d", "--name", "db1", "--network-alias", "db", "--network-alias", "store",
+           busybox, *HTTPD))  # fmt: skip
+    db_ip = ip_of(net, "db1")
+    for alias in ("db", "store"):  # a peer made later learns the aliases from the leases
+        hosts = ok(net("run", "--rm", busybox, "wget", "-qO-", f"http://{alias}/hosts"))
+        assert f"{db_ip}\t" in hosts, hosts
+    ok(net("run", "-d", "--name", "app", busybox, "sleep", "1000"))
+    ok(net("exec", "app", "ping", "-c", "1", "-W", "5", "db"))
+
+
 def test_httpd_by_ip_and_published_port_then_cleaned_up(net, cocoon, busybox):
     cid = ok(net("run", "-d", "--name", "web", "-p", "127.0.0.1:8080:80", busybox, *HTTPD)).strip()
     info = json.loads(ok(net("inspect", "web")))[0]

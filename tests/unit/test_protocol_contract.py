@@ -114,6 +114,10 @@ def test_encoders_produce_the_shared_vectors():
         GuestMount(MountKind.TMPFS, "/run", flags=MountFlag.NOEXEC, mode=0o1777, size=65536),
     ]
     assert vectors("config")["mounts"] == ("ok", GuestConfig(mounts=mounts, readonly=True).encode())
+    resolver = GuestConfig(
+        dns_search=["example.com", "corp"], dns_options=["ndots:2", "edns0"], shm_size=64 << 20
+    )
+    assert vectors("config")["dns-search-options-shm"] == ("ok", resolver.encode())
     spec = ProcessSpec(
         args=["sh", "-c", "echo hi"],
         env=["PATH=/bin"],

@@ -73,6 +73,9 @@ class ConfigField(enum.IntEnum):
     DNS = 0x05
     MAC = 0x06
     ENTROPY = 0x07
+    DNS_SEARCH = 0x08
+    DNS_OPTION = 0x09
+    SHM_SIZE = 0x0A
     ROOT_SIZE = 0x0B
     MOUNT = 0x10
     READONLY = 0x11
@@ -208,6 +211,9 @@ class GuestConfig:
     readonly: bool = False  # the container's root is read-only
     mac: str | None = None  # eth0's hardware address, aa:bb:cc:dd:ee:ff
     entropy: bytes | None = None  # fresh host bytes for the guest's RNG
+    dns_search: Sequence[str] = ()  # resolv.conf's search list
+    dns_options: Sequence[str] = ()  # resolv.conf's options, NAME[:VALUE]
+    shm_size: int | None = None  # bytes of /dev/shm; None = the guest kernel's default
     root_size: int | None = None  # the root disk's bytes, for a clone (see vm/template.py)
 
     def encode(self) -> bytes:
@@ -231,6 +237,10 @@ class GuestConfig:
             parts.append(_field(ConfigField.MAC, _mac(self.mac)))
         if self.entropy is not None:
             parts.append(_field(ConfigField.ENTROPY, self.entropy))
+        parts += [_field(ConfigField.DNS_SEARCH, d.encode()) for d in self.dns_search]
+        parts += [_field(ConfigField.DNS_OPTION, o.encode()) for o in self.dns_options]
+        if self.shm_size is not None:
+            parts.append(_field(ConfigField.SHM_SIZE, struct.pack(">Q", self.shm_size)))
         if self.root_size is not None:
             parts.append(_field(ConfigField.ROOT_SIZE, struct.pack(">Q", self.root_size)))
         return b"".join(parts)

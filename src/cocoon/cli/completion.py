@@ -16,7 +16,7 @@ import shlex
 # Verbs whose operands are containers or images, completed with their names.
 _CONTAINER_VERBS = frozenset({"start", "stop", "kill", "rm", "inspect", "logs", "exec", "stats",
                               "wait", "restart", "attach", "port", "top", "rename", "pause",
-                              "unpause"})  # fmt: skip
+                              "unpause", "update"})  # fmt: skip
 _IMAGE_VERBS = frozenset({"run", "create", "push", "rmi", "tag", "save"})
 
 _SCRIPT = """\

@@ -126,6 +126,20 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("container")
     p.add_argument("new_name", metavar="NEW-NAME")
 
+    p = verb("events", "Stream what happens to containers (until --until, or Ctrl-C)", _events)
+    p.add_argument("--since", metavar="TIME", help="from TIME: epoch seconds, RFC 3339 or 10m ago")
+    p.add_argument("--until", metavar="TIME", help="stop at TIME (same forms)")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="container, event, image, label or type")  # fmt: skip
+    p.add_argument("--format", type=output.format_type, metavar="json|TEMPLATE",
+                   help="one JSON object a line, or a Go template per event")  # fmt: skip
+
+    p = verb("update", "Change containers' memory and CPUs (live where the VM allows)", _update)
+    p.add_argument("-m", "--memory", metavar="SIZE", help="memory; a running VM can only shrink")
+    p.add_argument("--cpus", type=float, metavar="N",
+                   help="CPUs; a running VM keeps its vCPUs, a fraction is a quota")  # fmt: skip
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
     for name, help, handler in (("pause", "Freeze running containers' VMs", _pause),
                                 ("unpause", "Let paused containers run on", _unpause)):  # fmt: skip
         p = verb(name, help, handler)
@@ -197,9 +211,8 @@ def _ls(args: argparse.Namespace) -> int:
     from cocoon.container import filters as container_filters
     from cocoon.container import manager
 
-    wanted = container_filters.checked(filters.parse(args.filter, container_filters.KEYS))
-    found = manager.containers(all=args.all or "status" in wanted)
-    found = [rec for rec in found if container_filters.matches(rec, wanted)]
+    wanted = filters.parse(args.filter, container_filters.KEYS)
+    found = manager.containers(all=args.all, filters=wanted)
     if args.quiet:
         for rec in found:
             print(rec.id[:12])
@@ -389,6 +402,37 @@ def _unpause(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
     return _each(args, manager.unpause)
+
+
+def _events(args: argparse.Namespace) -> int:
+    import json
+
+    from cocoon import filters
+    from cocoon.container import events
+    from cocoon.text import printable
+
+    wanted = filters.parse(args.filter, events.FILTERS)
+    since = None if args.since is None else events.parse_time(args.since, "--since")
+    until = None if args.until is None else events.parse_time(args.until, "--until")
+    for event in events.follow(since, until, wanted):
+        if args.format == "json":
+            print(json.dumps(event))
+        elif args.format is not None:
+            output.emit_template(args.format, [event])
+        else:
+            # Labels come from images too: no escape sequence reaches the terminal.
+            attributes = sorted(event["Actor"]["Attributes"].items())
+            said = printable(", ".join(f"{k}={v}" for k, v in attributes))
+            print(f"{rfc3339(event['timeNano'] / 1e9)} container {event['Action']} {event['id']} "
+                  f"({said})")  # fmt: skip
+        sys.stdout.flush()
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    from cocoon.container.update import update
+
+    return _each(args, lambda ref: update(ref, memory=args.memory, cpus=args.cpus))
 
 
 def _rename(args: argparse.Namespace) -> int:

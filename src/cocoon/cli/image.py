@@ -138,8 +138,8 @@ def list_images(args: argparse.Namespace) -> int:
     from cocoon.reference import Reference
     from cocoon.rootfs.disks import image_size
 
-    wanted = image_filters.checked(filters.parse(args.filter, image_filters.KEYS))
-    found = [i for i in ImageStore().images() if image_filters.matches(i, wanted)]
+    wanted = filters.parse(args.filter, image_filters.KEYS)
+    found = image_filters.select(ImageStore().images(), wanted)
     if args.quiet:
         for short_id in dict.fromkeys(i.short_id for i in found):
             print(short_id)

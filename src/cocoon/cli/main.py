@@ -38,7 +38,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 # parser it needs (building all of them costs ~15 ms of every start).
 _CONTAINER_VERBS = ("create", "start", "stop", "kill", "rm", "ls", "ps", "inspect", "logs",
                     "exec", "stats", "wait", "prune", "restart", "attach", "port", "top",
-                    "rename", "pause", "unpause")  # fmt: skip
+                    "rename", "pause", "unpause", "update", "events")  # fmt: skip
 _IMAGE_VERBS = ("image", "pull", "push", "images", "rmi", "tag", "save", "load")
 _VERB_MODULES = {
     "run": "run",

@@ -56,7 +56,9 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--entrypoint", metavar="CMD", help="override the image's entrypoint")
     p.add_argument("--name", help="name the container")
     p.add_argument("--hostname", "-h", metavar="NAME", help="the container's hostname")
-    p.add_argument("--cpus", type=int, default=1, metavar="N", help="virtual CPUs (default 1)")
+    p.add_argument("--cpus", type=float, default=1, metavar="N",
+                   help="CPUs (default 1); a fraction is rounded up to vCPUs and kept as a "
+                   "CPU quota where the host's cgroups allow")  # fmt: skip
     p.add_argument(
         "-m",
         "--memory",
@@ -166,6 +168,16 @@ def add_habit_flags(p: argparse.ArgumentParser) -> None:
                    help="failures in a row that make it unhealthy (default 3)")  # fmt: skip
     p.add_argument("--no-healthcheck", action="store_true",
                    help="no health check, not even the image's HEALTHCHECK")  # fmt: skip
+    p.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN",
+                   help="search domain for the container's resolv.conf")  # fmt: skip
+    p.add_argument("--dns-option", action="append", default=[], metavar="OPT",
+                   help="resolv.conf option, e.g. ndots:2")  # fmt: skip
+    p.add_argument("--network-alias", action="append", default=[], metavar="NAME",
+                   help="another name containers on the same network resolve")  # fmt: skip
+    p.add_argument("--shm-size", metavar="SIZE",
+                   help="size of /dev/shm (default: half the VM's memory)")  # fmt: skip
+    p.add_argument("--platform", metavar="OS/ARCH",
+                   help="accepted when it is the host's (linux/amd64 here)")  # fmt: skip
     p.add_argument("--init", action="store_true",
                    help="accepted: cocoon's agent is always a PID 1 that reaps")  # fmt: skip
 
@@ -249,6 +261,11 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
         stop_timeout=args.stop_timeout,
         restart=args.restart,
         healthcheck=healthcheck_from(args),
+        dns_search=args.dns_search,
+        dns_options=args.dns_option,
+        network_aliases=args.network_alias,
+        shm_size=args.shm_size,
+        platform=args.platform,
         command=args.command or None,
         entrypoint=args.entrypoint,
         env=args.env,

@@ -1,4 +1,4 @@
-"""cocoon system: what cocoon runs on (kernel, agent, accelerator, folders)."""
+"""cocoon system: what cocoon runs on (kernel, agent, accelerator, folders), disk use, prune."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 def register(verbs: argparse._SubParsersAction) -> None:
     from cocoon.cli.output import add_format_flag
 
-    p = verbs.add_parser("system", help="Show the guest kernel, accelerator and folders")
+    p = verbs.add_parser("system", help="The guest kernel, accelerator, folders and disk use")
     sub = p.add_subparsers(dest="system_verb", metavar="COMMAND", required=True)
     k = sub.add_parser("kernel", help="Show the guest kernel in use")
     add_format_flag(k)
@@ -29,6 +29,67 @@ def register(verbs: argparse._SubParsersAction) -> None:
     s.add_argument("--socket", help="default: /run/cocoon/docker.sock as root, "
                    "$XDG_RUNTIME_DIR/cocoon/docker.sock otherwise")  # fmt: skip
     s.set_defaults(handler=_service)
+    d = sub.add_parser("df", help="Show disk space used by images, containers and volumes")
+    add_format_flag(d)
+    d.set_defaults(handler=_df)
+    pr = sub.add_parser("prune", help="Remove stopped containers, unused networks, "
+                        "untagged images (and more with -a, --volumes)")  # fmt: skip
+    pr.add_argument("-a", "--all", action="store_true",
+                    help="remove every image no container uses, not just untagged")  # fmt: skip
+    pr.add_argument("--volumes", action="store_true",
+                    help="remove anonymous volumes no container uses too")  # fmt: skip
+    pr.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    pr.set_defaults(handler=_prune)
+
+
+def _human(n: float) -> str:
+    """Sizes as docker system df writes them (1000-based, 3 significant digits)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.4g}{unit}"
+        n /= 1000
+    return f"{n:.4g}TB"
+
+
+def _df(args: argparse.Namespace) -> int:
+    from cocoon.cli.output import emit
+    from cocoon.container.system import disk_usage
+
+    rows = []
+    for usage in disk_usage():
+        row = usage.to_json()
+        if args.format != "json":
+            share = f" ({100 * usage.reclaimable // usage.size}%)" if usage.size else ""
+            row.update(Size=_human(usage.size), Reclaimable=_human(usage.reclaimable) + share)
+        rows.append(row)
+    emit(args.format, rows, [("Type", "TYPE"), ("TotalCount", "TOTAL"), ("Active", "ACTIVE"),
+                             ("Size", "SIZE"), ("Reclaimable", "RECLAIMABLE")])  # fmt: skip
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    import sys
+
+    from cocoon.container.system import prune
+
+    if not args.force:
+        images = "all images without a container" if args.all else "all untagged images"
+        what = ["all stopped containers", "all networks not used by a container", images]
+        if args.volumes:
+            what.append("all anonymous volumes not used by a container")
+        print("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
+              + "Are you sure you want to continue? [y/N] ", end="", flush=True)  # fmt: skip
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    pruned = prune(all_images=args.all, volumes=args.volumes)
+    for heading, items in (("Deleted Containers", pruned.containers),
+                           ("Deleted Networks", pruned.networks),
+                           ("Deleted Images", pruned.images),
+                           ("Deleted Volumes", pruned.volumes)):  # fmt: skip
+        if items:
+            print(f"{heading}:\n" + "\n".join(items) + "\n")
+    print(f"Total reclaimed space: {_human(pruned.reclaimed)}")
+    return 0
 
 
 def _service(args: argparse.Namespace) -> int:

@@ -53,13 +53,6 @@ def _pairs(items: Sequence[str], flag: str, *, value_required: bool) -> dict[str
     return pairs
 
 
-def _container_exists(container_id: str) -> bool:
-    """Whether a container a volume lists as a user still has a record."""
-    from cocoon.container import record
-
-    return (record.folder(container_id) / "container.json").exists()
-
-
 def _view(volume: Volume) -> dict[str, Any]:
     import datetime
 
@@ -119,6 +112,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _rm(args: argparse.Namespace) -> int:
     """Like Docker: each volume on its own; failures reported, the rest go on."""
     from cocoon.cli.main import EXIT_COCOON
+    from cocoon.container import record
     from cocoon.errors import CocoonError
     from cocoon.volume.store import VolumeStore
 
@@ -126,7 +120,7 @@ def _rm(args: argparse.Namespace) -> int:
     failed = False
     for name in args.names:
         try:
-            if store.remove(name, force=args.force, exists=_container_exists):
+            if store.remove(name, force=args.force, exists=record.exists):
                 print(name)
         except CocoonError as e:
             print(f"cocoon: {e}", file=sys.stderr)
@@ -135,8 +129,9 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    from cocoon.container import record
     from cocoon.volume.store import VolumeStore
 
-    for name in VolumeStore().prune(all=args.all, exists=_container_exists):
+    for name in VolumeStore().prune(all=args.all, exists=record.exists):
         print(name)
     return 0

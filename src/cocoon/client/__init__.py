@@ -18,6 +18,7 @@ plus :class:`ContainerError` when a foreground ``run`` exits non-zero.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from cocoon.client.containers import (
@@ -52,6 +53,25 @@ class Client:
         from cocoon import __version__
 
         return {"Version": __version__, "ApiVersion": None, "Os": "linux", "Runtime": "cocoon"}
+
+    def events(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        decode: bool = False,
+    ) -> Iterator[dict[str, Any] | bytes]:
+        """What happens to containers, as ``cocoon events`` streams it (dockerd's shape):
+        from ``since`` (epoch seconds; None: from now on) until ``until`` (None: for ever).
+        JSON lines as bytes, as docker-py, or dicts with ``decode``."""
+        import json
+
+        from cocoon.container import events
+        from cocoon.filters import check
+
+        wanted = check(filters or {}, events.FILTERS)
+        for event in events.follow(since, until, wanted):
+            yield event if decode else json.dumps(event).encode() + b"\n"
 
     def close(self) -> None:
         """Nothing to release: there for code written against docker-py."""

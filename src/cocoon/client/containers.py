@@ -118,6 +118,14 @@ class Container:
         manager.rename(self.id, name)
         self.reload()
 
+    def update(self, mem_limit: str | int | None = None, cpus: float | None = None) -> None:
+        """New memory (``"512m"``) and CPUs: for the next start, and live where the VM
+        allows (memory down through the balloon, a CPU quota up to its vCPUs)."""
+        from cocoon.container.update import update
+
+        update(self.id, memory=None if mem_limit is None else str(mem_limit), cpus=cpus)
+        self.reload()
+
     def top(self, ps_args: Sequence[str] = ()) -> dict[str, list[Any]]:
         """The processes, from the image's ``ps``: ``{"Titles": [...], "Processes": [[...]]}``."""
         from cocoon.container import top
@@ -275,7 +283,9 @@ class ContainerCollection:
         ``labels``, ``dns``, ``extra_hosts`` (``{name: ip}``), ``cpus``,
         ``mem_limit`` (``"512m"``), ``tty``, ``stdin_open``, ``stop_signal``,
         ``remove``, ``pull`` (``always``/``missing``/``never``), ``restart_policy``
-        (``{"Name": "on-failure", "MaximumRetryCount": 3}``), ``stop_timeout``.
+        (``{"Name": "on-failure", "MaximumRetryCount": 3}``), ``stop_timeout``,
+        ``dns_search``, ``dns_opt``, ``shm_size`` (``"64m"`` or bytes), ``platform``.
+        A fractional ``cpus`` is rounded up to vCPUs and kept as a CPU quota.
         """
         return Container(details.view(manager.create(image, _options(command, **options))))
 
@@ -287,11 +297,7 @@ class ContainerCollection:
         self, all: bool = False, filters: Mapping[str, str | Sequence[str]] | None = None
     ) -> list[Container]:
         """Running containers (all with ``all``), newest first; ``filters`` as ``ls --filter``."""
-        from cocoon.container import filters as container_filters
-
-        wanted = container_filters.checked(filters or {})
-        found = manager.containers(all=all or "status" in wanted)
-        return [Container(details.view(r)) for r in found if container_filters.matches(r, wanted)]
+        return [Container(details.view(r)) for r in manager.containers(all, filters)]
 
     def prune(self) -> dict[str, list[str]]:
         return {"ContainersDeleted": [rec.id for rec in manager.prune()]}
@@ -315,6 +321,8 @@ def _options(
     tty: bool = False,
     labels: Mapping[str, str] | Sequence[str] | None = None,
     restart_policy: Mapping[str, Any] | None = None,
+    dns_opt: Sequence[str] = (),
+    shm_size: str | int | None = None,
     **rest: Any,
 ) -> RunOptions:
     """docker-py's keyword arguments as RunOptions; unknown ones are refused, not dropped."""
@@ -341,6 +349,8 @@ def _options(
             interactive=stdin_open,
             tty=(24, 80) if tty else None,
             labels=labels or {},
+            dns_options=dns_opt,
+            shm_size=None if shm_size is None else str(shm_size),
             **rest,
         )
     except TypeError as e:  # an option RunOptions does not have

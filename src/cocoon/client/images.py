@@ -95,8 +95,8 @@ class ImageCollection:
         """Stored images; ``name`` keeps those of one repository; ``filters`` as ``image ls``."""
         from cocoon.image import filters as image_filters
 
-        wanted = image_filters.checked({**(filters or {}), **({"reference": name} if name else {})})
-        return [self._wrap(i) for i in self.store.images() if image_filters.matches(i, wanted)]
+        wanted = {**(filters or {}), **({"reference": name} if name else {})}
+        return [self._wrap(i) for i in image_filters.select(self.store.images(), wanted)]
 
     def pull(
         self,

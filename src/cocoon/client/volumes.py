@@ -5,14 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cocoon.container import record
 from cocoon.volume.store import VolumeStore
-
-
-def _container_exists(container_id: str) -> bool:
-    """Whether a container a volume lists as a user still has a record."""
-    from cocoon.container import record
-
-    return (record.folder(container_id) / "container.json").exists()
 
 
 class Volume:
@@ -37,7 +31,7 @@ class Volume:
         self.attrs = self._store.get(self.name).to_json()
 
     def remove(self, force: bool = False) -> None:
-        self._store.remove(self.name, force=force, exists=_container_exists)
+        self._store.remove(self.name, force=force, exists=record.exists)
 
 
 class VolumeCollection:
@@ -71,7 +65,7 @@ class VolumeCollection:
 
     def prune(self) -> dict[str, list[str]]:
         """Remove anonymous volumes no container uses (Docker's default)."""
-        return {"VolumesDeleted": self.store.prune(exists=_container_exists)}
+        return {"VolumesDeleted": self.store.prune(exists=record.exists)}
 
 
 __all__ = ["Volume", "VolumeCollection"]

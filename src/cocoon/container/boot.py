@@ -8,6 +8,7 @@ needs to boot the VM again is in the record's typed configuration.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import time
@@ -17,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cocoon.agent.listener import Listener
-from cocoon.container import network, volumes
+from cocoon.container import events, network, volumes
 from cocoon.container import record as records
 from cocoon.container.config import ContainerConfig
 from cocoon.container.record import Record
-from cocoon.errors import CocoonError, ExternalError, InvalidArgument
+from cocoon.errors import CocoonError, ExternalError, InvalidArgument, Unsupported
 from cocoon.units import parse_size
 from cocoon.vm import backend
 from cocoon.vm import machine as vms
@@ -54,6 +55,39 @@ def parse_memory(text: str) -> int:
     return mib
 
 
+def cpu_shape(cpus: float) -> tuple[int, float | None]:
+    """Whole vCPUs for ``--cpus`` (a fraction rounded up), and the fraction as a quota."""
+    # 0.01 CPUs is the least a CFS quota holds (1 ms in a 100 ms period), as Docker's.
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0.01 <= cpus < 1e6:
+        raise InvalidArgument(f"--cpus {cpus!r}: use 0.01 or more (e.g. 1, 2 or 1.5)")
+    host = os.cpu_count() or 1
+    if cpus > host:
+        raise InvalidArgument(f"--cpus {cpus:g}: this host has only {host} CPUs")
+    vcpus = math.ceil(cpus)
+    return vcpus, (None if vcpus == cpus else float(cpus))
+
+
+def _check_platform(text: str | None) -> None:
+    """A VM runs the host's own architecture: no emulation of another."""
+    if text is None:
+        return
+    from cocoon.image.model import Platform
+    from cocoon.image.registry import parse_platform
+
+    want, host = parse_platform(text), Platform.host()
+    if (want.os, want.architecture) != (host.os, host.architecture):
+        raise Unsupported(f"--platform {text}: cocoon runs {host} containers on this host only")
+
+
+def _shm_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    size = parse_size(text)
+    if size < 4096:
+        raise InvalidArgument(f"--shm-size {text}: at least 4k")
+    return size
+
+
 def _disk_size(storage_opts: Sequence[str]) -> int | None:
     """The root disk's size from ``--storage-opt size=SIZE`` (the one option there is)."""
     size = None
@@ -81,8 +115,9 @@ def create(
     from cocoon.rootfs.disks import check_disk_size, container_disk, image_disk
     from cocoon.vm import accel as accelerators
 
-    if opts.cpus < 1:
-        raise InvalidArgument("--cpus must be at least 1")
+    vcpus, cpu_quota = cpu_shape(opts.cpus)
+    _check_platform(opts.platform)
+    shm_size = _shm_size(opts.shm_size)
     memory_mib = parse_memory(opts.memory)
     disk_size = _disk_size(opts.storage_opts)
     if opts.hostname is not None:
@@ -114,7 +149,9 @@ def create(
         process = process_spec(img.config, opts, hostname=hostname, stdin=stdin)
         rec.command = process.args
         rec.config = ContainerConfig(
-            cpus=opts.cpus,
+            cpus=vcpus,
+            cpu_quota=cpu_quota,
+            shm_size=shm_size,
             memory_mib=memory_mib,
             accel=accel,
             hostname=hostname,
@@ -133,6 +170,9 @@ def create(
                 network=opts.network,
                 ip=opts.ip,
                 dns=opts.dns,
+                dns_search=opts.dns_search,
+                dns_options=opts.dns_options,
+                aliases=opts.network_aliases,
                 add_hosts=opts.add_hosts,
                 publish=[*opts.publish, *(img.config.exposed_ports if opts.publish_all else ())],
             ),
@@ -142,6 +182,7 @@ def create(
         rec.config.mounts = volumes.prepare(list(opts.mounts), rec.id, rec.name)
         container_disk(records.folder(rec.id) / DISK, rootfs, disk_size)
         records.save(rec)
+        events.emit("create", rec)
     except BaseException:
         if rec.config is not None:
             volumes.forget(rec, remove_volumes=True)
@@ -188,6 +229,7 @@ def machine_spec(
         initrd=arts.initrd,
         accel=config.accel,
         cpus=config.cpus,
+        cpu_quota=config.cpu_quota,
         memory_mib=config.memory_mib,
         disks=[*disks, *mounts.disks],
         shares=[*shares, *mounts.shares],
@@ -247,6 +289,7 @@ def boot(
                 mac=net.device.mac if net.device is not None else None,
                 entropy=os.urandom(64),
                 root_size=templates.root_size(spec),
+                shm_size=rec.settings.shm_size,
             )
             channel.send(Msg.CONFIG, 0, guest.encode())
             # Queued in the port until the agent is up, in the order it must
@@ -279,9 +322,21 @@ def discard(container_id: str, *, remove_volumes: bool = False) -> None:
     """Remove the container for good: its record, disk and network address;
     its anonymous volumes too with ``remove_volumes`` (rm -v, run --rm)."""
     with contextlib.suppress(CocoonError):  # no record (yet), or unreadable
-        volumes.forget(records.load(container_id), remove_volumes=remove_volumes)
+        rec = records.load(container_id)
+        volumes.forget(rec, remove_volumes=remove_volumes)
+        if rec.config is not None:  # made whole: its create was an event
+            events.emit("destroy", rec)
     network.release(container_id)
     records.remove(container_id)
 
 
-__all__ = ["BootedVM", "boot", "create", "discard", "machine_spec", "remove_sockets"]
+__all__ = [
+    "BootedVM",
+    "boot",
+    "cpu_shape",
+    "create",
+    "discard",
+    "machine_spec",
+    "parse_memory",
+    "remove_sockets",
+]

@@ -33,6 +33,8 @@ class NetworkSettings:
     gateway: str | None = None
     mac: str | None = None
     dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
     add_hosts: list[str] = field(default_factory=list)  # NAME:IP
     ports: list[PortSpec] = field(default_factory=list)
     # In mode ``netns``: the namespace (by path) whose veth the VM takes over.
@@ -72,6 +74,8 @@ class ContainerConfig:
     # A host folder served over 9p as the root instead of a disk over
     # ``rootfs`` (an OCI bundle's root, prepared by the engine).
     root_share: str | None = None
+    cpu_quota: float | None = None  # CPUs' worth of host time, when less than ``cpus``
+    shm_size: int | None = None  # bytes of /dev/shm; None: the guest kernel's default
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -105,6 +109,8 @@ class ContainerConfig:
                 restart=data.get("restart", "no"),
                 health=data.get("health"),
                 root_share=data.get("root_share"),
+                cpu_quota=data.get("cpu_quota"),
+                shm_size=data.get("shm_size"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise Corrupt(f"container record: bad configuration ({e})") from e

@@ -64,13 +64,16 @@ def view(rec: Record) -> dict[str, Any]:
             "StopSignal": config.stop_signal,
         },
         "HostConfig": {
-            "NanoCpus": config.cpus * NANO,
+            "NanoCpus": round((config.cpu_quota or config.cpus) * NANO),
             "Memory": config.memory_mib * MIB,
             "AutoRemove": rec.remove,
             "RestartPolicy": _restart_policy(config.restart),
             "NetworkMode": config.network.network or config.network.mode,
             "PortBindings": _bindings(config.network),
             "Dns": list(config.network.dns),
+            "DnsSearch": list(config.network.dns_search),
+            "DnsOptions": list(config.network.dns_options),
+            "ShmSize": config.shm_size or 0,
             "ExtraHosts": list(config.network.add_hosts),
             "ReadonlyRootfs": config.read_only,
             "StorageOpt": {"size": str(config.disk_size)} if config.disk_size else None,
@@ -81,7 +84,7 @@ def view(rec: Record) -> dict[str, Any]:
             "MonitorPid": rec.monitor_pid if running else None,
             "VmPid": rec.vm_pid if running else None,
             "Accel": config.accel,
-            "Cpus": config.cpus,
+            "Cpus": config.cpus,  # vCPUs; NanoCpus has the quota when it is a fraction
             "MemoryMiB": config.memory_mib,
             "NetworkMode": config.network.mode,
             "ExitCode": rec.exit_code,  # None when it never exited on its own

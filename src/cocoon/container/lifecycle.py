@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 from cocoon.agent.keepalive import Watchdog
-from cocoon.container import boot, liveness
+from cocoon.container import boot, events, liveness
 from cocoon.container import record as records
 from cocoon.container.record import Record
 from cocoon.container.state import Op, check, to_exited, to_running
@@ -74,6 +74,7 @@ class Lifecycle:
                     r, owner_pid=os.getpid(), vm_pid=vm.machine.pid, vm_start_ticks=ticks
                 ),
             )
+            events.emit("start", self.rec)
         except BaseException as e:
             if self._watchdog is not None:
                 self._watchdog.stop()
@@ -109,6 +110,7 @@ class Lifecycle:
         code = None if status is None else status.code
         why = error or (status.error if status is not None else VM_LOST)
         self.rec = records.update(self.id, lambda r: to_exited(r, code, why))
+        events.emit("die", self.rec, exitCode=str(-1 if code is None else code))
         return self.rec
 
     def pause(self) -> None:

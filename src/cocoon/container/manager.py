@@ -15,12 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cocoon.agent.protocol import Msg, exit_status, guest_text
 from cocoon.agent.session import ExitStatus, Process, decode_exit
 from cocoon.agent.spec import ProcessSpec
-from cocoon.container import boot, control, liveness
+from cocoon.container import boot, control, events, liveness
 from cocoon.container import record as records
 from cocoon.container import restart as restarts
 from cocoon.container.options import RunOptions
@@ -60,14 +61,25 @@ def get(ref: str) -> Record:
     return _current(records.find(ref))
 
 
-def containers(all: bool = False) -> list[Record]:
-    """Containers, newest first; only running ones unless ``all``."""
+def containers(
+    all: bool = False, filters: Mapping[str, str | Sequence[str]] | None = None
+) -> list[Record]:
+    """Containers, newest first; only running ones unless ``all`` (or a status filter);
+    ``filters`` as ``ls --filter`` takes them (``container.filters``)."""
+    from cocoon.container import filters as container_filters
+
+    wanted = container_filters.checked(filters or {})
+    all = all or "status" in wanted
     found = []
     for rec in records.all_records():
         with contextlib.suppress(NotFound):  # a --rm container whose owner died: now gone
             found.append(_current(rec))
     found.sort(key=lambda r: r.created, reverse=True)
-    return [r for r in found if all or r.state == State.RUNNING]
+    return [
+        r
+        for r in found
+        if (all or r.state == State.RUNNING) and container_filters.matches(r, wanted)
+    ]
 
 
 def create(image: str, options: RunOptions, store: ImageStore | None = None) -> Record:
@@ -170,7 +182,15 @@ def stop(ref: str, timeout: float | None = None, signal_name: str | None = None)
     if timeout is None:
         timeout = rec.settings.stop_timeout
         timeout = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
-    signum = parse_signal(signal_name or rec.settings.stop_signal or "SIGTERM")
+    signal_name = signal_name or rec.settings.stop_signal or "SIGTERM"
+    signum = parse_signal(signal_name)
+    events.emit("kill", rec, signal=signal_name)  # then die, then stop: as dockerd
+    stopped = _stop(rec, signum, timeout)
+    events.emit("stop", stopped)
+    return stopped
+
+
+def _stop(rec: Record, signum: int, timeout: float) -> Record:
     try:
         control.request(rec.id, "stop", signal=signum, timeout=timeout)
     except InvalidState:
@@ -185,6 +205,7 @@ def kill(ref: str, signal_name: str = "SIGKILL") -> Record:
     rec = get(ref)
     check(Op.KILL, rec.state, rec.name)
     signum = parse_signal(signal_name)
+    events.emit("kill", rec, signal=signal_name)
     try:
         control.request(rec.id, "kill", signal=signum)
     except InvalidState:
@@ -217,6 +238,7 @@ def pause(ref: str) -> Record:
     if control.paused(rec.id):
         raise InvalidState(f"container {rec.name} is already paused")
     _monitored(rec, "pause")
+    events.emit("pause", rec)
     return rec
 
 
@@ -225,6 +247,7 @@ def unpause(ref: str) -> Record:
     if rec.state != State.RUNNING or not control.paused(rec.id):
         raise InvalidState(f"container {rec.name} is not paused")
     _monitored(rec, "unpause")
+    events.emit("unpause", rec)
     return rec
 
 
@@ -240,7 +263,9 @@ def rename(ref: str, new_name: str) -> Record:
         from cocoon.network import ipam
 
         ipam.rename_lease(rec.settings.network.network, rec.id, new_name)
-    return records.load(rec.id)
+    renamed = records.load(rec.id)
+    events.emit("rename", renamed, oldName=rec.name)
+    return renamed
 
 
 def ports(ref: str) -> list[PortSpec]:

@@ -57,7 +57,8 @@ class Monitor:
         self.server = ControlServer(
             sock_dir(life.id) / control.SOCKET,
             requests={"kill": self._kill, "stop": self._stop, "wait": self._wait,
-                      "hosts": self._hosts, "pause": self._pause, "unpause": self._unpause},
+                      "hosts": self._hosts, "pause": self._pause, "unpause": self._unpause,
+                      "update": self._update},
             streams={"exec": self._exec, "attach": self._attach},
         )  # fmt: skip
 
@@ -112,6 +113,15 @@ class Monitor:
                 control.mark_paused(self.life.id, False)
                 if not self.exited.is_set():
                     self.life.resume()
+        return {"ok": True}
+
+    def _update(self, req: dict[str, Any]) -> dict[str, Any]:
+        # Memory first: set_memory refuses before it changes anything.
+        machine = self.vm.machine
+        if req.get("memory_mib") is not None:
+            machine.set_memory(int(req["memory_mib"]))
+        if req.get("cpus") is not None:
+            machine.set_cpu_quota(float(req["cpus"]))
         return {"ok": True}
 
     def _wait(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,28 @@ def _check_ipv4(values: Sequence[str], flag: str) -> list[str]:
     return list(values)
 
 
+# glibc reads at most 6 search domains; musl and glibc ignore options past a line's worth.
+MAX_SEARCH, MAX_OPTIONS = 6, 16
+_DNS_OPTION = re.compile(r"^[A-Za-z0-9_-]+(:[A-Za-z0-9_.-]+)?$")
+
+
+def _check_resolver(search: Sequence[str], options: Sequence[str]) -> None:
+    """--dns-search and --dns-option as the guest agent takes them (it refuses the rest)."""
+    from cocoon.container.spec import check_hostname
+
+    if len(search) > MAX_SEARCH or len(options) > MAX_OPTIONS:
+        raise InvalidArgument(
+            f"at most {MAX_SEARCH} --dns-search domains and {MAX_OPTIONS} --dns-option entries"
+        )
+    for domain in search:
+        check_hostname(domain, limit=253, what="--dns-search domain")
+    for option in options:
+        if len(option) > 63 or not _DNS_OPTION.match(option):
+            raise InvalidArgument(
+                f"--dns-option {option!r}: expected NAME or NAME:VALUE (e.g. ndots:2, edns0)"
+            )
+
+
 def parse_add_host(text: str) -> tuple[str, str]:
     name, sep, address = text.partition(":")
     if not sep or not name or any(c.isspace() for c in name):
@@ -86,15 +109,28 @@ def configure(
     network: str | None = None,
     ip: str | None = None,
     dns: Sequence[str] = (),
+    dns_search: Sequence[str] = (),
+    dns_options: Sequence[str] = (),
+    aliases: Sequence[str] = (),
     add_hosts: Sequence[str] = (),
     publish: Sequence[str] = (),
 ) -> NetworkSettings:
-    """A new container's network settings (leasing its address on a bridge network)."""
+    """A new container's network settings (leasing its address on a bridge network,
+    with ``aliases``: more names its peers there resolve)."""
+    from cocoon.container.spec import check_hostname
+
     name = network or default_network()
     mode = name if name in ("none", "user") else "bridge"
+    _check_resolver(dns_search, dns_options)
+    for alias in aliases:
+        check_hostname(alias, what="--network-alias")
+    if aliases and mode != "bridge":
+        raise InvalidArgument(f"--network-alias needs a bridge network, not --network {name}")
     settings = NetworkSettings(
         mode=mode,
         dns=_check_ipv4(dns, "--dns"),
+        dns_search=list(dns_search),
+        dns_options=list(dns_options),
         add_hosts=[":".join(parse_add_host(h)) for h in add_hosts],
         ports=[ports.parse(p) for p in publish],
     )
@@ -114,6 +150,8 @@ def configure(
     net, address = ipam.allocate(
         name, container_id, container_name, ip, exists=lambda i: records.folder(i).exists()
     )
+    if aliases:
+        ipam.set_aliases(container_id, aliases)
     a, b, c, d = ipaddress.IPv4Address(address).packed
     settings.network, settings.ip, settings.prefix = net.name, address, net.prefix
     settings.gateway, settings.mac = net.gateway, f"02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}"
@@ -148,7 +186,7 @@ class Plug:
     """What one boot of the VM needs for its network, and what to undo after."""
 
     device: Tap | UserNet | None = None
-    guest: dict[str, Any] = field(default_factory=dict)  # address, gateway, dns of GuestConfig
+    guest: dict[str, Any] = field(default_factory=dict)  # GuestConfig's address, gateway, dns*
     forwarder: ports.Forwarder | None = None
 
     def started(self) -> None:
@@ -174,10 +212,11 @@ def plug(rec: records.Record) -> Plug:
     """Devices and forwarders for booting the container's VM (before the VMM starts)."""
     settings = rec.settings.network
     log.debug("network mode %s for %s", settings.mode, rec.name)
-    result = Plug()
+    # resolv.conf's search and options even with no network: Docker writes them too.
+    result = Plug(guest={"dns_search": settings.dns_search, "dns_options": settings.dns_options})
     if settings.mode == "none" or settings.mac is None:
         return result
-    result.guest = {
+    result.guest |= {
         "address": f"{settings.ip}/{settings.prefix}",
         "gateway": settings.gateway,
         "dns": settings.dns,

@@ -36,7 +36,7 @@ class RunOptions:
     name: str | None = None
     tty: tuple[int, int] | None = None  # rows, columns
     interactive: bool = False
-    cpus: int = 1
+    cpus: float = 1  # a fraction is rounded up to whole vCPUs and kept as a CPU quota
     memory: str = DEFAULT_MEMORY
     remove: bool = False
     accel: str = "auto"
@@ -58,12 +58,19 @@ class RunOptions:
     # docker-py's healthcheck: test, interval, timeout, retries, start_period; over the
     # image's HEALTHCHECK; {"test": ["NONE"]} turns that off.
     healthcheck: Mapping[str, Any] | None = None
+    dns_search: Sequence[str] = ()  # resolv.conf's search domains
+    dns_options: Sequence[str] = ()  # resolv.conf's options, NAME[:VALUE]
+    network_aliases: Sequence[str] = ()  # more names peers on its network resolve
+    shm_size: str | None = None  # /dev/shm's size, e.g. 64m; None = the guest kernel's default
+    platform: str | None = None  # only the host's own (linux/amd64 here) can run
 
     def __post_init__(self) -> None:
         self.command = command_list(self.command, "command")
         self.env = env_list(self.env)
         self.labels = string_map(self.labels, "labels")
-        for name in ("env_files", "dns", "add_hosts", "publish", "storage_opts"):
+        lists = ("env_files", "dns", "add_hosts", "publish", "storage_opts", "dns_search",
+                 "dns_options", "network_aliases")  # fmt: skip
+        for name in lists:
             setattr(self, name, string_list(getattr(self, name), name))
         if self.stop_signal is not None:
             parse_signal(self.stop_signal)  # refused now, not when the container stops

@@ -192,5 +192,11 @@ def find(ref: str) -> Record:
     return matches[0]
 
 
+def exists(container_id: str) -> bool:
+    """Whether the container still has a record: volumes and leases name containers
+    that may be gone since."""
+    return (folder(container_id) / "container.json").exists()
+
+
 def remove(container_id: str) -> None:
     shutil.rmtree(folder(container_id), ignore_errors=True)

@@ -74,12 +74,14 @@ def argv(
     return list(image_entrypoint or []) + list(command or image_cmd or [])
 
 
-def check_hostname(name: str) -> str:
-    """An RFC 1123 host name the guest kernel takes whole (at most 64 bytes), or InvalidArgument."""
-    if len(name) > HOST_NAME_MAX or not _HOSTNAME.match(name):
+def check_hostname(name: str, *, limit: int = HOST_NAME_MAX, what: str = "hostname") -> str:
+    """An RFC 1123 host name the guest kernel takes whole (at most 64 bytes), or InvalidArgument.
+
+    Also a domain name (``limit`` 253) where the guest needs one: a --dns-search domain."""
+    if len(name) > limit or not _HOSTNAME.match(name):
         raise InvalidArgument(
-            f"invalid hostname {name!r}: use letters, digits and '-' in dot-separated "
-            f"labels, at most {HOST_NAME_MAX} characters"
+            f"invalid {what} {name!r}: use letters, digits and '-' in dot-separated "
+            f"labels, at most {limit} characters"
         )
     return name
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from cocoon import reference as references
 from cocoon.errors import InvalidArgument
@@ -32,6 +32,12 @@ def matches(image: Image, filters: Mapping[str, Sequence[str]]) -> bool:
     return True
 
 
+def select(images: Iterable[Image], filters: Mapping[str, str | Sequence[str]]) -> list[Image]:
+    """The ``images`` that ``filters`` (as a caller gives them: checked here) keep."""
+    wanted = checked(filters)
+    return [image for image in images if matches(image, wanted)]
+
+
 def _test(image: Image, key: str, value: str) -> bool:
     if key == "dangling":
         return (value == "true") == (not image.references)
@@ -50,4 +56,4 @@ def reference_matches(name: str, pattern: str) -> bool:
     return any(fnmatch.fnmatchcase(text, pattern) for text in shown)
 
 
-__all__ = ["KEYS", "checked", "matches", "reference_matches"]
+__all__ = ["KEYS", "checked", "matches", "reference_matches", "select"]

@@ -9,9 +9,8 @@ import signal
 from pathlib import Path
 
 from cocoon.errors import AlreadyExists, InvalidArgument, Unsupported
-from cocoon.service import archive, images, networks, stats, system, usage, volumes
+from cocoon.service import archive, events, images, networks, stats, system, usage, volumes
 from cocoon.service.containers import Containers
-from cocoon.service.events import Events
 from cocoon.service.execs import Execs
 from cocoon.service.exits import Exits
 from cocoon.service.http import Handler, Request, Route, RouteEntry, Server, route
@@ -34,8 +33,7 @@ _NO_BUILD_CACHE = _not_served("the build cache is not served through the API yet
 
 
 def routes() -> tuple[RouteEntry, ...]:
-    events = Events()
-    c = Containers(Exits(), events)
+    c = Containers(Exits())
     x = Execs()
     return (
         route("GET", "/_ping", system.ping),

@@ -19,7 +19,6 @@ from cocoon.container.record import Record
 from cocoon.container.state import State
 from cocoon.errors import CocoonError, InvalidArgument, InvalidState, NotFound
 from cocoon.service import create, networks, params, streams
-from cocoon.service.events import Events
 from cocoon.service.exits import Exits
 from cocoon.service.http import RAW_STREAM, Request
 from cocoon.service.lookup import find, not_found
@@ -42,9 +41,8 @@ def docker_inspect(rec: Record) -> dict[str, Any]:
 
 
 class Containers:
-    def __init__(self, exits: Exits, events: Events) -> None:
+    def __init__(self, exits: Exits) -> None:
         self.exits = exits
-        self.events = events
         exits.on_exit = self._exited
         self._lock = threading.Lock()
         # Attach requests made before the container started: docker run
@@ -53,15 +51,13 @@ class Containers:
         self._started: dict[str, threading.Event] = {}
 
     def _exited(self, container_id: str, code: int | None) -> None:
-        """From the exit watcher's thread: die, and destroy once a --rm container is gone."""
-        self.events.emit("die", container_id, exitCode=str(-1 if code is None else code))
+        """From the exit watcher's thread: a --rm container's exit code outlives it."""
         try:
             removing = manager.get(container_id).remove
         except NotFound:
             removing = True
         if removing:
             self.exits.removed(container_id)
-            self.events.emit("destroy", container_id)
 
     # -- making, finding -----------------------------------------------------------
 
@@ -78,8 +74,6 @@ class Containers:
             # The words docker-py and compose look for before they pull.
             raise NotFound(f"No such image: {image}") from None
         rec = manager.create(image, opts, store)
-        self.events.remember(rec)
-        self.events.emit("create", rec.id)
         if names:
             try:
                 networks.set_aliases(rec.id, names)
@@ -92,12 +86,9 @@ class Containers:
         return docker_inspect(find(req.match["id"]))
 
     def list(self, req: Request) -> list[dict[str, Any]]:
-        from cocoon.container import filters
-
-        wanted = filters.checked(params.filters(req.arg("filters")))
         limit = req.number("limit", -1) or -1
-        everything = req.flag("all") or limit > 0 or "status" in wanted
-        found = [r for r in manager.containers(all=everything) if filters.matches(r, wanted)]
+        everything = req.flag("all") or limit > 0
+        found = manager.containers(everything, params.filters(req.arg("filters")))
         if limit > 0:
             found = found[:limit]
         if not req.flag("size"):
@@ -118,9 +109,7 @@ class Containers:
         # The main process starts once the service watches for its exit: a
         # --rm container's code would otherwise be lost with its record.
         manager.start(rec.id, wait_attach=True)
-        self.events.remember(rec)
         self.exits.watch(rec.id)
-        self.events.emit("start", rec.id)
         with self._lock:
             waiting = self._waiting_attach.get(rec.id, 0)
             started = self._started.pop(rec.id, None)
@@ -136,7 +125,6 @@ class Containers:
             req.handler.reply_empty(304)
             return
         manager.stop(rec.id, timeout=req.number("t"), signal_name=req.arg("signal"))
-        self.events.emit("stop", rec.id)
 
     def restart(self, req: Request) -> None:
         rec = find(req.match["id"])
@@ -149,26 +137,21 @@ class Containers:
         if rec.state != State.RUNNING:
             raise InvalidState(f"Container {rec.id} is not running")
         manager.kill(rec.id, req.arg("signal") or "SIGKILL")
-        self.events.emit("kill", rec.id, signal=req.arg("signal") or "SIGKILL")
 
     def pause(self, req: Request) -> None:
         rec = find(req.match["id"])
         if rec.state != State.RUNNING:
             raise InvalidState(f"Container {rec.id} is not running")
         manager.pause(rec.id)
-        self.events.emit("pause", rec.id)
 
     def unpause(self, req: Request) -> None:
-        rec = manager.unpause(find(req.match["id"]).id)
-        self.events.emit("unpause", rec.id)
+        manager.unpause(find(req.match["id"]).id)
 
     def rename(self, req: Request) -> None:
         name = req.arg("name")
         if not name:
             raise InvalidArgument("bad parameter: name is required")
-        rec = manager.rename(find(req.match["id"]).id, name.lstrip("/"))
-        self.events.remember(rec)
-        self.events.emit("rename", rec.id)
+        manager.rename(find(req.match["id"]).id, name.lstrip("/"))
 
     def export(self, req: Request) -> None:
         """The root filesystem as a tar (``docker export``), as ``cocoon export``."""
@@ -193,17 +176,12 @@ class Containers:
                 f"You cannot remove a running container {rec.id}. "
                 "Stop the container before attempting removal or force remove"
             )
-        self.events.remember(rec)
         manager.remove(rec.id, force=req.flag("force"))
-        self.events.emit("destroy", rec.id)
 
     def prune(self, req: Request) -> dict[str, Any]:
         if params.filters(req.arg("filters")):
             raise InvalidArgument("cocoon's container prune takes no filters")
         gone = manager.prune()
-        for rec in gone:
-            self.events.remember(rec)
-            self.events.emit("destroy", rec.id)
         return {"ContainersDeleted": [r.id for r in gone], "SpaceReclaimed": 0}
 
     def wait(self, req: Request) -> None:

@@ -85,6 +85,7 @@ class MachineSpec:
     initrd: Path
     accel: str  # "kvm" or "tcg"
     cpus: int = 1
+    cpu_quota: float | None = None  # CPUs' worth of host time, when less than ``cpus``
     memory_mib: int = 256
     disks: list[Disk] = field(default_factory=list)
     shares: list[SharedFolder] = field(default_factory=list)
@@ -128,6 +129,14 @@ class Machine(Protocol):
         ...
 
     def kill(self) -> None: ...
+
+    def set_memory(self, memory_mib: int) -> None:
+        """Shrink (or give back) the running guest's memory, at most what it booted with."""
+        ...
+
+    def set_cpu_quota(self, cpus: float) -> None:
+        """Cap the running VM at ``cpus`` CPUs of host time, at most its vCPUs."""
+        ...
 
     def pause(self) -> None: ...
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import IO
 
 from cocoon import tools
-from cocoon.errors import ExternalError, InvalidArgument, Timeout
+from cocoon.errors import ExternalError, InvalidArgument, InvalidState, Timeout, Unsupported
+from cocoon.vm import cgroup
 from cocoon.vm.console import ConsoleLog
 from cocoon.vm.machine import MachineSpec, Status, Tap, Unplugged, UserNet
 from cocoon.vm.qmp import Qmp
@@ -194,6 +195,7 @@ class QemuMachine:
         self.spec = spec
         self._proc: subprocess.Popen[bytes] | None = None
         self._console = ConsoleLog(spec.console) if spec.console is not None else None
+        self._cgroup: Path | None = None
 
     def start(self) -> None:
         argv = command(self.spec)
@@ -213,6 +215,8 @@ class QemuMachine:
             )
         except OSError as e:
             raise ExternalError(f"cannot start {argv[0]}: {e.strerror}") from e
+        if self.spec.cpu_quota is not None:
+            self._cgroup = cgroup.confine(self._proc.pid, self.spec.cpu_quota)
         if self._console is not None and self._proc.stdout is not None:
             self._console.start(os.dup(self._proc.stdout.fileno()))
             self._proc.stdout.close()
@@ -287,6 +291,7 @@ class QemuMachine:
         if self._proc is not None and self._proc.poll() is None:
             os.kill(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
+        cgroup.release(self._cgroup)
 
     def stop(self, grace: float) -> None:
         if self._proc is None:
@@ -295,16 +300,45 @@ class QemuMachine:
             self._proc.wait(grace)
         except subprocess.TimeoutExpired:
             self.kill()
+        cgroup.release(self._cgroup)
         if self._proc.stderr is not None and not self._proc.stderr.closed:
             self._proc.stderr.close()
         if self._console is not None:
             self._console.join()
 
-    def _qmp(self, command: str) -> object:
+    def _qmp(self, command: str, **arguments: object) -> object:
         if self.spec.control_socket is None or self.poll() is not None:
             raise ExternalError("the VM is not running")
         with Qmp(self.spec.control_socket) as qmp:
-            return qmp.execute(command)
+            return qmp.execute(command, **arguments)
+
+    def set_memory(self, memory_mib: int) -> None:
+        # A clone's RAM maps its template's file: an inflated balloon there
+        # punches holes that every other clone would read as zeroes.
+        if self.spec.memory_file is not None:
+            raise Unsupported(
+                "the VM was resumed from a memory template, whose memory cannot be taken "
+                "back while it runs: restart the container with --no-template first"
+            )
+        if not 0 < memory_mib <= self.spec.memory_mib:
+            raise InvalidState(
+                f"the VM booted with {self.spec.memory_mib} MiB: it can shrink to less "
+                f"while it runs, never grow (more takes effect at its next start)"
+            )
+        self._qmp("balloon", value=memory_mib << 20)
+
+    def set_cpu_quota(self, cpus: float) -> None:
+        if cpus > self.spec.cpus:
+            raise InvalidState(
+                f"the VM has {self.spec.cpus} vCPUs, and vCPUs cannot be added while it "
+                f"runs (more take effect at its next start)"
+            )
+        if self._cgroup is None and cpus == self.spec.cpus:
+            return  # whole vCPUs and no quota yet: nothing to change
+        group = cgroup.confine(self.pid, cpus)
+        if group is None:
+            raise Unsupported("no cgroup cpu controller cocoon may write here: no CPU quota")
+        self._cgroup = group
 
     def pause(self) -> None:
         self._qmp("stop")
