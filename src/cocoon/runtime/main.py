@@ -125,7 +125,15 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
                 pid_file=args.pid_file,
                 console_socket=args.console_socket,
             )
-        case "state" | "ps" | "list" | "features" | "pause" | "resume":
+        case "pause":
+            from cocoon.runtime import freeze
+
+            freeze.pause(root, args.id)
+        case "resume":
+            from cocoon.runtime import freeze
+
+            freeze.resume(root, args.id)
+        case "state" | "ps" | "list" | "features":
             from cocoon.runtime import info
 
             info.show(root, args)

@@ -24,7 +24,8 @@ STOP_WAIT = 15.0  # seconds for a force-deleted container's process to go
 
 def kill(root: Path, container_id: str, signum: int, *, all_processes: bool = False) -> None:
     entry = store.load(root, container_id)
-    if status(entry) is Status.STOPPED:
+    now = status(entry)
+    if now is Status.STOPPED:
         if all_processes:
             return
         raise InvalidState(f"container {container_id} is not running")
@@ -32,6 +33,9 @@ def kill(root: Path, container_id: str, signum: int, *, all_processes: bool = Fa
         os.kill(entry.pid, signum)
         return
     try:
+        if now is Status.PAUSED and signum == signal.SIGKILL:
+            # As runc thaws a frozen cgroup for SIGKILL: a frozen guest acts on nothing.
+            controls.request(entry.record, "unpause")
         controls.request(entry.record, "signal", signal=signum)
     except CocoonError:
         # The control socket is gone while the process lives (it is ending):
