@@ -98,6 +98,17 @@ def test_podman_stdin_user_env_cwd_hostname_limits(podman: Podman) -> None:
     ]
 
 
+def test_podman_ulimit_and_group_add(podman: Podman) -> None:
+    # config.json's process.rlimits and user.additionalGids, as podman writes them.
+    result = podman(*run_args("--rm", "--ulimit", "nofile=256:512", "--ulimit", "core=0:0",
+                              "--user", "1000:1000", "--group-add", "4242", IMAGE, "sh", "-c",
+                              "ulimit -n; ulimit -H -n; ulimit -c; id -G"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["256", "512", "0"]
+    assert "4242" in lines[3].split()
+
+
 def test_podman_binds_tmpfs_read_only(podman: Podman, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
