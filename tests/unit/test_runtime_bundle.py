@@ -147,3 +147,8 @@ def test_errors_go_to_stderr_and_the_json_log(tmp_path: Path, capsys, monkeypatc
     assert line["level"] == "error" and "does not exist" in line["msg"]
     assert main.main([*argv, "delete", "--force", "missing"]) == 0
     assert main.main(["--version"]) == 0
+    # A host error (here: a --root that is a file) is one line too, not a traceback.
+    (tmp_path / "file").write_text("")
+    bad = ["--root", str(tmp_path / "file"), "create", "--bundle", str(write(tmp_path)), "c1"]
+    assert main.main(bad) == 1
+    assert capsys.readouterr().err == f"cocoon-runtime: File exists: {tmp_path / 'file'}\n"

@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cocoon import __version__
@@ -81,6 +80,8 @@ def _log_error(path: Path | None, fmt: str, message: str) -> None:
     print(f"cocoon-runtime: {message}", file=sys.stderr)
     if path is None:
         return
+    from datetime import UTC, datetime
+
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     line = (
         json.dumps({"level": "error", "msg": message, "time": now})
@@ -156,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args, root)
     except CocoonError as e:
         _log_error(args.log, args.log_format, str(e))
+        return FAILED
+    except OSError as e:
+        # The host refused something (a --root that is a file, a full disk):
+        # the engine reads one line, not a traceback.
+        where = f": {e.filename}" if e.filename else ""
+        _log_error(args.log, args.log_format, f"{e.strerror or e}{where}")
         return FAILED
     except KeyboardInterrupt:
         return 130

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 
 from cocoon.container import control as controls
-from cocoon.container import record as records
-from cocoon.container.liveness import kill_orphan_vm
 from cocoon.errors import CocoonError, InvalidState, NotFound
 from cocoon.runtime import store
 from cocoon.runtime.status import Status, alive, status
@@ -67,17 +65,23 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
         with contextlib.suppress(CocoonError, OSError):
             kill(root, container_id, signal.SIGKILL)
         _wait_gone(entry)
-    if entry.sandbox:
-        store.forget(root, container_id)
-        return
-    from cocoon.container import boot  # the heavy part: only delete needs it
+    from cocoon.container import record as records  # not for kill: it is on a hot path
 
-    # A container process killed outright (SIGKILL) could not stop its VM.
-    with contextlib.suppress(CocoonError):
-        kill_orphan_vm(records.load(entry.record))
-    boot.remove_sockets(entry.record)
-    boot.discard(entry.record, remove_volumes=True)
+    if not entry.sandbox and records.folder(entry.record).exists():
+        _clean_up_after(entry.record)
     store.forget(root, container_id)
+
+
+def _clean_up_after(record_id: str) -> None:
+    """What a container process killed outright (SIGKILL) could not remove as it ended."""
+    from cocoon.container import boot  # the heavy part: only this needs it
+    from cocoon.container import record as records
+    from cocoon.container.liveness import kill_orphan_vm
+
+    with contextlib.suppress(CocoonError):
+        kill_orphan_vm(records.load(record_id))
+    boot.remove_sockets(record_id)
+    boot.discard(record_id, remove_volumes=True)
 
 
 __all__ = ["delete", "kill"]

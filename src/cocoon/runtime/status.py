@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from cocoon.container.control import paused
-from cocoon.container.liveness import start_ticks
 from cocoon.errors import CocoonError
+from cocoon.pids import start_ticks
 from cocoon.runtime import store
 
 OCI_VERSION = "1.1.0"  # the runtime spec this runtime's state follows
