@@ -20,13 +20,9 @@ from cocoon.agent.listener import Listener
 from cocoon.container import network, volumes
 from cocoon.container import record as records
 from cocoon.container.config import ContainerConfig
-from cocoon.container.options import RunOptions
 from cocoon.container.record import Record
 from cocoon.container.spec import check_hostname, process_spec
 from cocoon.errors import CocoonError, ExternalError, InvalidArgument
-from cocoon.image.registry import resolve_or_pull
-from cocoon.image.store import ImageStore
-from cocoon.rootfs.disks import check_disk_size, container_disk, image_disk
 from cocoon.units import parse_size
 from cocoon.vm import accel as accelerators
 from cocoon.vm import backend
@@ -36,7 +32,9 @@ from cocoon.vm.artifacts import artifacts
 
 if TYPE_CHECKING:
     from cocoon.agent.channel import Channel
+    from cocoon.container.options import RunOptions
     from cocoon.image.model import ImageConfig
+    from cocoon.image.store import ImageStore
 
 DISK = "disk.qcow2"  # in the container's folder: its root, over the image's disk
 ROOT_TAG = "cocoonroot"  # the 9p tag of a root share
@@ -77,6 +75,11 @@ def create(
     timings: dict[str, float] | None = None,
 ) -> Record:
     """A new container of ``image``: its record (state created) and writable disk."""
+    # Here: a VM's owner (monitor, OCI runtime) boots records and needs none of these.
+    from cocoon.image.registry import resolve_or_pull
+    from cocoon.image.store import ImageStore
+    from cocoon.rootfs.disks import check_disk_size, container_disk, image_disk
+
     if opts.cpus < 1:
         raise InvalidArgument("--cpus must be at least 1")
     memory_mib = _memory_mib(opts.memory)
