@@ -54,6 +54,11 @@ def run_dir() -> Path:
     return Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/cocoon-{os.getuid()}")
 
 
+def containers_dir() -> Path:
+    """The containers' records, one folder each (``container/record.py`` owns them)."""
+    return state_dir() / "containers"
+
+
 def sock_dir(container_id: str) -> Path:
     """The container's sockets (agent port, control); short, as unix socket paths must be.
 

@@ -79,7 +79,7 @@ class Record:
 
 
 def root() -> Path:
-    return paths.state_dir() / "containers"
+    return paths.containers_dir()
 
 
 def folder(container_id: str) -> Path:

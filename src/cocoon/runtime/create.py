@@ -107,9 +107,7 @@ def _create_sandbox(
     pid = 0
     try:
         pid = sandbox.spawn()
-        entry = _entry(bundle, container_id, "", pid)
-        entry.sandbox = True
-        store.save(root, entry)
+        store.save(root, _entry(bundle, container_id, "", pid)._replace(sandbox=True))
         spawn.write_pid(pid_file, pid)
     except BaseException:
         if pid:

@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+from cocoon import paths
 from cocoon.container import control as controls
 from cocoon.errors import CocoonError, InvalidState, NotFound
 from cocoon.runtime import store
@@ -65,9 +66,7 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
         with contextlib.suppress(CocoonError, OSError):
             kill(root, container_id, signal.SIGKILL)
         _wait_gone(entry)
-    from cocoon.container import record as records  # not for kill: it is on a hot path
-
-    if not entry.sandbox and records.folder(entry.record).exists():
+    if not entry.sandbox and (paths.containers_dir() / entry.record).exists():
         _clean_up_after(entry.record)
     store.forget(root, container_id)
 
