@@ -16,7 +16,6 @@ from pathlib import Path
 from cocoon import __version__
 from cocoon.errors import CocoonError
 from cocoon.runtime import store
-from cocoon.signals import parse_signal
 
 FAILED = 1
 
@@ -109,6 +108,7 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
             start.start(root, args.id)
         case "kill":
             from cocoon.runtime import signals
+            from cocoon.signals import parse_signal
 
             signals.kill(root, args.id, parse_signal(args.signal), all_processes=args.all)
         case "delete":

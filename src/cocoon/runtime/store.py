@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from cocoon.errors import AlreadyExists, Corrupt, InvalidArgument, NotFound
-from cocoon.files import write_atomic
 
 DEFAULT_ROOT = Path("/run/cocoon-runtime")
 STATE = "state.json"
@@ -72,6 +70,9 @@ def claim(root: Path, container_id: str) -> Path:
 
 
 def save(root: Path, entry: Entry) -> None:
+    # Imported here, as shutil in forget: state, list and kill write nothing.
+    from cocoon.files import write_atomic
+
     write_atomic(root / entry.id / STATE, json.dumps(entry._asdict()).encode())
 
 
@@ -93,6 +94,8 @@ def ids(root: Path) -> list[str]:
 
 
 def forget(root: Path, container_id: str) -> None:
+    import shutil
+
     shutil.rmtree(root / container_id, ignore_errors=True)
 
 
