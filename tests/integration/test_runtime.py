@@ -282,6 +282,14 @@ def test_containerd_host_network_is_user_mode_nat(ctr: Containerd) -> None:
     assert result.stdout.startswith("inet 10.")
 
 
+def test_containerd_default_rlimit_reaches_the_vm(ctr: Containerd) -> None:
+    # containerd's default spec limits open files to 1024 (soft and hard);
+    # the guest's own default is different, so this is config.json's value.
+    result = subprocess.run(ctr.run_argv("--rm", IMAGE, "c6", "sh", "-c", "ulimit -n; ulimit -Hn"),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "1024\n1024\n"), result.stderr
+
+
 def test_containerd_exec_and_kill(ctr: Containerd) -> None:
     script = 'echo started; trap "echo bye; exit 3" TERM; while :; do sleep 0.2; done'
     main = subprocess.Popen(ctr.run_argv("--rm", IMAGE, "c2", "sh", "-c", script),
