@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from cocoon import __version__
 from cocoon.errors import CocoonError
@@ -168,5 +170,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> NoReturn:
+    """The program: ``main``, then out without the interpreter's teardown.
+
+    Unloading the modules a create imported costs it about 8 ms, paid on
+    every container start; nothing is left to clean up (no threads, files
+    closed), only the standard streams to flush.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
