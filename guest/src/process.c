@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -129,6 +130,31 @@ char **env_with_home(char *const *envp, const char *home)
 	return env;
 }
 
+int add_groups(const char *list, const char *group, gid_t *groups, size_t *n, char *err,
+	       size_t errlen)
+{
+	for (const char *p = list;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		gid_t gid;
+		if (group_resolve(p, len, group, &gid, err, errlen) < 0)
+			return -1;
+		size_t i = 0;
+		while (i < *n && groups[i] != gid)
+			i++;
+		if (i == *n) {
+			if (*n == USERDB_MAX_GROUPS) {
+				snprintf(err, errlen, "more than %d groups", USERDB_MAX_GROUPS);
+				return -1;
+			}
+			groups[(*n)++] = gid;
+		}
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
+}
+
 struct child_fds {
 	int errfd;            /* write end of the error pipe */
 	int pidfd;            /* write end of the pipe that reports the pid */
@@ -234,6 +260,15 @@ child_main(const struct run_spec *spec, const struct child_fds *fds)
 	for (size_t i = 0; i < u.nsgids && ngroups < sizeof(groups) / sizeof(*groups); i++)
 		if (u.sgids[i] != u.gid)
 			groups[ngroups++] = u.sgids[i];
+	if (spec->groups && add_groups(spec->groups, group, groups, &ngroups, msg, sizeof(msg)) < 0)
+		child_fail(errfd, 126, "%s", msg);
+	/* As root still: raising a hard limit needs the privilege. */
+	for (size_t i = 0; i < spec->nrlimits; i++) {
+		const struct run_rlimit *r = &spec->rlimits[i];
+		struct rlimit lim = {.rlim_cur = r->soft, .rlim_max = r->hard};
+		if (setrlimit(r->resource, &lim) < 0)
+			child_fail(errfd, 126, "setrlimit %u: %s", r->resource, errstr(errno));
+	}
 	if (setgroups(ngroups, groups) < 0)
 		child_fail(errfd, 126, "setgroups: %s", errstr(errno));
 	if (setgid(u.gid) < 0)

@@ -57,6 +57,14 @@ char **env_with_home(char *const *envp, const char *home);
  * Returns 0, or -1 if it does not fit. */
 int path_candidate(const char *dir, size_t dlen, const char *file, char *out, size_t outlen);
 
+/*
+ * Adds the groups of list (GROUPS: comma-separated names or numbers, looked
+ * up in group, the content of /etc/group or NULL) to groups[0..*n), each
+ * once, at most 65536 in all. Returns 0, or -1 with a one-line message in err.
+ */
+int add_groups(const char *list, const char *group, gid_t *groups, size_t *n, char *err,
+	       size_t errlen);
+
 /* Closes the fds and frees the process (it must already be reaped). */
 void proc_free(struct proc *p);
 

@@ -76,10 +76,38 @@ static int vec_push(char ***vec, size_t *count, char *s)
 
 static const char *tag_name(uint8_t tag)
 {
-	static const char *const names[] = {"ARG", "ENV", "CWD", "USER", "TTY", "STDIN", "TAR"};
-	if (tag >= TAG_ARG && tag <= TAG_TAR)
+	static const char *const names[] = {"ARG",   "ENV", "CWD",    "USER",  "TTY",
+					    "STDIN", "TAR", "RLIMIT", "GROUPS"};
+	if (tag >= TAG_ARG && tag <= TAG_GROUPS)
 		return names[tag - TAG_ARG];
 	return "unknown";
+}
+
+/* One RLIMIT field into spec: a known resource, soft <= hard, each resource once. */
+static int run_rlimit_parse(const uint8_t *v, uint32_t len, struct run_spec *spec, char *err,
+			    size_t errlen)
+{
+	if (len != RUN_RLIMIT_LEN) {
+		snprintf(err, errlen, "RUN: RLIMIT field of %u bytes, expected %d", len, RUN_RLIMIT_LEN);
+		return -1;
+	}
+	struct run_rlimit r = {v[0], get_be64(v + 1), get_be64(v + 9)};
+	if (r.resource >= RUN_MAX_RLIMITS) {
+		snprintf(err, errlen, "RUN: RLIMIT of unknown resource %u", r.resource);
+		return -1;
+	}
+	if (r.soft > r.hard) {
+		snprintf(err, errlen, "RUN: RLIMIT %u: soft limit above the hard limit", r.resource);
+		return -1;
+	}
+	for (size_t i = 0; i < spec->nrlimits; i++) {
+		if (spec->rlimits[i].resource == r.resource) {
+			snprintf(err, errlen, "RUN: RLIMIT %u given twice", r.resource);
+			return -1;
+		}
+	}
+	spec->rlimits[spec->nrlimits++] = r;
+	return 0;
 }
 
 int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err, size_t errlen)
@@ -107,6 +135,7 @@ int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err,
 		case TAG_ENV:
 		case TAG_CWD:
 		case TAG_USER:
+		case TAG_GROUPS:
 			if (memchr(v, 0, len)) {
 				snprintf(err, errlen, "RUN: NUL byte in %s", tag_name(tag));
 				goto fail;
@@ -162,6 +191,10 @@ int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err,
 			spec->tar_op = v[0];
 			spec->tar_flags = v[1];
 			continue;
+		case TAG_RLIMIT:
+			if (run_rlimit_parse(v, len, spec, err, errlen) < 0)
+				goto fail;
+			continue;
 		default:
 			snprintf(err, errlen, "RUN: unknown field tag 0x%02x", tag);
 			goto fail;
@@ -173,7 +206,9 @@ int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err,
 		} else if (tag == TAG_ENV) {
 			rc = vec_push(&spec->envp, &spec->envc, s);
 		} else {
-			char **slot = tag == TAG_CWD ? &spec->cwd : &spec->user;
+			char **slot = tag == TAG_CWD	? &spec->cwd
+				      : tag == TAG_USER ? &spec->user
+							: &spec->groups;
 			if (*slot) {
 				free(s);
 				snprintf(err, errlen, "RUN: %s given twice", tag_name(tag));
@@ -216,6 +251,7 @@ void run_spec_free(struct run_spec *spec)
 	vec_free(spec->envp);
 	free(spec->cwd);
 	free(spec->user);
+	free(spec->groups);
 	free(spec->tar_path);
 	memset(spec, 0, sizeof(*spec));
 }

@@ -43,7 +43,14 @@ enum run_tag {
 	TAG_TTY = 0x05,
 	TAG_STDIN = 0x06,
 	TAG_TAR = 0x07,
+	TAG_RLIMIT = 0x08,
+	TAG_GROUPS = 0x09,
 };
+
+/* Linux's RLIMIT_* numbers run 0 .. RUN_MAX_RLIMITS-1 (RLIM_NLIMITS). */
+#define RUN_MAX_RLIMITS 16
+/* An RLIMIT field: resource (1 byte), soft and hard (8 bytes each, big-endian). */
+#define RUN_RLIMIT_LEN 17
 
 /* A TAR field: the process is the agent's own tar code, not ARG's program. */
 enum tar_op {
@@ -134,6 +141,12 @@ struct run_spec {
 	uint8_t tar_op;    /* 0 = exec ARG; else enum tar_op */
 	uint8_t tar_flags;
 	char *tar_path;
+	struct run_rlimit {
+		uint8_t resource;
+		uint64_t soft, hard; /* UINT64_MAX = unlimited */
+	} rlimits[RUN_MAX_RLIMITS];
+	size_t nrlimits;
+	char *groups; /* GROUPS: comma-separated names or numbers; NULL = none */
 };
 
 /*

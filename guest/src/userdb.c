@@ -148,25 +148,8 @@ int user_resolve(const char *spec, const char *passwd, const char *group, struct
 		goto oom;
 
 	if (glen > 0) {
-		if (parse_id(gname, glen, &id) == 0) {
-			out->gid = id;
-		} else {
-			found = 0;
-			t = group;
-			while ((n = next_record(&t, f)) >= 0) {
-				uint32_t gid;
-				if (n < 3 || !field_eq(f[0], gname, glen) || parse_id(f[2].s, f[2].len, &gid))
-					continue;
-				out->gid = gid;
-				found = 1;
-				break;
-			}
-			if (!found) {
-				snprintf(err, errlen,
-					 "unable to find group %s: no matching entries in group file", gname);
-				goto fail;
-			}
-		}
+		if (group_resolve(gname, glen, group, &out->gid, err, errlen) < 0)
+			goto fail;
 	} else if (name) {
 		size_t nlen = strlen(name);
 		t = group;
@@ -188,6 +171,28 @@ oom:
 fail:
 	free(name);
 	exec_user_free(out);
+	return -1;
+}
+
+int group_resolve(const char *name, size_t len, const char *group, gid_t *out, char *err,
+		  size_t errlen)
+{
+	uint32_t id;
+	if (parse_id(name, len, &id) == 0) {
+		*out = id;
+		return 0;
+	}
+	struct field f[MAX_FIELDS];
+	int n;
+	const char *t = group;
+	while ((n = next_record(&t, f)) >= 0) {
+		if (n >= 3 && field_eq(f[0], name, len) && parse_id(f[2].s, f[2].len, &id) == 0) {
+			*out = id;
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "unable to find group %.*s: no matching entries in group file", (int)len,
+		 name);
 	return -1;
 }
 

@@ -28,4 +28,12 @@ int user_resolve(const char *spec, const char *passwd, const char *group, struct
 		 char *err, size_t errlen);
 void exec_user_free(struct exec_user *u);
 
+/*
+ * A group, name[0..len), as a number or a name of /etc/group (group is the
+ * NUL-terminated file content, NULL if missing): a number need not exist, a
+ * name must. Returns 0, or -1 with a one-line message in err.
+ */
+int group_resolve(const char *name, size_t len, const char *group, gid_t *out, char *err,
+		  size_t errlen);
+
 #endif

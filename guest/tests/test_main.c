@@ -175,9 +175,9 @@ static void test_run(void)
 	sfield(&p, TAG_ARG, "x");
 	sfield(&p, TAG_ENV, "A=1");
 	sfield(&p, TAG_CWD, "/");
-	sfield(&p, 0x08, "?");
+	sfield(&p, 0x7f, "?");
 	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
-	CHECK(strstr(err, "unknown field tag 0x08") != NULL);
+	CHECK(strstr(err, "unknown field tag 0x7f") != NULL);
 	CHECK(s.argv == NULL && s.cwd == NULL);
 
 	/* A field length overrunning the payload. */
@@ -196,7 +196,7 @@ static void test_run(void)
 	CHECK(strstr(err, "truncated") != NULL);
 
 	/* NUL inside strings. */
-	static const uint8_t tags[] = {TAG_ARG, TAG_ENV, TAG_CWD, TAG_USER};
+	static const uint8_t tags[] = {TAG_ARG, TAG_ENV, TAG_CWD, TAG_USER, TAG_GROUPS};
 	for (size_t i = 0; i < sizeof(tags); i++) {
 		p.len = 0;
 		sfield(&p, TAG_ARG, "x");
@@ -234,6 +234,49 @@ static void test_run(void)
 	field(&p, TAG_STDIN, "", 0);
 	field(&p, TAG_STDIN, "", 0);
 	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+
+	/* RLIMIT: a known resource, soft <= hard, each resource once; GROUPS once. */
+	uint8_t lim[RUN_RLIMIT_LEN] = {7};
+	put_be32(lim + 5, 1024);
+	put_be32(lim + 13, 4096);
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	field(&p, TAG_RLIMIT, lim, sizeof(lim));
+	lim[0] = 4;
+	memset(lim + 1, 0xff, 16);
+	field(&p, TAG_RLIMIT, lim, sizeof(lim));
+	sfield(&p, TAG_GROUPS, "audio,4000");
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) == 0);
+	CHECK(s.nrlimits == 2 && s.rlimits[0].resource == 7);
+	CHECK(s.rlimits[0].soft == 1024 && s.rlimits[0].hard == 4096);
+	CHECK(s.rlimits[1].resource == 4 && s.rlimits[1].soft == UINT64_MAX);
+	CHECK_STR(s.groups, "audio,4000");
+	run_spec_free(&s);
+	field(&p, TAG_RLIMIT, lim, sizeof(lim));
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "RLIMIT 4 given twice") != NULL);
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	sfield(&p, TAG_GROUPS, "a");
+	sfield(&p, TAG_GROUPS, "b");
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	field(&p, TAG_RLIMIT, lim, sizeof(lim) - 1);
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	lim[0] = RUN_MAX_RLIMITS;
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	field(&p, TAG_RLIMIT, lim, sizeof(lim));
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "unknown resource 16") != NULL);
+	lim[0] = 7;
+	lim[16] = 0xfe; /* hard just under soft */
+	p.len = 0;
+	sfield(&p, TAG_ARG, "x");
+	field(&p, TAG_RLIMIT, lim, sizeof(lim));
+	CHECK(run_spec_parse(p.data, p.len, &s, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "soft limit above the hard limit") != NULL);
 
 	/* Every prefix of a valid payload is either valid or an error, never a crash. */
 	p.len = 0;
@@ -606,6 +649,12 @@ static void check_vector(const char *kind, const char *name, const char *result,
 			CHECK_STR(r.user, "1000:1000");
 			CHECK(r.tty && r.rows == 24 && r.cols == 80 && r.stdin_open);
 		}
+		if (rc == 0 && strcmp(name, "limits") == 0) {
+			CHECK(r.nrlimits == 2 && r.rlimits[0].resource == 7);
+			CHECK(r.rlimits[0].soft == 1024 && r.rlimits[0].hard == 4096);
+			CHECK(r.rlimits[1].resource == 4 && r.rlimits[1].hard == UINT64_MAX);
+			CHECK_STR(r.groups, "audio,4000");
+		}
 		if (rc == 0)
 			run_spec_free(&r);
 	} else {
@@ -724,6 +773,16 @@ static void test_users(void)
 	CHECK(user_resolve("4294967295", passwd, group, &u, err, sizeof(err)) < 0);
 	CHECK(user_resolve("99999999999", passwd, group, &u, err, sizeof(err)) < 0);
 	CHECK(u.home == NULL && u.sgids == NULL);
+
+	/* GROUPS: names and numbers added once each, after the user's own. */
+	gid_t groups[8] = {1000, 10};
+	size_t n = 2;
+	CHECK(add_groups("audio,10,4000,audio", group, groups, &n, err, sizeof(err)) == 0);
+	CHECK(n == 4 && groups[2] == 29 && groups[3] == 4000);
+	CHECK(add_groups("video,nogroup", group, groups, &n, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "unable to find group nogroup") != NULL);
+	CHECK(add_groups("4000,,5", NULL, groups, &n, err, sizeof(err)) < 0);
+	CHECK(add_groups("4294967295", NULL, groups, &n, err, sizeof(err)) < 0);
 }
 
 static void test_buf(void)

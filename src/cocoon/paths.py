@@ -52,3 +52,16 @@ def run_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/run/cocoon")
     return Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/cocoon-{os.getuid()}")
+
+
+def containers_dir() -> Path:
+    """The containers' records, one folder each (``container/record.py`` owns them)."""
+    return state_dir() / "containers"
+
+
+def sock_dir(container_id: str) -> Path:
+    """The container's sockets (agent port, control); short, as unix socket paths must be.
+
+    Here, not beside the record: clients of a running container's control
+    socket (the OCI runtime's every call) then need nothing of the record."""
+    return run_dir() / container_id[:12]

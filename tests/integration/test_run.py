@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from ptys import Terminal
+from vm_fixtures import ok
 
 import cocoon as cocoon_lib
 
@@ -80,6 +81,35 @@ def test_user(cocoon, busybox, user, expected):
     flags = ["-u", user] if user else []
     result = cocoon("run", "--rm", *flags, busybox, "id")
     assert result.stdout.decode().strip() == expected
+
+
+def test_ulimit_and_group_add_reach_the_process_and_its_execs(cc, busybox):
+    flags = ["--ulimit", "nofile=512:1024", "--ulimit", "core=-1", "--group-add", "nogroup",
+             "--group-add", "4242", "-u", "app"]  # fmt: skip
+    script = "ulimit -n; ulimit -H -n; ulimit -c; id -G"
+    result = cc("run", "--rm", *flags, busybox, "sh", "-c", script)
+    lines = ok(result).splitlines()
+    assert lines[:3] == ["512", "1024", "unlimited"]
+    assert sorted(lines[3].split(), key=int) == ["50", "1000", "4242", "65534"]
+    # An exec'd process gets the container's limits and extra groups, as in Docker.
+    name = ok(cc("run", "-d", *flags, busybox, "sleep", "1000")).strip()
+    limit, *groups = ok(cc("exec", name, "sh", "-c", "ulimit -n; id -G")).split()
+    assert (limit, sorted(groups, key=int)) == ("512", ["50", "1000", "4242", "65534"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--ulimit", "bogus=1"], "unknown limit 'bogus'"),
+        (["--ulimit", "nofile=10:5"], "soft limit exceeds the hard limit"),
+        (["--group-add", "no-such-group"], "unable to find group no-such-group"),
+    ],
+)
+def test_bad_ulimit_or_group_is_one_clear_error(cc, busybox, flags, says):
+    result = cc("run", "--rm", *flags, busybox, "true")
+    assert result.returncode in (125, 126), result.stderr
+    assert says in result.stderr.decode() and result.stderr.decode().count("\n") == 1
+    assert cc("ls", "-a", "-q").stdout == b""
 
 
 def test_home_from_passwd(cocoon, busybox):

@@ -98,6 +98,17 @@ def test_podman_stdin_user_env_cwd_hostname_limits(podman: Podman) -> None:
     ]
 
 
+def test_podman_ulimit_and_group_add(podman: Podman) -> None:
+    # config.json's process.rlimits and user.additionalGids, as podman writes them.
+    result = podman(*run_args("--rm", "--ulimit", "nofile=256:512", "--ulimit", "core=0:0",
+                              "--user", "1000:1000", "--group-add", "4242", IMAGE, "sh", "-c",
+                              "ulimit -n; ulimit -H -n; ulimit -c; id -G"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["256", "512", "0"]
+    assert "4242" in lines[3].split()
+
+
 def test_podman_binds_tmpfs_read_only(podman: Podman, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -126,6 +137,17 @@ def test_podman_detached_exec_logs_stop(podman: Podman) -> None:
     assert inspect["State"]["ExitCode"] == 3
     assert podman.ok("logs", name) == "started\nbye\n"
     podman.ok("rm", name)
+    assert podman.runtime.containers() == []
+
+
+def test_podman_pause_unpause(podman: Podman) -> None:
+    name = podman.ok(*run_args("-d", IMAGE, "sleep", "1000")).strip()
+    podman.ok("pause", name)
+    assert json.loads(podman.ok("inspect", name))[0]["State"]["Status"] == "paused"
+    podman.ok("unpause", name)
+    assert json.loads(podman.ok("inspect", name))[0]["State"]["Status"] == "running"
+    assert podman.ok("exec", name, "echo", "thawed") == "thawed\n"
+    podman.ok("rm", "--force", "--time", "0", name)
     assert podman.runtime.containers() == []
 
 
@@ -260,6 +282,14 @@ def test_containerd_host_network_is_user_mode_nat(ctr: Containerd) -> None:
     assert result.stdout.startswith("inet 10.")
 
 
+def test_containerd_default_rlimit_reaches_the_vm(ctr: Containerd) -> None:
+    # containerd's default spec limits open files to 1024 (soft and hard);
+    # the guest's own default is different, so this is config.json's value.
+    result = subprocess.run(ctr.run_argv("--rm", IMAGE, "c6", "sh", "-c", "ulimit -n; ulimit -Hn"),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "1024\n1024\n"), result.stderr
+
+
 def test_containerd_exec_and_kill(ctr: Containerd) -> None:
     script = 'echo started; trap "echo bye; exit 3" TERM; while :; do sleep 0.2; done'
     main = subprocess.Popen(ctr.run_argv("--rm", IMAGE, "c2", "sh", "-c", script),
@@ -276,6 +306,31 @@ def test_containerd_exec_and_kill(ctr: Containerd) -> None:
         if main.poll() is None:
             main.kill()
             main.wait()
+
+
+def test_containerd_pause_resume(ctr: Containerd) -> None:
+    started = subprocess.run(ctr.run_argv("-d", IMAGE, "c5", "sleep", "1000"),
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+
+    def status() -> str:
+        rows = [line.split() for line in ctr.ok("tasks", "ls").splitlines()[1:]]
+        return next(row[2] for row in rows if row[0] == "c5")
+
+    ctr.ok("tasks", "pause", "c5")
+    assert status() == "PAUSED"
+    ctr.ok("tasks", "resume", "c5")
+    assert status() == "RUNNING"
+    result = ctr("tasks", "exec", "--exec-id", "e1", "c5", "echo", "thawed")
+    assert (result.returncode, result.stdout) == (0, "thawed\n")
+    ctr.ok("tasks", "pause", "c5")
+    ctr.ok("tasks", "kill", "--signal", "SIGKILL", "c5")  # a frozen VM is thawed to die
+    deadline = time.monotonic() + 60
+    while status() != "STOPPED":
+        assert time.monotonic() < deadline, "the paused container did not die"
+        time.sleep(0.2)
+    ctr.ok("tasks", "delete", "c5")
+    ctr.ok("containers", "delete", "c5")
 
 
 # -- the runtime called directly: OCI errors, nothing left behind -----------------
@@ -478,4 +533,41 @@ def test_a_pod_sandbox_is_a_host_process_without_a_vm(direct: Direct, tmp_path: 
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert direct("delete", "s1").returncode == 0
+    direct.nothing_left()
+
+
+def test_pause_freezes_the_vm_and_resume_thaws_it(direct: Direct, tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b", ["sh", "-c", "while :; do echo tick; sleep 0.1; done"])
+    direct.fails("pause", "p1", says="does not exist")
+    assert direct("create", "--bundle", str(bundle), "p1").returncode == 0
+    assert direct("start", "p1").returncode == 0
+    out = tmp_path / "out"
+    deadline = time.monotonic() + 60
+    while "tick" not in out.read_text():
+        assert time.monotonic() < deadline, "no output"
+        time.sleep(0.1)
+    direct.fails("resume", "p1", says="is running: cannot resume")
+    assert direct("pause", "p1").returncode == 0
+    assert direct.state("p1")["status"] == "paused"
+    listed = subprocess.run([str(direct.runtime.path), "list", "--format", "json"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert [s["status"] for s in json.loads(listed)] == ["paused"]
+    direct.fails("pause", "p1", says="is paused: cannot pause")
+    direct.fails("start", "p1", says="cannot start")
+    frozen = out.read_text()
+    time.sleep(1.5)  # ten ticks' worth: a frozen guest writes none
+    assert out.read_text() == frozen
+    assert direct("resume", "p1").returncode == 0
+    assert direct.state("p1")["status"] == "running"
+    while out.read_text() == frozen:
+        assert time.monotonic() < deadline, "the resumed container wrote nothing"
+        time.sleep(0.1)
+    assert direct("pause", "p1").returncode == 0
+    assert direct("kill", "p1", "KILL").returncode == 0  # thawed to die
+    while direct.state("p1")["status"] != "stopped":
+        assert time.monotonic() < deadline, "the paused container did not die"
+        time.sleep(0.1)
+    direct.fails("pause", "p1", says="is stopped: cannot pause")
+    direct.fails("resume", "p1", says="is stopped: cannot resume")
+    assert direct("delete", "p1").returncode == 0
     direct.nothing_left()

@@ -127,6 +127,10 @@ def test_encoders_produce_the_shared_vectors():
         stdin=True,
     )
     assert vectors("run")["basic"] == ("ok", encode_run(spec))
+    unlimited = (1 << 64) - 1
+    rlimits = (("nofile", 1024, 4096), ("core", unlimited, unlimited))
+    limited = ProcessSpec(args=["sh"], env=[], groups=("audio", "4000"), rlimits=rlimits)
+    assert vectors("run")["limits"] == ("ok", encode_run(limited))
     assert vectors("frame")["config"] == ("ok", encode(Msg.CONFIG, 0, config.encode()))
 
 

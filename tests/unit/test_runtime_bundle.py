@@ -50,6 +50,17 @@ def test_what_a_vm_takes_from_config_json(tmp_path: Path) -> None:
     assert b.annotations == {"a": "b"}
 
 
+def test_rlimits_and_additional_gids_reach_the_process(tmp_path: Path) -> None:
+    b = bundle.load(write(tmp_path, process={
+        "args": ["sh"],
+        "user": {"uid": 1, "gid": 2, "additionalGids": [10, 20, 10]},
+        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 4096},
+                    {"type": "RLIMIT_CORE", "soft": 0, "hard": (1 << 64) - 1}],
+    }))  # fmt: skip
+    assert b.process.groups == ("10", "20")
+    assert b.process.rlimits == (("nofile", 1024, 4096), ("core", 0, (1 << 64) - 1))
+
+
 def test_host_network_and_namespace_paths(tmp_path: Path) -> None:
     assert bundle.load(write(tmp_path, linux={"namespaces": [{"type": "pid"}]})).network == "user"
     netns = {"namespaces": [{"type": "network", "path": "/run/netns/x"}]}
@@ -70,6 +81,34 @@ def test_host_network_and_namespace_paths(tmp_path: Path) -> None:
         ({"linux": {"resources": {"memory": {"limit": 1 << 20}}}}, "at least 64 MiB"),
         ({"mounts": [{"destination": "rel", "type": "tmpfs"}]}, "not absolute"),
         ({"mounts": "x"}, "'mounts' must be a list"),
+        (
+            {
+                "process": {
+                    "args": ["sh"],
+                    "rlimits": [{"type": "RLIMIT_FOO", "soft": 1, "hard": 1}],
+                }
+            },
+            "unknown rlimit type 'RLIMIT_FOO'",
+        ),
+        (
+            {
+                "process": {
+                    "args": ["sh"],
+                    "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 9, "hard": 1}],
+                }
+            },
+            "soft limit exceeds the hard",
+        ),
+        (
+            {
+                "process": {
+                    "args": ["sh"],
+                    "rlimits": [{"type": "RLIMIT_CORE", "soft": -1, "hard": 1}],
+                }
+            },
+            "out of range",
+        ),
+        ({"process": {"args": ["sh"], "user": {"additionalGids": ["wheel"]}}}, "group ids"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path: Path, config: dict, message: str) -> None:
@@ -108,3 +147,8 @@ def test_errors_go_to_stderr_and_the_json_log(tmp_path: Path, capsys, monkeypatc
     assert line["level"] == "error" and "does not exist" in line["msg"]
     assert main.main([*argv, "delete", "--force", "missing"]) == 0
     assert main.main(["--version"]) == 0
+    # A host error (here: a --root that is a file) is one line too, not a traceback.
+    (tmp_path / "file").write_text("")
+    bad = ["--root", str(tmp_path / "file"), "create", "--bundle", str(write(tmp_path)), "c1"]
+    assert main.main(bad) == 1
+    assert capsys.readouterr().err == f"cocoon-runtime: File exists: {tmp_path / 'file'}\n"

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cocoon.agent.limits import RESOURCES
 from cocoon.errors import Corrupt, InvalidArgument
 from cocoon.text import printable
 
@@ -55,6 +56,8 @@ class Field(enum.IntEnum):
     TTY = 0x05
     STDIN = 0x06
     TAR = 0x07
+    RLIMIT = 0x08
+    GROUPS = 0x09
 
 
 class TarOp(enum.IntEnum):
@@ -98,6 +101,7 @@ class MountFlag(enum.IntFlag):
 
 _KNOWN = frozenset(int(m) for m in Msg)
 _FIELD = struct.Struct(">BI")
+_RLIMIT = struct.Struct(">BQQ")  # resource, soft, hard
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,10 @@ def encode_run(spec: ProcessSpec) -> bytes:
         if "\0" in path:
             raise InvalidArgument(f"NUL byte in path {path!r}")
         parts.append(_field(Field.TAR, bytes([op, flags]) + path.encode()))
+    for name, soft, hard in spec.rlimits:
+        parts.append(_field(Field.RLIMIT, _RLIMIT.pack(RESOURCES[name], soft, hard)))
+    if spec.groups:
+        parts.append(_text(Field.GROUPS, ",".join(spec.groups)))
     return b"".join(parts)
 
 

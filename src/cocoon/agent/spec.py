@@ -22,6 +22,8 @@ class ProcessSpec:
     # (protocol.TarOp, flags, absolute path): the agent's own tar runs instead
     # of args (cp, export); never part of a record.
     tar: tuple[int, int, str] | None = None
+    rlimits: tuple[tuple[str, int, int], ...] = ()  # (Docker's name, soft, hard): limits.py
+    groups: tuple[str, ...] = ()  # extra group names or numbers, as --group-add
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,6 +38,8 @@ class ProcessSpec:
             user=data.get("user", "0:0"),
             tty=None if tty is None else (int(tty[0]), int(tty[1])),
             stdin=bool(data.get("stdin", False)),
+            rlimits=tuple((str(n), int(s), int(h)) for n, s, h in data.get("rlimits", ())),
+            groups=tuple(str(g) for g in data.get("groups", ())),
         )
 
 

@@ -53,6 +53,10 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user to run as (name or id)")
+    p.add_argument("--group-add", action="append", default=[], metavar="GROUP",
+                   help="an extra group for the process (name or id)")  # fmt: skip
+    p.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
+                   help="a resource limit, e.g. nofile=1024:2048 (-1: unlimited)")  # fmt: skip
     p.add_argument("--entrypoint", metavar="CMD", help="override the image's entrypoint")
     p.add_argument("--name", help="name the container")
     p.add_argument("--hostname", "-h", metavar="NAME", help="the container's hostname")
@@ -272,6 +276,8 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
         env_files=args.env_file,
         workdir=args.workdir,
         user=args.user,
+        group_add=args.group_add,
+        ulimits=args.ulimit,
         hostname=args.hostname,
         name=args.name,
         tty=tty_size,

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cocoon.agent.channel import Channel
-from cocoon.container.record import sock_dir
 from cocoon.errors import ExternalError, InvalidState, from_code
+from cocoon.paths import sock_dir
+
+if TYPE_CHECKING:
+    from cocoon.agent.channel import Channel
 
 SOCKET = "ctl.sock"
 PAUSED = "paused"  # a marker beside the socket: gone with the run dir when the VM stops
@@ -93,6 +95,9 @@ def session(container_id: str, op: str) -> Channel:
     except OSError as e:
         sock.close()
         raise ExternalError(f"lost the connection to the container's monitor: {e}") from e
+    # Here: a request (the OCI runtime's start, kill, pause) needs no framing.
+    from cocoon.agent.channel import Channel
+
     return Channel(sock)
 
 

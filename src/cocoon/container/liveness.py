@@ -22,6 +22,7 @@ from cocoon.container import record as records
 from cocoon.container.record import Record
 from cocoon.container.state import State, to_exited
 from cocoon.errors import InvalidState, NotFound
+from cocoon.pids import start_ticks
 
 OWNER_DIED = "its monitor died unexpectedly"
 
@@ -48,16 +49,6 @@ def owner_alive(container_id: str) -> bool:
         except BlockingIOError:
             return True
         return False
-
-
-def start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (None if it is gone)."""
-    try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115
-    except OSError:
-        return None
-    # Field 22, counted after the command name, which may hold spaces.
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def kill_orphan_vm(record: Record) -> None:

@@ -357,6 +357,9 @@ def exec_spec(
         user=user or main.user,
         tty=tty,
         stdin=interactive,
+        # As Docker: an exec'd process has the container's limits and extra groups.
+        rlimits=main.rlimits,
+        groups=main.groups,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cocoon.agent.limits import Rlimit, group, parse_ulimit, rlimit, rlimits
 from cocoon.container.restart import parse as restart_policy
 from cocoon.errors import InvalidArgument
 from cocoon.signals import parse_signal
@@ -32,6 +33,10 @@ class RunOptions:
     env_files: Sequence[str | Path] = ()
     workdir: str | None = None
     user: str | None = None
+    group_add: Sequence[str | int] = ()  # extra groups, names or ids (--group-add)
+    # "NAME=SOFT[:HARD]" (--ulimit) or the API's {"Name", "Soft", "Hard"}; kept as
+    # (name, soft, hard), one per resource
+    ulimits: Sequence[str | Mapping[str, Any] | Rlimit] = ()
     hostname: str | None = None
     name: str | None = None
     tty: tuple[int, int] | None = None  # rows, columns
@@ -68,6 +73,10 @@ class RunOptions:
         self.command = command_list(self.command, "command")
         self.env = env_list(self.env)
         self.labels = string_map(self.labels, "labels")
+        self.ulimits = rlimit_list(self.ulimits)
+        if isinstance(self.group_add, (str, bytes)) or not isinstance(self.group_add, Sequence):
+            raise InvalidArgument("group_add must be a list of group names or ids")
+        self.group_add = [group(g) for g in self.group_add]
         lists = ("env_files", "dns", "add_hosts", "publish", "storage_opts", "dns_search",
                  "dns_options", "network_aliases")  # fmt: skip
         for name in lists:
@@ -79,6 +88,22 @@ class RunOptions:
         timeout = self.stop_timeout
         if timeout is not None and (not isinstance(timeout, int) or timeout < 0):
             raise InvalidArgument(f"stop timeout {timeout!r}: use whole seconds, 0 or more")
+
+
+def rlimit_list(value: object) -> tuple[Rlimit, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidArgument("ulimits must be a list of NAME=SOFT[:HARD]")
+    found = []
+    for item in value:
+        if isinstance(item, str):
+            found.append(parse_ulimit(item))
+        elif isinstance(item, Mapping) and {"Name", "Soft", "Hard"} <= item.keys():
+            found.append(rlimit(str(item["Name"]), int(item["Soft"]), int(item["Hard"])))
+        elif isinstance(item, tuple) and len(item) == 3:
+            found.append(rlimit(str(item[0]), int(item[1]), int(item[2])))
+        else:
+            raise InvalidArgument(f"ulimit {item!r}: use NAME=SOFT[:HARD]")
+    return rlimits(found)
 
 
 def command_list(value: str | Sequence[str] | None, what: str) -> list[str] | None:

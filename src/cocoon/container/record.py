@@ -25,6 +25,7 @@ from cocoon.container.state import State
 from cocoon.errors import AlreadyExists, Corrupt, InvalidArgument, NotFound
 from cocoon.files import write_atomic
 from cocoon.locks import flock
+from cocoon.paths import sock_dir as sock_dir  # where callers have always found it
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
                "merry", "nifty", "proud", "quiet", "swift", "tidy", "vivid", "wise")  # fmt: skip
@@ -78,16 +79,11 @@ class Record:
 
 
 def root() -> Path:
-    return paths.state_dir() / "containers"
+    return paths.containers_dir()
 
 
 def folder(container_id: str) -> Path:
     return root() / container_id
-
-
-def sock_dir(container_id: str) -> Path:
-    """The container's sockets (agent port, control); short, as unix socket paths must be."""
-    return paths.run_dir() / container_id[:12]
 
 
 @contextlib.contextmanager

@@ -137,4 +137,6 @@ def process_spec(
         user=opts.user or image.user or "0:0",
         tty=opts.tty,
         stdin=stdin,
+        rlimits=tuple(opts.ulimits),
+        groups=tuple(str(g) for g in opts.group_add),
     )

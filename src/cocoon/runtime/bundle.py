@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cocoon.agent.limits import RESOURCES, UNLIMITED, Rlimit, rlimit, rlimits
 from cocoon.agent.spec import ProcessSpec
 from cocoon.errors import InvalidArgument, Unsupported
 from cocoon.volume.mounts import BindMount, Mount, TmpfsMount
@@ -26,6 +27,7 @@ SPEC_MAJOR = "1"  # the runtime spec versions served: 1.x
 MIN_MEMORY_MIB = 64  # less does not boot the guest kernel
 DEFAULT_MEMORY_MIB = 512
 DEFAULT_TTY = (24, 80)
+MAX_ID = (1 << 32) - 1  # (id_t)-1 means "unchanged" to the kernel: not an id
 # Made by the agent in every container (docs/guest-protocol.md): the
 # engine's own mounts there are not wanted.
 _AGENT_MADE = ("/proc", "/sys", "/dev")
@@ -75,7 +77,7 @@ def process_spec(data: Any) -> tuple[ProcessSpec, bool]:
         raise InvalidArgument(f"config.json: process.cwd {cwd!r} is not absolute")
     user = _get(data, "user", dict, {})
     uid, gid = _get(user, "uid", int, 0), _get(user, "gid", int, 0)
-    if not (0 <= uid < 1 << 32 and 0 <= gid < 1 << 32):
+    if not (0 <= uid < MAX_ID and 0 <= gid < MAX_ID):
         raise InvalidArgument("config.json: process.user uid/gid out of range")
     terminal = _get(data, "terminal", bool, False)
     tty = None
@@ -85,10 +87,38 @@ def process_spec(data: Any) -> tuple[ProcessSpec, bool]:
             _get(size, "height", int, 0) or DEFAULT_TTY[0],
             _get(size, "width", int, 0) or DEFAULT_TTY[1],
         )
+    groups = _get(user, "additionalGids", list, [])
+    if not all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < MAX_ID for g in groups):
+        raise InvalidArgument("config.json: process.user.additionalGids must be group ids")
     spec = ProcessSpec(
-        args=args, env=_strings(data, "env"), cwd=cwd, user=f"{uid}:{gid}", tty=tty, stdin=terminal
+        args=args,
+        env=_strings(data, "env"),
+        cwd=cwd,
+        user=f"{uid}:{gid}",
+        tty=tty,
+        stdin=terminal,
+        rlimits=_rlimits(data),
+        groups=tuple(str(g) for g in dict.fromkeys(groups)),
     )
     return spec, terminal
+
+
+def _rlimits(process: Any) -> tuple[Rlimit, ...]:
+    """``process.rlimits``: ``{"type": "RLIMIT_NOFILE", "soft": N, "hard": N}`` each."""
+    found = []
+    for item in _get(process, "rlimits", list, []):
+        kind = _get(item, "type", str, "")
+        name = kind.removeprefix("RLIMIT_").lower()
+        if not kind.startswith("RLIMIT_") or name not in RESOURCES:
+            raise InvalidArgument(f"config.json: unknown rlimit type {kind!r}")
+        soft, hard = _get(item, "soft", int, 0), _get(item, "hard", int, 0)
+        if not (0 <= soft <= UNLIMITED and 0 <= hard <= UNLIMITED):
+            raise InvalidArgument(f"config.json: rlimit {kind} out of range")
+        try:
+            found.append(rlimit(name, soft, hard))
+        except InvalidArgument as e:
+            raise InvalidArgument(f"config.json: {e}") from None
+    return rlimits(found)
 
 
 def _mounts(data: Any) -> list[Mount]:

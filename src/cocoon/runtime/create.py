@@ -19,10 +19,10 @@ from typing import Any
 from cocoon.container import boot, network, volumes
 from cocoon.container import record as records
 from cocoon.container.config import ContainerConfig, NetworkSettings
-from cocoon.container.liveness import start_ticks
 from cocoon.container.spec import check_hostname
 from cocoon.errors import InvalidArgument, from_code
 from cocoon.network import netns
+from cocoon.pids import start_ticks
 from cocoon.runtime import bundle as bundles
 from cocoon.runtime import console, sandbox, shim, spawn, store
 from cocoon.vm import accel as accelerators
@@ -47,6 +47,9 @@ def _record(bundle: bundles.Bundle, container_id: str, stdin: bool) -> records.R
             "image_id": "",
             "command": bundle.process.args,
             "created": time.time(),
+            # The container process removes it as the container ends: delete
+            # then has only the runtime's own state to drop.
+            "remove": True,
         },
         None,
     )
@@ -78,16 +81,12 @@ def _fork_shim(
     rec: records.Record, folder: Path, stdio: shim.Stdio, stdin: bool
 ) -> tuple[int, dict[str, Any]]:
     """The shim's pid (already reparented to the caller's subreaper) and its first report."""
-    _, line = spawn.detached(lambda w: shim.serve(rec.id, w, stdio, stdin, folder / SHIM_LOG))
+    pid, line = spawn.detached(lambda w: shim.serve(rec.id, w, stdio, stdin, folder / SHIM_LOG))
     try:
         report = json.loads(line) if line else {}
     except ValueError:
         report = {}
-    return int(_shim_pid(rec.id)), report
-
-
-def _shim_pid(record_id: str) -> int:
-    return records.load(record_id).monitor_pid or 0
+    return pid, report
 
 
 def _entry(bundle: bundles.Bundle, container_id: str, record: str, pid: int) -> store.Entry:
@@ -108,9 +107,7 @@ def _create_sandbox(
     pid = 0
     try:
         pid = sandbox.spawn()
-        entry = _entry(bundle, container_id, "", pid)
-        entry.sandbox = True
-        store.save(root, entry)
+        store.save(root, _entry(bundle, container_id, "", pid)._replace(sandbox=True))
         spawn.write_pid(pid_file, pid)
     except BaseException:
         if pid:

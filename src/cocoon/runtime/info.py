@@ -1,4 +1,4 @@
-"""What the runtime reports: ``state``, ``ps``, ``list``, ``features``; and what it refuses."""
+"""What the runtime reports: ``state``, ``ps``, ``list``, ``features``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cocoon.errors import Unsupported
 from cocoon.runtime import store
 from cocoon.runtime.status import OCI_VERSION, Status, state, states, status
 
@@ -80,9 +79,6 @@ def show(root: Path, args: argparse.Namespace) -> None:
                 )
         case "features":
             print(json.dumps(features(), indent=2))
-        case "pause" | "resume":
-            store.load(root, args.id)
-            raise Unsupported(f"{args.verb} is not supported by cocoon-runtime yet")
 
 
 __all__ = ["features", "show"]

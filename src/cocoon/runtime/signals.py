@@ -12,9 +12,8 @@ import signal
 import time
 from pathlib import Path
 
+from cocoon import paths
 from cocoon.container import control as controls
-from cocoon.container import record as records
-from cocoon.container.liveness import kill_orphan_vm
 from cocoon.errors import CocoonError, InvalidState, NotFound
 from cocoon.runtime import store
 from cocoon.runtime.status import Status, alive, status
@@ -24,7 +23,8 @@ STOP_WAIT = 15.0  # seconds for a force-deleted container's process to go
 
 def kill(root: Path, container_id: str, signum: int, *, all_processes: bool = False) -> None:
     entry = store.load(root, container_id)
-    if status(entry) is Status.STOPPED:
+    now = status(entry)
+    if now is Status.STOPPED:
         if all_processes:
             return
         raise InvalidState(f"container {container_id} is not running")
@@ -32,6 +32,9 @@ def kill(root: Path, container_id: str, signum: int, *, all_processes: bool = Fa
         os.kill(entry.pid, signum)
         return
     try:
+        if now is Status.PAUSED and signum == signal.SIGKILL:
+            # As runc thaws a frozen cgroup for SIGKILL: a frozen guest acts on nothing.
+            controls.request(entry.record, "unpause")
         controls.request(entry.record, "signal", signal=signum)
     except CocoonError:
         # The control socket is gone while the process lives (it is ending):
@@ -63,17 +66,21 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
         with contextlib.suppress(CocoonError, OSError):
             kill(root, container_id, signal.SIGKILL)
         _wait_gone(entry)
-    if entry.sandbox:
-        store.forget(root, container_id)
-        return
-    from cocoon.container import boot  # the heavy part: only delete needs it
-
-    # A container process killed outright (SIGKILL) could not stop its VM.
-    with contextlib.suppress(CocoonError):
-        kill_orphan_vm(records.load(entry.record))
-    boot.remove_sockets(entry.record)
-    boot.discard(entry.record, remove_volumes=True)
+    if not entry.sandbox and (paths.containers_dir() / entry.record).exists():
+        _clean_up_after(entry.record)
     store.forget(root, container_id)
+
+
+def _clean_up_after(record_id: str) -> None:
+    """What a container process killed outright (SIGKILL) could not remove as it ended."""
+    from cocoon.container import boot  # the heavy part: only this needs it
+    from cocoon.container import record as records
+    from cocoon.container.liveness import kill_orphan_vm
+
+    with contextlib.suppress(CocoonError):
+        kill_orphan_vm(records.load(record_id))
+    boot.remove_sockets(record_id)
+    boot.discard(record_id, remove_volumes=True)
 
 
 __all__ = ["delete", "kill"]

@@ -17,8 +17,7 @@ def start(root: Path, container_id: str) -> None:
         raise InvalidState(f"container {container_id} is {now.value}, not created: cannot start it")
     if not entry.sandbox:
         controls.request(entry.record, "start")
-    entry.started = True
-    store.save(root, entry)
+    store.save(root, entry._replace(started=True))
 
 
 __all__ = ["start"]

@@ -6,8 +6,9 @@ import enum
 from pathlib import Path
 from typing import Any
 
-from cocoon.container.liveness import start_ticks
+from cocoon.container.control import paused
 from cocoon.errors import CocoonError
+from cocoon.pids import start_ticks
 from cocoon.runtime import store
 
 OCI_VERSION = "1.1.0"  # the runtime spec this runtime's state follows
@@ -16,6 +17,7 @@ OCI_VERSION = "1.1.0"  # the runtime spec this runtime's state follows
 class Status(enum.StrEnum):
     CREATED = "created"
     RUNNING = "running"
+    PAUSED = "paused"
     STOPPED = "stopped"
 
 
@@ -27,6 +29,8 @@ def alive(entry: store.Entry) -> bool:
 def status(entry: store.Entry) -> Status:
     if not alive(entry):
         return Status.STOPPED
+    if not entry.sandbox and paused(entry.record):
+        return Status.PAUSED
     return Status.RUNNING if entry.started else Status.CREATED
 
 

@@ -11,13 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cocoon.errors import AlreadyExists, Corrupt, InvalidArgument, NotFound
-from cocoon.files import write_atomic
 
 DEFAULT_ROOT = Path("/run/cocoon-runtime")
 STATE = "state.json"
@@ -25,17 +22,18 @@ STATE = "state.json"
 _ID = re.compile(r"[\w+\-.]+")
 
 
-@dataclass(slots=True)
-class Entry:
+# A NamedTuple, not a dataclass: dataclasses imports inspect, a tenth of
+# what every call of the runtime costs before it does anything.
+class Entry(NamedTuple):
     id: str
     bundle: str
     record: str  # the cocoon container that runs it ("" for a pod sandbox)
     created: str  # RFC 3339, as the OCI state reports it
+    annotations: dict[str, str]
     pid: int = 0  # the per-container process (shim); 0 until it runs
     pid_ticks: int | None = None  # its start time, telling a recycled pid apart
     started: bool = False
     sandbox: bool = False  # a pod sandbox: a host process, no VM (sandbox.py)
-    annotations: dict[str, str] = field(default_factory=dict)
 
 
 def default_root() -> Path:
@@ -72,7 +70,10 @@ def claim(root: Path, container_id: str) -> Path:
 
 
 def save(root: Path, entry: Entry) -> None:
-    write_atomic(root / entry.id / STATE, json.dumps(asdict(entry)).encode())
+    # Imported here, as shutil in forget: state, list and kill write nothing.
+    from cocoon.files import write_atomic
+
+    write_atomic(root / entry.id / STATE, json.dumps(entry._asdict()).encode())
 
 
 def load(root: Path, container_id: str) -> Entry:
@@ -93,6 +94,8 @@ def ids(root: Path) -> list[str]:
 
 
 def forget(root: Path, container_id: str) -> None:
+    import shutil
+
     shutil.rmtree(root / container_id, ignore_errors=True)
 
 
