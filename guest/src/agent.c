@@ -762,6 +762,9 @@ int main(void)
 		fatal("%s", err);
 	if (proc_ns_start(cfg.readonly_root, err, sizeof(err)) < 0)
 		fatal("%s", err);
+	/* A build VM runs one process per step and lives until SHUTDOWN: no
+	 * RUN is the main one (proc 0 never names a process). */
+	have_main = cfg.build;
 	config_free(&cfg);
 
 	uint8_t ready[1 + sizeof(AGENT_VERSION) - 1];

@@ -43,12 +43,15 @@ enum run_tag {
 	TAG_TTY = 0x05,
 	TAG_STDIN = 0x06,
 	TAG_TAR = 0x07,
+	TAG_ROOT = 0x0A, /* build: run in an overlay of the step's folder over lower folders */
 };
 
 /* A TAR field: the process is the agent's own tar code, not ARG's program. */
 enum tar_op {
 	TAR_CREATE = 1,  /* write a tar of path to stdout */
 	TAR_EXTRACT = 2, /* unpack the tar on stdin at path */
+	TAR_LAYER = 3,   /* write an overlay upper folder at path as an OCI layer tar */
+	TAR_UNLAYER = 4, /* unpack the OCI layer tar on stdin as an overlay upper folder */
 };
 #define TAR_ONE_FS 0x01 /* TAR_CREATE: do not descend into other filesystems */
 
@@ -62,6 +65,7 @@ enum config_tag {
 	CFG_ENTROPY = 0x07,
 	CFG_MOUNT = 0x10,
 	CFG_READONLY = 0x11,
+	CFG_BUILD = 0x18, /* a build VM: no main process, up until SHUTDOWN */
 };
 
 struct frame_hdr {
@@ -130,6 +134,11 @@ struct run_spec {
 	uint8_t tar_op;    /* 0 = exec ARG; else enum tar_op */
 	uint8_t tar_flags;
 	char *tar_path;
+	/* ROOT: the step's folder, then the lower folders, top first, each
+	 * NUL-terminated, nroot in all; NULL = the container's own root. */
+	char *root;
+	size_t root_len;
+	size_t nroot;
 };
 
 /*
@@ -139,6 +148,9 @@ struct run_spec {
  */
 int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err, size_t errlen);
 void run_spec_free(struct run_spec *spec);
+
+/* Folders in a ROOT field (the step's and its lowers): overlayfs's own limit. */
+#define ROOT_MAX_DIRS 500
 
 /* Linux's limit on a hostname (HOST_NAME_MAX). */
 #define HOSTNAME_MAX 64
@@ -197,6 +209,7 @@ struct guest_config {
 	struct mount_spec *mounts; /* in mount order; free with config_free */
 	size_t nmounts;
 	int readonly_root;         /* the container sees / read-only */
+	int build;                 /* BUILD: every RUN is an extra process */
 };
 
 /*

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -18,6 +19,9 @@
 #define NAME_MAX_LEN 4095   /* PATH_MAX less the NUL */
 #define PAX_MAX (64 << 10)  /* an extended header larger than this is refused */
 #define DEPTH_MAX 128       /* folders nested deeper are refused, not half-copied */
+#define WHITEOUT ".wh."     /* OCI: a removed name, in a layer */
+#define OPAQUE ".wh..wh..opq" /* OCI: a folder whose lower contents are hidden */
+#define OVL_OPAQUE "trusted.overlay.opaque"
 
 static void say(const char *fmt, const char *what, int err)
 {
@@ -78,11 +82,20 @@ static int put_octal(uint8_t *field, size_t len, uint64_t v)
 
 /* ---- writing ------------------------------------------------------------ */
 
+struct link_seen {
+	dev_t dev;
+	ino_t ino;
+	char *name;
+};
+
 struct writer {
 	int out;
 	int one_fs;
+	int layer; /* an overlay upper folder, written as an OCI layer */
 	dev_t dev;
 	char path[NAME_MAX_LEN + 1]; /* the entry's name */
+	struct link_seen *links;     /* layer: files of several names, first name each */
+	size_t nlinks;
 };
 
 static int emit(struct writer *w, const void *p, size_t n)
@@ -212,6 +225,67 @@ static int write_file(struct writer *w, int dirfd, const char *name, const struc
 
 static int write_tree(struct writer *w, int dirfd, const char *name, int depth);
 
+/* An empty file entry named w->path's first `keep` bytes, then sep and
+ * marker, then what followed in w->path: a whiteout or an opaque mark. */
+static int write_marker(struct writer *w, size_t keep, const char *sep, const char *marker)
+{
+	static char saved[NAME_MAX_LEN + 1];
+	snprintf(saved, sizeof(saved), "%s", w->path);
+	int n = snprintf(w->path + keep, sizeof(w->path) - keep, "%s%s%s", sep, marker,
+			 saved + keep);
+	int rc;
+	if (n < 0 || (size_t)n >= sizeof(w->path) - keep) {
+		say("%s: %s", saved, ENAMETOOLONG);
+		rc = -1;
+	} else {
+		struct stat none = {0};
+		rc = write_header(w, &none, '0', 0, NULL);
+	}
+	memcpy(w->path, saved, sizeof(saved));
+	return rc;
+}
+
+/* overlayfs marks a folder that hides the lower ones' contents so. */
+static int opaque(int dirfd, const char *name)
+{
+	char value[2];
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = fgetxattr(fd, OVL_OPAQUE, value, sizeof(value));
+	close(fd);
+	return n == 1 && value[0] == 'y';
+}
+
+/*
+ * What an overlay upper folder's entry becomes in an OCI layer: 0 when
+ * written here (a whiteout, a further name of a file), 1 when it is to be
+ * written as it is, -1 on an error.
+ */
+static int layer_entry(struct writer *w, const struct stat *st)
+{
+	if (S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0)) {
+		const char *slash = strrchr(w->path, '/');
+		size_t keep = slash ? (size_t)(slash - w->path) + 1 : 0;
+		return write_marker(w, keep, "", WHITEOUT);
+	}
+	if (!S_ISREG(st->st_mode) || st->st_nlink < 2)
+		return 1;
+	for (size_t i = 0; i < w->nlinks; i++)
+		if (w->links[i].dev == st->st_dev && w->links[i].ino == st->st_ino)
+			return write_header(w, st, '1', 0, w->links[i].name);
+	struct link_seen *more = realloc(w->links, (w->nlinks + 1) * sizeof(*more));
+	if (more)
+		w->links = more;
+	char *name = more ? strdup(w->path) : NULL;
+	if (!name) {
+		say("%s: %s", w->path, ENOMEM);
+		return -1;
+	}
+	w->links[w->nlinks++] = (struct link_seen){st->st_dev, st->st_ino, name};
+	return 1;
+}
+
 static int write_dir(struct writer *w, int fd, int depth)
 {
 	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -250,6 +324,11 @@ static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
 		say("stat %s: %s", w->path, errno);
 		return -1;
 	}
+	if (w->layer) {
+		int rc = layer_entry(w, &st);
+		if (rc <= 0)
+			return rc;
+	}
 	if (S_ISREG(st.st_mode))
 		return write_file(w, dirfd, name, &st);
 	if (S_ISLNK(st.st_mode)) {
@@ -283,6 +362,8 @@ static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
 		if (rc < 0)
 			return -1;
 	}
+	if (w->layer && len && opaque(dirfd, name) && write_marker(w, len, "/", OPAQUE) < 0)
+		return -1;
 	if (w->one_fs && st.st_dev != w->dev)
 		return 0;
 	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -295,12 +376,13 @@ static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
 	return rc;
 }
 
-int tar_create(int out, const char *path, int one_fs)
+static int write_archive(int out, const char *path, int one_fs, int layer)
 {
 	static struct writer w;
 	memset(&w, 0, sizeof(w));
 	w.out = out;
 	w.one_fs = one_fs;
+	w.layer = layer;
 	struct stat st;
 	if (lstat(path, &st) < 0) {
 		say("%s: %s", path, errno);
@@ -309,10 +391,24 @@ int tar_create(int out, const char *path, int one_fs)
 	w.dev = st.st_dev;
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
-	snprintf(w.path, sizeof(w.path), "%s", base);
+	/* A layer's entries are named from inside the folder, which is not one. */
+	snprintf(w.path, sizeof(w.path), "%s", layer ? "" : base);
 	int rc = write_tree(&w, AT_FDCWD, path, 0);
+	for (size_t i = 0; i < w.nlinks; i++)
+		free(w.links[i].name);
+	free(w.links);
 	static const uint8_t end[2 * BLOCK];
 	return rc < 0 ? -1 : emit(&w, end, sizeof(end));
+}
+
+int tar_create(int out, const char *path, int one_fs)
+{
+	return write_archive(out, path, one_fs, 0);
+}
+
+int tar_layer(int out, const char *path)
+{
+	return write_archive(out, path, 0, 1);
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -507,10 +603,13 @@ static int next_entry(int in, struct entry *e)
 	}
 }
 
+static int read_archive(int in, const char *path, int overlay);
+
 struct reader {
 	int in;
 	int dest;           /* the folder entries land in */
 	const char *rename; /* replaces every entry's first component; NULL = keep */
+	int overlay;        /* an OCI layer becoming an overlay upper folder */
 };
 
 /* The entry's name under dest, renamed as asked; NULL if refused. */
@@ -569,6 +668,50 @@ static int extract_file(const struct reader *r, const char *name, const struct e
 	return rc;
 }
 
+/*
+ * An OCI whiteout or opaque mark, made as overlayfs keeps them in an upper
+ * folder: a 0/0 character device, a trusted.overlay.opaque folder. 0 when
+ * name was one (handled), 1 for an ordinary entry, -1 on an error.
+ */
+static int overlay_marker(const struct reader *r, const char *name)
+{
+	const char *slash = strrchr(name, '/');
+	const char *base = slash ? slash + 1 : name;
+	if (strncmp(base, WHITEOUT, strlen(WHITEOUT)))
+		return 1;
+	char dir[NAME_MAX_LEN + 1];
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - name) : 1, slash ? name : ".");
+	if (!strcmp(base, OPAQUE)) {
+		if (mkdirat(r->dest, dir, 0755) < 0 && errno != EEXIST)
+			goto fail;
+		int fd = openat(r->dest, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			goto fail;
+		int rc = fsetxattr(fd, OVL_OPAQUE, "y", 1, 0);
+		close(fd);
+		if (rc < 0)
+			goto fail;
+		return 0;
+	}
+	if (!strncmp(base, WHITEOUT WHITEOUT, 2 * strlen(WHITEOUT)))
+		return 0; /* another tool's own bookkeeping, not a name */
+	char target[2 * (NAME_MAX_LEN + 1)];
+	snprintf(target, sizeof(target), "%s%s%s", slash ? dir : "", slash ? "/" : "",
+		 base + strlen(WHITEOUT));
+	if (tar_clean_name(target) < 0)
+		return -1;
+	struct stat st;
+	if (fstatat(r->dest, target, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    unlinkat(r->dest, target, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
+		goto fail;
+	if (mknodat(r->dest, target, S_IFCHR, makedev(0, 0)) < 0)
+		goto fail;
+	return 0;
+fail:
+	say("whiteout %s: %s", name, errno);
+	return -1;
+}
+
 static int extract_one(const struct reader *r, struct entry *e)
 {
 	char buf[NAME_MAX_LEN + 1], lbuf[NAME_MAX_LEN + 1];
@@ -578,6 +721,11 @@ static int extract_one(const struct reader *r, struct entry *e)
 		return -1;
 	}
 	make_parents(r->dest, name);
+	if (r->overlay) {
+		int rc = overlay_marker(r, name);
+		if (rc <= 0)
+			return rc < 0 ? -1 : skip(r->in, e->size);
+	}
 	struct stat st;
 	int exists = fstatat(r->dest, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	/* What is there is replaced, but a folder is merged into. */
@@ -633,9 +781,23 @@ static int extract_one(const struct reader *r, struct entry *e)
 	return e->type == '0' || e->type == '7' ? 0 : skip(r->in, e->size);
 }
 
+int tar_unlayer(int in, const char *path)
+{
+	if (mkdir_p(path, 0755) < 0) {
+		say("%s: %s", path, errno);
+		return -1;
+	}
+	return read_archive(in, path, 1);
+}
+
 int tar_extract(int in, const char *path)
 {
-	struct reader r = {in, -1, NULL};
+	return read_archive(in, path, 0);
+}
+
+static int read_archive(int in, const char *path, int overlay)
+{
+	struct reader r = {in, -1, NULL, overlay};
 	struct stat st;
 	char parent[NAME_MAX_LEN + 1];
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {

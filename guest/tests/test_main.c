@@ -18,10 +18,13 @@
 #include "net.h"
 #include "process.h"
 #include "copytree.h"
+#include "layers.h"
 #include "protocol.h"
 #include "tar.h"
 #include "userdb.h"
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 
 static int passed, failed;
 
@@ -478,6 +481,69 @@ static void test_tar(void)
 	CHECK(system(cmd) == 0);
 }
 
+/* An overlay upper folder as an OCI layer and back: whiteouts, opaque
+ * folders and hard links survive the round trip. */
+static void test_layers(void)
+{
+	char opts[256];
+	const char root[] = "/b/3\0/b/2\0/b/1";
+	CHECK(layers_options(root, 3, opts, sizeof(opts)) == 0);
+	CHECK_STR(opts, "lowerdir=/b/2/upper:/b/1/upper:/,upperdir=/b/3/upper,workdir=/b/3/work,"
+			"redirect_dir=off,index=off,metacopy=off");
+	CHECK(layers_options(root, 3, opts, 40) < 0);
+
+	char tmp[] = "/tmp/cocoon-layer-XXXXXX";
+	if (!mkdtemp(tmp)) {
+		CHECK(0);
+		return;
+	}
+	char p[512], q[512];
+	snprintf(p, sizeof(p), "%s/upper", tmp);
+	mkdir(p, 0755);
+	snprintf(p, sizeof(p), "%s/upper/keep", tmp);
+	write_text(p, "kept\n");
+	snprintf(q, sizeof(q), "%s/upper/keep2", tmp);
+	CHECK(link(p, q) == 0);
+	snprintf(p, sizeof(p), "%s/upper/gone", tmp);
+	int can_mknod = mknod(p, S_IFCHR, makedev(0, 0)) == 0;
+	snprintf(p, sizeof(p), "%s/upper/dir", tmp);
+	mkdir(p, 0711);
+	int can_xattr = setxattr(p, "trusted.overlay.opaque", "y", 1, 0) == 0;
+	snprintf(p, sizeof(p), "%s/upper/dir/f", tmp);
+	write_text(p, "f\n");
+
+	snprintf(p, sizeof(p), "%s/layer.tar", tmp);
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	snprintf(p, sizeof(p), "%s/upper", tmp);
+	CHECK(fd >= 0 && tar_layer(fd, p) == 0);
+	static char tar[1 << 16];
+	ssize_t n = pread(fd, tar, sizeof(tar), 0);
+	CHECK(n > 0 && !memmem(tar, (size_t)n, "upper", 5));
+	CHECK(!can_mknod || memmem(tar, (size_t)n, ".wh.gone", 9));
+	CHECK(!can_xattr || memmem(tar, (size_t)n, "dir/.wh..wh..opq", 17));
+
+	snprintf(p, sizeof(p), "%s/out/upper", tmp);
+	lseek(fd, 0, SEEK_SET);
+	CHECK(tar_unlayer(fd, p) == 0);
+	close(fd);
+	struct stat a, b;
+	snprintf(p, sizeof(p), "%s/out/upper/keep", tmp);
+	snprintf(q, sizeof(q), "%s/out/upper/keep2", tmp);
+	CHECK(text_is(p, "kept\n") && stat(p, &a) == 0 && stat(q, &b) == 0 && a.st_ino == b.st_ino);
+	snprintf(p, sizeof(p), "%s/out/upper/gone", tmp);
+	CHECK(!can_mknod || (lstat(p, &a) == 0 && S_ISCHR(a.st_mode) && a.st_rdev == 0));
+	snprintf(p, sizeof(p), "%s/out/upper/dir", tmp);
+	char v[2] = "";
+	CHECK(!can_xattr || getxattr(p, "trusted.overlay.opaque", v, sizeof(v)) == 1);
+	CHECK(stat(p, &a) == 0 && (a.st_mode & 07777) == 0711);
+	snprintf(p, sizeof(p), "%s/out/upper/dir/f", tmp);
+	CHECK(text_is(p, "f\n"));
+
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	CHECK(system(cmd) == 0);
+}
+
 static void test_process_helpers(void)
 {
 	char out[32];
@@ -591,6 +657,8 @@ static void check_vector(const char *kind, const char *name, const char *result,
 			CHECK_STR(r.user, "1000:1000");
 			CHECK(r.tty && r.rows == 24 && r.cols == 80 && r.stdin_open);
 		}
+		if (rc == 0 && strcmp(name, "root") == 0)
+			CHECK(r.nroot == 2 && str_eq(r.root, "/b/2") && str_eq(r.root + 5, "/b/1"));
 		if (rc == 0)
 			run_spec_free(&r);
 	} else {
@@ -816,6 +884,7 @@ int main(int argc, char **argv)
 	test_net();
 	test_mounts();
 	test_tar();
+	test_layers();
 	test_process_helpers();
 	test_keep_fds();
 	test_users();

@@ -123,6 +123,9 @@ def test_encoders_produce_the_shared_vectors():
         stdin=True,
     )
     assert vectors("run")["basic"] == ("ok", encode_run(spec))
+    step = ProcessSpec(args=["sh"], env=[], root=("/b/2", "/b/1"))
+    assert vectors("run")["root"][1][7:] in encode_run(step)  # after its ARG field
+    assert vectors("config")["build"] == ("ok", GuestConfig(build=True).encode())
     assert vectors("frame")["config"] == ("ok", encode(Msg.CONFIG, 0, config.encode()))
 
 

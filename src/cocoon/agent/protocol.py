@@ -55,11 +55,14 @@ class Field(enum.IntEnum):
     TTY = 0x05
     STDIN = 0x06
     TAR = 0x07
+    ROOT = 0x0A  # build: an overlay of the step's folder over lower folders
 
 
 class TarOp(enum.IntEnum):
     CREATE = 1  # a tar of the path on stdout
     EXTRACT = 2  # the tar on stdin unpacked at the path
+    LAYER = 3  # an overlay upper folder at the path, as an OCI layer tar on stdout
+    UNLAYER = 4  # the OCI layer tar on stdin, made an overlay upper folder at the path
 
 
 TAR_ONE_FS = 0x01  # CREATE: folders of other filesystems stay empty
@@ -75,6 +78,7 @@ class ConfigField(enum.IntEnum):
     ENTROPY = 0x07
     MOUNT = 0x10
     READONLY = 0x11
+    BUILD = 0x18  # a build VM: no main process
 
 
 class MountKind(enum.IntEnum):
@@ -171,6 +175,10 @@ def encode_run(spec: ProcessSpec) -> bytes:
         if "\0" in path:
             raise InvalidArgument(f"NUL byte in path {path!r}")
         parts.append(_field(Field.TAR, bytes([op, flags]) + path.encode()))
+    if spec.root is not None:
+        if any("\0" in folder for folder in spec.root):
+            raise InvalidArgument(f"NUL byte in a build folder {spec.root!r}")
+        parts.append(_field(Field.ROOT, b"".join(f.encode() + b"\0" for f in spec.root)))
     return b"".join(parts)
 
 
@@ -207,6 +215,7 @@ class GuestConfig:
     readonly: bool = False  # the container's root is read-only
     mac: str | None = None  # eth0's hardware address, aa:bb:cc:dd:ee:ff
     entropy: bytes | None = None  # fresh host bytes for the guest's RNG
+    build: bool = False  # a build VM: every RUN is an extra process, up until SHUTDOWN
 
     def encode(self) -> bytes:
         parts = []
@@ -229,6 +238,8 @@ class GuestConfig:
             parts.append(_field(ConfigField.MAC, _mac(self.mac)))
         if self.entropy is not None:
             parts.append(_field(ConfigField.ENTROPY, self.entropy))
+        if self.build:
+            parts.append(_field(ConfigField.BUILD, b""))
         return b"".join(parts)
 
 

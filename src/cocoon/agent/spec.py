@@ -22,6 +22,9 @@ class ProcessSpec:
     # (protocol.TarOp, flags, absolute path): the agent's own tar runs instead
     # of args (cp, export); never part of a record.
     tar: tuple[int, int, str] | None = None
+    # A build step's folder, then the lower steps' folders, top first: the
+    # process runs in their overlay over the VM's root; never part of a record.
+    root: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
