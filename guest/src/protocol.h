@@ -43,7 +43,7 @@ enum run_tag {
 	TAG_TTY = 0x05,
 	TAG_STDIN = 0x06,
 	TAG_TAR = 0x07,
-	TAG_ROOT = 0x0A, /* build: run in an overlay of the step's folder over lower folders */
+	TAG_ROOT = 0x0a, /* build: run in an overlay of the step's folder over lower folders */
 };
 
 /* A TAR field: the process is the agent's own tar code, not ARG's program. */
