@@ -1,0 +1,230 @@
+"""The build VM: one microVM per stage that runs every step of it.
+
+The VM's root disk is a copy-on-write overlay of the stage's base image disk
+(an empty ext4 for ``FROM scratch``); a second, sparse disk holds one folder
+per step. The agent runs in build mode (``CONFIG BUILD``): no process ends
+the VM. Each step's process gets a ``ROOT`` field, so it runs in an overlay
+of its own folder's ``upper`` over the earlier steps' and the base root, and
+its changes land in that one folder, which ``TAR LAYER`` then streams back
+as an OCI layer (whiteouts translated by the agent). A layer taken from the
+cache is turned back into a step folder by ``TAR UNLAYER``, so a stage whose
+first steps are cached boots only for the first step that is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from cocoon import paths
+from cocoon.agent.listener import Listener
+from cocoon.agent.protocol import GuestConfig, GuestMount, Msg, MountKind, TarOp
+from cocoon.agent.session import ExitStatus, Process
+from cocoon.agent.spec import ProcessSpec
+from cocoon.errors import ExternalError
+from cocoon.image.model import Image
+from cocoon.image.store import ImageStore
+from cocoon.rootfs import ext4
+from cocoon.rootfs.disks import container_disk, image_disk
+from cocoon.vm import accel as accelerators
+from cocoon.vm import backend
+from cocoon.vm import machine as vms
+from cocoon.vm.artifacts import artifacts
+
+Sink = Callable[[bytes], None]
+STEPS = "/dev/.cocoon-build"  # in the VM's devtmpfs: never in a step's root
+STEPS_SERIAL = "cocoon-build"
+STEPS_SIZE = 64 << 30  # sparse: costs what the steps write
+SCRATCH_SIZE = 1 << 30  # the empty root of FROM scratch
+BOOT_TIMEOUT = 120.0
+STOP_GRACE = 10.0
+MEMORY_MIB = 512
+
+
+def work_dir() -> Path:
+    """Where build VMs keep their disks and sockets while they run."""
+    return paths.state_dir() / "build"
+
+
+class BuildVM:
+    """A booted build VM; ``close`` stops it and removes everything it made."""
+
+    def __init__(
+        self, store: ImageStore, base: Image | None, *, cpus: int = 1, memory_mib: int = MEMORY_MIB
+    ) -> None:
+        work_dir().mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="vm-", dir=work_dir()))
+        self._steps = 0
+        self._proc = 0
+        self.machine: vms.Machine | None = None
+        self.listener: Listener | None = None
+        try:
+            self._boot(store, base, cpus, memory_mib)
+        except BaseException:
+            self.close()
+            raise
+
+    def _boot(self, store: ImageStore, base: Image | None, cpus: int, memory_mib: int) -> None:
+        root = self.folder / "root.qcow2"
+        if base is None:
+            root = self.folder / "root.img"
+            ext4.make_empty(root, SCRATCH_SIZE)
+        else:
+            container_disk(root, image_disk(store, base))
+        steps = self.folder / "steps.img"
+        ext4.make_empty(steps, STEPS_SIZE)
+        arts = artifacts()
+        sockets = self.folder
+        spec = vms.MachineSpec(
+            kernel=arts.kernel,
+            initrd=arts.initrd,
+            accel=accelerators.choose("auto", arts.kernel, arts.initrd),
+            cpus=cpus,
+            memory_mib=memory_mib,
+            disks=[
+                vms.Disk(root, "qcow2" if base is not None else "raw"),
+                vms.Disk(steps, "raw", serial=STEPS_SERIAL),
+            ],
+            agent_socket=sockets / "agent.sock",
+            control_socket=sockets / "vmm.sock",
+            console=self.folder / "console.log",
+            params={"root": "vda"},
+        )
+        self.listener = Listener(spec.agent_socket)
+        self.machine = backend.create(spec)
+        self.machine.start()
+        try:
+            self.channel = self.listener.accept(self.machine.events, BOOT_TIMEOUT)
+            config = GuestConfig(
+                hostname="cocoon-build",
+                time_ns=time.time_ns(),
+                mounts=[GuestMount(MountKind.EXT4, STEPS, STEPS_SERIAL)],
+                entropy=os.urandom(64),
+                build=True,
+            )
+            self.channel.send(Msg.CONFIG, 0, config.encode())
+            self.channel.wait_ready(BOOT_TIMEOUT)
+        except ExternalError as e:
+            raise ExternalError(f"build VM: {e}: {self.machine.last_words()}") from e
+
+    # -- steps ---------------------------------------------------------------
+
+    def new_step(self) -> int:
+        """The number of a new step folder, stacked on all earlier ones."""
+        self._steps += 1
+        return self._steps
+
+    def _root(self, step: int) -> tuple[str, ...]:
+        return tuple(f"{STEPS}/{n}" for n in range(step, 0, -1))
+
+    def _process(self) -> Process:
+        self._proc += 1
+        return Process(self.channel, self._proc)
+
+    def run(
+        self,
+        step: int,
+        argv: list[str],
+        env: list[str],
+        *,
+        cwd: str,
+        user: str,
+        stdout: Sink,
+        stderr: Sink,
+    ) -> ExitStatus:
+        """Run a RUN instruction's command in ``step``'s root."""
+        spec = ProcessSpec(argv, env, cwd=cwd, user=user, root=self._root(step))
+        process = self._process()
+        process.start(spec)
+        return process.relay(stdout, stderr)
+
+    def _tar(self, step: int | None, op: TarOp, path: str, source: BinaryIO | None) -> bytes:
+        """The agent's tar in the VM; what it writes, or ExternalError with its words."""
+        root = None if step is None else self._root(step)
+        spec = ProcessSpec(["cocoon-tar"], [], tar=(op, 0, path), stdin=source is not None, root=root)
+        out, err = bytearray(), bytearray()
+        process = self._process()
+        process.start(spec)
+        if source is not None:
+            process.feed_stdin(source.fileno())
+        status = process.relay(out.extend, err.extend)
+        if status.code != 0:
+            said = err.decode(errors="replace").strip().splitlines()
+            raise ExternalError(f"build VM: {said[-1] if said else status.error or status.code}")
+        return bytes(out)
+
+    def extract(self, step: int, tar: BinaryIO) -> None:
+        """Unpack ``tar`` (names relative to /) in ``step``'s root: COPY and ADD."""
+        self._tar(step, TarOp.EXTRACT, "/", tar)
+
+    def read_file(self, step: int, path: str) -> bytes:
+        """A tar of one file of ``step``'s root (e.g. /etc/passwd for --chown)."""
+        return self._tar(step, TarOp.CREATE, path, None)
+
+    def layer(self, step: int, sink: Sink) -> None:
+        """``step``'s changes as an OCI layer tar, given to ``sink`` piece by piece."""
+        spec = ProcessSpec(["cocoon-tar"], [], tar=(TarOp.LAYER, 0, f"{STEPS}/{step}/upper"))
+        err = bytearray()
+        process = self._process()
+        process.start(spec)
+        status = process.relay(sink, err.extend)
+        if status.code != 0:
+            said = err.decode(errors="replace").strip().splitlines()
+            raise ExternalError(f"build VM: reading a layer: {said[-1] if said else status.code}")
+
+    def unlayer(self, step: int, tar: BinaryIO) -> None:
+        """Make ``step``'s folder hold the (uncompressed) OCI layer ``tar``."""
+        self._tar(None, TarOp.UNLAYER, f"{STEPS}/{step}/upper", tar)
+
+    # -- the end -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the VM (the guest powers off when the port closes) and remove its files."""
+        if self.machine is not None:
+            with contextlib.suppress(Exception):
+                self.channel.send(Msg.SHUTDOWN, 0)
+            with contextlib.suppress(Exception):
+                self.channel.close()
+            with contextlib.suppress(Exception):
+                self.machine.stop(STOP_GRACE)
+            self.machine.kill()
+        if self.listener is not None:
+            self.listener.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def pipe_from(write: Callable[[BinaryIO], None]) -> Iterator[BinaryIO]:
+    """A readable pipe that a thread fills with ``write``: a stream for a VM's stdin."""
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb")
+    failed: list[BaseException] = []
+
+    def fill() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as w:
+                write(w)
+        except BrokenPipeError:
+            pass
+        except BaseException as e:  # handed to the caller's thread
+            failed.append(e)
+
+    thread = threading.Thread(target=fill, name="cocoon-build-feed", daemon=True)
+    thread.start()
+    try:
+        yield reader
+    finally:
+        reader.close()
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
+__all__ = ["BuildVM", "pipe_from", "work_dir"]
