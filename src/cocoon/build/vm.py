@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from cocoon import paths
 from cocoon.agent.listener import Listener
-from cocoon.agent.protocol import GuestConfig, GuestMount, Msg, MountKind, TarOp
+from cocoon.agent.protocol import GuestConfig, GuestMount, MountKind, Msg, TarOp
 from cocoon.agent.session import ExitStatus, Process
 from cocoon.agent.spec import ProcessSpec
 from cocoon.errors import ExternalError
@@ -148,7 +148,8 @@ class BuildVM:
     def _tar(self, step: int | None, op: TarOp, path: str, source: BinaryIO | None) -> bytes:
         """The agent's tar in the VM; what it writes, or ExternalError with its words."""
         root = None if step is None else self._root(step)
-        spec = ProcessSpec(["cocoon-tar"], [], tar=(op, 0, path), stdin=source is not None, root=root)
+        stdin = source is not None
+        spec = ProcessSpec(["cocoon-tar"], [], tar=(op, 0, path), stdin=stdin, root=root)
         out, err = bytearray(), bytearray()
         process = self._process()
         process.start(spec)

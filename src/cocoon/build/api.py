@@ -1,0 +1,87 @@
+"""One entry point for every face of ``build``: CLI, library, client, Docker API.
+
+It finds the context (a folder, or a tar stream unpacked into a temporary
+folder that goes when the build ends), the Dockerfile (in the context, a
+host path, or text) and the context's ``.dockerignore``, then runs the
+executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from cocoon.build.executor import BuildOptions
+from cocoon.build.executor import build as run_build
+from cocoon.build.progress import Quiet
+from cocoon.build.vm import work_dir
+from cocoon.errors import InvalidArgument, NotFound
+from cocoon.image.model import Image
+from cocoon.image.store import ImageStore
+
+DOCKERFILE = "Dockerfile"
+DOCKERFILE_MAX = 16 << 20
+
+
+@contextlib.contextmanager
+def _context(source: str | Path | IO[bytes]) -> Iterator[Any]:
+    """The build context of a folder, or of a tar stream (unpacked, removed after)."""
+    from cocoon.build.context import Context
+    from cocoon.build.ignore import Ignore
+
+    if not isinstance(source, str | Path):
+        work_dir().mkdir(parents=True, exist_ok=True)
+        into = Path(tempfile.mkdtemp(prefix="context-", dir=work_dir()))
+        try:
+            context = Context.from_tar(source, into)
+            yield context
+        finally:
+            shutil.rmtree(into, ignore_errors=True)
+        return
+    root = Path(source)
+    if not root.is_dir():
+        raise NotFound(f"{source}: no such build context folder")
+    ignore = root / ".dockerignore"
+    text = ignore.read_text(errors="replace") if ignore.is_file() else ""
+    yield Context(root, Ignore.parse(text))
+
+
+def _dockerfile(root: Path, dockerfile: str | Path | None, text: str | None) -> tuple[str, str]:
+    """(text, name for messages) of the Dockerfile."""
+    if text is not None:
+        return text, DOCKERFILE
+    path = root / DOCKERFILE if dockerfile is None else Path(dockerfile)
+    if dockerfile is not None and not path.is_absolute() and not path.exists():
+        path = root / path  # the Docker API names it inside the context
+    try:
+        with open(path, "rb") as f:
+            data = f.read(DOCKERFILE_MAX + 1)
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such Dockerfile") from None
+    except IsADirectoryError:
+        raise InvalidArgument(f"{path}: is a folder, not a Dockerfile") from None
+    if len(data) > DOCKERFILE_MAX:
+        raise InvalidArgument(f"{path}: a Dockerfile larger than 16 MiB")
+    return data.decode(errors="replace"), path.name
+
+
+def build(
+    context: str | Path | IO[bytes],
+    opts: BuildOptions,
+    *,
+    dockerfile: str | Path | None = None,
+    dockerfile_text: str | None = None,
+    progress: Quiet | None = None,
+    store: ImageStore | None = None,
+) -> Image:
+    """Build an image from ``context`` (a folder, or a tar stream of one)."""
+    with _context(context) as ctx:
+        text, name = _dockerfile(Path(ctx.root), dockerfile, dockerfile_text)
+        return run_build(ctx, text, opts, store=store, progress=progress, filename=name)
+
+
+__all__ = ["BuildOptions", "build"]

@@ -1,0 +1,394 @@
+"""Run a parsed Dockerfile: stages in order, each filesystem step cached or run in a build VM.
+
+A stage starts from an image (pulled if missing, or always with ``pull``),
+from ``scratch`` or from an earlier stage. Instructions that only change
+the config are applied by ``StageState`` on the host; RUN, COPY and ADD each
+make one layer, taken from the cache when their key matches (no VM at all)
+or made in the stage's build VM, booted at the first step that needs it.
+Only the target stage becomes an image; a failure leaves no image, no VM
+and no temporary files (the layers it stored stay as cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cocoon.build import cache as caches
+from cocoon.build.assemble import assemble
+from cocoon.build.layers import Layer, copy_tar, store_layer
+from cocoon.build.progress import Quiet
+from cocoon.build.sources import Trees, chain_of
+from cocoon.build.vm import BuildVM, pipe_from, work_dir
+from cocoon.errors import ExternalError, InvalidArgument, NotFound
+from cocoon.image.model import Image, loads
+from cocoon.image.store import ImageStore
+from cocoon.stamps import rfc3339
+
+FS_STEPS = ("RUN", "COPY", "ADD")
+PLATFORMS = ("linux/amd64", "linux/x86_64", "amd64")  # what the build VM runs
+
+
+class BuildFailed(ExternalError):
+    """A RUN ended with a non-zero status; ``tail`` holds its last output lines."""
+
+    def __init__(self, message: str, code: int, tail: Sequence[str]) -> None:
+        super().__init__(message)
+        self.exit_code = code
+        self.tail = list(tail)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    tags: tuple[str, ...] = ()
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    pull: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    platform: str | None = None
+    network: str | None = None
+
+
+@dataclass(slots=True)
+class StageResult:
+    """A stage's outcome: its base image, the layers and history made on top, its config."""
+
+    base: Image | None
+    base_doc: dict[str, Any]
+    layers: list[Layer]
+    history: list[dict[str, Any]]
+    config: dict[str, Any]
+    key: str  # the cache chain at the stage's end
+
+    def copy(self) -> StageResult:
+        return StageResult(
+            self.base,
+            self.base_doc,
+            list(self.layers),
+            [dict(h) for h in self.history],
+            dict(self.config),
+            self.key,
+        )
+
+    def tree_layers(self) -> list:
+        base = self.base.layers if self.base is not None else ()
+        diff_ids = (self.base_doc.get("rootfs") or {}).get("diff_ids") or []
+        return chain_of(base, diff_ids, self.layers)
+
+
+def check_platform(platform: str | None, what: str) -> None:
+    if platform is not None and platform.lower() not in PLATFORMS:
+        raise InvalidArgument(f"{what} {platform}: only linux/amd64 can be built here")
+
+
+def check_network(network: str | None) -> None:
+    # Build VMs have no network card yet: RUN steps work offline.
+    if network not in (None, "none", "default"):
+        raise InvalidArgument(f"--network {network}: build steps support only none")
+
+
+class Builder:
+    def __init__(
+        self,
+        dockerfile: Any,  # build.dockerfile.Dockerfile
+        context: Any,  # build.context.Context
+        opts: BuildOptions,
+        *,
+        store: ImageStore,
+        progress: Quiet,
+        filename: str = "Dockerfile",
+    ) -> None:
+        self.df = dockerfile
+        self.context = context
+        self.opts = opts
+        self.store = store
+        self.progress = progress
+        self.filename = filename
+        self.cache = caches.LayerCache(store)
+        self.work = Path(tempfile.mkdtemp(prefix="run-", dir=_work()))
+        self.trees = Trees(store, self.work)
+        self.results: dict[str, StageResult] = {}
+        self.meta = self._meta_args()
+
+    # -- the whole build ------------------------------------------------------
+
+    def build(self) -> Image:
+        from cocoon.build.dockerfile import select
+
+        check_platform(self.opts.platform, "--platform")
+        check_network(self.opts.network)
+        try:
+            with self.store.ingest():
+                stages = select(self.df, self.opts.target)
+                result = None
+                for number, stage in enumerate(stages, 1):
+                    result = self._stage(stage, number, len(stages))
+                    self.results[str(stage.index)] = result
+                    if stage.name:
+                        self.results[stage.name.lower()] = result
+                assert result is not None
+                config = dict(result.config)
+                if self.opts.labels:
+                    config["Labels"] = {**(config.get("Labels") or {}), **self.opts.labels}
+                return assemble(
+                    self.store,
+                    result.base,
+                    result.base_doc,
+                    result.layers,
+                    result.history,
+                    config,
+                    self.opts.tags,
+                )
+        finally:
+            self.trees.close()
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def _meta_args(self) -> dict[str, str]:
+        """The values of the ARGs before the first FROM: defaults, then --build-arg."""
+        from cocoon.build.expand import expand
+
+        values: dict[str, str] = {}
+        for instr in self.df.meta_args:
+            for word in instr.args:
+                name, eq, default = word.partition("=")
+                if name in self.opts.build_args:
+                    values[name] = self.opts.build_args[name]
+                elif eq:
+                    values[name] = expand(default, values, escape=self.df.escape)
+        return values
+
+    # -- one stage ------------------------------------------------------------
+
+    def _parent(self, stage: Any) -> StageResult:
+        from cocoon.build.stage import base_ref
+
+        word = base_ref(stage, self.meta, self.opts.build_args)
+        check_platform(stage.platform, f"{self.filename}:{stage.line}: FROM --platform")
+        if word.lower() == "scratch":
+            return StageResult(None, {}, [], [], {}, caches.chain("scratch"))
+        earlier = self.results.get(word.lower())
+        if earlier is not None and not word.isdigit():
+            return earlier.copy()
+        image = self._image(word, stage.line)
+        doc = loads(self.store.read_blob(image.manifest.config.digest), f"image {word}")
+        return StageResult(image, doc, [], [], dict(doc.get("config") or {}), image.id)
+
+    def _image(self, ref: str, line: int) -> Image:
+        from cocoon.image.registry import resolve_or_pull
+
+        try:
+            policy = "always" if self.opts.pull else "missing"
+            return resolve_or_pull(ref, self.store, policy=policy)
+        except NotFound as e:
+            raise NotFound(f"{self.filename}:{line}: {e}") from e
+
+    def _stage(self, stage: Any, number: int, count: int) -> StageResult:
+        from cocoon.build.stage import StageState
+
+        result = self._parent(stage)
+        state = StageState(result.config, self.meta, self.opts.build_args, self.df.escape)
+        runner = _Runner(self.store, result)
+        try:
+            instructions = [*state.onbuild_triggers(), *stage.instructions]
+            name = stage.name or str(stage.index)
+            for i, instr in enumerate(instructions, 1):
+                label = f"[{name} {number}/{count}] STEP {i}/{len(instructions)}:"
+                if instr.keyword in FS_STEPS:
+                    self._fs_step(instr, state, result, runner, label)
+                else:
+                    self.progress.step(label, instr.text)
+                    state.apply(instr)
+                    result.key = caches.chain(result.key, instr.text, state.cache_args())
+                    if instr.keyword != "ARG":
+                        result.history.append(_history(instr.text, empty=True))
+            result.config = dict(state.config)
+            unused = getattr(state, "unused_build_args", ())
+            if unused and number == count:
+                names = ", ".join(sorted(unused))
+                self.progress.note(f"warning: build arguments not used: {names}")
+        finally:
+            runner.close()
+        return result
+
+    # -- RUN, COPY, ADD -------------------------------------------------------
+
+    def _fs_step(
+        self, instr: Any, state: Any, result: StageResult, runner: _Runner, label: str
+    ) -> None:
+        if instr.keyword == "RUN":
+            argv = state.run_argv(instr)
+            key = caches.chain(result.key, instr.text, state.cache_args())
+            created_by = f"RUN {' '.join(argv)}"
+            make: Callable[[BuildVM, int], None] = lambda vm, step: self._run(  # noqa: E731
+                vm, step, instr, argv, state
+            )
+        else:
+            op = state.copy_op(instr)
+            context, op = self._copy_source(op, instr)
+            key = caches.chain(result.key, instr.text, state.cache_args(), context.hash(op))
+            created_by = instr.text
+            make = lambda vm, step: self._copy(vm, step, context, op)  # noqa: E731
+        layer = None if self.opts.no_cache else self.cache.get(key)
+        self.progress.step(label, instr.text, cached=layer is not None)
+        if layer is None:
+            layer = runner.make(make)
+            self.cache.put(key, layer)
+        else:
+            runner.pending.append(layer)
+        result.layers.append(layer)
+        result.history.append(_history(created_by))
+        result.key = key
+
+    def _run(self, vm: BuildVM, step: int, instr: Any, argv: list[str], state: Any) -> None:
+        config = state.config
+        status = vm.run(
+            step,
+            argv,
+            state.run_env(),
+            cwd=config.get("WorkingDir") or "/",
+            user=config.get("User") or "0:0",
+            stdout=self.progress.output,
+            stderr=self.progress.output,
+        )
+        if status.code != 0:
+            why = status.error or f"exit code {status.code}"
+            raise BuildFailed(
+                f"{self.filename}:{instr.line}: {instr.text!r} failed: {why}",
+                status.code,
+                self.progress.tail(),
+            )
+
+    def _copy_source(self, op: Any, instr: Any) -> tuple[Any, Any]:
+        """The context COPY reads (the build's, or --from's files) and the op against it."""
+        if op.from_ is None:
+            return self.context, op
+        from cocoon.build.context import Context
+        from cocoon.build.ignore import Ignore
+
+        source = op.from_
+        earlier = self.results.get(source.lower())
+        if earlier is not None:
+            layers = earlier.tree_layers()
+            key = f"stage:{earlier.key}"
+        elif source.isdigit():
+            raise NotFound(f"{self.filename}:{instr.line}: COPY --from={source}: no such stage")
+        else:
+            image = self._image(source, instr.line)
+            doc = loads(self.store.read_blob(image.manifest.config.digest), f"image {source}")
+            layers = chain_of(image.layers, (doc.get("rootfs") or {}).get("diff_ids") or [], [])
+            key = f"image:{image.id}"
+        root = self.trees.tree(key, layers)
+        return Context(root, Ignore.parse("")), dataclasses.replace(op, from_=None)
+
+    def _copy(self, vm: BuildVM, step: int, context: Any, op: Any) -> None:
+        owner = None if op.chown is None else _owner(vm, step, op.chown, op.line, self.filename)
+        with tempfile.TemporaryFile(dir=self.work) as tar:
+            context.write_tar(op, tar, owner=owner)
+            tar.seek(0)
+            vm.extract(step, tar)
+
+
+class _Runner:
+    """A stage's build VM, booted at the first step that is not cached.
+
+    The stage's layers made before that (inherited from an earlier stage, or
+    cached) wait in ``pending`` and are unpacked as step folders once it boots.
+    """
+
+    def __init__(self, store: ImageStore, result: StageResult) -> None:
+        self.store = store
+        self.base = result.base
+        self.pending: list[Layer] = list(result.layers)
+        self.vm: BuildVM | None = None
+
+    def make(self, work: Callable[[BuildVM, int], None]) -> Layer:
+        if self.vm is None:
+            self.vm = BuildVM(self.store, self.base)
+        vm = self.vm
+        for layer in self.pending:
+            step = vm.new_step()
+            with pipe_from(lambda out, x=layer: copy_tar(self.store, x.descriptor(), out)) as tar:
+                vm.unlayer(step, tar)
+        self.pending.clear()
+        step = vm.new_step()
+        work(vm, step)
+        return store_layer(self.store, lambda sink: vm.layer(step, sink))
+
+    def close(self) -> None:
+        if self.vm is not None:
+            self.vm.close()
+            self.vm = None
+
+
+def _work() -> Path:
+    folder = work_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _history(created_by: str, *, empty: bool = False) -> dict[str, Any]:
+    entry: dict[str, Any] = {"created": rfc3339(time.time()), "created_by": created_by}
+    if empty:
+        entry["empty_layer"] = True
+    return entry
+
+
+def _owner(vm: BuildVM, step: int, chown: str, line: int, filename: str) -> tuple[int, int]:
+    """``--chown=user[:group]`` as ids, names looked up in the step's root, as Docker does."""
+    user, _, group = chown.partition(":")
+
+    def lookup(name: str, table: str) -> int:
+        if name.isdigit():
+            return int(name)
+        for entry in _read_table(vm, step, table):
+            fields = entry.split(":")
+            if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+                return int(fields[2])
+        raise InvalidArgument(f"{filename}:{line}: --chown={chown}: no {name!r} in {table}")
+
+    uid = lookup(user, "/etc/passwd")
+    if not group:
+        return uid, uid  # a user without a group: the same number, as Docker does
+    return uid, lookup(group, "/etc/group")
+
+
+def _read_table(vm: BuildVM, step: int, path: str) -> list[str]:
+    import io
+    import tarfile
+
+    try:
+        data = vm.read_file(step, path)
+    except ExternalError:
+        return []
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.next()
+        f = tar.extractfile(member) if member is not None else None
+        return f.read(1 << 20).decode(errors="replace").splitlines() if f else []
+
+
+def build(
+    context: Any,
+    dockerfile_text: str,
+    opts: BuildOptions,
+    *,
+    store: ImageStore | None = None,
+    progress: Quiet | None = None,
+    filename: str = "Dockerfile",
+) -> Image:
+    """Build ``dockerfile_text`` with ``context`` (a ``build.context.Context``)."""
+    from cocoon.build.dockerfile import parse
+
+    df = parse(dockerfile_text, filename=filename)
+    store = store or ImageStore()
+    progress = progress or Quiet()
+    return Builder(df, context, opts, store=store, progress=progress, filename=filename).build()
+
+
+__all__ = ["BuildFailed", "BuildOptions", "Builder", "StageResult", "build"]
