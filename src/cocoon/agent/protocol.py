@@ -55,7 +55,7 @@ class Field(enum.IntEnum):
     TTY = 0x05
     STDIN = 0x06
     TAR = 0x07
-    ROOT = 0x0a  # build: an overlay of the step's folder over lower folders
+    ROOT = 0x0A  # build: an overlay of the step's folder over lower folders
 
 
 class TarOp(enum.IntEnum):
