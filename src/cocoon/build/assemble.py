@@ -10,32 +10,31 @@ tagged.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cocoon.build.layers import Layer
+from cocoon.image.digest import of_bytes
 from cocoon.image.model import OCI_CONFIG, OCI_MANIFEST, Image, Manifest, Platform, dumps
 from cocoon.image.store import ImageStore
-from cocoon.stamps import rfc3339
+
+if TYPE_CHECKING:
+    from cocoon.build.executor import StageResult
 
 
 def assemble(
-    store: ImageStore,
-    base: Image | None,
-    base_doc: Mapping[str, Any],
-    layers: Sequence[Layer],
-    history: Sequence[Mapping[str, Any]],
-    config: Mapping[str, Any],
-    tags: Sequence[str],
+    store: ImageStore, result: StageResult, config: Mapping[str, Any], tags: Sequence[str]
 ) -> Image:
-    """Store the image and tag it with each of ``tags`` (kept by id without any)."""
+    """Store the stage's image and tag it with each of ``tags`` (kept by id without any).
+
+    Its ``created`` is its last step's, so the same steps make the same image.
+    """
     from cocoon.rootfs.layers import check_image  # the rules of unpacking live there
 
+    base, base_doc, layers, history = result.base, result.base_doc, result.layers, result.history
     platform = Platform.host()
     base_rootfs = base_doc.get("rootfs") or {}
     doc = {
-        "created": rfc3339(time.time()),
+        "created": result.created,
         "architecture": platform.architecture,
         "os": platform.os,
         "config": dict(config),
@@ -49,8 +48,11 @@ def assemble(
     base_layers = base.layers if base is not None else ()
     made = tuple(x.descriptor() for x in layers)
     manifest = Manifest(OCI_MANIFEST, config_desc, (*base_layers, *made))
-    stored = store.put_bytes(dumps(manifest.to_json()), OCI_MANIFEST)
-    check_image(store, store.image(stored.digest))
+    data = dumps(manifest.to_json())
+    known = store.has_blob(of_bytes(data))  # built before: checked then
+    stored = store.put_bytes(data, OCI_MANIFEST)
+    if not known:
+        check_image(store, store.image(stored.digest))
     for tag in tags:
         store.tag(tag, stored)
     if not tags:

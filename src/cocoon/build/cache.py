@@ -36,16 +36,18 @@ class LayerCache:
     def _path(self, key: str) -> Path:
         return self.root / f"{key}.json"
 
-    def get(self, key: str) -> Layer | None:
+    def get(self, key: str) -> tuple[Layer, str] | None:
+        """The layer of ``key`` and when it was made (its history's ``created``)."""
         try:
-            layer = Layer.from_json(json.loads(self._path(key).read_bytes()))
+            doc = json.loads(self._path(key).read_bytes())
+            layer, created = Layer.from_json(doc), str(doc["created"])
         except (OSError, ValueError, KeyError, TypeError):
             return None  # missing, or damaged: built again
-        return layer if self.store.has_blob(layer.digest) else None
+        return (layer, created) if self.store.has_blob(layer.digest) else None
 
-    def put(self, key: str, layer: Layer) -> None:
+    def put(self, key: str, layer: Layer, created: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        write_atomic(self._path(key), json.dumps(layer.to_json()).encode())
+        write_atomic(self._path(key), json.dumps({**layer.to_json(), "created": created}).encode())
 
     def prune(self, keep: Sequence[str] = ()) -> int:
         """Drop entries whose blob is gone; the count removed."""

@@ -33,6 +33,7 @@ from cocoon.stamps import rfc3339
 
 FS_STEPS = ("RUN", "COPY", "ADD")
 PLATFORMS = ("linux/amd64", "linux/x86_64", "amd64")  # what the build VM runs
+EPOCH = "1970-01-01T00:00:00Z"
 
 
 class BuildFailed(ExternalError):
@@ -66,6 +67,9 @@ class StageResult:
     history: list[dict[str, Any]]
     config: dict[str, Any]
     key: str  # the cache chain at the stage's end
+    # When the last step was made: a cached step keeps its time, so a build
+    # that is all cache hits makes the very same image (same id).
+    created: str = EPOCH
 
     def copy(self) -> StageResult:
         return StageResult(
@@ -75,6 +79,7 @@ class StageResult:
             [dict(h) for h in self.history],
             dict(self.config),
             self.key,
+            self.created,
         )
 
     def tree_layers(self) -> list:
@@ -137,15 +142,7 @@ class Builder:
                 config = dict(result.config)
                 if self.opts.labels:
                     config["Labels"] = {**(config.get("Labels") or {}), **self.opts.labels}
-                return assemble(
-                    self.store,
-                    result.base,
-                    result.base_doc,
-                    result.layers,
-                    result.history,
-                    config,
-                    self.opts.tags,
-                )
+                return assemble(self.store, result, config, self.opts.tags)
         finally:
             self.trees.close()
             shutil.rmtree(self.work, ignore_errors=True)
@@ -178,7 +175,8 @@ class Builder:
             return earlier.copy()
         image = self._image(word, stage.line)
         doc = loads(self.store.read_blob(image.manifest.config.digest), f"image {word}")
-        return StageResult(image, doc, [], [], dict(doc.get("config") or {}), image.id)
+        config = dict(doc.get("config") or {})
+        return StageResult(image, doc, [], [], config, image.id, str(doc.get("created") or EPOCH))
 
     def _image(self, ref: str, line: int) -> Image:
         from cocoon.image.registry import resolve_or_pull
@@ -207,7 +205,7 @@ class Builder:
                     state.apply(instr)
                     result.key = caches.chain(result.key, instr.text, state.cache_args())
                     if instr.keyword != "ARG":
-                        result.history.append(_history(instr.text, empty=True))
+                        result.history.append(_history(instr.text, result.created, empty=True))
             result.config = dict(state.config)
             unused = getattr(state, "unused_build_args", ())
             if unused and number == count:
@@ -235,16 +233,17 @@ class Builder:
             key = caches.chain(result.key, instr.text, state.cache_args(), context.hash(op))
             created_by = instr.text
             make = lambda vm, step: self._copy(vm, step, context, op)  # noqa: E731
-        layer = None if self.opts.no_cache else self.cache.get(key)
-        self.progress.step(label, instr.text, cached=layer is not None)
-        if layer is None:
-            layer = runner.make(make)
-            self.cache.put(key, layer)
+        hit = None if self.opts.no_cache else self.cache.get(key)
+        self.progress.step(label, instr.text, cached=hit is not None)
+        if hit is None:
+            layer, created = runner.make(make), rfc3339(time.time())
+            self.cache.put(key, layer, created)
         else:
+            layer, created = hit
             runner.pending.append(layer)
         result.layers.append(layer)
-        result.history.append(_history(created_by))
-        result.key = key
+        result.history.append(_history(created_by, created))
+        result.key, result.created = key, created
 
     def _run(self, vm: BuildVM, step: int, instr: Any, argv: list[str], state: Any) -> None:
         config = state.config
@@ -333,8 +332,8 @@ def _work() -> Path:
     return folder
 
 
-def _history(created_by: str, *, empty: bool = False) -> dict[str, Any]:
-    entry: dict[str, Any] = {"created": rfc3339(time.time()), "created_by": created_by}
+def _history(created_by: str, created: str, *, empty: bool = False) -> dict[str, Any]:
+    entry: dict[str, Any] = {"created": created, "created_by": created_by}
     if empty:
         entry["empty_layer"] = True
     return entry
