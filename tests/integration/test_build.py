@@ -1,0 +1,270 @@
+"""cocoon build with real build VMs (issue 14): stages, layers, whiteouts, the cache,
+bad input, and the same filesystem as podman build makes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+from vm_fixtures import ok
+
+pytestmark = pytest.mark.vm
+
+MULTI_STAGE = """\
+ARG BASE=localhost/busybox:latest
+FROM $BASE AS builder
+ARG GREETING=hello
+RUN mkdir -p /out && echo "$GREETING" > /out/greeting && echo gone > /out/gone
+RUN rm /out/gone
+COPY app/ /src/
+
+FROM ${BASE}
+ENV APP_HOME=/srv/app
+WORKDIR $APP_HOME
+COPY --from=builder /out/greeting ./greeting
+COPY --from=builder /src/ ./src/
+RUN rm /bin/vi && chown -R app /srv/app
+USER app
+LABEL org.example.kind=test
+CMD ["sh", "-c", "id -u; pwd; echo $APP_HOME; cat greeting; ls src; ls /bin/vi 2>&1 || true"]
+"""
+
+
+def context(tmp: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
+    root = tmp / "ctx"
+    root.mkdir(exist_ok=True)
+    (root / "Dockerfile").write_text(dockerfile)
+    for name, text in (files or {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def app_context(tmp: Path, dockerfile: str = MULTI_STAGE) -> Path:
+    return context(tmp, dockerfile, {
+        "app/main.txt": "main\n",
+        "app/secret.key": "do not ship\n",
+        ".dockerignore": "app/*.key\n",
+    })  # fmt: skip
+
+
+def build(cc, root: Path, *args: str):
+    return cc("build", *args, str(root), timeout=900)
+
+
+def image_config(cc, ref: str) -> dict:
+    return json.loads(ok(cc("image", "inspect", ref)))[0]
+
+
+def no_build_leftovers(cc) -> None:
+    """No VM folder, context copy or layer file of a build stays behind."""
+    folder = cc.state / "build"
+    assert not folder.exists() or not any(folder.iterdir()), list(folder.iterdir())
+
+
+def flatten(archive: Path) -> dict[str, tuple]:
+    """The filesystem of a saved image (docker-archive): path -> (kind, mode, uid, gid, data)."""
+    files: dict[str, tuple] = {}
+    with tarfile.open(archive) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))
+        for name in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(name)) as layer:
+                apply(files, layer)
+    return files
+
+
+def apply(files: dict[str, tuple], layer: tarfile.TarFile) -> None:
+    def drop(prefix: str) -> None:
+        for path in [p for p in files if p.startswith(prefix)]:
+            del files[path]
+
+    for m in layer:
+        path = m.name.strip("/").removeprefix("./")
+        parent, _, base = path.rpartition("/")
+        if base == ".wh..wh..opq":
+            drop(parent + "/")
+        elif base.startswith(".wh."):
+            gone = f"{parent}/{base[4:]}".strip("/")
+            files.pop(gone, None)
+            drop(gone + "/")
+        elif m.islnk():
+            files[path] = files[m.linkname.strip("/").removeprefix("./")]
+        else:
+            data = layer.extractfile(m).read() if m.isfile() else m.linkname
+            if not m.isdir():
+                drop(path + "/")
+            files[path] = (m.type, m.mode, m.uid, m.gid, data)
+
+
+def saved(cc, ref: str, tmp: Path) -> dict[str, tuple]:
+    out = tmp / f"{ref.replace('/', '_').replace(':', '_')}.tar"
+    ok(cc("image", "save", ref, "-o", str(out)))
+    return flatten(out)
+
+
+def test_multi_stage_build_runs_with_its_user_workdir_and_env(cc, busybox, tmp_path):
+    root = app_context(tmp_path)
+    ok(build(cc, root, "-t", "localhost/built:1", "--build-arg", "GREETING=hi-there"))
+    out = ok(cc("run", "--rm", "localhost/built:1"))
+    assert out.split("\n")[:5] == ["1000", "/srv/app", "/srv/app", "hi-there", "main.txt"], out
+    assert "No such file" in out  # /bin/vi removed by a RUN of the final stage
+    config = image_config(cc, "localhost/built:1")
+    assert config["Config"]["User"] == "app"
+    assert config["Config"]["WorkingDir"] == "/srv/app"
+    assert "APP_HOME=/srv/app" in config["Config"]["Env"]
+    assert config["Config"]["Labels"] == {"org.example.kind": "test"}
+    files = saved(cc, "localhost/built:1", tmp_path)
+    assert "bin/vi" not in files and "bin/busybox" in files
+    assert files["srv/app/greeting"][4] == b"hi-there\n"
+    assert "srv/app/src/secret.key" not in files  # .dockerignore
+    assert "out/gone" not in files and "src/main.txt" not in files  # builder stayed apart
+    no_build_leftovers(cc)
+
+
+def test_layers_whiteouts_and_history_are_docker_s(cc, busybox, tmp_path):
+    dockerfile = (f"FROM {busybox}\nRUN echo a > /a && echo b > /b && mkdir /d && touch /d/x\n"
+                  "ENV K=v\nRUN rm /a && rm -r /d && mkdir /d && touch /d/y\n")  # fmt: skip
+    ok(build(cc, context(tmp_path, dockerfile), "-t", "localhost/wh:1"))
+    out = tmp_path / "wh.tar"
+    ok(cc("image", "save", "localhost/wh:1", "-o", str(out)))
+    with tarfile.open(out) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))[0]
+        config = json.load(outer.extractfile(manifest["Config"]))
+        with tarfile.open(fileobj=outer.extractfile(manifest["Layers"][-1])) as last:
+            names = set(last.getnames())
+    assert {".wh.a", "d/.wh..wh..opq", "d/y"} <= {n.removeprefix("./") for n in names}, names
+    assert len(config["rootfs"]["diff_ids"]) == len(manifest["Layers"]) == 3
+    made = config["history"][-3:]
+    assert [bool(h.get("empty_layer")) for h in made] == [False, True, False]
+    assert made[1]["created_by"] == "ENV K=v"
+
+
+def test_second_build_is_all_cache_and_a_context_change_misses(cc, busybox, tmp_path):
+    dockerfile = (f"FROM {busybox}\nRUN cat /proc/sys/kernel/random/uuid > /stamp\n"
+                  "COPY conf.txt /conf.txt\nRUN cat /stamp /conf.txt > /both\n")  # fmt: skip
+    root = context(tmp_path, dockerfile, {"conf.txt": "one\n"})
+    first = ok(build(cc, root, "-t", "localhost/cached:1"))
+    again = build(cc, root, "-t", "localhost/cached:2", "--progress", "plain")
+    assert again.returncode == 0, again.stderr.decode()
+    assert again.stderr.decode().count("(cached)") == 3, again.stderr.decode()
+    assert again.stdout == first.encode()  # the very same image id
+    assert not cc.vms()
+    (root / "conf.txt").write_text("two\n")
+    changed = build(cc, root, "-t", "localhost/cached:3", "--progress", "plain")
+    assert changed.returncode == 0, changed.stderr.decode()
+    assert changed.stderr.decode().count("(cached)") == 1  # only the first RUN
+    one = saved(cc, "localhost/cached:1", tmp_path)
+    three = saved(cc, "localhost/cached:3", tmp_path)
+    assert one["stamp"] == three["stamp"] and three["both"][4].endswith(b"two\n")
+    nocache = build(cc, root, "--no-cache", "--progress", "plain")
+    assert nocache.returncode == 0 and b"(cached)" not in nocache.stderr
+
+
+def test_target_stops_at_a_stage(cc, busybox, tmp_path):
+    dockerfile = (f"FROM {busybox} AS first\nRUN echo first > /which\n"
+                  "FROM first\nRUN false\n")  # fmt: skip
+    ok(build(cc, context(tmp_path, dockerfile), "--target", "first", "-t", "localhost/first:1"))
+    assert ok(cc("run", "--rm", "localhost/first:1", "cat", "/which")) == "first\n"
+
+
+def test_a_failing_run_names_its_line_and_leaves_nothing(cc, busybox, tmp_path):
+    before = ok(cc("image", "ls", "-q"))
+    dockerfile = f"FROM {busybox}\nRUN echo ok\nRUN echo before-failing; exit 3\n"
+    result = build(cc, context(tmp_path, dockerfile), "-t", "localhost/failed:1")
+    err = result.stderr.decode()
+    assert result.returncode == 125, err
+    assert "Dockerfile:3" in err and "exit code 3" in err and "before-failing" in err, err
+    assert ok(cc("image", "ls", "-q")) == before
+    no_build_leftovers(cc)
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "files", "needle"),
+    [
+        ("FROM {b}\nFOO bar\n", {}, "Dockerfile:2"),
+        ("FROM {b}\nCOPY --from=nowhere /a /a\n", {}, "Dockerfile:2"),
+        ("FROM {b}\nCOPY ../x /x\n", {}, "Dockerfile:2"),
+        ("FROM {b}\nCOPY secret.key /x\n", {"secret.key": "k", ".dockerignore": "*.key"},
+         "Dockerfile:2"),
+        ("FROM {b}\nCOPY missing.txt /x\n", {}, "Dockerfile:2"),
+        ("FROM 127.0.0.1:1/nothing:here\nRUN true\n", {}, "Dockerfile:1"),
+        ("FROM {b}\nRUN <<EOF\necho never ends\n", {}, "Dockerfile:2"),
+        ('FROM {b}\nENV A="unterminated\n', {}, "Dockerfile:2"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_naming_the_line(cc, busybox, tmp_path, dockerfile, files, needle):
+    before = ok(cc("image", "ls", "-q"))
+    result = build(cc, context(tmp_path, dockerfile.format(b=busybox), files), "-q")
+    err = result.stderr.decode()
+    assert result.returncode == 125, err
+    assert err.count("\n") == 1 and needle in err, err
+    assert ok(cc("image", "ls", "-q")) == before
+    no_build_leftovers(cc)
+
+
+def test_library_and_client_build(cocoon, busybox, tmp_path):
+    import cocoon as lib
+
+    root = context(tmp_path, f"FROM {busybox}\nCOPY a.txt /a.txt\nCMD [\"cat\", \"/a.txt\"]\n",
+                   {"a.txt": "from the library\n"})  # fmt: skip
+    image = lib.build(root, tag="localhost/lib:1")
+    assert "localhost/lib:1" in image.references
+    built, logs = lib.Client().images.build(path=str(root), tag="localhost/lib:2")
+    assert built.id == image.id  # the same steps, all cached
+    assert any("(cached)" in entry["stream"] for entry in logs)
+    result = lib.run("localhost/lib:2")
+    assert result.stdout == b"from the library\n"
+
+
+PODMAN_DOCKERFILE = """\
+FROM localhost/busybox:latest AS build
+RUN mkdir -p /opt/tool && echo built > /opt/tool/out && chmod 0751 /opt/tool
+FROM localhost/busybox:latest
+COPY --from=build /opt/tool /opt/tool
+COPY --chown=1000:1000 files/ /data/
+COPY --chmod=0600 files/a.txt /secret.txt
+RUN rm /bin/vi && mkdir -p /var/empty && ln -s /data/a.txt /link && ln /data/a.txt /hard \\
+    && chown 1000:1000 /var/empty && chmod 0700 /var/empty
+ENV PATH=/usr/local/bin:/usr/bin:/bin
+"""
+
+
+def test_same_filesystem_as_podman_build(cc, busybox, tmp_path):
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed")
+    root = context(tmp_path, PODMAN_DOCKERFILE, {"files/a.txt": "a\n", "files/sub/b.txt": "b\n"})
+    ok(build(cc, root, "-t", "localhost/same:1"))
+    ours = saved(cc, "localhost/same:1", tmp_path)
+    base = tmp_path / "base.tar"
+    ok(cc("image", "save", busybox, "-o", str(base)))
+    private = tempfile.mkdtemp(prefix="ccp-", dir="/tmp")
+    podman = ["podman", "--cgroup-manager=cgroupfs", "--root", f"{private}/root",
+              "--runroot", f"{private}/run"]  # fmt: skip
+    try:
+        subprocess.run([*podman, "load", "-i", str(base)], check=True, capture_output=True)
+        built = subprocess.run(
+            [*podman, "build", "--pull=never", "--runtime", "runc", "--ulimit",
+             "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "-t", "localhost/same:1",
+             str(root)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert built.returncode == 0, built.stderr
+        theirs_tar = tmp_path / "theirs.tar"
+        subprocess.run([*podman, "save", "--format", "docker-archive", "-o", str(theirs_tar),
+                        "localhost/same:1"], check=True, capture_output=True)  # fmt: skip
+        theirs = flatten(theirs_tar)
+    finally:
+        subprocess.run([*podman, "rmi", "-a", "-f"], capture_output=True, timeout=120)
+        subprocess.run(["rm", "-rf", private], check=False)
+    # Mount points podman's RUN leaves (hosts, resolv.conf) are not the image's files.
+    for name in ("etc/hosts", "etc/resolv.conf", "etc/hostname", "run/.containerenv"):
+        if name not in ours:
+            theirs.pop(name, None)
+    assert sorted(ours) == sorted(theirs)
+    differ = {p: (ours[p], theirs[p]) for p in ours if ours[p] != theirs[p]}
+    assert not differ, differ
