@@ -18,6 +18,36 @@ The package is also the library's ``cocoon.build(...)``: a package is what
 ``import cocoon.build.x`` leaves as ``cocoon.build``, so the package itself is
 made callable rather than shadowed by a function of the same name.
 """
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+
+def build(
+    path: str | Path | IO[bytes] = ".",
+    *,
+    tag: str | Sequence[str] = (),
+    dockerfile: str | Path | None = None,
+    buildargs: Mapping[str, str] | None = None,
+    target: str | None = None,
+    nocache: bool = False,
+    pull: bool = False,
+    labels: Mapping[str, str] | None = None,
+    platform: str | None = None,
+    network: str | None = None,
+    progress: Any = None,
+) -> Any:
+    """Build the image of ``path`` (a context folder, or a tar stream of one).
+
+    Returns the stored :class:`cocoon.image.model.Image`, tagged with ``tag``
+    (one reference or several). ``progress`` is a ``build.progress.Plain``
+    to see each step; by default nothing is shown.
+    """
     from cocoon.build.api import build as build_context
     from cocoon.build.executor import BuildOptions
 

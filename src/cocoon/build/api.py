@@ -28,10 +28,10 @@ DOCKERFILE_MAX = 16 << 20
 
 
 @contextlib.contextmanager
-def _context(source: str | Path | IO[bytes]) -> Iterator[Any]:
-    """The build context of a folder, or of a tar stream (unpacked, removed after)."""
+def _context(source: str | Path | IO[bytes], dockerfile: str | Path | None) -> Iterator[Any]:
+    """The build context of a folder (its ``.dockerignore``, or the Dockerfile's own
+    ``NAME.dockerignore``), or of a tar stream (unpacked, removed after)."""
     from cocoon.build.context import Context
-    from cocoon.build.ignore import Ignore
 
     if not isinstance(source, str | Path):
         work_dir().mkdir(parents=True, exist_ok=True)
@@ -42,12 +42,7 @@ def _context(source: str | Path | IO[bytes]) -> Iterator[Any]:
         finally:
             shutil.rmtree(into, ignore_errors=True)
         return
-    root = Path(source)
-    if not root.is_dir():
-        raise NotFound(f"{source}: no such build context folder")
-    ignore = root / ".dockerignore"
-    text = ignore.read_text(errors="replace") if ignore.is_file() else ""
-    yield Context(root, Ignore.parse(text))
+    yield Context.at(Path(source), None if dockerfile is None else Path(dockerfile))
 
 
 def _dockerfile(root: Path, dockerfile: str | Path | None, text: str | None) -> tuple[str, str]:
@@ -79,7 +74,7 @@ def build(
     store: ImageStore | None = None,
 ) -> Image:
     """Build an image from ``context`` (a folder, or a tar stream of one)."""
-    with _context(context) as ctx:
+    with _context(context, dockerfile) as ctx:
         text, name = _dockerfile(Path(ctx.root), dockerfile, dockerfile_text)
         return run_build(ctx, text, opts, store=store, progress=progress, filename=name)
 

@@ -44,6 +44,9 @@ def assemble(
         },
         "history": [*(base_doc.get("history") or []), *history],
     }
+    author = result.author or base_doc.get("author")
+    if author:
+        doc["author"] = author
     config_desc = store.put_bytes(dumps(doc), OCI_CONFIG)
     base_layers = base.layers if base is not None else ()
     made = tuple(x.descriptor() for x in layers)

@@ -25,6 +25,7 @@ from cocoon.build.assemble import assemble
 from cocoon.build.layers import Layer, copy_tar, store_layer
 from cocoon.build.progress import Quiet
 from cocoon.build.sources import Trees, chain_of
+from cocoon.build.stage import StageState, base_platform, base_ref, meta_values, unused_build_args
 from cocoon.build.vm import BuildVM, pipe_from, work_dir
 from cocoon.errors import ExternalError, InvalidArgument, NotFound
 from cocoon.image.model import Image, loads
@@ -70,6 +71,7 @@ class StageResult:
     # When the last step was made: a cached step keeps its time, so a build
     # that is all cache hits makes the very same image (same id).
     created: str = EPOCH
+    author: str | None = None  # MAINTAINER
 
     def copy(self) -> StageResult:
         return StageResult(
@@ -80,6 +82,7 @@ class StageResult:
             dict(self.config),
             self.key,
             self.created,
+            self.author,
         )
 
     def tree_layers(self) -> list:
@@ -120,7 +123,7 @@ class Builder:
         self.work = Path(tempfile.mkdtemp(prefix="run-", dir=_work()))
         self.trees = Trees(store, self.work)
         self.results: dict[str, StageResult] = {}
-        self.meta = self._meta_args()
+        self.meta = meta_values(dockerfile, opts.build_args)
 
     # -- the whole build ------------------------------------------------------
 
@@ -132,6 +135,10 @@ class Builder:
         try:
             with self.store.ingest():
                 stages = select(self.df, self.opts.target)
+                unused = unused_build_args(self.df, stages, self.opts.build_args)
+                if unused:
+                    names = ", ".join(unused)
+                    self.progress.note(f"warning: build arguments not used: {names}")
                 result = None
                 for number, stage in enumerate(stages, 1):
                     result = self._stage(stage, number, len(stages))
@@ -147,27 +154,12 @@ class Builder:
             self.trees.close()
             shutil.rmtree(self.work, ignore_errors=True)
 
-    def _meta_args(self) -> dict[str, str]:
-        """The values of the ARGs before the first FROM: defaults, then --build-arg."""
-        from cocoon.build.expand import expand
-
-        values: dict[str, str] = {}
-        for instr in self.df.meta_args:
-            for word in instr.args:
-                name, eq, default = word.partition("=")
-                if name in self.opts.build_args:
-                    values[name] = self.opts.build_args[name]
-                elif eq:
-                    values[name] = expand(default, values, escape=self.df.escape)
-        return values
-
     # -- one stage ------------------------------------------------------------
 
     def _parent(self, stage: Any) -> StageResult:
-        from cocoon.build.stage import base_ref
-
         word = base_ref(stage, self.meta, self.opts.build_args)
-        check_platform(stage.platform, f"{self.filename}:{stage.line}: FROM --platform")
+        platform = base_platform(stage, self.meta, self.opts.build_args)
+        check_platform(platform, f"{self.filename}:{stage.line}: FROM --platform")
         if word.lower() == "scratch":
             return StageResult(None, {}, [], [], {}, caches.chain("scratch"))
         earlier = self.results.get(word.lower())
@@ -188,10 +180,10 @@ class Builder:
             raise NotFound(f"{self.filename}:{line}: {e}") from e
 
     def _stage(self, stage: Any, number: int, count: int) -> StageResult:
-        from cocoon.build.stage import StageState
-
         result = self._parent(stage)
-        state = StageState(result.config, self.meta, self.opts.build_args, self.df.escape)
+        state = StageState(
+            result.config, self.meta, self.opts.build_args, self.df.escape, line=stage.line
+        )
         runner = _Runner(self.store, result)
         try:
             instructions = [*state.onbuild_triggers(), *stage.instructions]
@@ -207,10 +199,8 @@ class Builder:
                     if instr.keyword != "ARG":
                         result.history.append(_history(instr.text, result.created, empty=True))
             result.config = dict(state.config)
-            unused = getattr(state, "unused_build_args", ())
-            if unused and number == count:
-                names = ", ".join(sorted(unused))
-                self.progress.note(f"warning: build arguments not used: {names}")
+            if state.author is not None:
+                result.author = state.author
         finally:
             runner.close()
         return result
@@ -284,7 +274,7 @@ class Builder:
             layers = chain_of(image.layers, (doc.get("rootfs") or {}).get("diff_ids") or [], [])
             key = f"image:{image.id}"
         root = self.trees.tree(key, layers)
-        return Context(root, Ignore.parse("")), dataclasses.replace(op, from_=None)
+        return Context(root, Ignore()), dataclasses.replace(op, from_=None)
 
     def _copy(self, vm: BuildVM, step: int, context: Any, op: Any) -> None:
         owner = None if op.chown is None else _owner(vm, step, op.chown, op.line, self.filename)
