@@ -180,16 +180,20 @@ class Builder:
             raise NotFound(f"{self.filename}:{line}: {e}") from e
 
     def _stage(self, stage: Any, number: int, count: int) -> StageResult:
+        total = len(stage.instructions) + 1
+        where = f"[stage {number}/{count}] " if count > 1 else ""
+        where = f"[{stage.name}] " if stage.name else where
+        self.progress.step(f"{where}STEP 1/{total}:", f"FROM {stage.base}")
         result = self._parent(stage)
         state = StageState(
             result.config, self.meta, self.opts.build_args, self.df.escape, line=stage.line
         )
         runner = _Runner(self.store, result)
         try:
-            instructions = [*state.onbuild_triggers(), *stage.instructions]
-            name = stage.name or str(stage.index)
-            for i, instr in enumerate(instructions, 1):
-                label = f"[{name} {number}/{count}] STEP {i}/{len(instructions)}:"
+            triggers = state.onbuild_triggers()
+            total += len(triggers)
+            for i, instr in enumerate([*triggers, *stage.instructions], 2):
+                label = f"{where}STEP {i}/{total}:"
                 if instr.keyword in FS_STEPS:
                     self._fs_step(instr, state, result, runner, label)
                 else:
@@ -247,9 +251,9 @@ class Builder:
             stderr=self.progress.output,
         )
         if status.code != 0:
-            why = status.error or f"exit code {status.code}"
+            why = status.error or f"the command exited with code {status.code}"
             raise BuildFailed(
-                f"{self.filename}:{instr.line}: {instr.text!r} failed: {why}",
+                f"{self.filename}:{instr.line}: {instr.text}: {why}",
                 status.code,
                 self.progress.tail(),
             )
