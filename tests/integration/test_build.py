@@ -187,7 +187,7 @@ def test_a_failing_run_names_its_line_and_leaves_nothing(cc, busybox, tmp_path):
     result = build(cc, context(tmp_path, dockerfile), "-t", "localhost/failed:1")
     err = result.stderr.decode()
     assert result.returncode == 125, err
-    assert "Dockerfile:3" in err and "exit code 3" in err and "before-failing" in err, err
+    assert "Dockerfile:3" in err and "exited with code 3" in err and "before-failing" in err, err
     assert ok(cc("image", "ls", "-q")) == before
     no_build_leftovers(cc)
 
