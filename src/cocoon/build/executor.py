@@ -179,6 +179,20 @@ class Builder:
         except NotFound as e:
             raise NotFound(f"{self.filename}:{line}: {e}") from e
 
+    def _from_image(self, source: str, line: int) -> Image:
+        """The image of ``COPY --from``: a bare word is more likely a mistyped
+        stage than an image to fetch from Docker Hub, so only a stored image
+        of that name is used; a reference with a tag or a registry is pulled."""
+        if any(c in source for c in "/:@"):
+            return self._image(source, line)
+        try:
+            return self.store.resolve(source)
+        except NotFound:
+            raise NotFound(
+                f"{self.filename}:{line}: COPY --from={source}: no stage of that name "
+                f"(an image needs a tag or registry, e.g. {source}:latest, to be pulled)"
+            ) from None
+
     def _stage(self, stage: Any, number: int, count: int) -> StageResult:
         total = len(stage.instructions) + 1
         where = f"[stage {number}/{count}] " if count > 1 else ""
@@ -273,7 +287,7 @@ class Builder:
         elif source.isdigit():
             raise NotFound(f"{self.filename}:{instr.line}: COPY --from={source}: no such stage")
         else:
-            image = self._image(source, instr.line)
+            image = self._from_image(source, instr.line)
             doc = loads(self.store.read_blob(image.manifest.config.digest), f"image {source}")
             layers = chain_of(image.layers, (doc.get("rootfs") or {}).get("diff_ids") or [], [])
             key = f"image:{image.id}"
