@@ -43,7 +43,8 @@ class Layer:
 def store_layer(store: ImageStore, produce: Callable[[Sink], None]) -> Layer:
     """Store the tar that ``produce`` gives to its sink as a gzip layer blob."""
     tar_hash = hashlib.sha256()
-    with tempfile.TemporaryFile(dir=store.root) as blob:
+    # Beside the blobs (one filesystem), and held from collection until tagged.
+    with store.ingest(), tempfile.TemporaryFile(dir=store.root) as blob:
         with gzip.GzipFile(fileobj=blob, mode="wb", compresslevel=COMPRESSION, mtime=0) as gz:
 
             def sink(data: bytes) -> None:
