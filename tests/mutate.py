@@ -41,6 +41,7 @@ LIFE = "tests/integration/test_lifecycle.py::"
 CMDS = "tests/integration/test_commands.py::"
 ACCEL = "tests/unit/test_accel.py::"
 SILENT = "tests/security/test_silent_guest.py::"
+BUILD = "tests/integration/test_build.py::"
 
 MUTATIONS = [
     Mutation(
@@ -224,6 +225,20 @@ MUTATIONS = [
         'reporting = "off" if spec.memory_file is not None else "on"',
         'reporting = "off"',
         (RUN + "test_freed_guest_memory_returns_to_the_host",),
+    ),
+    Mutation(
+        "a build step's removals are not whiteouts in its layer",
+        "guest/src/tar.c",
+        "\tif (S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0)) {\n",
+        "\tif (0) {\n",
+        (BUILD + "test_layers_whiteouts_and_history_are_docker_s",),
+    ),
+    Mutation(
+        "the build cache is never read",
+        "src/cocoon/build/executor.py",
+        "        hit = None if self.opts.no_cache else self.cache.get(key)\n",
+        "        hit = None\n",
+        (BUILD + "test_second_build_is_all_cache_and_a_context_change_misses",),
     ),
 ]
 
