@@ -283,3 +283,27 @@ def test_same_filesystem_as_podman_build(cc, busybox, tmp_path):
     assert ours["opt/tool"][1] == 0o751 and theirs.get("opt/tool", (0, 0o755))[1] == 0o755
     differ.pop("opt/tool", None)
     assert not differ, differ
+
+
+def test_docker_cli_builds_through_the_api(cocoon, busybox, tmp_path):
+    from engine import DOCKER, Service
+
+    if not Path(DOCKER).exists():
+        pytest.skip("the docker CLI is not installed")
+    root = context(tmp_path, f"FROM {busybox}\nARG WHO\nRUN echo hi-$WHO > /who\n"
+                   "COPY f.txt /f.txt\n", {"f.txt": "f\n"})  # fmt: skip
+    with Service(cocoon) as service:
+        env = {**service.docker_env(), "DOCKER_BUILDKIT": "0"}
+        built = subprocess.run(
+            [DOCKER, "build", "-t", "localhost/viaapi:1", "--build-arg", "WHO=api", str(root)],
+            env=env, capture_output=True, timeout=600,
+        )  # fmt: skip
+        out = built.stdout.decode()
+        assert built.returncode == 0, out + built.stderr.decode()
+        assert "Successfully tagged localhost/viaapi:1" in out
+        failed = subprocess.run(
+            [DOCKER, "build", "-q", "-"], input=f"FROM {busybox}\nRUN exit 5\n".encode(),
+            env=env, capture_output=True, timeout=600,
+        )  # fmt: skip
+        assert failed.returncode != 0 and b"exited with code 5" in failed.stderr, failed
+    assert ok(cocoon("run", "--rm", "localhost/viaapi:1", "cat", "/who", "/f.txt")) == "hi-api\nf\n"

@@ -45,13 +45,19 @@ def _context(source: str | Path | IO[bytes], dockerfile: str | Path | None) -> I
     yield Context.at(Path(source), None if dockerfile is None else Path(dockerfile))
 
 
-def _dockerfile(root: Path, dockerfile: str | Path | None, text: str | None) -> tuple[str, str]:
-    """(text, name for messages) of the Dockerfile."""
+def _dockerfile(
+    root: Path, dockerfile: str | Path | None, text: str | None, *, inside: bool
+) -> tuple[str, str]:
+    """(text, name for messages) of the Dockerfile: ``dockerfile`` is a host
+    path (the CLI's -f) or, if no such file or with ``inside`` (a tar context,
+    the Docker API), a path in the context, which it may not leave."""
     if text is not None:
         return text, DOCKERFILE
     path = root / DOCKERFILE if dockerfile is None else Path(dockerfile)
-    if dockerfile is not None and not path.is_absolute() and not path.exists():
-        path = root / path  # the Docker API names it inside the context
+    if dockerfile is not None and (inside or (not path.is_absolute() and not path.exists())):
+        path = (root / str(dockerfile).lstrip("/")).resolve()
+        if not path.is_relative_to(root):
+            raise InvalidArgument(f"{dockerfile}: the Dockerfile is outside the build context")
     try:
         with open(path, "rb") as f:
             data = f.read(DOCKERFILE_MAX + 1)
@@ -74,8 +80,9 @@ def build(
     store: ImageStore | None = None,
 ) -> Image:
     """Build an image from ``context`` (a folder, or a tar stream of one)."""
-    with _context(context, dockerfile) as ctx:
-        text, name = _dockerfile(Path(ctx.root), dockerfile, dockerfile_text)
+    with _context(context, None if not isinstance(context, str | Path) else dockerfile) as ctx:
+        inside = not isinstance(context, str | Path)
+        text, name = _dockerfile(Path(ctx.root), dockerfile, dockerfile_text, inside=inside)
         return run_build(ctx, text, opts, store=store, progress=progress, filename=name)
 
 

@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from cocoon.errors import AlreadyExists, InvalidArgument
-from cocoon.service import images, networks, system, volumes
+from cocoon.service import build, images, networks, system, volumes
 from cocoon.service.containers import Containers
 from cocoon.service.events import Events
 from cocoon.service.execs import Execs
@@ -45,6 +45,7 @@ def routes() -> tuple[RouteEntry, ...]:
         route("POST", "/exec/{id}/start", x.start),
         route("POST", "/exec/{id}/resize", x.resize),
         route("GET", "/exec/{id}/json", x.inspect),
+        route("POST", "/build", build.build),
         route("POST", "/images/create", images.pull),
         route("GET", "/images/json", images.list_images),
         route("GET", "/images/get", images.save),
