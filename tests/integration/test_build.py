@@ -307,3 +307,20 @@ def test_docker_cli_builds_through_the_api(cocoon, busybox, tmp_path):
         )  # fmt: skip
         assert failed.returncode != 0 and b"exited with code 5" in failed.stderr, failed
     assert ok(cocoon("run", "--rm", "localhost/viaapi:1", "cat", "/who", "/f.txt")) == "hi-api\nf\n"
+
+
+def test_a_stage_on_an_earlier_one_sees_its_files_cached_or_not(cc, busybox, tmp_path):
+    first = f"FROM {busybox} AS base\nRUN echo one > /one && rm /bin/vi\n"
+    second = first + "FROM base AS second\nRUN cat /one > /two && test ! -e /bin/vi\n"
+    scratch = second + "FROM scratch\nCOPY --from=1 /two /three\n"
+    root = context(tmp_path, first)
+    ok(build(cc, root))  # the first stage alone: cached for what follows
+    (root / "Dockerfile").write_text(scratch)
+    # Its layers come back from the cache into the VM for the second stage.
+    out = build(cc, root, "--progress", "plain", "-t", "localhost/onbase:1")
+    assert out.returncode == 0 and out.stderr.count(b"(cached)") == 1, out.stderr.decode()
+    files = saved(cc, "localhost/onbase:1", tmp_path)
+    assert set(files) == {"three"} and files["three"][4] == b"one\n"
+    ok(build(cc, root, "--no-cache", "--target", "second", "-t", "localhost/onbase:2"))
+    files = saved(cc, "localhost/onbase:2", tmp_path)
+    assert files["two"][4] == b"one\n" and "bin/vi" not in files

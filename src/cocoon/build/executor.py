@@ -123,6 +123,7 @@ class Builder:
         self.work = Path(tempfile.mkdtemp(prefix="run-", dir=_work()))
         self.trees = Trees(store, self.work)
         self.results: dict[str, StageResult] = {}
+        self.vms = _VMs(store)
         self.meta = meta_values(dockerfile, opts.build_args)
 
     # -- the whole build ------------------------------------------------------
@@ -151,6 +152,7 @@ class Builder:
                     config["Labels"] = {**(config.get("Labels") or {}), **self.opts.labels}
                 return assemble(self.store, result, config, self.opts.tags)
         finally:
+            self.vms.close()
             self.trees.close()
             shutil.rmtree(self.work, ignore_errors=True)
 
@@ -202,25 +204,22 @@ class Builder:
         state = StageState(
             result.config, self.meta, self.opts.build_args, self.df.escape, line=stage.line
         )
-        runner = _Runner(self.store, result)
-        try:
-            triggers = state.onbuild_triggers()
-            total += len(triggers)
-            for i, instr in enumerate([*triggers, *stage.instructions], 2):
-                label = f"{where}STEP {i}/{total}:"
-                if instr.keyword in FS_STEPS:
-                    self._fs_step(instr, state, result, runner, label)
-                else:
-                    self.progress.step(label, instr.text)
-                    state.apply(instr)
-                    result.key = caches.chain(result.key, instr.text, state.cache_args())
-                    if instr.keyword != "ARG":
-                        result.history.append(_history(instr.text, result.created, empty=True))
-            result.config = dict(state.config)
-            if state.author is not None:
-                result.author = state.author
-        finally:
-            runner.close()
+        runner = _Runner(self.vms, result)
+        triggers = state.onbuild_triggers()
+        total += len(triggers)
+        for i, instr in enumerate([*triggers, *stage.instructions], 2):
+            label = f"{where}STEP {i}/{total}:"
+            if instr.keyword in FS_STEPS:
+                self._fs_step(instr, state, result, runner, label)
+            else:
+                self.progress.step(label, instr.text)
+                state.apply(instr)
+                result.key = caches.chain(result.key, instr.text, state.cache_args())
+                if instr.keyword != "ARG":
+                    result.history.append(_history(instr.text, result.created, empty=True))
+        result.config = dict(state.config)
+        if state.author is not None:
+            result.author = state.author
         return result
 
     # -- RUN, COPY, ADD -------------------------------------------------------
@@ -302,36 +301,58 @@ class Builder:
             vm.extract(step, tar)
 
 
+class _VMs:
+    """The build's VMs, one per base image (None: scratch), booted on first need."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+        self.booted: dict[str | None, BuildVM] = {}
+
+    def get(self, base: Image | None) -> BuildVM:
+        key = None if base is None else base.id
+        if key not in self.booted:
+            self.booted[key] = BuildVM(self.store, base)
+        return self.booted[key]
+
+    def close(self) -> None:
+        for vm in self.booted.values():
+            vm.close()
+        self.booted.clear()
+
+
 class _Runner:
-    """A stage's build VM, booted at the first step that is not cached.
+    """A stage's steps in the build VM of its base, taken at the first step
+    that is not cached.
 
     The stage's layers made before that (inherited from an earlier stage, or
-    cached) wait in ``pending`` and are unpacked as step folders once it boots.
+    cached) wait in ``pending`` and are unpacked as step folders then.
     """
 
-    def __init__(self, store: ImageStore, result: StageResult) -> None:
-        self.store = store
+    def __init__(self, vms: _VMs, result: StageResult) -> None:
+        self.vms = vms
+        self.store = vms.store
         self.base = result.base
         self.pending: list[Layer] = list(result.layers)
         self.vm: BuildVM | None = None
 
     def make(self, work: Callable[[BuildVM, int], None]) -> Layer:
         if self.vm is None:
-            self.vm = BuildVM(self.store, self.base)
+            self.vm = self.vms.get(self.base)
+            self.vm.new_stack()
         vm = self.vm
         for layer in self.pending:
+            if vm.reuse(layer.digest):
+                continue
             step = vm.new_step()
             with pipe_from(lambda out, x=layer: copy_tar(self.store, x.descriptor(), out)) as tar:
                 vm.unlayer(step, tar)
+            vm.folders[layer.digest] = step
         self.pending.clear()
         step = vm.new_step()
         work(vm, step)
-        return store_layer(self.store, lambda sink: vm.layer(step, sink))
-
-    def close(self) -> None:
-        if self.vm is not None:
-            self.vm.close()
-            self.vm = None
+        layer = store_layer(self.store, lambda sink: vm.layer(step, sink))
+        vm.folders[layer.digest] = step
+        return layer
 
 
 def _work() -> Path:

@@ -1,4 +1,4 @@
-"""The build VM: one microVM per stage that runs every step of it.
+"""The build VM: one microVM per base image that runs every step of its stages.
 
 The VM's root disk is a copy-on-write overlay of the stage's base image disk
 (an empty ext4 for ``FROM scratch``); a second, sparse disk holds one folder
@@ -8,7 +8,8 @@ of its own folder's ``upper`` over the earlier steps' and the base root, and
 its changes land in that one folder, which ``TAR LAYER`` then streams back
 as an OCI layer (whiteouts translated by the agent). A layer taken from the
 cache is turned back into a step folder by ``TAR UNLAYER``, so a stage whose
-first steps are cached boots only for the first step that is not.
+first steps are cached boots only for the first step that is not. Stages on
+one base share its VM, each on a stack of step folders of its own.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class BuildVM:
         work_dir().mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix="vm-", dir=work_dir()))
         self._steps = 0
+        self._stack: list[int] = []  # the current stage's steps, bottom first
+        self.folders: dict[str, int] = {}  # layer digest -> the step folder holding it
         self._proc = 0
         self.machine: vms.Machine | None = None
         self.listener: Listener | None = None
@@ -116,13 +119,28 @@ class BuildVM:
 
     # -- steps ---------------------------------------------------------------
 
+    def new_stack(self) -> None:
+        """Start a new stage on the same base: later steps see none of the earlier ones."""
+        self._stack = []
+
     def new_step(self) -> int:
-        """The number of a new step folder, stacked on all earlier ones."""
+        """The number of a new step folder, stacked on the stage's earlier ones."""
         self._steps += 1
+        self._stack.append(self._steps)
         return self._steps
 
+    def reuse(self, digest: str) -> bool:
+        """Stack the folder that already holds layer ``digest`` (an earlier stage's
+        step), if there is one not yet in this stack."""
+        step = self.folders.get(digest)
+        if step is None or step in self._stack:
+            return False
+        self._stack.append(step)
+        return True
+
     def _root(self, step: int) -> tuple[str, ...]:
-        return tuple(f"{STEPS}/{n}" for n in range(step, 0, -1))
+        below = self._stack[: self._stack.index(step)]
+        return tuple(f"{STEPS}/{n}" for n in (step, *reversed(below)))
 
     def _process(self) -> Process:
         self._proc += 1
