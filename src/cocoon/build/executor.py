@@ -24,7 +24,7 @@ from cocoon.build import cache as caches
 from cocoon.build.assemble import assemble
 from cocoon.build.layers import Layer, copy_tar, store_layer
 from cocoon.build.progress import Quiet
-from cocoon.build.sources import Trees, chain_of
+from cocoon.build.sources import fetch
 from cocoon.build.stage import StageState, base_platform, base_ref, meta_values, unused_build_args
 from cocoon.build.vm import BuildVM, pipe_from, work_dir
 from cocoon.errors import ExternalError, InvalidArgument, NotFound
@@ -85,11 +85,6 @@ class StageResult:
             self.author,
         )
 
-    def tree_layers(self) -> list:
-        base = self.base.layers if self.base is not None else ()
-        diff_ids = (self.base_doc.get("rootfs") or {}).get("diff_ids") or []
-        return chain_of(base, diff_ids, self.layers)
-
 
 def check_platform(platform: str | None, what: str) -> None:
     if platform is not None and platform.lower() not in PLATFORMS:
@@ -121,7 +116,6 @@ class Builder:
         self.filename = filename
         self.cache = caches.LayerCache(store)
         self.work = Path(tempfile.mkdtemp(prefix="run-", dir=_work()))
-        self.trees = Trees(store, self.work)
         self.results: dict[str, StageResult] = {}
         self.vms = _VMs(store)
         self.meta = meta_values(dockerfile, opts.build_args)
@@ -153,7 +147,6 @@ class Builder:
                 return assemble(self.store, result, config, self.opts.tags)
         finally:
             self.vms.close()
-            self.trees.close()
             shutil.rmtree(self.work, ignore_errors=True)
 
     # -- one stage ------------------------------------------------------------
@@ -227,23 +220,22 @@ class Builder:
     def _fs_step(
         self, instr: Any, state: Any, result: StageResult, runner: _Runner, label: str
     ) -> None:
+        work: Callable[[BuildVM, list[int]], None]
         if instr.keyword == "RUN":
             argv = state.run_argv(instr)
             key = caches.chain(result.key, instr.text, state.cache_args())
             created_by = f"RUN {' '.join(argv)}"
-            make: Callable[[BuildVM, int], None] = lambda vm, step: self._run(  # noqa: E731
-                vm, step, instr, argv, state
-            )
+            work = lambda vm, stack: self._run(vm, stack, instr, argv, state)  # noqa: E731
         else:
             op = state.copy_op(instr)
-            context, op = self._copy_source(op, instr)
-            key = caches.chain(result.key, instr.text, state.cache_args(), context.hash(op))
+            source, files = self._copy_source(op, instr)
+            key = caches.chain(result.key, instr.text, state.cache_args(), source)
             created_by = instr.text
-            make = lambda vm, step: self._copy(vm, step, context, op)  # noqa: E731
+            work = lambda vm, stack: self._copy(vm, stack, files, op)  # noqa: E731
         hit = None if self.opts.no_cache else self.cache.get(key)
         self.progress.step(label, instr.text, cached=hit is not None)
         if hit is None:
-            layer, created = runner.make(make), rfc3339(time.time())
+            layer, created = runner.make(work), rfc3339(time.time())
             self.cache.put(key, layer, created)
         else:
             layer, created = hit
@@ -252,10 +244,10 @@ class Builder:
         result.history.append(_history(created_by, created))
         result.key, result.created = key, created
 
-    def _run(self, vm: BuildVM, step: int, instr: Any, argv: list[str], state: Any) -> None:
+    def _run(self, vm: BuildVM, stack: list[int], instr: Any, argv: list[str], state: Any) -> None:
         config = state.config
         status = vm.run(
-            step,
+            stack,
             argv,
             state.run_env(),
             cwd=config.get("WorkingDir") or "/",
@@ -271,34 +263,46 @@ class Builder:
                 self.progress.tail(),
             )
 
-    def _copy_source(self, op: Any, instr: Any) -> tuple[Any, Any]:
-        """The context COPY reads (the build's, or --from's files) and the op against it."""
+    def _copy_source(self, op: Any, instr: Any) -> tuple[str, Callable[[], tuple[Any, Any]]]:
+        """What a COPY's cache key says of its source, and how to get the
+        context it reads with the op to run against it (on a cache miss only).
+
+        The build context is hashed by content; an earlier stage by its cache
+        chain and an image by its id, so checking the cache needs no VM.
+        """
         if op.from_ is None:
-            return self.context, op
-        from cocoon.build.context import Context
-        from cocoon.build.ignore import Ignore
-
-        source = op.from_
-        earlier = self.results.get(source.lower())
+            return self.context.hash(op), lambda: (self.context, op)
+        name = op.from_
+        earlier = self.results.get(name.lower())
         if earlier is not None:
-            layers = earlier.tree_layers()
+            source = StageResult(earlier.base, {}, earlier.layers, [], {}, earlier.key)
             key = f"stage:{earlier.key}"
-        elif source.isdigit():
-            raise NotFound(f"{self.filename}:{instr.line}: COPY --from={source}: no such stage")
+        elif name.isdigit():
+            raise NotFound(f"{self.filename}:{instr.line}: COPY --from={name}: no such stage")
         else:
-            image = self._from_image(source, instr.line)
-            doc = loads(self.store.read_blob(image.manifest.config.digest), f"image {source}")
-            layers = chain_of(image.layers, (doc.get("rootfs") or {}).get("diff_ids") or [], [])
+            image = self._from_image(name, instr.line)
+            source = StageResult(image, {}, [], [], {}, image.id)
             key = f"image:{image.id}"
-        root = self.trees.tree(key, layers)
-        return Context(root, Ignore()), dataclasses.replace(op, from_=None)
 
-    def _copy(self, vm: BuildVM, step: int, context: Any, op: Any) -> None:
-        owner = None if op.chown is None else _owner(vm, step, op.chown, op.line, self.filename)
+        def files() -> tuple[Any, Any]:
+            from cocoon.build.context import Context
+            from cocoon.build.ignore import Ignore
+
+            vm, stack = _Runner(self.vms, source).view()
+            root = fetch(vm, stack, op.sources, self.work)
+            return Context(root, Ignore()), dataclasses.replace(op, from_=None)
+
+        return key, files
+
+    def _copy(
+        self, vm: BuildVM, stack: list[int], files: Callable[[], tuple[Any, Any]], op: Any
+    ) -> None:
+        context, op = files()
+        owner = None if op.chown is None else _owner(vm, stack, op.chown, op.line, self.filename)
         with tempfile.TemporaryFile(dir=self.work) as tar:
             context.write_tar(op, tar, owner=owner)
             tar.seek(0)
-            vm.extract(step, tar)
+            vm.extract(stack, tar)
 
 
 class _VMs:
@@ -321,11 +325,12 @@ class _VMs:
 
 
 class _Runner:
-    """A stage's steps in the build VM of its base, taken at the first step
-    that is not cached.
+    """A stage's stack of step folders in the build VM of its base, taken at
+    the first step that is not cached.
 
     The stage's layers made before that (inherited from an earlier stage, or
-    cached) wait in ``pending`` and are unpacked as step folders then.
+    cached) wait in ``pending``: each becomes the folder that already holds it
+    in that VM, or a new folder it is unpacked into.
     """
 
     def __init__(self, vms: _VMs, result: StageResult) -> None:
@@ -333,26 +338,36 @@ class _Runner:
         self.store = vms.store
         self.base = result.base
         self.pending: list[Layer] = list(result.layers)
-        self.vm: BuildVM | None = None
+        self.stack: list[int] = []
 
-    def make(self, work: Callable[[BuildVM, int], None]) -> Layer:
-        if self.vm is None:
-            self.vm = self.vms.get(self.base)
-            self.vm.new_stack()
-        vm = self.vm
+    def _ready(self) -> BuildVM:
+        vm = self.vms.get(self.base)
         for layer in self.pending:
-            if vm.reuse(layer.digest):
-                continue
-            step = vm.new_step()
-            with pipe_from(lambda out, x=layer: copy_tar(self.store, x.descriptor(), out)) as tar:
-                vm.unlayer(step, tar)
-            vm.folders[layer.digest] = step
+            folder = vm.folders.get(layer.digest)
+            if folder is None or folder in self.stack:
+                folder = vm.new_step()
+                blob = layer.descriptor()
+                with pipe_from(lambda out, b=blob: copy_tar(self.store, b, out)) as tar:
+                    vm.unlayer(folder, tar)
+                vm.folders[layer.digest] = folder
+            self.stack.append(folder)
         self.pending.clear()
+        return vm
+
+    def make(self, work: Callable[[BuildVM, list[int]], None]) -> Layer:
+        """Run ``work`` on a new step on top of the stack; that step's layer."""
+        vm = self._ready()
         step = vm.new_step()
-        work(vm, step)
+        work(vm, [*self.stack, step])
         layer = store_layer(self.store, lambda sink: vm.layer(step, sink))
         vm.folders[layer.digest] = step
+        self.stack.append(step)
         return layer
+
+    def view(self) -> tuple[BuildVM, list[int]]:
+        """The VM and a stack that sees the stage's files (its top step left empty)."""
+        vm = self._ready()
+        return vm, [*self.stack, vm.new_step()]
 
 
 def _work() -> Path:
@@ -368,14 +383,14 @@ def _history(created_by: str, created: str, *, empty: bool = False) -> dict[str,
     return entry
 
 
-def _owner(vm: BuildVM, step: int, chown: str, line: int, filename: str) -> tuple[int, int]:
+def _owner(vm: BuildVM, stack: list[int], chown: str, line: int, filename: str) -> tuple[int, int]:
     """``--chown=user[:group]`` as ids, names looked up in the step's root, as Docker does."""
     user, _, group = chown.partition(":")
 
     def lookup(name: str, table: str) -> int:
         if name.isdigit():
             return int(name)
-        for entry in _read_table(vm, step, table):
+        for entry in _read_table(vm, stack, table):
             fields = entry.split(":")
             if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
                 return int(fields[2])
@@ -387,15 +402,16 @@ def _owner(vm: BuildVM, step: int, chown: str, line: int, filename: str) -> tupl
     return uid, lookup(group, "/etc/group")
 
 
-def _read_table(vm: BuildVM, step: int, path: str) -> list[str]:
+def _read_table(vm: BuildVM, stack: list[int], path: str) -> list[str]:
     import io
     import tarfile
 
+    data = bytearray()
     try:
-        data = vm.read_file(step, path)
+        vm.read(stack, path, data.extend)
     except ExternalError:
         return []
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tar:
         member = tar.next()
         f = tar.extractfile(member) if member is not None else None
         return f.read(1 << 20).decode(errors="replace").splitlines() if f else []

@@ -1,53 +1,58 @@
-"""What ``COPY --from`` reads: an earlier stage's or another image's files, on the host.
+"""What ``COPY --from`` reads: files of an earlier stage or of an image, from a build VM.
 
-The layers are unpacked into a temporary folder by the same checked
-extractor that builds image disks, so a hostile layer cannot write outside
-it; that folder then serves as a build context with nothing ignored.
+The paths the COPY names, each up to its first wildcard, are written by the
+agent's tar as the source sees them (its base disk and step folders, in the
+VM of its base), so a large base image is never unpacked on the host. That
+tar is the guest's, so hostile: the host's safe unpacker puts it in a
+temporary folder, which then serves as a build context with nothing ignored.
 """
 
 from __future__ import annotations
 
-import shutil
+import posixpath
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cocoon.build.layers import Layer
-from cocoon.image.model import Descriptor
-from cocoon.image.store import ImageStore
+from cocoon.build.vm import BuildVM
+from cocoon.errors import ExternalError
+
+_WILDCARDS = "*?[\\"
 
 
-class Trees:
-    """The unpacked file trees of one build, made once each, removed by ``close``."""
-
-    def __init__(self, store: ImageStore, where: Path) -> None:
-        self.store = store
-        self.where = where
-        self._made: dict[str, Path] = {}
-
-    def tree(self, key: str, layers: Sequence[tuple[Descriptor, str]]) -> Path:
-        """The files of ``layers`` ((blob, diff_id) bottom first), unpacked under ``key``."""
-        from cocoon.rootfs.layers import apply_layer
-
-        if key in self._made:
-            return self._made[key]
-        self.where.mkdir(parents=True, exist_ok=True)
-        root = Path(tempfile.mkdtemp(prefix="from-", dir=self.where))
-        self._made[key] = root
-        for desc, diff_id in layers:
-            with self.store.open_blob(desc.digest) as blob:
-                apply_layer(blob, root, digest=desc.digest, diff_id=diff_id)
-        return root
-
-    def close(self) -> None:
-        for root in self._made.values():
-            shutil.rmtree(root, ignore_errors=True)
-        self._made.clear()
+def literal_prefix(source: str) -> str:
+    """The absolute folder or file a source names before any wildcard."""
+    parts: list[str] = []
+    for part in posixpath.normpath("/" + source).split("/"):
+        if any(c in part for c in _WILDCARDS):
+            break
+        if part:
+            parts.append(part)
+    return "/" + "/".join(parts)
 
 
-def chain_of(base: Sequence[Descriptor], base_diff_ids: Sequence[str], made: Sequence[Layer]):
-    """(blob, diff_id) of an image's layers then a build's, for ``Trees.tree``."""
-    return [*zip(base, base_diff_ids, strict=True), *((x.descriptor(), x.diff_id) for x in made)]
+def fetch(vm: BuildVM, stack: Sequence[int], sources: Iterable[str], into: Path) -> Path:
+    """A new folder under ``into`` holding ``sources`` as ``stack`` sees them.
+
+    A source that does not exist is left out, for the context to report
+    with the Dockerfile's line.
+    """
+    from cocoon.container.copy import extract
+
+    root = Path(tempfile.mkdtemp(prefix="from-", dir=into))
+    for prefix in sorted({literal_prefix(s) for s in sources}):
+        with tempfile.TemporaryFile(dir=into) as tar:
+            try:
+                vm.read(stack, prefix, tar.write)
+            except ExternalError as e:
+                if "no such file" in str(e).lower():
+                    continue
+                raise
+            tar.seek(0)
+            dest = root / posixpath.dirname(prefix).lstrip("/")
+            dest.mkdir(parents=True, exist_ok=True)
+            extract(tar, dest, archive=True, devices=False, what="a stage's files")  # type: ignore[arg-type]
+    return root
 
 
-__all__ = ["Trees", "chain_of"]
+__all__ = ["fetch", "literal_prefix"]

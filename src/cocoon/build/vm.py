@@ -9,7 +9,8 @@ its changes land in that one folder, which ``TAR LAYER`` then streams back
 as an OCI layer (whiteouts translated by the agent). A layer taken from the
 cache is turned back into a step folder by ``TAR UNLAYER``, so a stage whose
 first steps are cached boots only for the first step that is not. Stages on
-one base share its VM, each on a stack of step folders of its own.
+one base share its VM, each on a stack of step folders of its own (a folder
+of an earlier stage may be in a later one's stack, never written again).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,7 +64,6 @@ class BuildVM:
         work_dir().mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix="vm-", dir=work_dir()))
         self._steps = 0
-        self._stack: list[int] = []  # the current stage's steps, bottom first
         self.folders: dict[str, int] = {}  # layer digest -> the step folder holding it
         self._proc = 0
         self.machine: vms.Machine | None = None
@@ -119,28 +119,15 @@ class BuildVM:
 
     # -- steps ---------------------------------------------------------------
 
-    def new_stack(self) -> None:
-        """Start a new stage on the same base: later steps see none of the earlier ones."""
-        self._stack = []
-
     def new_step(self) -> int:
-        """The number of a new step folder, stacked on the stage's earlier ones."""
+        """The number of a new, empty step folder."""
         self._steps += 1
-        self._stack.append(self._steps)
         return self._steps
 
-    def reuse(self, digest: str) -> bool:
-        """Stack the folder that already holds layer ``digest`` (an earlier stage's
-        step), if there is one not yet in this stack."""
-        step = self.folders.get(digest)
-        if step is None or step in self._stack:
-            return False
-        self._stack.append(step)
-        return True
-
-    def _root(self, step: int) -> tuple[str, ...]:
-        below = self._stack[: self._stack.index(step)]
-        return tuple(f"{STEPS}/{n}" for n in (step, *reversed(below)))
+    @staticmethod
+    def _root(stack: Sequence[int]) -> tuple[str, ...]:
+        """A ROOT field: the top step's folder first, then those below it."""
+        return tuple(f"{STEPS}/{n}" for n in reversed(stack))
 
     def _process(self) -> Process:
         self._proc += 1
@@ -148,7 +135,7 @@ class BuildVM:
 
     def run(
         self,
-        step: int,
+        stack: Sequence[int],
         argv: list[str],
         env: list[str],
         *,
@@ -157,50 +144,52 @@ class BuildVM:
         stdout: Sink,
         stderr: Sink,
     ) -> ExitStatus:
-        """Run a RUN instruction's command in ``step``'s root."""
-        spec = ProcessSpec(argv, env, cwd=cwd, user=user, root=self._root(step))
+        """Run a RUN instruction's command on ``stack`` (step folders, bottom first):
+        its changes land in the top one."""
+        spec = ProcessSpec(argv, env, cwd=cwd, user=user, root=self._root(stack))
         process = self._process()
         process.start(spec)
         return process.relay(stdout, stderr)
 
-    def _tar(self, step: int | None, op: TarOp, path: str, source: BinaryIO | None) -> bytes:
-        """The agent's tar in the VM; what it writes, or ExternalError with its words."""
-        root = None if step is None else self._root(step)
+    def _tar(
+        self,
+        stack: Sequence[int] | None,
+        op: TarOp,
+        path: str,
+        *,
+        source: BinaryIO | None = None,
+        sink: Sink | None = None,
+    ) -> None:
+        """The agent's tar in the VM, reading ``source``, writing to ``sink``;
+        ExternalError with its words when it fails."""
+        root = None if stack is None else self._root(stack)
         stdin = source is not None
         spec = ProcessSpec(["cocoon-tar"], [], tar=(op, 0, path), stdin=stdin, root=root)
-        out, err = bytearray(), bytearray()
+        err = bytearray()
         process = self._process()
         process.start(spec)
         if source is not None:
             process.feed_stdin(source.fileno())
-        status = process.relay(out.extend, err.extend)
+        status = process.relay(sink or (lambda _: None), err.extend)
         if status.code != 0:
             said = err.decode(errors="replace").strip().splitlines()
             raise ExternalError(f"build VM: {said[-1] if said else status.error or status.code}")
-        return bytes(out)
 
-    def extract(self, step: int, tar: BinaryIO) -> None:
-        """Unpack ``tar`` (names relative to /) in ``step``'s root: COPY and ADD."""
-        self._tar(step, TarOp.EXTRACT, "/", tar)
+    def extract(self, stack: Sequence[int], tar: BinaryIO) -> None:
+        """Unpack ``tar`` (names relative to /) on ``stack``: COPY and ADD."""
+        self._tar(stack, TarOp.EXTRACT, "/", source=tar)
 
-    def read_file(self, step: int, path: str) -> bytes:
-        """A tar of one file of ``step``'s root (e.g. /etc/passwd for --chown)."""
-        return self._tar(step, TarOp.CREATE, path, None)
+    def read(self, stack: Sequence[int], path: str, sink: Sink) -> None:
+        """A tar of ``path`` (named from its last component) as ``stack`` sees it."""
+        self._tar(stack, TarOp.CREATE, path, sink=sink)
 
     def layer(self, step: int, sink: Sink) -> None:
         """``step``'s changes as an OCI layer tar, given to ``sink`` piece by piece."""
-        spec = ProcessSpec(["cocoon-tar"], [], tar=(TarOp.LAYER, 0, f"{STEPS}/{step}/upper"))
-        err = bytearray()
-        process = self._process()
-        process.start(spec)
-        status = process.relay(sink, err.extend)
-        if status.code != 0:
-            said = err.decode(errors="replace").strip().splitlines()
-            raise ExternalError(f"build VM: reading a layer: {said[-1] if said else status.code}")
+        self._tar(None, TarOp.LAYER, f"{STEPS}/{step}/upper", sink=sink)
 
     def unlayer(self, step: int, tar: BinaryIO) -> None:
         """Make ``step``'s folder hold the (uncompressed) OCI layer ``tar``."""
-        self._tar(None, TarOp.UNLAYER, f"{STEPS}/{step}/upper", tar)
+        self._tar(None, TarOp.UNLAYER, f"{STEPS}/{step}/upper", source=tar)
 
     # -- the end -------------------------------------------------------------
 
