@@ -164,6 +164,7 @@ def main() -> int:
     try:
         rootfs = debian_rootfs() if args.base == "debian" else busybox_rootfs(work)
         ours("image", "import", str(rootfs), BASE)  # one layer with its history entry
+        ours("run", "--rm", "--network", "none", BASE, "true")  # its disk, as a pull makes it
         archive = work / "base.tar"
         ours("image", "save", BASE, "-o", str(archive))
         theirs("load", "-i", str(archive))

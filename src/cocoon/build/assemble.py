@@ -4,8 +4,10 @@ The base image's layers (as stored, compressed as pulled) come first, then
 the build's; ``rootfs.diff_ids`` and ``history`` follow the same order
 (``empty_layer`` on the entries of instructions that only change the
 config, as docker build writes them). Layers from the guest are hostile:
-the image is checked by the rules every loaded image passes before it is
-tagged.
+before the image is tagged, they are checked by the rules every loaded
+image's layers pass (names, links, whiteouts), on their own: the base was
+checked when it was stored, and what a layer does to the base's files (a
+write through its symlink) is refused when the image's disk is built.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def assemble(
 
     Its ``created`` is its last step's, so the same steps make the same image.
     """
-    from cocoon.rootfs.layers import check_image  # the rules of unpacking live there
+    from cocoon.rootfs.layers import Tree, check_layer  # the rules of unpacking live there
 
     base, base_doc, layers, history = result.base, result.base_doc, result.layers, result.history
     platform = Platform.host()
@@ -55,7 +57,10 @@ def assemble(
     known = store.has_blob(of_bytes(data))  # built before: checked then
     stored = store.put_bytes(data, OCI_MANIFEST)
     if not known:
-        check_image(store, store.image(stored.digest))
+        tree = Tree()
+        for layer in layers:
+            with store.open_blob(layer.digest) as blob:
+                check_layer(blob, tree, digest=layer.digest, diff_id=layer.diff_id)
     for tag in tags:
         store.tag(tag, stored)
     if not tags:
