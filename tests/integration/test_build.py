@@ -324,3 +324,13 @@ def test_a_stage_on_an_earlier_one_sees_its_files_cached_or_not(cc, busybox, tmp
     ok(build(cc, root, "--no-cache", "--target", "second", "-t", "localhost/onbase:2"))
     files = saved(cc, "localhost/onbase:2", tmp_path)
     assert files["two"][4] == b"one\n" and "bin/vi" not in files
+
+
+def test_run_steps_have_a_network_only_when_asked(cc, busybox, tmp_path):
+    # Nothing is sent anywhere: the step only reads its routing table.
+    root = context(tmp_path, f"FROM {busybox}\nRUN cat /proc/net/route > /route\n")
+    ok(build(cc, root, "--network", "default", "-t", "localhost/net:1"))
+    routes = saved(cc, "localhost/net:1", tmp_path)["route"][4].decode()
+    assert "eth0\t00000000\t0202000A" in routes, routes  # default via 10.0.2.2
+    ok(build(cc, root, "--network", "none", "--no-cache", "-t", "localhost/net:2"))
+    assert "eth0" not in saved(cc, "localhost/net:2", tmp_path)["route"][4].decode()

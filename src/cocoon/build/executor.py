@@ -91,10 +91,15 @@ def check_platform(platform: str | None, what: str) -> None:
         raise InvalidArgument(f"{what} {platform}: only linux/amd64 can be built here")
 
 
-def check_network(network: str | None) -> None:
-    # Build VMs have no network card yet: RUN steps work offline.
-    if network not in (None, "none", "default"):
-        raise InvalidArgument(f"--network {network}: build steps support only none")
+def wants_network(network: str | None) -> bool:
+    """Whether RUN steps get a network: QEMU's user-mode NAT (docker build's
+    default, and ``host``), or none (``none``, or ``COCOON_NETWORK=none``)."""
+    from cocoon.container.network import default_network
+
+    mode = network or ("none" if default_network() == "none" else "default")
+    if mode not in ("none", "default", "host", "bridge"):
+        raise InvalidArgument(f"--network {network}: use default, host or none")
+    return mode != "none"
 
 
 class Builder:
@@ -115,10 +120,10 @@ class Builder:
         self.progress = progress
         self.filename = filename
         self.cache = caches.LayerCache(store)
-        self.work = Path(tempfile.mkdtemp(prefix="run-", dir=_work()))
         self.results: dict[str, StageResult] = {}
-        self.vms = _VMs(store)
+        self.vms = _VMs(store, wants_network(opts.network))
         self.meta = meta_values(dockerfile, opts.build_args)
+        self.work = _work()  # build() makes its own folder in there
 
     # -- the whole build ------------------------------------------------------
 
@@ -126,7 +131,7 @@ class Builder:
         from cocoon.build.dockerfile import select
 
         check_platform(self.opts.platform, "--platform")
-        check_network(self.opts.network)
+        self.work = Path(tempfile.mkdtemp(prefix="run-", dir=_work()))
         try:
             with self.store.ingest():
                 stages = select(self.df, self.opts.target)
@@ -308,14 +313,15 @@ class Builder:
 class _VMs:
     """The build's VMs, one per base image (None: scratch), booted on first need."""
 
-    def __init__(self, store: ImageStore) -> None:
+    def __init__(self, store: ImageStore, network: bool) -> None:
         self.store = store
+        self.network = network
         self.booted: dict[str | None, BuildVM] = {}
 
     def get(self, base: Image | None) -> BuildVM:
         key = None if base is None else base.id
         if key not in self.booted:
-            self.booted[key] = BuildVM(self.store, base)
+            self.booted[key] = BuildVM(self.store, base, network=self.network)
         return self.booted[key]
 
     def close(self) -> None:

@@ -59,7 +59,13 @@ class BuildVM:
     """A booted build VM; ``close`` stops it and removes everything it made."""
 
     def __init__(
-        self, store: ImageStore, base: Image | None, *, cpus: int = 1, memory_mib: int = MEMORY_MIB
+        self,
+        store: ImageStore,
+        base: Image | None,
+        *,
+        network: bool = False,
+        cpus: int = 1,
+        memory_mib: int = MEMORY_MIB,
     ) -> None:
         work_dir().mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix="vm-", dir=work_dir()))
@@ -69,12 +75,16 @@ class BuildVM:
         self.machine: vms.Machine | None = None
         self.listener: Listener | None = None
         try:
-            self._boot(store, base, cpus, memory_mib)
+            self._boot(store, base, network, cpus, memory_mib)
         except BaseException:
             self.close()
             raise
 
-    def _boot(self, store: ImageStore, base: Image | None, cpus: int, memory_mib: int) -> None:
+    def _boot(
+        self, store: ImageStore, base: Image | None, network: bool, cpus: int, memory_mib: int
+    ) -> None:
+        from cocoon.container import network as nets  # QEMU's user-mode NAT, as `run` has it
+
         root = self.folder / "root.qcow2"
         if base is None:
             root = self.folder / "root.img"
@@ -95,6 +105,7 @@ class BuildVM:
                 vms.Disk(root, "qcow2" if base is not None else "raw"),
                 vms.Disk(steps, "raw", serial=STEPS_SERIAL),
             ],
+            net=vms.UserNet(nets.USER_NET, nets.USER_MAC) if network else None,
             agent_socket=sockets / "agent.sock",
             control_socket=sockets / "vmm.sock",
             console=self.folder / "console.log",
@@ -105,7 +116,12 @@ class BuildVM:
         self.machine.start()
         try:
             self.channel = self.listener.accept(self.machine.events, BOOT_TIMEOUT)
+            outside = {}
+            if network:
+                outside = {"address": f"{nets.USER_IP}/24", "gateway": nets.USER_GATEWAY,
+                           "dns": [nets.USER_DNS], "mac": nets.USER_MAC}  # fmt: skip
             config = GuestConfig(
+                **outside,  # type: ignore[arg-type]
                 hostname="cocoon-build",
                 time_ns=time.time_ns(),
                 mounts=[GuestMount(MountKind.EXT4, STEPS, STEPS_SERIAL)],

@@ -29,7 +29,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p.add_argument("--progress", choices=("auto", "plain", "quiet"), default="auto",
                    help="how steps are shown")  # fmt: skip
-    p.add_argument("--network", metavar="MODE", help="RUN steps' network (only none)")
+    p.add_argument("--network", metavar="MODE",
+                   help="RUN steps' network: default (NAT), host (the same) or none")  # fmt: skip
     p.add_argument("context", metavar="CONTEXT", help="a folder, or - for a tar on stdin")
     p.set_defaults(handler=_build)
 
