@@ -22,6 +22,8 @@
 #define WHITEOUT ".wh."     /* OCI: a removed name, in a layer */
 #define OPAQUE ".wh..wh..opq" /* OCI: a folder whose lower contents are hidden */
 #define OVL_OPAQUE "trusted.overlay.opaque"
+#define PAX_XATTR "SCHILY.xattr."
+#define XATTRS_MAX 4096 /* of one entry's kept xattrs, records included */
 
 static void say(const char *fmt, const char *what, int err)
 {
@@ -96,6 +98,8 @@ struct writer {
 	char path[NAME_MAX_LEN + 1]; /* the entry's name */
 	struct link_seen *links;     /* layer: files of several names, first name each */
 	size_t nlinks;
+	char xattrs[XATTRS_MAX]; /* layer: the next entry's xattrs, as pax records */
+	size_t nxattrs;
 };
 
 static int emit(struct writer *w, const void *p, size_t n)
@@ -125,6 +129,28 @@ static size_t pax_record(char *buf, size_t room, const char *key, const char *va
 		return 0;
 	snprintf(buf, room, "%zu %s=%s\n", len, key, value);
 	return len;
+}
+
+/* The same, with a value of any bytes (an xattr's); 0 if it does not fit. */
+static size_t pax_binary(char *buf, size_t room, const char *key, const char *value, size_t vlen)
+{
+	size_t body = strlen(key) + vlen + 3;
+	size_t len = body + 1;
+	while (snprintf(NULL, 0, "%zu", len) + body > len)
+		len++;
+	if (len > room)
+		return 0;
+	int n = snprintf(buf, room, "%zu %s=", len, key);
+	memcpy(buf + n, value, vlen);
+	buf[len - 1] = '\n';
+	return len;
+}
+
+/* The xattrs an image may carry: the user's own and file capabilities;
+ * never overlayfs's (trusted.*) or a security module's labels. */
+static int xattr_kept(const char *name)
+{
+	return !strncmp(name, "user.", 5) || !strcmp(name, "security.capability");
 }
 
 static void header_init(uint8_t h[BLOCK], const char *name, char type)
@@ -181,6 +207,11 @@ static int write_header(struct writer *w, const struct stat *st, char type, uint
 			snprintf(num, sizeof(num), "%llu", (unsigned long long)nums[i].v);
 			paxlen += pax_record(pax + paxlen, sizeof(pax) - paxlen, nums[i].key, num);
 		}
+	if (w->nxattrs && paxlen + w->nxattrs <= sizeof(pax)) {
+		memcpy(pax + paxlen, w->xattrs, w->nxattrs);
+		paxlen += w->nxattrs;
+	}
+	w->nxattrs = 0;
 	if (paxlen) {
 		uint8_t x[BLOCK];
 		struct stat none = {0};
@@ -243,6 +274,28 @@ static int write_marker(struct writer *w, size_t keep, const char *sep, const ch
 	}
 	memcpy(w->path, saved, sizeof(saved));
 	return rc;
+}
+
+/* The entry's kept xattrs as pax records for its header; what does not fit is left out. */
+static void layer_xattrs(struct writer *w, int dirfd, const char *name)
+{
+	char path[NAME_MAX_LEN + 64], names[XATTRS_MAX], value[1024], key[300];
+	if (dirfd == AT_FDCWD)
+		snprintf(path, sizeof(path), "%s", name);
+	else
+		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
+	w->nxattrs = 0;
+	ssize_t n = llistxattr(path, names, sizeof(names));
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(names + i) + 1) {
+		const char *x = names + i;
+		if (!xattr_kept(x))
+			continue;
+		ssize_t vlen = lgetxattr(path, x, value, sizeof(value));
+		if (vlen < 0 || snprintf(key, sizeof(key), "%s%s", PAX_XATTR, x) >= (int)sizeof(key))
+			continue;
+		w->nxattrs += pax_binary(w->xattrs + w->nxattrs, sizeof(w->xattrs) - w->nxattrs,
+					 key, value, (size_t)vlen);
+	}
 }
 
 /* overlayfs marks a folder that hides the lower ones' contents so. */
@@ -328,6 +381,7 @@ static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
 		int rc = layer_entry(w, &st);
 		if (rc <= 0)
 			return rc;
+		layer_xattrs(w, dirfd, name);
 	}
 	if (S_ISREG(st.st_mode))
 		return write_file(w, dirfd, name, &st);
@@ -441,6 +495,8 @@ struct entry {
 	char type;
 	uint64_t size, mode, uid, gid, mtime, major, minor;
 	int have_path, have_link, have_size, have_uid, have_gid, have_mtime;
+	char xattrs[XATTRS_MAX]; /* kept ones: name, NUL, 2-byte length, value; ... */
+	size_t nxattrs;
 };
 
 static int read_block(int in, uint8_t b[BLOCK])
@@ -461,6 +517,18 @@ static int skip(int in, uint64_t size)
 		if (read_block(in, b) != 1)
 			return -1;
 	return 0;
+}
+
+static void keep_xattr(struct entry *e, const char *name, const char *value, size_t vlen)
+{
+	size_t nlen = strlen(name) + 1;
+	if (!xattr_kept(name) || vlen > 0xffff || e->nxattrs + nlen + 2 + vlen > sizeof(e->xattrs))
+		return;
+	memcpy(e->xattrs + e->nxattrs, name, nlen);
+	e->xattrs[e->nxattrs + nlen] = (char)(vlen >> 8);
+	e->xattrs[e->nxattrs + nlen + 1] = (char)vlen;
+	memcpy(e->xattrs + e->nxattrs + nlen + 2, value, vlen);
+	e->nxattrs += nlen + 2 + vlen;
 }
 
 /* An extended header's records, over what the next header says. */
@@ -498,6 +566,8 @@ static int read_pax(int in, uint64_t size, struct entry *e)
 				memcpy(to, value, vlen);
 				to[vlen] = '\0';
 				*(key[0] == 'p' ? &e->have_path : &e->have_link) = 1;
+			} else if (!strncmp(key, PAX_XATTR, strlen(PAX_XATTR))) {
+				keep_xattr(e, key + strlen(PAX_XATTR), value, vlen);
 			} else {
 				uint64_t v = strtoull(value, NULL, 10);
 				if (!strcmp(key, "size"))
@@ -636,11 +706,35 @@ static void make_parents(int dest, const char *name)
 	}
 }
 
+/* The entry's xattrs on a file or folder it made (a symlink has none to keep). */
+static int set_xattrs(int dest, const char *name, const struct entry *e)
+{
+	if (!e->nxattrs || (e->type != '0' && e->type != '7' && e->type != '5'))
+		return 0;
+	int fd = openat(dest, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < e->nxattrs;) {
+		const char *x = e->xattrs + i;
+		size_t nlen = strlen(x) + 1;
+		const uint8_t *len = (const uint8_t *)e->xattrs + i + nlen;
+		size_t vlen = (size_t)len[0] << 8 | len[1];
+		rc = fsetxattr(fd, x, len + 2, vlen, 0);
+		i += nlen + 2 + vlen;
+	}
+	close(fd);
+	return rc;
+}
+
 static int set_meta(int dest, const char *name, const struct entry *e)
 {
 	if (fchownat(dest, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -1;
 	if (e->type != '2' && fchmodat(dest, name, (mode_t)e->mode, 0) < 0)
+		return -1;
+	/* After chown, which drops file capabilities. */
+	if (set_xattrs(dest, name, e) < 0)
 		return -1;
 	struct timespec t[2] = {{(time_t)e->mtime, 0}, {(time_t)e->mtime, 0}};
 	return utimensat(dest, name, t, AT_SYMLINK_NOFOLLOW);

@@ -30,7 +30,9 @@ int tar_extract(int in, const char *path);
  * Writes an overlayfs upper folder as an OCI layer: entries named from
  * inside path, a 0/0 character device as a `.wh.NAME` whiteout, an opaque
  * folder with a `.wh..wh..opq` entry in it, further names of one file as
- * hard links. Returns 0, or -1 with a message on stderr.
+ * hard links, user.* and security.capability xattrs as SCHILY.xattr pax
+ * records (tar_extract and tar_unlayer set those two kinds back). Returns
+ * 0, or -1 with a message on stderr.
  */
 int tar_layer(int out, const char *path);
 

@@ -502,6 +502,8 @@ static void test_layers(void)
 	mkdir(p, 0755);
 	snprintf(p, sizeof(p), "%s/upper/keep", tmp);
 	write_text(p, "kept\n");
+	int can_user_xattr = setxattr(p, "user.cocoon", "v\0w", 3, 0) == 0;
+	CHECK(!can_user_xattr || setxattr(p, "trusted.overlay.origin", "x", 1, 0) == 0);
 	snprintf(q, sizeof(q), "%s/upper/keep2", tmp);
 	CHECK(link(p, q) == 0);
 	snprintf(p, sizeof(p), "%s/upper/gone", tmp);
@@ -530,6 +532,9 @@ static void test_layers(void)
 	snprintf(p, sizeof(p), "%s/out/upper/keep", tmp);
 	snprintf(q, sizeof(q), "%s/out/upper/keep2", tmp);
 	CHECK(text_is(p, "kept\n") && stat(p, &a) == 0 && stat(q, &b) == 0 && a.st_ino == b.st_ino);
+	char xv[8] = "";
+	CHECK(!can_user_xattr || (getxattr(p, "user.cocoon", xv, sizeof(xv)) == 3 && !memcmp(xv, "v\0w", 3)));
+	CHECK(getxattr(p, "trusted.overlay.origin", xv, sizeof(xv)) < 0); /* never carried */
 	snprintf(p, sizeof(p), "%s/out/upper/gone", tmp);
 	CHECK(!can_mknod || (lstat(p, &a) == 0 && S_ISCHR(a.st_mode) && a.st_rdev == 0));
 	snprintf(p, sizeof(p), "%s/out/upper/dir", tmp);
