@@ -18,7 +18,7 @@ from typing import IO, Any
 from cocoon.build.executor import BuildOptions
 from cocoon.build.executor import build as run_build
 from cocoon.build.progress import Quiet
-from cocoon.build.vm import work_dir
+from cocoon.build.vm import session, work_dir
 from cocoon.errors import InvalidArgument, NotFound
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
@@ -80,7 +80,8 @@ def build(
     store: ImageStore | None = None,
 ) -> Image:
     """Build an image from ``context`` (a folder, or a tar stream of one)."""
-    with _context(context, None if not isinstance(context, str | Path) else dockerfile) as ctx:
+    folder = None if not isinstance(context, str | Path) else dockerfile
+    with session(), _context(context, folder) as ctx:
         inside = not isinstance(context, str | Path)
         text, name = _dockerfile(Path(ctx.root), dockerfile, dockerfile_text, inside=inside)
         return run_build(ctx, text, opts, store=store, progress=progress, filename=name)

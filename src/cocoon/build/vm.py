@@ -16,6 +16,7 @@ of an earlier stage may be in a later one's stack, never written again).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -48,11 +49,41 @@ SCRATCH_SIZE = 1 << 30  # the empty root of FROM scratch
 BOOT_TIMEOUT = 120.0
 STOP_GRACE = 10.0
 MEMORY_MIB = 512
+ACTIVE = ".active"  # the lock each running build holds shared
 
 
 def work_dir() -> Path:
     """Where build VMs keep their disks and sockets while they run."""
     return paths.state_dir() / "build"
+
+
+@contextlib.contextmanager
+def session() -> Iterator[None]:
+    """Hold the build folder for one build (a shared lock). A build that finds
+    no other one running first removes what a killed build left there."""
+    folder = work_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ACTIVE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # other builds run: what is there is theirs
+        else:
+            for entry in folder.iterdir():
+                if entry.name != ACTIVE:
+                    _remove(entry)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class BuildVM:
@@ -251,4 +282,4 @@ def pipe_from(write: Callable[[BinaryIO], None]) -> Iterator[BinaryIO]:
         raise failed[0]
 
 
-__all__ = ["BuildVM", "pipe_from", "work_dir"]
+__all__ = ["BuildVM", "pipe_from", "session", "work_dir"]
