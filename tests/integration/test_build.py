@@ -358,3 +358,45 @@ def test_a_killed_build_s_leftovers_go_with_the_next_build(cc, busybox, tmp_path
     assert any(p.name.startswith("vm-") for p in (cc.state / "build").iterdir())
     ok(cc("build", "-q", str(context(tmp_path, f"FROM {busybox}\nCMD true\n"))))
     no_build_leftovers(cc)
+
+
+def test_each_instruction_reaches_the_image(cc, busybox, tmp_path):
+    parent = context(tmp_path, f"FROM {busybox}\nONBUILD RUN echo triggered > /onbuild\n")
+    ok(build(cc, parent, "-t", "localhost/parent:1"))
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "inside.txt").write_text("from a tar\n")
+    dockerfile = """\
+FROM localhost/parent:1
+SHELL ["/bin/sh", "-c"]
+COPY --chown=app:staff owned.txt /home/app/owned.txt
+ADD pkg.tar.gz /unpacked/
+RUN ["/bin/sh", "-c", "echo exec-form > /exec"]
+RUN <<EOF
+echo heredoc > /heredoc
+EOF
+USER app
+RUN id -u > /tmp/uid
+EXPOSE 8080/tcp
+VOLUME /data
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s CMD true
+ENTRYPOINT ["cat"]
+CMD ["/onbuild"]
+"""
+    (tmp_path / "child").mkdir()
+    root = context(tmp_path / "child", dockerfile, {"owned.txt": "mine\n"})
+    with tarfile.open(root / "pkg.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "pkg" / "inside.txt", "inside.txt")
+    ok(build(cc, root, "-t", "localhost/child:1"))
+    assert ok(cc("run", "--rm", "localhost/child:1")) == "triggered\n"
+    files = saved(cc, "localhost/child:1", tmp_path)
+    assert files["home/app/owned.txt"][2:] == (1000, 50, b"mine\n")
+    assert files["unpacked/inside.txt"][4] == b"from a tar\n"
+    assert files["exec"][4] == b"exec-form\n" and files["heredoc"][4] == b"heredoc\n"
+    assert files["tmp/uid"][4] == b"1000\n" and files["tmp/uid"][2] == 1000
+    config = image_config(cc, "localhost/child:1", tmp_path)["config"]
+    assert config["ExposedPorts"] == {"8080/tcp": {}} and config["Volumes"] == {"/data": {}}
+    assert config["StopSignal"] == "SIGINT"
+    assert config["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]
+    assert config["Entrypoint"] == ["cat"] and config["Cmd"] == ["/onbuild"]
+    assert not config.get("OnBuild")  # triggers run once, in the child, and are not inherited
