@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 from cocoon import paths
@@ -49,11 +48,11 @@ class LayerCache:
         self.root.mkdir(parents=True, exist_ok=True)
         write_atomic(self._path(key), json.dumps({**layer.to_json(), "created": created}).encode())
 
-    def prune(self, keep: Sequence[str] = ()) -> int:
+    def prune(self) -> int:
         """Drop entries whose blob is gone; the count removed."""
         removed = 0
         for entry in self.root.glob("*.json"):
-            if entry.stem not in keep and self.get(entry.stem) is None:
+            if self.get(entry.stem) is None:
                 with contextlib.suppress(OSError):
                     entry.unlink()
                     removed += 1

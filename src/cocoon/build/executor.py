@@ -149,7 +149,9 @@ class Builder:
                 config = dict(result.config)
                 if self.opts.labels:
                     config["Labels"] = {**(config.get("Labels") or {}), **self.opts.labels}
-                return assemble(self.store, result, config, self.opts.tags)
+                image = assemble(self.store, result, config, self.opts.tags)
+                self.cache.prune()  # entries whose layer a collection took since
+                return image
         finally:
             self.vms.close()
             shutil.rmtree(self.work, ignore_errors=True)
