@@ -382,6 +382,9 @@ STOPSIGNAL SIGINT
 HEALTHCHECK --interval=5s CMD true
 ENTRYPOINT ["cat"]
 CMD ["/onbuild"]
+WORKDIR /made/here
+WORKDIR /tmp
+WORKDIR /
 """
     (tmp_path / "child").mkdir()
     root = context(tmp_path / "child", dockerfile, {"owned.txt": "mine\n"})
@@ -400,3 +403,8 @@ CMD ["/onbuild"]
     assert config["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]
     assert config["Entrypoint"] == ["cat"] and config["Cmd"] == ["/onbuild"]
     assert not config.get("OnBuild")  # triggers run once, in the child, and are not inherited
+    # Docker makes a WORKDIR's folder even if nothing uses it (buildah does not):
+    # a layer when it was missing, an empty_layer entry when it was there.
+    assert files["made/here"][:4] == (tarfile.DIRTYPE, 0o755, 0, 0)
+    history = image_config(cc, "localhost/child:1", tmp_path)["history"][-3:]
+    assert [bool(h.get("empty_layer")) for h in history] == [False, True, True]

@@ -32,7 +32,7 @@ from cocoon.image.model import Image, loads
 from cocoon.image.store import ImageStore
 from cocoon.stamps import rfc3339
 
-FS_STEPS = ("RUN", "COPY", "ADD")
+FS_STEPS = ("RUN", "COPY", "ADD", "WORKDIR")
 PLATFORMS = ("linux/amd64", "linux/x86_64", "amd64")  # what the build VM runs
 EPOCH = "1970-01-01T00:00:00Z"
 
@@ -228,7 +228,20 @@ class Builder:
         self, instr: Any, state: Any, result: StageResult, runner: _Runner, label: str
     ) -> None:
         work: Callable[[BuildVM, list[int]], None]
-        if instr.keyword == "RUN":
+        if instr.keyword == "WORKDIR":
+            # Docker makes the folder even if nothing uses it: a layer when it
+            # was missing, an empty_layer entry otherwise.
+            state.apply(instr)
+            folder = state.config["WorkingDir"]
+            key = caches.chain(result.key, instr.text, state.cache_args())
+            created_by = instr.text
+            if folder == "/":  # always there
+                self.progress.step(label, instr.text)
+                result.history.append(_history(created_by, result.created, empty=True))
+                result.key = key
+                return
+            work = lambda vm, stack: vm.make_dir(stack, folder)  # noqa: E731
+        elif instr.keyword == "RUN":
             argv = state.run_argv(instr)
             key = caches.chain(result.key, instr.text, state.cache_args())
             created_by = f"RUN {' '.join(argv)}"
@@ -247,9 +260,13 @@ class Builder:
         else:
             layer, created = hit
             runner.pending.append(layer)
+        result.key, result.created = key, created
+        if instr.keyword == "WORKDIR" and layer.empty:
+            runner.drop(layer)
+            result.history.append(_history(created_by, created, empty=True))
+            return
         result.layers.append(layer)
         result.history.append(_history(created_by, created))
-        result.key, result.created = key, created
 
     def _run(self, vm: BuildVM, stack: list[int], instr: Any, argv: list[str], state: Any) -> None:
         config = state.config
@@ -371,6 +388,13 @@ class _Runner:
         vm.folders[layer.digest] = step
         self.stack.append(step)
         return layer
+
+    def drop(self, layer: Layer) -> None:
+        """Forget the top step (or pending layer) ``layer``: it is no layer of the stage."""
+        if self.pending and self.pending[-1] == layer:
+            self.pending.pop()
+        elif self.stack:
+            self.stack.pop()
 
     def view(self) -> tuple[BuildVM, list[int]]:
         """The VM and a stack that sees the stage's files (its top step left empty)."""

@@ -21,6 +21,7 @@ from cocoon.image.store import ImageStore
 
 Sink = Callable[[bytes], None]
 COMPRESSION = 6  # gzip's default: what docker build writes
+EMPTY_TAR = "sha256:" + hashlib.sha256(bytes(1024)).hexdigest()  # its end blocks alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,11 @@ class Layer:
     digest: str  # of the gzip blob
     diff_id: str  # of the tar inside
     size: int
+
+    @property
+    def empty(self) -> bool:
+        """Whether the layer changes nothing (a tar of no entries)."""
+        return self.diff_id == EMPTY_TAR
 
     def descriptor(self) -> Descriptor:
         return Descriptor(OCI_LAYER_GZIP, self.digest, self.size)

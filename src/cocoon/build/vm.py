@@ -206,12 +206,13 @@ class BuildVM:
         *,
         source: BinaryIO | None = None,
         sink: Sink | None = None,
+        cwd: str = "/",
     ) -> None:
         """The agent's tar in the VM, reading ``source``, writing to ``sink``;
         ExternalError with its words when it fails."""
         root = None if stack is None else self._root(stack)
         stdin = source is not None
-        spec = ProcessSpec(["cocoon-tar"], [], tar=(op, 0, path), stdin=stdin, root=root)
+        spec = ProcessSpec(["cocoon-tar"], [], cwd=cwd, tar=(op, 0, path), stdin=stdin, root=root)
         err = bytearray()
         process = self._process()
         process.start(spec)
@@ -225,6 +226,13 @@ class BuildVM:
     def extract(self, stack: Sequence[int], tar: BinaryIO) -> None:
         """Unpack ``tar`` (names relative to /) on ``stack``: COPY and ADD."""
         self._tar(stack, TarOp.EXTRACT, "/", source=tar)
+
+    def make_dir(self, stack: Sequence[int], path: str) -> None:
+        """Make the folder ``path`` (and its parents) as root where missing: WORKDIR.
+
+        The agent makes a process's missing working folder; this process is
+        its tar, unpacking nothing (no stdin)."""
+        self._tar(stack, TarOp.EXTRACT, "/", cwd=path)
 
     def read(self, stack: Sequence[int], path: str, sink: Sink) -> None:
         """A tar of ``path`` (named from its last component) as ``stack`` sees it."""
