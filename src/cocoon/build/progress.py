@@ -1,9 +1,10 @@
 """What a build shows while it runs: each step, cache hits, RUN output.
 
-``Plain`` writes lines (``--progress plain``, and ``auto`` off a terminal or
-on one: RUN output is a stream, so it is shown as it comes); ``Quiet``
-(``-q``) shows nothing. Both keep the last lines of output, which a failed
-RUN's error report shows.
+``Plain`` writes lines (``--progress plain``, and ``auto`` off a terminal);
+``Terminal`` (``auto`` on one) the same lines, steps in bold and cache hits
+in green: RUN output is a stream, shown as it comes, so there is no redrawn
+view. ``Quiet`` (``-q``) shows nothing. All
+keep the last lines of output, which a failed RUN's error report shows.
 """
 
 from __future__ import annotations
@@ -60,6 +61,25 @@ class Plain(Quiet):
         self.out.flush()
 
 
+class Terminal(Plain):
+    def __init__(self, out: TextIO) -> None:
+        from rich.console import Console
+
+        super().__init__(out)
+        self.console = Console(file=out, highlight=False, soft_wrap=True)
+
+    def step(self, label: str, text: str, *, cached: bool = False) -> None:
+        from rich.text import Text
+
+        Quiet.step(self, label, text)
+        line = Text()
+        line.append(f"{label} ", style="bold cyan")
+        line.append(printable(text), style="bold")
+        if cached:
+            line.append("  cached", style="green")
+        self.console.print(line)
+
+
 Progress = Quiet  # the interface: Quiet shows nothing, Plain shows it all
 
-__all__ = ["Plain", "Progress", "Quiet"]
+__all__ = ["Plain", "Progress", "Quiet", "Terminal"]

@@ -58,7 +58,7 @@ def _pairs(items: list[str], flag: str, *, environ: bool = False) -> dict[str, s
 def _build(args: argparse.Namespace) -> int:
     from cocoon.build.api import build
     from cocoon.build.executor import BuildFailed, BuildOptions
-    from cocoon.build.progress import Plain, Quiet
+    from cocoon.build.progress import Plain, Quiet, Terminal
     from cocoon.errors import InvalidArgument
 
     opts = BuildOptions(
@@ -72,7 +72,8 @@ def _build(args: argparse.Namespace) -> int:
         network=args.network,
     )
     quiet = args.quiet or args.progress == "quiet"
-    progress = Quiet() if quiet else Plain(sys.stderr)
+    terminal = args.progress == "auto" and sys.stderr.isatty()
+    progress = Quiet() if quiet else Terminal(sys.stderr) if terminal else Plain(sys.stderr)
     dockerfile_text = None
     if args.file == "-":
         if args.context == "-":
