@@ -234,6 +234,13 @@ MUTATIONS = [
         (BUILD + "test_layers_whiteouts_and_history_are_docker_s",),
     ),
     Mutation(
+        "what a build step leaves running lives on",
+        "guest/src/agent.c",
+        "\tif (p->step)\n\t\tkill(-p->pid, SIGKILL);\n",
+        "",
+        (BUILD + "test_what_a_run_leaves_running_ends_with_it",),
+    ),
+    Mutation(
         "the build cache is never read",
         "src/cocoon/build/executor.py",
         "        hit = None if self.opts.no_cache else self.cache.get(key)\n",

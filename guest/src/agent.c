@@ -276,6 +276,11 @@ static void proc_exited(struct proc *p, int status)
 		}
 	}
 	int was_main = p->id == main_id;
+	/* As a RUN's container ends with its command: its process group (the
+	 * step's session, made by setsid) is killed, so nothing it started
+	 * writes to its folder while the host reads it as a layer. */
+	if (p->step)
+		kill(-p->pid, SIGKILL);
 	proc_free(p);
 	if (was_main)
 		finish(LINGER_MS);

@@ -432,6 +432,7 @@ struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, siz
 	}
 	p->id = id;
 	p->tty = spec->tty;
+	p->step = spec->root != NULL;
 	p->out_fd = p->err_fd = p->in_fd = -1;
 
 	if (pipe2(ep, O_CLOEXEC) < 0)

@@ -408,3 +408,10 @@ WORKDIR /
     assert files["made/here"][:4] == (tarfile.DIRTYPE, 0o755, 0, 0)
     history = image_config(cc, "localhost/child:1", tmp_path)["history"][-3:]
     assert [bool(h.get("empty_layer")) for h in history] == [False, True, True]
+
+
+def test_what_a_run_leaves_running_ends_with_it(cc, busybox, tmp_path):
+    dockerfile = (f"FROM {busybox}\nRUN sleep 600 & echo left-behind\n"
+                  "RUN ps -o args | grep -c '^sleep 600' > /count || true\n")  # fmt: skip
+    ok(build(cc, context(tmp_path, dockerfile), "-t", "localhost/leftover:1"))
+    assert saved(cc, "localhost/leftover:1", tmp_path)["count"][4] == b"0\n"
