@@ -415,3 +415,19 @@ def test_what_a_run_leaves_running_ends_with_it(cc, busybox, tmp_path):
                   "RUN ps -o args | grep -c '^sleep 600' > /count || true\n")  # fmt: skip
     ok(build(cc, context(tmp_path, dockerfile), "-t", "localhost/leftover:1"))
     assert saved(cc, "localhost/leftover:1", tmp_path)["count"][4] == b"0\n"
+
+
+def test_a_built_image_pushes_and_pulls_back_the_same(cc, busybox, tmp_path):
+    from registries import running
+
+    root = context(tmp_path, f'FROM {busybox}\nRUN echo pushed > /p\nCMD ["cat", "/p"]\n')
+    built = ok(build(cc, root, "-q", "-t", "localhost/topush:1")).strip()
+    elsewhere = dict(cc.env, COCOON_STATE_DIR=str(tmp_path / "elsewhere"))
+    with running() as registry:
+        ref = f"{registry.host}/built/topush:1"
+        ok(cc("image", "push", "localhost/topush:1", ref))
+        pulled = subprocess.run(cc.argv("image", "pull", ref), env=elsewhere, capture_output=True)
+        assert pulled.returncode == 0, pulled.stderr.decode()
+    again = subprocess.run(cc.argv("image", "ls", "--format", "json"), env=elsewhere,
+                           capture_output=True, text=True)  # fmt: skip
+    assert built in [i["id"] for i in json.loads(again.stdout)], (built, again.stdout)
