@@ -270,6 +270,16 @@ def test_same_filesystem_as_podman_build(cc, busybox, tmp_path):
         subprocess.run([*podman, "save", "--format", "docker-archive", "-o", str(theirs_tar),
                         "localhost/same:1"], check=True, capture_output=True)  # fmt: skip
         theirs = flatten(theirs_tar)
+        # And podman runs cocoon's image.
+        subprocess.run([*podman, "load", "-i", str(save(cc, "localhost/same:1", tmp_path))],
+                       check=True, capture_output=True)  # fmt: skip
+        ran = subprocess.run(
+            [*podman, "run", "--runtime", "runc", "--rm", "--network", "none", "--ulimit",
+             "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "localhost/same:1",
+             "cat", "/opt/tool/out"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert (ran.returncode, ran.stdout) == (0, "built\n"), ran.stderr
     finally:
         subprocess.run([*podman, "rmi", "-a", "-f"], capture_output=True, timeout=120)
         subprocess.run(["rm", "-rf", private], check=False)
