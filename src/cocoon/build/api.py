@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from cocoon.build.executor import BuildOptions
 from cocoon.build.executor import build as run_build
@@ -23,12 +23,15 @@ from cocoon.errors import InvalidArgument, NotFound
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
 
+if TYPE_CHECKING:
+    from cocoon.build.context import Context
+
 DOCKERFILE = "Dockerfile"
 DOCKERFILE_MAX = 16 << 20
 
 
 @contextlib.contextmanager
-def _context(source: str | Path | IO[bytes], dockerfile: str | Path | None) -> Iterator[Any]:
+def _context(source: str | Path | IO[bytes], dockerfile: str | Path | None) -> Iterator[Context]:
     """The build context of a folder (its ``.dockerignore``, or the Dockerfile's own
     ``NAME.dockerignore``), or of a tar stream (unpacked, removed after)."""
     from cocoon.build.context import Context

@@ -3,8 +3,9 @@
 A stage starts from an image (pulled if missing, or always with ``pull``),
 from ``scratch`` or from an earlier stage. Instructions that only change
 the config are applied by ``StageState`` on the host; RUN, COPY and ADD each
-make one layer, taken from the cache when their key matches (no VM at all)
-or made in the stage's build VM, booted at the first step that needs it.
+make one layer (WORKDIR one when its folder was missing), taken from the
+cache when their key matches (no VM at all) or made in the build VM of the
+stage's base, booted at the first step that needs it.
 Only the target stage becomes an image; a failure leaves no image, no VM
 and no temporary files (the layers it stored stay as cache).
 """
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cocoon.build import cache as caches
 from cocoon.build.assemble import assemble
@@ -31,6 +32,11 @@ from cocoon.errors import ExternalError, InvalidArgument, NotFound
 from cocoon.image.model import Image, loads
 from cocoon.image.store import ImageStore
 from cocoon.stamps import rfc3339
+
+if TYPE_CHECKING:
+    from cocoon.build.context import Context
+    from cocoon.build.dockerfile import Dockerfile, Instruction, Stage
+    from cocoon.build.stage import CopyOp
 
 FS_STEPS = ("RUN", "COPY", "ADD", "WORKDIR")
 PLATFORMS = ("linux/amd64", "linux/x86_64", "amd64")  # what the build VM runs
@@ -105,8 +111,8 @@ def wants_network(network: str | None) -> bool:
 class Builder:
     def __init__(
         self,
-        dockerfile: Any,  # build.dockerfile.Dockerfile
-        context: Any,  # build.context.Context
+        dockerfile: Dockerfile,
+        context: Context,
         opts: BuildOptions,
         *,
         store: ImageStore,
@@ -158,7 +164,7 @@ class Builder:
 
     # -- one stage ------------------------------------------------------------
 
-    def _parent(self, stage: Any) -> StageResult:
+    def _parent(self, stage: Stage) -> StageResult:
         word = base_ref(stage, self.meta, self.opts.build_args)
         platform = base_platform(stage, self.meta, self.opts.build_args)
         check_platform(platform, f"{self.filename}:{stage.line}: FROM --platform")
@@ -195,7 +201,7 @@ class Builder:
                 f"(an image needs a tag or registry, e.g. {source}:latest, to be pulled)"
             ) from None
 
-    def _stage(self, stage: Any, number: int, count: int) -> StageResult:
+    def _stage(self, stage: Stage, number: int, count: int) -> StageResult:
         total = len(stage.instructions) + 1
         where = f"[stage {number}/{count}] " if count > 1 else ""
         where = f"[{stage.name}] " if stage.name else where
@@ -225,7 +231,12 @@ class Builder:
     # -- RUN, COPY, ADD -------------------------------------------------------
 
     def _fs_step(
-        self, instr: Any, state: Any, result: StageResult, runner: _Runner, label: str
+        self,
+        instr: Instruction,
+        state: StageState,
+        result: StageResult,
+        runner: _Runner,
+        label: str,
     ) -> None:
         work: Callable[[BuildVM, list[int]], None]
         if instr.keyword == "WORKDIR":
@@ -268,7 +279,9 @@ class Builder:
         result.layers.append(layer)
         result.history.append(_history(created_by, created))
 
-    def _run(self, vm: BuildVM, stack: list[int], instr: Any, argv: list[str], state: Any) -> None:
+    def _run(
+        self, vm: BuildVM, stack: list[int], instr: Instruction, argv: list[str], state: StageState
+    ) -> None:
         config = state.config
         status = vm.run(
             stack,
@@ -287,7 +300,9 @@ class Builder:
                 self.progress.tail(),
             )
 
-    def _copy_source(self, op: Any, instr: Any) -> tuple[str, Callable[[], tuple[Any, Any]]]:
+    def _copy_source(
+        self, op: CopyOp, instr: Instruction
+    ) -> tuple[str, Callable[[], tuple[Context, CopyOp]]]:
         """What a COPY's cache key says of its source, and how to get the
         context it reads with the op to run against it (on a cache miss only).
 
@@ -308,7 +323,7 @@ class Builder:
             source = StageResult(image, {}, [], [], {}, image.id)
             key = f"image:{image.id}"
 
-        def files() -> tuple[Any, Any]:
+        def files() -> tuple[Context, CopyOp]:
             from cocoon.build.context import Context
             from cocoon.build.ignore import Ignore
 
@@ -319,7 +334,11 @@ class Builder:
         return key, files
 
     def _copy(
-        self, vm: BuildVM, stack: list[int], files: Callable[[], tuple[Any, Any]], op: Any
+        self,
+        vm: BuildVM,
+        stack: list[int],
+        files: Callable[[], tuple[Context, CopyOp]],
+        op: CopyOp,
     ) -> None:
         context, op = files()
         owner = None if op.chown is None else _owner(vm, stack, op.chown, op.line, self.filename)
@@ -450,7 +469,7 @@ def _read_table(vm: BuildVM, stack: list[int], path: str) -> list[str]:
 
 
 def build(
-    context: Any,
+    context: Context,
     dockerfile_text: str,
     opts: BuildOptions,
     *,
