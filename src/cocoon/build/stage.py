@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cocoon.build import expand
-from cocoon.build.dockerfile import Dockerfile, Heredoc, Instruction, Stage, is_heredoc_word
+from cocoon.build.dockerfile import Dockerfile, Heredoc, Instruction, Stage, heredoc_word
 from cocoon.build.dockerfile import parse_line as _parse_line
 from cocoon.errors import InvalidArgument
 
@@ -412,7 +412,7 @@ class StageState:
             return list(instr.args)
         line = instr.args[0]
         docs = instr.heredocs
-        if len(docs) == 1 and all(is_heredoc_word(w) for w in expand.split_words(line)):
+        if len(docs) == 1 and all(heredoc_word(w) for w in expand.split_words(line)):
             body = docs[0].body
             if body.startswith("#!"):
                 return ["/bin/sh", "-c", _SHEBANG_RUNNER, "sh", body]
@@ -457,9 +457,9 @@ class StageState:
             used: list[Heredoc] = []
             variables = self.variables()
             for word in raw_sources:
-                if not instr.json_form and is_heredoc_word(word):
-                    doc = self._heredoc(word, heredocs, variables)
-                    used.append(doc)
+                opened = None if instr.json_form else heredoc_word(word)
+                if opened:
+                    used.append(self._heredoc(heredocs[opened[0]], variables))
                 else:
                     sources.append(self._expand(word))
             dest = self._dest(self._expand(raw_dest))
@@ -481,15 +481,10 @@ class StageState:
                 line=instr.line,
             )
 
-    def _heredoc(
-        self, word: str, heredocs: Mapping[str, Heredoc], variables: Mapping[str, str]
-    ) -> Heredoc:
-        name = expand.expand(word.lstrip("<").removeprefix("-").strip(), {})
-        doc = heredocs[name]
-        if doc.expand:
-            body = expand.expand_heredoc(doc.body, variables, escape=self.escape)
-            doc = Heredoc(doc.name, body, expand=False)
-        return doc
+    def _heredoc(self, doc: Heredoc, variables: Mapping[str, str]) -> Heredoc:
+        if not doc.expand:
+            return doc
+        return Heredoc(doc.name, expand.expand_heredoc(doc.body, variables), expand=False)
 
     def _dest(self, raw: str) -> str:
         if not raw:
