@@ -111,7 +111,7 @@ def test_invalid_json_falls_back_to_shell_form(text):
 
 
 def test_json_of_non_strings_is_an_error():
-    with pytest.raises(InvalidArgument, match="Dockerfile:2: .*strings only"):
+    with pytest.raises(InvalidArgument, match=r"Dockerfile:2: .*strings only"):
         only('CMD ["a", 1]')
 
 
@@ -154,9 +154,9 @@ def test_arg_words():
 
 
 def test_unterminated_quote_is_a_parse_error_with_its_line():
-    with pytest.raises(InvalidArgument, match="Dockerfile:3: .*double-quote"):
+    with pytest.raises(InvalidArgument, match=r"Dockerfile:3: .*double-quote"):
         parse('FROM x\nUSER u\nENV A="open\n')
-    with pytest.raises(InvalidArgument, match="Dockerfile:2: .*single-quote"):
+    with pytest.raises(InvalidArgument, match=r"Dockerfile:2: .*single-quote"):
         parse("FROM x\nWORKDIR '/a\n")
 
 
@@ -295,9 +295,9 @@ def test_parse_errors(text, message):
 
 
 def test_filename_appears_in_file_level_errors():
-    with pytest.raises(InvalidArgument, match="^web.Dockerfile: no FROM"):
+    with pytest.raises(InvalidArgument, match=r"^web.Dockerfile: no FROM"):
         parse("", filename="web.Dockerfile")
-    with pytest.raises(InvalidArgument, match="^web.Dockerfile:1: "):
+    with pytest.raises(InvalidArgument, match=r"^web.Dockerfile:1: "):
         parse("BAD x", filename="web.Dockerfile")
 
 
