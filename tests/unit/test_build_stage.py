@@ -12,7 +12,7 @@ from cocoon.build.stage import (
     parse_duration,
     unused_build_args,
 )
-from cocoon.errors import InvalidArgument
+from cocoon.errors import Corrupt, InvalidArgument
 
 BASE = {"Env": ["PATH=/usr/bin:/bin", "LANG=C"], "Cmd": ["bash"], "WorkingDir": "/srv"}
 
@@ -397,3 +397,20 @@ def test_copy_op_and_run_argv_check_the_keyword():
         state.copy_op(user)
     with pytest.raises(InvalidArgument):
         state.run_argv(user)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"Env": "PATH=/bin"},
+        {"Env": [1]},
+        {"OnBuild": [None]},
+        {"Labels": ["a"]},
+        {"Labels": {"a": 1}},
+        {"WorkingDir": 7},
+        {"Shell": ["/bin/sh", 0]},
+    ],
+)
+def test_a_malformed_base_config_is_refused(config):
+    with pytest.raises(Corrupt, match="the base image's config"):
+        StageState(config, {}, {})

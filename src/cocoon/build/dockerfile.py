@@ -405,8 +405,8 @@ class _Parser:
         return key, value
 
     def healthcheck(self, rest: str, where: str) -> tuple[tuple[str, ...], bool]:
-        kind, _, command = rest.partition(" ")
-        kind, command = kind.upper(), command.strip()
+        kind, *more = rest.split(None, 1)
+        kind, command = kind.upper(), more[0].strip() if more else ""
         if kind == "NONE":
             if command:
                 raise InvalidArgument(f"{where}: HEALTHCHECK NONE takes no arguments")

@@ -26,7 +26,7 @@ from typing import Any
 from cocoon.build import expand
 from cocoon.build.dockerfile import Dockerfile, Heredoc, Instruction, Stage, heredoc_word
 from cocoon.build.dockerfile import parse_line as _parse_line
-from cocoon.errors import InvalidArgument
+from cocoon.errors import Corrupt, InvalidArgument
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -215,6 +215,25 @@ def _ports(spec: str) -> list[str]:
     return [f"{port}/{proto}" for port in range(low, high + 1)]
 
 
+def _check_base(config: Mapping[str, Any]) -> None:
+    """The base image's config is hostile: the fields a stage reads must have their types."""
+    for key in ("Env", "Cmd", "Entrypoint", "Shell", "OnBuild"):
+        value = config.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        ):
+            raise Corrupt(f"the base image's config: {key} is not a list of strings")
+    for key in ("Labels", "ExposedPorts", "Volumes"):
+        value = config.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise Corrupt(f"the base image's config: {key} is not an object")
+    if not all(isinstance(v, str) for v in (config.get("Labels") or {}).values()):
+        raise Corrupt("the base image's config: a label is not a string")
+    for key in ("WorkingDir", "User", "StopSignal"):
+        if not isinstance(config.get(key) or "", str):
+            raise Corrupt(f"the base image's config: {key} is not a string")
+
+
 class StageState:
     """The image config and variables of one stage as its instructions apply."""
 
@@ -230,6 +249,7 @@ class StageState:
         config: dict[str, Any] = copy.deepcopy(dict(base_config))
         if not base_config:  # scratch: BuildKit gives it a PATH and "/"
             config = {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
+        _check_base(config)
         # A base's ONBUILD triggers run in this stage, and are not inherited further.
         self._triggers: tuple[str, ...] = tuple(config.pop("OnBuild", None) or ())
         self.config = config
@@ -466,15 +486,11 @@ class StageState:
             from_ = instr.flag("from")
             chown = instr.flag("chown")
             chmod = instr.flag("chmod")
-            if from_ is not None:
-                from_ = self._expand(from_)
-                if instr.keyword == "ADD":
-                    raise InvalidArgument("ADD has no --from; use COPY --from")
             return CopyOp(
                 add=instr.keyword == "ADD",
                 sources=tuple(sources),
                 dest=dest,
-                from_=from_,
+                from_=self._expand(from_) if from_ is not None else None,
                 chown=self._expand(chown) if chown is not None else None,
                 chmod=_chmod(self._expand(chmod)) if chmod is not None else None,
                 heredocs=tuple(used),
@@ -500,10 +516,6 @@ class StageState:
         """The base image's ONBUILD instructions, to run right after FROM."""
         triggers = []
         for text in self._triggers:
-            if not isinstance(text, str):
-                raise InvalidArgument(
-                    f"Dockerfile:{self.line}: the base image's OnBuild holds a non-string"
-                )
             trigger = _parse_line(text, escape=self.escape, line=self.line)
             if trigger.keyword in ("ONBUILD", "FROM", "MAINTAINER"):
                 raise trigger.error(f"{trigger.keyword} isn't allowed as an ONBUILD trigger")
