@@ -46,9 +46,9 @@ def op(text: str, workdir: str = "/app"):
     return state.copy_op(parse("FROM x\n" + text).stages[0].instructions[0])
 
 
-def members(context: Context, text: str, owner=None) -> dict[str, tarfile.TarInfo]:
+def members(context: Context, text: str, owner=None, **kwargs) -> dict[str, tarfile.TarInfo]:
     sink = io.BytesIO()
-    context.write_tar(op(text), sink, owner=owner)
+    context.write_tar(op(text), sink, owner=owner, **kwargs)
     sink.seek(0)
     with tarfile.open(fileobj=sink) as tar:
         return {m.name: m for m in tar.getmembers()}
@@ -379,3 +379,27 @@ def test_from_tar_refuses_junk(tmp_path):
         Context.from_tar(io.BytesIO(b"not a tar at all" * 100), tmp_path / "into")
     with pytest.raises(InvalidArgument, match="build context"):
         Context.from_tar(io.BytesIO(gzip.compress(b"x")[:-4]), tmp_path / "into2")
+
+
+def test_a_destination_folder_in_the_image(ctx):
+    c = Context(ctx, Ignore())
+    assert list(members(c, "COPY a.txt /usr/local/bin", dest_is_dir=True)) == [
+        "usr/local/bin/a.txt"
+    ]
+    copy = op("COPY a.txt /usr/local/bin")
+    assert c.hash(copy, dest_is_dir=True) != c.hash(copy)
+    assert list(members(c, "COPY <<EOF /etc\nx\nEOF\n", dest_is_dir=True)) == ["etc/EOF"]
+
+
+def test_add_of_an_archive_at_the_root_leaves_the_root_alone(ctx):
+    make_tar(ctx / "root.tar", [info(".", type=tarfile.DIRTYPE, mode=0o700), info("./f", b"f")])
+    assert sorted(members(Context(ctx, Ignore()), "ADD root.tar /")) == ["f"]
+
+
+def test_a_link_swapped_in_after_the_walk_is_not_followed(ctx):
+    c = Context(ctx, Ignore())
+    (entry,) = c._entries(op("COPY a.txt /d"))
+    os.unlink(ctx / "a.txt")
+    os.symlink("/etc/passwd", ctx / "a.txt")
+    with pytest.raises(InvalidArgument, match=r"Dockerfile:2: a\.txt: cannot read it"):
+        entry.open()

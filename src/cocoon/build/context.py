@@ -33,7 +33,7 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -98,11 +98,11 @@ class Context:
 
     # -- public ----------------------------------------------------------------
 
-    def hash(self, op: CopyOp) -> str:
+    def hash(self, op: CopyOp, *, dest_is_dir: bool = False) -> str:
         """A digest of what ``op`` copies: names, types, modes, link targets and
         contents (not mtimes, not owners: --chown is in the instruction)."""
         digest = hashlib.sha256()
-        for entry in self._entries(op):
+        for entry in self._entries(_into(op, dest_is_dir)):
             info = entry.info
             content = ""
             if entry.open is not None:
@@ -113,13 +113,24 @@ class Context:
             digest.update(("\0".join((*fields, content)) + "\n").encode(errors="surrogateescape"))
         return "sha256:" + digest.hexdigest()
 
-    def write_tar(self, op: CopyOp, sink: BinaryIO, *, owner: tuple[int, int] | None) -> None:
+    def write_tar(
+        self,
+        op: CopyOp,
+        sink: BinaryIO,
+        *,
+        owner: tuple[int, int] | None,
+        dest_is_dir: bool = False,
+    ) -> None:
         """The tar of COPY/ADD's result, member names being paths in the
-        container without the leading ``/``. A folder source's destination is
-        its first member; Docker leaves an existing destination folder's mode
-        and owner alone, so the unpacker should too for that member."""
+        container without the leading ``/``.
+
+        ``dest_is_dir``: the destination is a folder in the image already, so
+        a file goes into it even without a trailing ``/`` (as Docker does;
+        only the executor can know). A folder source's destination is its
+        first member: Docker leaves an existing destination folder's mode and
+        owner alone, so the unpacker should too for that member."""
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for entry in self._entries(op):
+            for entry in self._entries(_into(op, dest_is_dir)):
                 info = entry.info
                 if owner is not None or not entry.keep_owner:
                     info.uid, info.gid = owner or (0, 0)
@@ -291,20 +302,23 @@ class Context:
             info.linkname = os.readlink(self.root / path)
         elif stat.S_ISREG(st.st_mode):
             info.size = st.st_size
-            opener = self._opener(path)
+            opener = self._opener(op, path)
         else:
             return None
         if op.chmod is not None and not info.issym():
             info.mode = op.chmod
         return _Entry(info, opener)
 
-    def _opener(self, path: str) -> Callable[[], BinaryIO]:
+    def _opener(self, op: CopyOp, path: str) -> Callable[[], BinaryIO]:
         full = self.root / path
 
         def open_file() -> BinaryIO:
             # The last element was checked as a regular file; a link swapped in
             # since must not lead the copy elsewhere.
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as e:
+                raise self._error(op, f"{path}: cannot read it: {e.strerror}") from None
             return os.fdopen(fd, "rb")
 
         return open_file
@@ -320,6 +334,8 @@ class Context:
                         raise self._error(
                             op, f"{source}: member {member.name!r} leads outside {op.dest}"
                         )
+                    if name == "/":
+                        continue  # the image's root: not the archive's to change
                     info = member.replace(name=name.lstrip("/"), deep=False)
                     info.pax_headers = {}
                     if member.islnk():
@@ -339,6 +355,12 @@ class Context:
                     yield _Entry(info, opener, keep_owner=True)
         except (tarfile.TarError, EOFError, OSError) as e:
             raise self._error(op, f"ADD {source}: damaged archive: {e}") from None
+
+
+def _into(op: CopyOp, dest_is_dir: bool) -> CopyOp:
+    if dest_is_dir and not op.dest.endswith("/"):
+        return replace(op, dest=op.dest + "/")
+    return op
 
 
 def _inside(base: str, name: str) -> str | None:
