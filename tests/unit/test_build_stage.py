@@ -414,3 +414,19 @@ def test_copy_op_and_run_argv_check_the_keyword():
 def test_a_malformed_base_config_is_refused(config):
     with pytest.raises(Corrupt, match="the base image's config"):
         StageState(config, {}, {})
+
+
+def test_run_flags():
+    state = StageState(BASE, {}, {})
+    cached, *refused = instructions(
+        "RUN --mount=type=cache,target=/root/.cache --network=default make\n"
+        "RUN --mount=type=secret,id=x cat /run/secrets/x\n"
+        "RUN --mount=target=/src make\n"
+        "RUN --network=none make\n"
+        "RUN --security=insecure make\n"
+    )
+    assert state.run_argv(cached) == ["/bin/sh", "-c", "make"]
+    messages = ["--mount=type=secret", "--mount=type=bind", "--network=none", "--security=insecure"]
+    for instr, message in zip(refused, messages, strict=True):
+        with pytest.raises(InvalidArgument, match=f"Dockerfile:{instr.line}: RUN {message}"):
+            state.run_argv(instr)

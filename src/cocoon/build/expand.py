@@ -185,7 +185,7 @@ class _Lexer:
                 self.next()
             pattern = self.stop_on("/", raw=True, missing="'/' in ${}")
             replacement = self.stop_on("}", raw=True)
-            regex = _pattern_regex(pattern, longest=True)
+            regex = _pattern_regex(pattern)
             return regex.sub(lambda _: replacement, value or "", count=0 if every else 1)
         if not op:
             raise InvalidArgument("syntax error: missing '}'")
@@ -205,17 +205,16 @@ class _Lexer:
         return value
 
 
-def _pattern_regex(pattern: str, *, longest: bool) -> re.Pattern[str]:
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
     """A substitution pattern as a regex: ``*`` and ``?`` are wild, ``\\*``,
     ``\\?`` and ``\\\\`` literal; no bracket classes (Docker has none there)."""
     out: list[str] = []
-    star = ".*" if longest else ".*?"
     i = 0
     while i < len(pattern):
         ch = pattern[i]
         i += 1
         if ch == "*":
-            out.append(star)
+            out.append(".*")
         elif ch == "?":
             out.append(".")
         elif ch == "\\" and i < len(pattern):
@@ -231,7 +230,7 @@ def _pattern_regex(pattern: str, *, longest: bool) -> re.Pattern[str]:
 
 def _trim(value: str, pattern: str, *, suffix: bool, longest: bool) -> str:
     """``${V#p}`` and friends: remove the shortest or longest matching prefix/suffix."""
-    regex = _pattern_regex(pattern, longest=True)
+    regex = _pattern_regex(pattern)
     cuts = range(len(value) + 1)
     order = reversed(cuts) if longest != suffix else cuts
     for cut in order:

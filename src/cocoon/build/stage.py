@@ -428,6 +428,7 @@ class StageState:
         """
         if instr.keyword != "RUN":
             raise instr.error(f"{instr.keyword} is not RUN")
+        _check_run_flags(instr)
         if instr.json_form:
             return list(instr.args)
         line = instr.args[0]
@@ -521,6 +522,23 @@ class StageState:
                 raise trigger.error(f"{trigger.keyword} isn't allowed as an ONBUILD trigger")
             triggers.append(trigger)
         return tuple(triggers)
+
+
+def _check_run_flags(instr: Instruction) -> None:
+    """RUN's flags cocoon can honour: a cache mount changes no result, so it is
+    left out (the step is only slower); other mounts, a network or a security
+    mode are refused rather than ignored."""
+    for mount in instr.flags.get("mount", ()):
+        fields = dict(field.partition("=")[::2] for field in mount.split(","))
+        kind = fields.get("type", "bind")
+        if kind != "cache":
+            raise instr.error(f"RUN --mount=type={kind} is not supported yet")
+    network = instr.flag("network")
+    if network not in (None, "default"):
+        raise instr.error(f"RUN --network={network} is not supported yet")
+    security = instr.flag("security")
+    if security not in (None, "sandbox"):
+        raise instr.error(f"RUN --security={security} is not supported yet")
 
 
 # Runs a here-document script that names its interpreter (#!): as a file, as
