@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cocoon.build.context import Context
+from cocoon.build.context import Context, is_tar
 from cocoon.build.dockerfile import parse
 from cocoon.build.ignore import Ignore
 from cocoon.build.stage import StageState
@@ -403,3 +403,12 @@ def test_a_link_swapped_in_after_the_walk_is_not_followed(ctx):
     os.symlink("/etc/passwd", ctx / "a.txt")
     with pytest.raises(InvalidArgument, match=r"Dockerfile:2: a\.txt: cannot read it"):
         entry.open()
+
+
+def test_is_tar():
+    tar = tar_stream([info("Dockerfile", b"FROM x\n")]).getvalue()
+    assert is_tar(tar[:512])
+    assert is_tar(gzip.compress(tar)[:512])
+    assert not is_tar(b"FROM alpine\nRUN echo hi\n")
+    assert not is_tar(b"")
+    assert not is_tar(bytes(512))

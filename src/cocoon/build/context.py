@@ -357,6 +357,18 @@ class Context:
             raise self._error(op, f"ADD {source}: damaged archive: {e}") from None
 
 
+def is_tar(head: bytes) -> bool:
+    """Whether a stream's first 512 bytes start a tar (maybe compressed): how
+    ``cocoon build -`` tells a context on standard input from a Dockerfile."""
+    if head.startswith(_COMPRESSED):
+        return True
+    try:
+        tarfile.TarInfo.frombuf(head[: tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
 def _into(op: CopyOp, dest_is_dir: bool) -> CopyOp:
     if dest_is_dir and not op.dest.endswith("/"):
         return replace(op, dest=op.dest + "/")
@@ -426,4 +438,4 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-__all__ = ["Context"]
+__all__ = ["Context", "is_tar"]
