@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import posixpath
 import re
@@ -32,7 +33,7 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -79,8 +80,8 @@ class Context:
     def from_tar(cls, stream: BinaryIO, into: Path) -> Context:
         """A tar context (``cocoon build -``, the API's POST /build), plain or
         compressed, unpacked into the empty folder ``into``. The tar is
-        hostile: absolute names, ``..``, links leading out of ``into`` and
-        device files are refused."""
+        hostile: ``..`` and links leading out of ``into`` and device files are
+        refused; absolute names land inside ``into``."""
         from cocoon.container.copy import extract  # the one safe unpacker
 
         into.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -88,7 +89,7 @@ class Context:
             _decompressed(stream, spool)
             spool.seek(0)
             try:
-                extract(spool, into, archive=False, devices=False, what="the build context")
+                extract(spool, into, archive=False, contained=True, what="the build context")
             except ExternalError as e:
                 raise InvalidArgument(str(e)) from None
         ignore = into / ".dockerignore"
@@ -97,11 +98,11 @@ class Context:
 
     # -- public ----------------------------------------------------------------
 
-    def hash(self, op: CopyOp) -> str:
+    def hash(self, op: CopyOp, *, dest_is_dir: bool = False) -> str:
         """A digest of what ``op`` copies: names, types, modes, link targets and
         contents (not mtimes, not owners: --chown is in the instruction)."""
         digest = hashlib.sha256()
-        for entry in self._entries(op):
+        for entry in self._entries(_into(op, dest_is_dir)):
             info = entry.info
             content = ""
             if entry.open is not None:
@@ -112,13 +113,24 @@ class Context:
             digest.update(("\0".join((*fields, content)) + "\n").encode(errors="surrogateescape"))
         return "sha256:" + digest.hexdigest()
 
-    def write_tar(self, op: CopyOp, sink: BinaryIO, *, owner: tuple[int, int] | None) -> None:
+    def write_tar(
+        self,
+        op: CopyOp,
+        sink: BinaryIO,
+        *,
+        owner: tuple[int, int] | None,
+        dest_is_dir: bool = False,
+    ) -> None:
         """The tar of COPY/ADD's result, member names being paths in the
-        container without the leading ``/``. A folder source's destination is
-        its first member; Docker leaves an existing destination folder's mode
-        and owner alone, so the unpacker should too for that member."""
+        container without the leading ``/``.
+
+        ``dest_is_dir``: the destination is a folder in the image already, so
+        a file goes into it even without a trailing ``/`` (as Docker does;
+        only the executor can know). A folder source's destination is its
+        first member: Docker leaves an existing destination folder's mode and
+        owner alone, so the unpacker should too for that member."""
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for entry in self._entries(op):
+            for entry in self._entries(_into(op, dest_is_dir)):
                 info = entry.info
                 if owner is not None or not entry.keep_owner:
                     info.uid, info.gid = owner or (0, 0)
@@ -140,20 +152,20 @@ class Context:
             raise self._error(
                 op, f"{keyword} --from={op.from_} copies from a stage, not the context"
             )
-        matches: list[tuple[str, str]] = []  # (source as written, context path)
+        matches: list[tuple[str, str]] = []  # (name, context path)
         for source in op.sources:
             if _URL.match(source):
                 if op.add:
                     raise self._error(op, "ADD of a URL is not supported yet")
                 raise self._error(op, f"COPY {source}: a URL is no COPY source (ADD takes URLs)")
-            matches.extend((source, path) for path in self._match(op, source))
+            matches.extend(self._match(op, source))
         if len(matches) + len(op.heredocs) > 1 and not op.dest.endswith("/"):
             raise self._error(
                 op,
                 f"{keyword} of several sources needs a destination ending in /: {op.dest}/",
             )
-        for source, path in matches:
-            yield from self._source(op, source, path)
+        for name, path in matches:
+            yield from self._source(op, name, path)
         for doc in op.heredocs:
             name = op.dest + doc.name if op.dest.endswith("/") else op.dest
             data = doc.body.encode()
@@ -162,39 +174,40 @@ class Context:
             info.mode = op.chmod if op.chmod is not None else _HEREDOC_MODE
             yield _Entry(info, lambda data=data: io.BytesIO(data))  # type: ignore[misc]
 
-    def _match(self, op: CopyOp, source: str) -> list[str]:
-        """The context paths a source names (a glob: those it matches, sorted)."""
+    def _match(self, op: CopyOp, source: str) -> list[tuple[str, str]]:
+        """(name, context path with links followed) of each file a source names:
+        the one it names, or those a glob matches, sorted."""
         path = posixpath.normpath(source.lstrip("/") or ".")
         if path == ".." or path.startswith("../"):
             raise self._error(op, f"{source}: outside the build context")
-        if not _GLOB.search(path):
-            return [self._literal(op, source, path)]
-        found = sorted(self._glob(path.split("/"), "."))
-        if not found:
-            raise NotFound(f"Dockerfile:{op.line}: {source}: no file in the build context matches")
-        return found
-
-    def _literal(self, op: CopyOp, source: str, path: str) -> str:
+        if _GLOB.search(path):
+            found = sorted(self._glob(path.split("/"), "."))
+            if not found:
+                raise NotFound(f"Dockerfile:{op.line}: {source}: nothing in the context matches")
+            return [(posixpath.basename(p), self._resolve(p)) for p in found]
         resolved = self._resolve(path)
-        real = self.root / resolved
-        if not os.path.lexists(real):
+        if not os.path.lexists(self.root / resolved):
             raise NotFound(
                 f"Dockerfile:{op.line}: {source}: no such file or folder in the build context"
             )
-        for name in dict.fromkeys((path, resolved)):
-            if self.ignore.excluded(name) and not (
-                real.is_dir() and self.ignore.walks(name) and any(self._walk(resolved))
-            ):
-                raise self._error(op, f"{source}: excluded by .dockerignore")
-        return resolved
+        if not (self._present(path) and self._present(resolved)):
+            raise self._error(op, f"{source}: excluded by .dockerignore")
+        return [(posixpath.basename(path), resolved)]
+
+    def _present(self, path: str) -> bool:
+        """Whether .dockerignore leaves a context path in: not excluded, or an
+        excluded folder that something re-included inside brings back."""
+        if not self.ignore.excluded(path):
+            return True
+        full = self.root / path
+        return full.is_dir() and not full.is_symlink() and any(self._walk(path))
 
     def _glob(self, parts: list[str], at: str) -> Iterator[str]:
         head, rest = parts[0], parts[1:]
-        folder = self.root / at
         if _GLOB.search(head):
             regex = component_regex(head)
             try:
-                names = sorted(os.listdir(folder))
+                names = sorted(os.listdir(self.root / at))
             except OSError:
                 return
             candidates = [n for n in names if regex.fullmatch(n)]
@@ -202,15 +215,13 @@ class Context:
             candidates = [re.sub(r"\\(.)", r"\1", head)]
         for name in candidates:
             path = relative(f"{at}/{name}")
-            if not os.path.lexists(self.root / path):
+            full = self.root / path
+            if not os.path.lexists(full) or not self._present(path):
                 continue
-            if self.ignore.excluded(path) and not self.ignore.walks(path):
-                continue
-            if rest:
-                if (self.root / path).is_dir() and not (self.root / path).is_symlink():
-                    yield from self._glob(rest, path)
-            elif not self.ignore.excluded(path):
-                yield self._resolve(path)
+            if not rest:
+                yield path
+            elif full.is_dir() and not full.is_symlink():
+                yield from self._glob(rest, path)
 
     def _resolve(self, path: str) -> str:
         """A context path with its symlinks followed, the context standing in
@@ -238,7 +249,8 @@ class Context:
         return "/".join(done) or "."
 
     def _walk(self, folder: str) -> Iterator[tuple[str, os.stat_result]]:
-        """(context path, lstat) under a folder, sorted, minus what is excluded."""
+        """(context path, lstat) under a folder, sorted, as .dockerignore leaves
+        them: an excluded folder is there only with what comes back inside it."""
         try:
             names = sorted(os.listdir(self.root / folder))
         except OSError as e:
@@ -246,32 +258,36 @@ class Context:
         for name in names:
             path = relative(f"{folder}/{name}")
             st = os.lstat(self.root / path)
-            excluded = self.ignore.excluded(path)
-            if not excluded:
+            if not self.ignore.excluded(path):
                 yield path, st
-            if stat.S_ISDIR(st.st_mode) and (not excluded or self.ignore.walks(path)):
-                yield from self._walk(path)
+                if stat.S_ISDIR(st.st_mode):
+                    yield from self._walk(path)
+            elif stat.S_ISDIR(st.st_mode) and self.ignore.walks(path):
+                inside = list(self._walk(path))
+                if inside:
+                    yield path, st
+                    yield from inside
 
-    def _source(self, op: CopyOp, source: str, path: str) -> Iterator[_Entry]:
+    def _source(self, op: CopyOp, name: str, path: str) -> Iterator[_Entry]:
+        """The entries of one source: ``name`` is its own name, ``path`` where
+        it is in the context, links followed."""
         real = self.root / path
         st = os.lstat(real)
+        entries: Iterator[_Entry | None]
         if stat.S_ISDIR(st.st_mode):
             base = op.dest.rstrip("/")
-            if base:
-                yield self._entry(op, base, path, st)
-            for sub, sub_st in self._walk(path):
-                name = f"{base}/{posixpath.relpath(sub, path) if path != '.' else sub}"
-                entry = self._entry(op, name, sub, sub_st)
-                if entry is not None:
-                    yield entry
-            return
-        if op.add and stat.S_ISREG(st.st_mode) and _is_archive(real):
-            yield from self._unpack(op, source, real)
-            return
-        name = op.dest + posixpath.basename(path) if op.dest.endswith("/") else op.dest
-        entry = self._entry(op, name, path, st)
-        if entry is not None:
-            yield entry
+            top = [self._entry(op, base, path, st)] if base else []
+            inside = (
+                self._entry(op, f"{base}/{posixpath.relpath(sub, path)}", sub, sub_st)
+                for sub, sub_st in self._walk(path)
+            )
+            entries = itertools.chain(top, inside)
+        elif op.add and stat.S_ISREG(st.st_mode) and _is_archive(real):
+            entries = self._unpack(op, name, real)
+        else:
+            target = op.dest + name if op.dest.endswith("/") else op.dest
+            entries = iter([self._entry(op, target, path, st)])
+        yield from (entry for entry in entries if entry is not None)
 
     def _entry(self, op: CopyOp, name: str, path: str, st: os.stat_result) -> _Entry | None:
         """A tar entry for one context file; sockets and devices are left out."""
@@ -286,20 +302,23 @@ class Context:
             info.linkname = os.readlink(self.root / path)
         elif stat.S_ISREG(st.st_mode):
             info.size = st.st_size
-            opener = self._opener(path)
+            opener = self._opener(op, path)
         else:
             return None
         if op.chmod is not None and not info.issym():
             info.mode = op.chmod
         return _Entry(info, opener)
 
-    def _opener(self, path: str) -> Callable[[], BinaryIO]:
+    def _opener(self, op: CopyOp, path: str) -> Callable[[], BinaryIO]:
         full = self.root / path
 
         def open_file() -> BinaryIO:
             # The last element was checked as a regular file; a link swapped in
             # since must not lead the copy elsewhere.
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as e:
+                raise self._error(op, f"{path}: cannot read it: {e.strerror}") from None
             return os.fdopen(fd, "rb")
 
         return open_file
@@ -315,6 +334,8 @@ class Context:
                         raise self._error(
                             op, f"{source}: member {member.name!r} leads outside {op.dest}"
                         )
+                    if name == "/":
+                        continue  # the image's root: not the archive's to change
                     info = member.replace(name=name.lstrip("/"), deep=False)
                     info.pax_headers = {}
                     if member.islnk():
@@ -334,6 +355,24 @@ class Context:
                     yield _Entry(info, opener, keep_owner=True)
         except (tarfile.TarError, EOFError, OSError) as e:
             raise self._error(op, f"ADD {source}: damaged archive: {e}") from None
+
+
+def is_tar(head: bytes) -> bool:
+    """Whether a stream's first 512 bytes start a tar (maybe compressed): how
+    ``cocoon build -`` tells a context on standard input from a Dockerfile."""
+    if head.startswith(_COMPRESSED):
+        return True
+    try:
+        tarfile.TarInfo.frombuf(head[: tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def _into(op: CopyOp, dest_is_dir: bool) -> CopyOp:
+    if dest_is_dir and not op.dest.endswith("/"):
+        return replace(op, dest=op.dest + "/")
+    return op
 
 
 def _inside(base: str, name: str) -> str | None:
@@ -399,4 +438,4 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-__all__ = ["Context"]
+__all__ = ["Context", "is_tar"]

@@ -129,7 +129,7 @@ _FLAGS: dict[str, dict[str, str]] = {
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _KNOWN_DIRECTIVES = ("escape", "syntax", "check")
-_HEREDOC = re.compile(r"^<<(-?)\s*([^<]*)$")
+_HEREDOC = re.compile(r"^(\d*)<<(-?)([^<]*)$")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
 _HEREDOC_KEYWORDS = ("RUN", "COPY", "ADD")
 _ONBUILD_REFUSED = {
@@ -150,7 +150,7 @@ def _directives(lines: list[str], filename: str) -> str:
     """The escape character the top comment lines choose (default backslash)."""
     seen: dict[str, str] = {}
     for line in lines:
-        found = _DIRECTIVE.match(line)
+        found = _DIRECTIVE.match(line.lstrip())
         if not found or found.group(1).lower() not in _KNOWN_DIRECTIVES:
             break  # an unknown directive is a comment, and ends the directives
         name, value = found.group(1).lower(), found.group(2)
@@ -173,7 +173,9 @@ class _Reader:
         self.filename = filename
         self.first_line = first_line
         self.pos = 0
-        self.continuation = re.compile(re.escape(escape) + r"[ \t]*$")
+        # An escape ending the line continues it, unless itself escaped.
+        mark = re.escape(escape)
+        self.continuation = re.compile(f"(?<!{mark}){mark}[ \t]*$")
 
     def where(self, index: int) -> str:
         return f"{self.filename}:{index + self.first_line}"
@@ -292,27 +294,26 @@ def _json_array(rest: str, where: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _heredoc_words(line: str) -> list[tuple[str, bool, str]]:
-    """(name, chomp, quoted) of each ``<<NAME`` word of a line."""
-    found = []
-    for word in expand.split_words(line):
-        match = _HEREDOC.match(word)
-        if not match or not match.group(2):
-            continue
-        raw = match.group(2)
-        try:
-            name = expand.expand(raw, {})
-        except InvalidArgument:
-            continue  # an unbalanced quote: not a here-document, the shell's business
-        if name:
-            found.append((name, match.group(1) == "-", name != raw))
-    return found
-
-
-def is_heredoc_word(word: str) -> bool:
-    """Whether a COPY/ADD source word names a here-document (``<<EOF``)."""
+def heredoc_word(word: str) -> tuple[str, bool, bool] | None:
+    """(name, chomp, expand) when a word opens a here-document (``<<EOF``,
+    ``<<-"EOF"``), else None. Quoting any part of the name turns expansion off."""
     match = _HEREDOC.match(word)
-    return bool(match and match.group(2))
+    if not match or not match.group(3):
+        return None
+    raw = match.group(3)
+    try:
+        names = expand.expand_fields(raw, {})
+    except InvalidArgument:
+        return None  # an unbalanced quote: no here-document, the shell's business
+    if len(names) != 1:
+        return None
+    name = names[0]
+    quoted = name.count("'") + name.count('"') != raw.count("'") + raw.count('"')
+    return name, match.group(2) == "-", not quoted
+
+
+def _heredoc_words(line: str) -> list[tuple[str, bool, bool]]:
+    return [found for w in expand.split_words(line) if (found := heredoc_word(w))]
 
 
 class _Parser:
@@ -333,13 +334,13 @@ class _Parser:
             raise InvalidArgument(f'{where}: unknown instruction "{word}"')
         flag_words, rest = _split_flags(rest.strip())
         flags = _flags(keyword, flag_words, where)
-        heredocs: tuple[Heredoc, ...] = ()
-        if keyword in _HEREDOC_KEYWORDS:
-            heredocs = tuple(
-                Heredoc(name, self.reader.heredoc(name, chomp, start), not quoted)
-                for name, chomp, quoted in _heredoc_words(rest)
-            )
         args, json_form = self.arguments(keyword, rest.strip(), where, start)
+        heredocs: tuple[Heredoc, ...] = ()
+        if keyword in _HEREDOC_KEYWORDS and not json_form and "<<" in rest:
+            heredocs = tuple(
+                Heredoc(name, self.reader.heredoc(name, chomp, start), expands)
+                for name, chomp, expands in _heredoc_words(rest)
+            )
         return Instruction(
             keyword=keyword,
             line=start + self.reader.first_line,
@@ -404,8 +405,8 @@ class _Parser:
         return key, value
 
     def healthcheck(self, rest: str, where: str) -> tuple[tuple[str, ...], bool]:
-        kind, _, command = rest.partition(" ")
-        kind, command = kind.upper(), command.strip()
+        kind, *more = rest.split(None, 1)
+        kind, command = kind.upper(), more[0].strip() if more else ""
         if kind == "NONE":
             if command:
                 raise InvalidArgument(f"{where}: HEALTHCHECK NONE takes no arguments")
@@ -421,7 +422,7 @@ class _Parser:
 
     def check_words(self, words: tuple[str, ...], where: str) -> None:
         for word in words:
-            if is_heredoc_word(word):
+            if heredoc_word(word):
                 continue
             try:
                 expand.check(word, escape=self.escape)
@@ -514,7 +515,7 @@ __all__ = [
     "Heredoc",
     "Instruction",
     "Stage",
-    "is_heredoc_word",
+    "heredoc_word",
     "parse",
     "parse_line",
     "select",

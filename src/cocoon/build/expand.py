@@ -21,27 +21,21 @@ _SPECIAL_PARAMS = "@*#?-$!0"
 
 
 class _Lexer:
-    """One pass over a word. ``fields`` splits unquoted whitespace (and the
-    unquoted result of a substitution) into separate words; ``heredoc``
-    keeps quotes and unknown escapes as the shell does in a here-document."""
+    """One pass over a text: the expanded string, and its words.
+
+    Words split at unquoted whitespace, also inside the value of a
+    substitution; quoted text never splits, and an empty quoted string
+    makes no word (as Docker's lexer has it). ``quotes`` False leaves quote
+    characters as plain text (a here-document's body)."""
 
     def __init__(
-        self,
-        text: str,
-        env: Mapping[str, str],
-        escape: str,
-        *,
-        fields: bool = False,
-        heredoc: bool = False,
+        self, text: str, env: Mapping[str, str], escape: str, *, quotes: bool = True
     ) -> None:
         self.text = text
         self.env = env
         self.escape = escape
-        self.fields = fields
-        self.heredoc = heredoc
+        self.quotes = quotes
         self.pos = 0
-
-    # -- scanning ------------------------------------------------------------
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -51,51 +45,40 @@ class _Lexer:
         self.pos += len(ch)
         return ch
 
-    # -- top level -----------------------------------------------------------
-
-    def words(self) -> list[str]:
+    def process(self) -> tuple[str, list[str]]:
+        result: list[str] = []
         words: list[str] = []
         word: list[str] = []
-        started = False  # a quoted empty string ("") is a word too
 
-        def flush() -> None:
-            nonlocal started
-            if word or started:
-                words.append("".join(word))
-            word.clear()
-            started = False
+        def split(text: str) -> None:
+            for ch in text:
+                if not ch.isspace():
+                    word.append(ch)
+                elif any(word):
+                    words.append("".join(word))
+                    word.clear()
 
         while self.pos < len(self.text):
             ch = self.peek()
-            if ch in "'\"" and not self.heredoc:
-                word.append(self.single() if ch == "'" else self.double())
-                started = True
-            elif ch == "$":
+            if ch == "$":
                 value = self.dollar()
-                if not self.fields:
-                    word.append(value)
-                    continue
-                # An unquoted substitution is split into fields, as sh does.
-                parts = re.split(r"[ \t\n]+", value)
-                for i, part in enumerate(parts):
-                    if i:
-                        flush()
-                    word.append(part)
-            elif ch == self.escape:
-                self.next()
-                nxt = self.next()
-                if self.heredoc and nxt not in ("$", self.escape, "\n"):
-                    word.append(ch)  # only \$, \\ and \newline mean something there
-                if nxt != "\n" or not self.heredoc:
-                    word.append(nxt)
-                started = True
-            elif self.fields and ch in " \t\n":
-                self.next()
-                flush()
+                split(value)
+            elif ch in "'\"" and self.quotes:
+                value = self.single() if ch == "'" else self.double()
+                word.append(value)
             else:
-                word.append(self.next())
-        flush()
-        return words
+                value = self.next()
+                if value == self.escape:
+                    value = self.next()
+                    if not value:
+                        break  # an escape at the very end is dropped
+                    word.append(value)
+                else:
+                    split(value)
+            result.append(value)
+        if any(word):
+            words.append("".join(word))
+        return "".join(result), words
 
     def single(self) -> str:
         self.next()
@@ -124,35 +107,32 @@ class _Lexer:
                 out.append(self.dollar())
                 continue
             self.next()
-            if ch == self.escape and self.peek() in ('"', "$", self.escape):
-                ch = self.next()  # other escapes stay as written inside double quotes
-            elif ch == self.escape and not self.peek():
-                continue
+            if ch == self.escape:
+                if not self.peek():
+                    continue
+                if self.peek() in ('"', "$", self.escape):
+                    ch = self.next()  # other escapes stay as written inside double quotes
             out.append(ch)
 
-    def stop_on(self, stops: str, *, raw: bool = False) -> tuple[str, str]:
-        """Text up to one of ``stops`` (consumed), quotes and $ processed.
-        ``raw`` keeps escapes (a pattern needs them to tell ``\\*`` from ``*``)."""
+    def stop_on(self, stop: str, *, raw: bool = False, missing: str = "'}'") -> str:
+        """Text up to ``stop`` (consumed), quotes and $ processed. ``raw``
+        keeps escapes (a pattern needs them to tell ``\\*`` from ``*``)."""
         out: list[str] = []
         while True:
             ch = self.peek()
             if not ch:
-                raise InvalidArgument("syntax error: missing '}'")
-            if ch in stops:
+                raise InvalidArgument(f"syntax error: missing {missing}")
+            if ch == stop:
                 self.next()
-                return "".join(out), ch
-            if ch == "'" and not self.heredoc:
-                quoted = self.single()
-                out.append(_glob_quote(quoted) if raw else quoted)
-            elif ch == '"' and not self.heredoc:
-                quoted = self.double()
-                out.append(_glob_quote(quoted) if raw else quoted)
-            elif ch == "$":
+                return "".join(out)
+            if ch == "$":
                 out.append(self.dollar())
+            elif ch in "'\"" and self.quotes:
+                out.append(self.single() if ch == "'" else self.double())
             elif ch == self.escape:
                 self.next()
                 if raw:
-                    out.append("\\")
+                    out.append(ch)
                 out.append(self.next())
             else:
                 out.append(self.next())
@@ -171,14 +151,11 @@ class _Lexer:
             self.next()
         return self.text[start : self.pos]
 
-    def lookup(self, name: str) -> str | None:
-        return self.env.get(name)
-
     def dollar(self) -> str:
         self.next()  # the $
         if self.peek() != "{":
             name = self.name()
-            return "$" if not name else self.lookup(name) or ""
+            return "$" if not name else self.env.get(name) or ""
         self.next()
         if not self.peek():
             raise InvalidArgument("syntax error: missing '}'")
@@ -186,20 +163,18 @@ class _Lexer:
             raise InvalidArgument("syntax error: bad substitution")
         name = self.name()
         op = self.next()
-        if not op:
-            raise InvalidArgument("syntax error: missing '}'")
+        value = self.env.get(name)
         if op == "}":
-            return self.lookup(name) or ""
-        value = self.lookup(name)
+            return value or ""
         if op == ":":
             op = self.next()
             if op not in ("-", "+", "?"):
                 raise InvalidArgument(f"unsupported modifier (:{op}) in substitution")
             return self.modifier(name, value, op, null_is_unset=True)
-        if op in "-+?":
+        if op in ("-", "+", "?"):
             return self.modifier(name, value, op, null_is_unset=False)
-        if op in "#%":
-            pattern, _ = self.stop_on("}", raw=True)
+        if op in ("#", "%"):
+            pattern = self.stop_on("}", raw=True)
             longest = pattern.startswith(op)
             if longest:
                 pattern = pattern[1:]
@@ -208,14 +183,16 @@ class _Lexer:
             every = self.peek() == "/"
             if every:
                 self.next()
-            pattern, stop = self.stop_on("/}", raw=True)
-            replacement = self.stop_on("}")[0] if stop == "/" else ""
-            regex = _pattern_regex(pattern, longest=True)
+            pattern = self.stop_on("/", raw=True, missing="'/' in ${}")
+            replacement = self.stop_on("}", raw=True)
+            regex = _pattern_regex(pattern)
             return regex.sub(lambda _: replacement, value or "", count=0 if every else 1)
+        if not op:
+            raise InvalidArgument("syntax error: missing '}'")
         raise InvalidArgument(f"unsupported modifier ({op}) in substitution")
 
     def modifier(self, name: str, value: str | None, op: str, *, null_is_unset: bool) -> str:
-        word, _ = self.stop_on("}")
+        word = self.stop_on("}")
         is_set = value is not None and not (null_is_unset and value == "")
         if op == "-":
             return value if is_set and value is not None else word
@@ -228,48 +205,32 @@ class _Lexer:
         return value
 
 
-def _glob_quote(text: str) -> str:
-    """Quoted text inside a pattern matches literally."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-
-def _pattern_regex(pattern: str, *, longest: bool) -> re.Pattern[str]:
-    """A shell pattern (``*``, ``?``, ``[...]``, ``\\x``) as a regular expression."""
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A substitution pattern as a regex: ``*`` and ``?`` are wild, ``\\*``,
+    ``\\?`` and ``\\\\`` literal; no bracket classes (Docker has none there)."""
     out: list[str] = []
     i = 0
-    star = ".*" if longest else ".*?"
     while i < len(pattern):
         ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
+        i += 1
         if ch == "*":
-            out.append(star)
+            out.append(".*")
         elif ch == "?":
             out.append(".")
-        elif ch == "[":
-            end = pattern.find("]", i + 2)
-            if end < 0:
-                out.append(re.escape(ch))
-            else:
-                body = pattern[i + 1 : end]
-                if body[:1] in ("!", "^"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = end
+        elif ch == "\\" and i < len(pattern):
+            nxt = pattern[i]
+            i += 1
+            if nxt not in "*?\\}/":
+                raise InvalidArgument(f"invalid pattern ({pattern}) in substitution: \\{nxt}")
+            out.append(re.escape(nxt))
         else:
             out.append(re.escape(ch))
-        i += 1
-    try:
-        return re.compile("".join(out), re.DOTALL)
-    except re.error as e:
-        raise InvalidArgument(f"bad pattern {pattern!r} in substitution: {e}") from None
+    return re.compile("".join(out), re.DOTALL)
 
 
 def _trim(value: str, pattern: str, *, suffix: bool, longest: bool) -> str:
     """``${V#p}`` and friends: remove the shortest or longest matching prefix/suffix."""
-    regex = _pattern_regex(pattern, longest=True)
+    regex = _pattern_regex(pattern)
     cuts = range(len(value) + 1)
     order = reversed(cuts) if longest != suffix else cuts
     for cut in order:
@@ -283,26 +244,27 @@ def _trim(value: str, pattern: str, *, suffix: bool, longest: bool) -> str:
 
 
 def expand(word: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
-    """One word expanded as Docker does: quotes removed, variables substituted."""
-    words = _Lexer(word, env, escape).words()
-    return words[0] if words else ""
+    """One word expanded as Docker does: quotes removed, variables substituted,
+    whitespace kept."""
+    return _Lexer(word, env, escape).process()[0]
 
 
 def expand_fields(text: str, env: Mapping[str, str], *, escape: str = "\\") -> list[str]:
     """Text expanded into words: unquoted whitespace, also from a substitution, separates them."""
-    return _Lexer(text, env, escape, fields=True).words()
+    return _Lexer(text, env, escape).process()[1]
 
 
-def expand_heredoc(body: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
-    """A here-document's body with variables substituted; quotes stay as written."""
-    words = _Lexer(body, env, escape, heredoc=True).words()
-    return words[0] if words else ""
+def expand_heredoc(body: str, env: Mapping[str, str]) -> str:
+    """A here-document's body with variables substituted. Quotes are plain
+    text there; a backslash escapes the next character (BuildKit's rule,
+    whatever the Dockerfile's escape character)."""
+    return _Lexer(body, env, "\\", quotes=False).process()[0]
 
 
 def check(word: str, *, escape: str = "\\") -> None:
     """Raise InvalidArgument for a word that cannot expand (an unterminated quote,
     a bad ``${...}``), so a parse error names it before any build step runs."""
-    _Lexer(word, _EVERY_NAME_SET, escape).words()
+    _Lexer(word, _EVERY_NAME_SET, escape).process()
 
 
 class _EverySet(dict[str, str]):

@@ -7,8 +7,8 @@
   class, ``\\`` escapes; ``**`` matches any number of elements;
 - a pattern matching a folder excludes everything under it;
 - ``!pattern`` re-includes; the last matching pattern wins;
-- a folder that is excluded is not walked unless an exception pattern
-  starts with its path (``!dir/keep``), as Docker decides.
+- an excluded folder is looked into only when an exception may bring
+  something back inside it (BuildKit's rule, see :meth:`Ignore.walks`).
 
 :func:`component_regex` (Go's ``filepath.Match`` for one path element) is
 shared with COPY's source globs.
@@ -104,6 +104,10 @@ class _Pattern:
         return bool(self.regex.match(path))
 
 
+# Special to regular expressions but not to Go's path patterns: literal here.
+_REGEX_ONLY = ".+()|{}$"
+
+
 def _compile(text: str, exclusion: bool) -> _Pattern:
     """moby's translation: literal runs stay exact, a trailing ``**`` is a prefix
     test, a leading ``**`` a suffix test, anything else a regex."""
@@ -145,8 +149,10 @@ def _compile(text: str, exclusion: bool) -> _Pattern:
         elif ch in "[]":
             out.append(ch)
             kind = "regex"
+        elif ch in _REGEX_ONLY:
+            out.append("\\" + ch)
         else:
-            out.append(re.escape(ch))
+            out.append(ch)  # as moby does: ^ and - keep their meaning in a class
     regex = None
     if kind == "regex":
         try:
@@ -201,10 +207,21 @@ class Ignore:
         return matched
 
     def walks(self, relpath: str) -> bool:
-        """Whether an excluded folder must still be walked: an exception
-        pattern starts with its path, so something under it may come back."""
+        """Whether an excluded folder must still be looked into, as BuildKit
+        decides: always when an exception has a wildcard (past a trailing
+        ``/*`` or ``/**``), else when an exception starts with its path."""
+        exceptions = [p.text for p in self.patterns if p.exclusion]
+        if any(_WILDCARD.search(_without_trailing_glob(text)) for text in exceptions):
+            return True
         prefix = relative(relpath) + "/"
-        return any(p.exclusion and (p.text + "/").startswith(prefix) for p in self.patterns)
+        return any((text + "/").startswith(prefix) for text in exceptions)
+
+
+_WILDCARD = re.compile(r"[*\[\]?^\\]")
+
+
+def _without_trailing_glob(text: str) -> str:
+    return text.removesuffix("/**").removesuffix("/*")
 
 
 def _check_syntax(text: str) -> None:

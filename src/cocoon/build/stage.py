@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cocoon.build import expand
-from cocoon.build.dockerfile import Dockerfile, Heredoc, Instruction, Stage, is_heredoc_word
+from cocoon.build.dockerfile import Dockerfile, Heredoc, Instruction, Stage, heredoc_word
 from cocoon.build.dockerfile import parse_line as _parse_line
-from cocoon.errors import InvalidArgument
+from cocoon.errors import Corrupt, InvalidArgument
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -215,6 +215,25 @@ def _ports(spec: str) -> list[str]:
     return [f"{port}/{proto}" for port in range(low, high + 1)]
 
 
+def _check_base(config: Mapping[str, Any]) -> None:
+    """The base image's config is hostile: the fields a stage reads must have their types."""
+    for key in ("Env", "Cmd", "Entrypoint", "Shell", "OnBuild"):
+        value = config.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        ):
+            raise Corrupt(f"the base image's config: {key} is not a list of strings")
+    for key in ("Labels", "ExposedPorts", "Volumes"):
+        value = config.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise Corrupt(f"the base image's config: {key} is not an object")
+    if not all(isinstance(v, str) for v in (config.get("Labels") or {}).values()):
+        raise Corrupt("the base image's config: a label is not a string")
+    for key in ("WorkingDir", "User", "StopSignal"):
+        if not isinstance(config.get(key) or "", str):
+            raise Corrupt(f"the base image's config: {key} is not a string")
+
+
 class StageState:
     """The image config and variables of one stage as its instructions apply."""
 
@@ -230,6 +249,7 @@ class StageState:
         config: dict[str, Any] = copy.deepcopy(dict(base_config))
         if not base_config:  # scratch: BuildKit gives it a PATH and "/"
             config = {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
+        _check_base(config)
         # A base's ONBUILD triggers run in this stage, and are not inherited further.
         self._triggers: tuple[str, ...] = tuple(config.pop("OnBuild", None) or ())
         self.config = config
@@ -408,11 +428,12 @@ class StageState:
         """
         if instr.keyword != "RUN":
             raise instr.error(f"{instr.keyword} is not RUN")
+        _check_run_flags(instr)
         if instr.json_form:
             return list(instr.args)
         line = instr.args[0]
         docs = instr.heredocs
-        if len(docs) == 1 and all(is_heredoc_word(w) for w in expand.split_words(line)):
+        if len(docs) == 1 and all(heredoc_word(w) for w in expand.split_words(line)):
             body = docs[0].body
             if body.startswith("#!"):
                 return ["/bin/sh", "-c", _SHEBANG_RUNNER, "sh", body]
@@ -457,39 +478,30 @@ class StageState:
             used: list[Heredoc] = []
             variables = self.variables()
             for word in raw_sources:
-                if not instr.json_form and is_heredoc_word(word):
-                    doc = self._heredoc(word, heredocs, variables)
-                    used.append(doc)
+                opened = None if instr.json_form else heredoc_word(word)
+                if opened:
+                    used.append(self._heredoc(heredocs[opened[0]], variables))
                 else:
                     sources.append(self._expand(word))
             dest = self._dest(self._expand(raw_dest))
             from_ = instr.flag("from")
             chown = instr.flag("chown")
             chmod = instr.flag("chmod")
-            if from_ is not None:
-                from_ = self._expand(from_)
-                if instr.keyword == "ADD":
-                    raise InvalidArgument("ADD has no --from; use COPY --from")
             return CopyOp(
                 add=instr.keyword == "ADD",
                 sources=tuple(sources),
                 dest=dest,
-                from_=from_,
+                from_=self._expand(from_) if from_ is not None else None,
                 chown=self._expand(chown) if chown is not None else None,
                 chmod=_chmod(self._expand(chmod)) if chmod is not None else None,
                 heredocs=tuple(used),
                 line=instr.line,
             )
 
-    def _heredoc(
-        self, word: str, heredocs: Mapping[str, Heredoc], variables: Mapping[str, str]
-    ) -> Heredoc:
-        name = expand.expand(word.lstrip("<").removeprefix("-").strip(), {})
-        doc = heredocs[name]
-        if doc.expand:
-            body = expand.expand_heredoc(doc.body, variables, escape=self.escape)
-            doc = Heredoc(doc.name, body, expand=False)
-        return doc
+    def _heredoc(self, doc: Heredoc, variables: Mapping[str, str]) -> Heredoc:
+        if not doc.expand:
+            return doc
+        return Heredoc(doc.name, expand.expand_heredoc(doc.body, variables), expand=False)
 
     def _dest(self, raw: str) -> str:
         if not raw:
@@ -505,15 +517,28 @@ class StageState:
         """The base image's ONBUILD instructions, to run right after FROM."""
         triggers = []
         for text in self._triggers:
-            if not isinstance(text, str):
-                raise InvalidArgument(
-                    f"Dockerfile:{self.line}: the base image's OnBuild holds a non-string"
-                )
             trigger = _parse_line(text, escape=self.escape, line=self.line)
             if trigger.keyword in ("ONBUILD", "FROM", "MAINTAINER"):
                 raise trigger.error(f"{trigger.keyword} isn't allowed as an ONBUILD trigger")
             triggers.append(trigger)
         return tuple(triggers)
+
+
+def _check_run_flags(instr: Instruction) -> None:
+    """RUN's flags cocoon can honour: a cache mount changes no result, so it is
+    left out (the step is only slower); other mounts, a network or a security
+    mode are refused rather than ignored."""
+    for mount in instr.flags.get("mount", ()):
+        fields = dict(field.partition("=")[::2] for field in mount.split(","))
+        kind = fields.get("type", "bind")
+        if kind != "cache":
+            raise instr.error(f"RUN --mount=type={kind} is not supported yet")
+    network = instr.flag("network")
+    if network not in (None, "default"):
+        raise instr.error(f"RUN --network={network} is not supported yet")
+    security = instr.flag("security")
+    if security not in (None, "sandbox"):
+        raise instr.error(f"RUN --security={security} is not supported yet")
 
 
 # Runs a here-document script that names its interpreter (#!): as a file, as

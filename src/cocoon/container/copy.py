@@ -145,12 +145,13 @@ def extract(
     dest: Path,
     *,
     archive: bool,
-    devices: bool = True,
+    contained: bool = False,
     what: str = "the container's archive",
 ) -> None:
     """Unpack a container's tar at host path ``dest``: into it if it is a
-    folder, else as it (its parent must exist). ``archive`` keeps owners;
-    without ``devices`` a device member is refused (a build context)."""
+    folder, else as it (its parent must exist). ``archive`` keeps owners.
+    ``contained`` (a build context) also refuses device files and links
+    leading outside ``dest``, which a container's files may hold."""
     rename = None
     if not dest.is_dir():
         if not dest.parent.is_dir():
@@ -167,8 +168,8 @@ def extract(
             target = os.path.realpath(os.path.join(root, member.linkname))
             if os.path.commonpath([target, root]) != root:
                 raise tarfile.FilterError(f"{member.name}: hard link to outside {root}")
-        if member.isdev() and not devices:
-            raise tarfile.FilterError(f"{member.name}: a device file")
+        if contained:
+            tarfile.data_filter(member, path)  # raises for devices and links leading out
         if member.isdev() and os.geteuid() != 0:
             return None  # type: ignore[return-value]  # skipped: only root may make devices
         owner = {} if archive else {"uid": os.getuid(), "gid": os.getgid()}
