@@ -264,6 +264,9 @@ child_main(const struct run_spec *spec, const struct child_fds *fds)
 		case TAR_LAYER:
 			rc = tar_layer(1, spec->tar_path);
 			break;
+		case TAR_ENTRY:
+			rc = tar_entry(1, spec->tar_path);
+			break;
 		default:
 			rc = tar_unlayer(0, spec->tar_path);
 		}

@@ -52,6 +52,7 @@ enum tar_op {
 	TAR_EXTRACT = 2, /* unpack the tar on stdin at path */
 	TAR_LAYER = 3,   /* write an overlay upper folder at path as an OCI layer tar */
 	TAR_UNLAYER = 4, /* unpack the OCI layer tar on stdin as an overlay upper folder */
+	TAR_ENTRY = 5,   /* write a tar of path's own entry alone, its link followed */
 };
 #define TAR_ONE_FS 0x01 /* TAR_CREATE: do not descend into other filesystems */
 

@@ -94,6 +94,7 @@ struct writer {
 	int out;
 	int one_fs;
 	int layer; /* an overlay upper folder, written as an OCI layer */
+	int entry; /* only the path's own entry, its link followed: what it is */
 	dev_t dev;
 	char path[NAME_MAX_LEN + 1]; /* the entry's name */
 	struct link_seen *links;     /* layer: files of several names, first name each */
@@ -373,7 +374,8 @@ static int write_dir(struct writer *w, int fd, int depth)
 static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
 {
 	struct stat st;
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+	int follow = w->entry && depth == 0;
+	if (fstatat(dirfd, name, &st, follow ? 0 : AT_SYMLINK_NOFOLLOW) < 0) {
 		say("stat %s: %s", w->path, errno);
 		return -1;
 	}
@@ -418,7 +420,7 @@ static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
 	}
 	if (w->layer && len && opaque(dirfd, name) && write_marker(w, len, "/", OPAQUE) < 0)
 		return -1;
-	if (w->one_fs && st.st_dev != w->dev)
+	if (w->entry || (w->one_fs && st.st_dev != w->dev))
 		return 0;
 	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
@@ -430,13 +432,14 @@ static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
 	return rc;
 }
 
-static int write_archive(int out, const char *path, int one_fs, int layer)
+static int write_archive(int out, const char *path, int one_fs, int layer, int entry)
 {
 	static struct writer w;
 	memset(&w, 0, sizeof(w));
 	w.out = out;
 	w.one_fs = one_fs;
 	w.layer = layer;
+	w.entry = entry;
 	struct stat st;
 	if (lstat(path, &st) < 0) {
 		say("%s: %s", path, errno);
@@ -457,12 +460,17 @@ static int write_archive(int out, const char *path, int one_fs, int layer)
 
 int tar_create(int out, const char *path, int one_fs)
 {
-	return write_archive(out, path, one_fs, 0);
+	return write_archive(out, path, one_fs, 0, 0);
+}
+
+int tar_entry(int out, const char *path)
+{
+	return write_archive(out, path, 0, 0, 1);
 }
 
 int tar_layer(int out, const char *path)
 {
-	return write_archive(out, path, 0, 1);
+	return write_archive(out, path, 0, 1, 0);
 }
 
 /* ---- reading ------------------------------------------------------------ */

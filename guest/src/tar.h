@@ -27,6 +27,13 @@ int tar_create(int out, const char *path, int one_fs);
 int tar_extract(int in, const char *path);
 
 /*
+ * Writes a tar of path's own entry alone (a folder without its contents),
+ * a symbolic link at path followed: what path is, for COPY's destination.
+ * Returns 0, or -1 with a message on stderr (ENOENT: there is nothing).
+ */
+int tar_entry(int out, const char *path);
+
+/*
  * Writes an overlayfs upper folder as an OCI layer: entries named from
  * inside path, a 0/0 character device as a `.wh.NAME` whiteout, an opaque
  * folder with a `.wh..wh..opq` entry in it, further names of one file as

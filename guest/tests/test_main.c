@@ -514,8 +514,26 @@ static void test_layers(void)
 	snprintf(p, sizeof(p), "%s/upper/dir/f", tmp);
 	write_text(p, "f\n");
 
-	snprintf(p, sizeof(p), "%s/layer.tar", tmp);
+	/* ENTRY: the folder's own entry, through a link to it, nothing inside. */
+	snprintf(p, sizeof(p), "%s/entry.tar", tmp);
 	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	snprintf(p, sizeof(p), "%s/to-upper", tmp);
+	CHECK(symlink("upper", p) == 0);
+	CHECK(fd >= 0 && tar_entry(fd, p) == 0);
+	static char entry[4096];
+	ssize_t got = pread(fd, entry, sizeof(entry), 0);
+	CHECK(got == 3 * 512 && !memcmp(entry, "to-upper/", 10) && entry[156] == '5');
+	close(fd);
+	snprintf(p, sizeof(p), "%s/missing", tmp);
+	int saved_err = dup(2), devnull = open("/dev/null", O_WRONLY);
+	dup2(devnull, 2);
+	CHECK(tar_entry(fd, p) < 0);
+	dup2(saved_err, 2);
+	close(saved_err);
+	close(devnull);
+
+	snprintf(p, sizeof(p), "%s/layer.tar", tmp);
+	fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	snprintf(p, sizeof(p), "%s/upper", tmp);
 	CHECK(fd >= 0 && tar_layer(fd, p) == 0);
 	static char tar[1 << 16];

@@ -175,6 +175,16 @@ def test_second_build_is_all_cache_and_a_context_change_misses(cc, busybox, tmp_
     assert nocache.returncode == 0 and b"(cached)" not in nocache.stderr
 
 
+def test_context_or_dockerfile_on_stdin(cc, busybox, tmp_path):
+    root = context(tmp_path, f"FROM {busybox}\nCOPY a.txt /a.txt\n", {"a.txt": "a\n"})
+    tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True)
+    ok(cc("build", "-q", "-t", "localhost/stdin:1", "-", input=tar.stdout))
+    assert saved(cc, "localhost/stdin:1", tmp_path)["a.txt"][4] == b"a\n"
+    dockerfile = f"FROM {busybox}\nRUN echo from-stdin > /s\n".encode()
+    ok(cc("build", "-q", "-t", "localhost/stdin:2", "-", input=dockerfile))
+    assert saved(cc, "localhost/stdin:2", tmp_path)["s"][4] == b"from-stdin\n"
+
+
 def test_target_stops_at_a_stage(cc, busybox, tmp_path):
     dockerfile = (f"FROM {busybox} AS first\nRUN echo first > /which\n"
                   "FROM first\nRUN false\n")  # fmt: skip
@@ -441,3 +451,15 @@ def test_a_built_image_pushes_and_pulls_back_the_same(cc, busybox, tmp_path):
     again = subprocess.run(cc.argv("image", "ls", "--format", "json"), env=elsewhere,
                            capture_output=True, text=True)  # fmt: skip
     assert built in [i["id"] for i in json.loads(again.stdout)], (built, again.stdout)
+
+
+def test_copy_into_a_folder_or_a_link_to_one_that_the_image_has(cc, busybox, tmp_path):
+    dockerfile = (f"FROM {busybox}\nRUN mkdir -p /opt/real && ln -s /opt/real /opt/link\n"
+                  "COPY tool.sh /usr/bin\nCOPY other.sh /opt/link\n"
+                  "COPY plain.txt /new-name\n")  # fmt: skip
+    files = {"tool.sh": "t\n", "other.sh": "o\n", "plain.txt": "p\n"}
+    ok(build(cc, context(tmp_path, dockerfile, files), "-t", "localhost/into:1"))
+    out = saved(cc, "localhost/into:1", tmp_path)
+    assert out["usr/bin/tool.sh"][4] == b"t\n" and out["usr/bin"][0] == tarfile.DIRTYPE
+    assert out["opt/real/other.sh"][4] == b"o\n" and out["opt/link"][0] == tarfile.SYMTYPE
+    assert out["new-name"][4] == b"p\n"

@@ -63,6 +63,7 @@ class TarOp(enum.IntEnum):
     EXTRACT = 2  # the tar on stdin unpacked at the path
     LAYER = 3  # an overlay upper folder at the path, as an OCI layer tar on stdout
     UNLAYER = 4  # the OCI layer tar on stdin, made an overlay upper folder at the path
+    ENTRY = 5  # a tar of the path's own entry alone (what it is), its link followed
 
 
 TAR_ONE_FS = 0x01  # CREATE: folders of other filesystems stay empty

@@ -342,8 +342,10 @@ class Builder:
     ) -> None:
         context, op = files()
         owner = None if op.chown is None else _owner(vm, stack, op.chown, op.line, self.filename)
+        # A destination folder already in the image takes files as if it ended in /.
+        into = not op.dest.endswith("/") and vm.is_dir(stack, op.dest)
         with tempfile.TemporaryFile(dir=self.work) as tar:
-            context.write_tar(op, tar, owner=owner)
+            context.write_tar(op, tar, owner=owner, dest_is_dir=into)
             tar.seek(0)
             vm.extract(stack, tar)
 

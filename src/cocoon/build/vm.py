@@ -234,6 +234,22 @@ class BuildVM:
         its tar, unpacking nothing (no stdin)."""
         self._tar(stack, TarOp.EXTRACT, "/", cwd=path)
 
+    def is_dir(self, stack: Sequence[int], path: str) -> bool:
+        """Whether ``path`` is a folder (or a link to one) as ``stack`` sees it."""
+        import io
+        import tarfile
+
+        data = bytearray()
+        try:
+            self._tar(stack, TarOp.ENTRY, path, sink=data.extend)
+        except ExternalError as e:
+            if "no such file" in str(e).lower() or "not a directory" in str(e).lower():
+                return False
+            raise
+        with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tar:
+            first = tar.next()
+        return first is not None and first.isdir()
+
     def read(self, stack: Sequence[int], path: str, sink: Sink) -> None:
         """A tar of ``path`` (named from its last component) as ``stack`` sees it."""
         self._tar(stack, TarOp.CREATE, path, sink=sink)

@@ -56,7 +56,11 @@ def _pairs(items: list[str], flag: str, *, environ: bool = False) -> dict[str, s
 
 
 def _build(args: argparse.Namespace) -> int:
+    import contextlib
+    import tempfile
+
     from cocoon.build.api import build
+    from cocoon.build.context import is_tar
     from cocoon.build.executor import BuildFailed, BuildOptions
     from cocoon.build.progress import Plain, Quiet, Terminal
     from cocoon.errors import InvalidArgument
@@ -81,18 +85,23 @@ def _build(args: argparse.Namespace) -> int:
         dockerfile_text = sys.stdin.read()
     context = sys.stdin.buffer if args.context == "-" else args.context
     dockerfile = None if args.file in (None, "-") else args.file
-    try:
-        image = build(
-            context,
-            opts,
-            dockerfile=dockerfile,
-            dockerfile_text=dockerfile_text,
-            progress=progress,
-        )
-    except BuildFailed as e:
-        if quiet and e.tail:  # the output was not shown as it came
-            sys.stderr.write("".join(f"  {line}\n" for line in e.tail))
-        raise
+    with contextlib.ExitStack() as stack:
+        if args.context == "-" and not is_tar(sys.stdin.buffer.peek(512)[:512]):
+            # A Dockerfile on stdin, as `docker build - < Dockerfile`: no context.
+            dockerfile_text = sys.stdin.buffer.read().decode(errors="replace")
+            context = stack.enter_context(tempfile.TemporaryDirectory(prefix="cocoon-empty-"))
+        try:
+            image = build(
+                context,
+                opts,
+                dockerfile=dockerfile,
+                dockerfile_text=dockerfile_text,
+                progress=progress,
+            )
+        except BuildFailed as e:
+            if quiet and e.tail:  # the output was not shown as it came
+                sys.stderr.write("".join(f"  {line}\n" for line in e.tail))
+            raise
     if quiet:
         print(image.id)
     else:
