@@ -51,7 +51,7 @@ def fetch(vm: BuildVM, stack: Sequence[int], sources: Iterable[str], into: Path)
             tar.seek(0)
             dest = root / posixpath.dirname(prefix).lstrip("/")
             dest.mkdir(parents=True, exist_ok=True)
-            extract(tar, dest, archive=True, devices=False, what="a stage's files")  # type: ignore[arg-type]
+            extract(tar, dest, archive=True, what="a stage's files")  # type: ignore[arg-type]
     return root
 
 
