@@ -1,6 +1,6 @@
 VENV := .venv/bin
 
-.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts bench-service bench-runtime bench-image example-image clean
+.PHONY: setup test test-unit test-vm lint guest-test mutate bench bench-pull bench-mounts bench-service bench-runtime bench-image bench-build example-image clean
 
 setup:
 	./setup.sh
@@ -51,6 +51,9 @@ bench-runtime:
 
 bench-image:
 	$(VENV)/python bench/image.py --baseline ea76ae0
+
+bench-build:
+	$(VENV)/python bench/build.py --json bench/build.json
 
 # localhost/busybox:latest, a one-layer image made from Debian's busybox-static.
 example-image:

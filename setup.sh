@@ -7,11 +7,13 @@ cd "$(dirname "$0")"
 # podman + runc: the benchmark's namespace-container reference; podman, conmon
 # and containerd also drive cocoon-runtime in tests/integration/test_runtime.py.
 # docker.io, docker-compose, python3-docker: clients of `cocoon system service`
-# in its tests (dockerd itself is never used; see below).
+# in its tests (dockerd itself is never used; see below). debootstrap: the
+# Debian base image of `make bench-build`.
 PACKAGES="qemu-system-x86 qemu-utils e2fsprogs musl-tools busybox-static linux-source-6.1
 build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils
 python3 python3-venv skopeo docker-registry apache2-utils openssl iproute2 nftables
-ca-certificates fakeroot podman conmon runc containerd docker.io docker-compose python3-docker"
+ca-certificates fakeroot podman conmon runc containerd docker.io docker-compose python3-docker
+debootstrap"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

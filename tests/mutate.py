@@ -44,6 +44,7 @@ SILENT = "tests/security/test_silent_guest.py::"
 SERVICE = "tests/integration/test_service.py::"
 FLAGS = "tests/integration/test_run_flags.py::"
 VERBS = "tests/integration/test_verbs.py::"
+BUILD = "tests/integration/test_build.py::"
 
 MUTATIONS = [
     Mutation(
@@ -306,6 +307,27 @@ MUTATIONS = [
         '            machine.set_memory(int(req["memory_mib"]))\n',
         "            pass\n",
         (VERBS + "test_update_shrinks_a_running_vm_through_its_balloon",),
+    ),
+    Mutation(
+        "a build step's removals are not whiteouts in its layer",
+        "guest/src/tar.c",
+        "\tif (S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0)) {\n",
+        "\tif (0) {\n",
+        (BUILD + "test_layers_whiteouts_and_history_are_docker_s",),
+    ),
+    Mutation(
+        "what a build step leaves running lives on",
+        "guest/src/agent.c",
+        "\tif (p->step)\n\t\tkill(-p->pid, SIGKILL);\n",
+        "",
+        (BUILD + "test_what_a_run_leaves_running_ends_with_it",),
+    ),
+    Mutation(
+        "the build cache is never read",
+        "src/cocoon/build/executor.py",
+        "        hit = None if self.opts.no_cache else self.cache.get(key)\n",
+        "        hit = None\n",
+        (BUILD + "test_second_build_is_all_cache_and_a_context_change_misses",),
     ),
 ]
 

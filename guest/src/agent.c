@@ -276,6 +276,11 @@ static void proc_exited(struct proc *p, int status)
 		}
 	}
 	int was_main = p->id == main_id;
+	/* As a RUN's container ends with its command: its process group (the
+	 * step's session, made by setsid) is killed, so nothing it started
+	 * writes to its folder while the host reads it as a layer. */
+	if (p->step)
+		kill(-p->pid, SIGKILL);
 	proc_free(p);
 	if (was_main)
 		finish(LINGER_MS);
@@ -764,6 +769,9 @@ int main(void)
 		fatal("%s", err);
 	if (proc_ns_start(cfg.readonly_root, err, sizeof(err)) < 0)
 		fatal("%s", err);
+	/* A build VM runs one process per step and lives until SHUTDOWN: no
+	 * RUN is the main one (proc 0 never names a process). */
+	have_main = cfg.build;
 	config_free(&cfg);
 
 	uint8_t ready[1 + sizeof(AGENT_VERSION) - 1];

@@ -20,6 +20,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "layers.h"
 #include "tar.h"
 #include "userdb.h"
 #include "util.h"
@@ -240,10 +241,14 @@ child_main(const struct run_spec *spec, const struct child_fds *fds)
 			close(in);
 	}
 
+	char msg[512];
+	/* A build step: its root (and so its users) is the step's overlay. */
+	if (spec->root && layers_enter(spec, !spec->tar_op, msg, sizeof(msg)) < 0)
+		child_fail(errfd, 126, "%s", msg);
+
 	char *passwd = read_file("/etc/passwd", USERDB_MAX);
 	char *group = read_file("/etc/group", USERDB_MAX);
 	struct exec_user u;
-	char msg[512];
 	if (user_resolve(spec->user, passwd, group, &u, msg, sizeof(msg)) < 0)
 		child_fail(errfd, 126, "%s", msg);
 
@@ -283,9 +288,23 @@ child_main(const struct run_spec *spec, const struct child_fds *fds)
 		/* The agent's own code, not a program of the image: closing the
 		 * error pipe tells the agent it started, as an exec would. */
 		close(errfd);
-		int rc = spec->tar_op == TAR_CREATE
-				 ? tar_create(1, spec->tar_path, spec->tar_flags & TAR_ONE_FS)
-				 : tar_extract(0, spec->tar_path);
+		int rc;
+		switch (spec->tar_op) {
+		case TAR_CREATE:
+			rc = tar_create(1, spec->tar_path, spec->tar_flags & TAR_ONE_FS);
+			break;
+		case TAR_EXTRACT:
+			rc = tar_extract(0, spec->tar_path);
+			break;
+		case TAR_LAYER:
+			rc = tar_layer(1, spec->tar_path);
+			break;
+		case TAR_ENTRY:
+			rc = tar_entry(1, spec->tar_path);
+			break;
+		default:
+			rc = tar_unlayer(0, spec->tar_path);
+		}
 		_exit(rc < 0 ? 1 : 0);
 	}
 	char **env = env_with_home(spec->envp, u.home);
@@ -451,6 +470,7 @@ struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, siz
 	}
 	p->id = id;
 	p->tty = spec->tty;
+	p->step = spec->root != NULL;
 	p->out_fd = p->err_fd = p->in_fd = -1;
 
 	if (pipe2(ep, O_CLOEXEC) < 0)

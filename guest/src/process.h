@@ -14,6 +14,7 @@ struct proc {
 	uint32_t id; /* chosen by the host */
 	pid_t pid;
 	int tty;
+	int step;    /* a build step (ROOT): what it leaves running goes with it */
 	int out_fd;  /* stdout pipe or pty master; -1 once at end of file */
 	int err_fd;  /* stderr pipe; -1 with a TTY or once at end of file */
 	int in_fd;   /* stdin pipe or a dup of the pty master; -1 if none */

@@ -80,7 +80,33 @@ static const char *tag_name(uint8_t tag)
 					    "STDIN", "TAR", "RLIMIT", "GROUPS"};
 	if (tag >= TAG_ARG && tag <= TAG_GROUPS)
 		return names[tag - TAG_ARG];
-	return "unknown";
+	return tag == TAG_ROOT ? "ROOT" : "unknown";
+}
+
+/*
+ * A ROOT value: absolute folders, each ended by a NUL, at least the step's
+ * and at most ROOT_MAX_DIRS. They become overlayfs mount options, so the
+ * characters those give a meaning (`,` `:` `\\`) are refused, as are `.`
+ * and `..` components.
+ */
+static int root_parse(const uint8_t *v, size_t len, struct run_spec *spec)
+{
+	if (len == 0 || v[len - 1] != '\0')
+		return -1;
+	size_t count = 0;
+	for (size_t i = 0; i < len; count++) {
+		const char *dir = (const char *)v + i;
+		size_t n = strlen(dir);
+		if (!mount_target_valid(dir, n) || strpbrk(dir, ",:\\"))
+			return -1;
+		i += n + 1;
+	}
+	if (count > ROOT_MAX_DIRS || !(spec->root = malloc(len)))
+		return -1;
+	memcpy(spec->root, v, len);
+	spec->root_len = len;
+	spec->nroot = count;
+	return 0;
 }
 
 /* One RLIMIT field into spec: a known resource, soft <= hard, each resource once. */
@@ -177,8 +203,8 @@ int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err,
 				snprintf(err, errlen, "RUN: TAR given twice");
 				goto fail;
 			}
-			if (len < 3 || (v[0] != TAR_CREATE && v[0] != TAR_EXTRACT) ||
-			    v[1] & ~TAR_ONE_FS || v[2] != '/' || memchr(v + 2, 0, len - 2)) {
+			if (len < 3 || v[0] < TAR_CREATE || v[0] > TAR_ENTRY ||
+			    v[1] & ~(v[0] == TAR_CREATE ? TAR_ONE_FS : 0) || v[2] != '/' || memchr(v + 2, 0, len - 2)) {
 				snprintf(err, errlen, "RUN: invalid TAR field");
 				goto fail;
 			}
@@ -194,6 +220,16 @@ int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err,
 		case TAG_RLIMIT:
 			if (run_rlimit_parse(v, len, spec, err, errlen) < 0)
 				goto fail;
+			continue;
+		case TAG_ROOT:
+			if (spec->root) {
+				snprintf(err, errlen, "RUN: ROOT given twice");
+				goto fail;
+			}
+			if (root_parse(v, len, spec) < 0) {
+				snprintf(err, errlen, "RUN: invalid ROOT field");
+				goto fail;
+			}
 			continue;
 		default:
 			snprintf(err, errlen, "RUN: unknown field tag 0x%02x", tag);
@@ -253,6 +289,7 @@ void run_spec_free(struct run_spec *spec)
 	free(spec->user);
 	free(spec->groups);
 	free(spec->tar_path);
+	free(spec->root);
 	memset(spec, 0, sizeof(*spec));
 }
 
@@ -321,6 +358,8 @@ static const char *config_tag_name(uint8_t tag)
 		return "READONLY";
 	if (tag == CFG_ROOT_SIZE)
 		return "ROOT_SIZE";
+	if (tag == CFG_BUILD)
+		return "BUILD";
 	return "unknown";
 }
 
@@ -328,7 +367,7 @@ static int config_tag_known(uint8_t tag)
 {
 	return (tag >= CFG_HOSTNAME && tag <= CFG_ENTROPY) ||
 	       (tag >= CFG_DNS_SEARCH && tag <= CFG_ROOT_SIZE) || tag == CFG_MOUNT ||
-	       tag == CFG_READONLY;
+	       tag == CFG_READONLY || tag == CFG_BUILD;
 }
 
 int mount_target_valid(const char *s, size_t len)
@@ -444,6 +483,7 @@ static uint32_t config_field_size(uint8_t tag)
 	case CFG_DNS:
 		return 4;
 	case CFG_READONLY:
+	case CFG_BUILD:
 		return 0; /* and must be empty: checked where parsed */
 	case CFG_MAC:
 		return 6;
@@ -560,6 +600,13 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 				goto out;
 			}
 			cfg->readonly_root = 1;
+			break;
+		case CFG_BUILD:
+			if (len != 0) {
+				snprintf(err, errlen, "CONFIG: BUILD field of %u bytes, expected 0", len);
+				goto out;
+			}
+			cfg->build = 1;
 			break;
 		case CFG_MAC:
 			/* A unicast address: the low bit of the first byte marks multicast. */

@@ -45,6 +45,7 @@ enum run_tag {
 	TAG_TAR = 0x07,
 	TAG_RLIMIT = 0x08,
 	TAG_GROUPS = 0x09,
+	TAG_ROOT = 0x0a, /* build: run in an overlay of the step's folder over lower folders */
 };
 
 /* Linux's RLIMIT_* numbers run 0 .. RUN_MAX_RLIMITS-1 (RLIM_NLIMITS). */
@@ -56,6 +57,9 @@ enum run_tag {
 enum tar_op {
 	TAR_CREATE = 1,  /* write a tar of path to stdout */
 	TAR_EXTRACT = 2, /* unpack the tar on stdin at path */
+	TAR_LAYER = 3,   /* write an overlay upper folder at path as an OCI layer tar */
+	TAR_UNLAYER = 4, /* unpack the OCI layer tar on stdin as an overlay upper folder */
+	TAR_ENTRY = 5,   /* write a tar of path's own entry alone, its link followed */
 };
 #define TAR_ONE_FS 0x01 /* TAR_CREATE: do not descend into other filesystems */
 
@@ -73,6 +77,7 @@ enum config_tag {
 	CFG_ROOT_SIZE = 0x0b,
 	CFG_MOUNT = 0x10,
 	CFG_READONLY = 0x11,
+	CFG_BUILD = 0x18, /* a build VM: no main process, up until SHUTDOWN */
 };
 
 struct frame_hdr {
@@ -147,6 +152,11 @@ struct run_spec {
 	} rlimits[RUN_MAX_RLIMITS];
 	size_t nrlimits;
 	char *groups; /* GROUPS: comma-separated names or numbers; NULL = none */
+	/* ROOT: the step's folder, then the lower folders, top first, each
+	 * NUL-terminated, nroot in all; NULL = the container's own root. */
+	char *root;
+	size_t root_len;
+	size_t nroot;
 };
 
 /*
@@ -156,6 +166,9 @@ struct run_spec {
  */
 int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err, size_t errlen);
 void run_spec_free(struct run_spec *spec);
+
+/* Folders in a ROOT field (the step's and its lowers): overlayfs's own limit. */
+#define ROOT_MAX_DIRS 500
 
 /* Linux's limit on a hostname (HOST_NAME_MAX). */
 #define HOSTNAME_MAX 64
@@ -225,6 +238,7 @@ struct guest_config {
 	size_t nmounts;
 	int readonly_root;         /* the container sees / read-only */
 	uint64_t root_size;        /* the root disk's bytes when its device's size is not; 0 = not given */
+	int build;                 /* BUILD: every RUN is an extra process */
 };
 
 /*

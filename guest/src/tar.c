@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -18,6 +19,11 @@
 #define NAME_MAX_LEN 4095   /* PATH_MAX less the NUL */
 #define PAX_MAX (64 << 10)  /* an extended header larger than this is refused */
 #define DEPTH_MAX 128       /* folders nested deeper are refused, not half-copied */
+#define WHITEOUT ".wh."     /* OCI: a removed name, in a layer */
+#define OPAQUE ".wh..wh..opq" /* OCI: a folder whose lower contents are hidden */
+#define OVL_OPAQUE "trusted.overlay.opaque"
+#define PAX_XATTR "SCHILY.xattr."
+#define XATTRS_MAX 4096 /* of one entry's kept xattrs, records included */
 
 static void say(const char *fmt, const char *what, int err)
 {
@@ -78,11 +84,23 @@ static int put_octal(uint8_t *field, size_t len, uint64_t v)
 
 /* ---- writing ------------------------------------------------------------ */
 
+struct link_seen {
+	dev_t dev;
+	ino_t ino;
+	char *name;
+};
+
 struct writer {
 	int out;
 	int one_fs;
+	int layer; /* an overlay upper folder, written as an OCI layer */
+	int entry; /* only the path's own entry, its link followed: what it is */
 	dev_t dev;
 	char path[NAME_MAX_LEN + 1]; /* the entry's name */
+	struct link_seen *links;     /* layer: files of several names, first name each */
+	size_t nlinks;
+	char xattrs[XATTRS_MAX]; /* layer: the next entry's xattrs, as pax records */
+	size_t nxattrs;
 };
 
 static int emit(struct writer *w, const void *p, size_t n)
@@ -112,6 +130,28 @@ static size_t pax_record(char *buf, size_t room, const char *key, const char *va
 		return 0;
 	snprintf(buf, room, "%zu %s=%s\n", len, key, value);
 	return len;
+}
+
+/* The same, with a value of any bytes (an xattr's); 0 if it does not fit. */
+static size_t pax_binary(char *buf, size_t room, const char *key, const char *value, size_t vlen)
+{
+	size_t body = strlen(key) + vlen + 3;
+	size_t len = body + 1;
+	while (snprintf(NULL, 0, "%zu", len) + body > len)
+		len++;
+	if (len > room)
+		return 0;
+	int n = snprintf(buf, room, "%zu %s=", len, key);
+	memcpy(buf + n, value, vlen);
+	buf[len - 1] = '\n';
+	return len;
+}
+
+/* The xattrs an image may carry: the user's own and file capabilities;
+ * never overlayfs's (trusted.*) or a security module's labels. */
+static int xattr_kept(const char *name)
+{
+	return !strncmp(name, "user.", 5) || !strcmp(name, "security.capability");
 }
 
 static void header_init(uint8_t h[BLOCK], const char *name, char type)
@@ -168,6 +208,11 @@ static int write_header(struct writer *w, const struct stat *st, char type, uint
 			snprintf(num, sizeof(num), "%llu", (unsigned long long)nums[i].v);
 			paxlen += pax_record(pax + paxlen, sizeof(pax) - paxlen, nums[i].key, num);
 		}
+	if (w->nxattrs && paxlen + w->nxattrs <= sizeof(pax)) {
+		memcpy(pax + paxlen, w->xattrs, w->nxattrs);
+		paxlen += w->nxattrs;
+	}
+	w->nxattrs = 0;
 	if (paxlen) {
 		uint8_t x[BLOCK];
 		struct stat none = {0};
@@ -212,6 +257,89 @@ static int write_file(struct writer *w, int dirfd, const char *name, const struc
 
 static int write_tree(struct writer *w, int dirfd, const char *name, int depth);
 
+/* An empty file entry named w->path's first `keep` bytes, then sep and
+ * marker, then what followed in w->path: a whiteout or an opaque mark. */
+static int write_marker(struct writer *w, size_t keep, const char *sep, const char *marker)
+{
+	static char saved[NAME_MAX_LEN + 1];
+	snprintf(saved, sizeof(saved), "%s", w->path);
+	int n = snprintf(w->path + keep, sizeof(w->path) - keep, "%s%s%s", sep, marker,
+			 saved + keep);
+	int rc;
+	if (n < 0 || (size_t)n >= sizeof(w->path) - keep) {
+		say("%s: %s", saved, ENAMETOOLONG);
+		rc = -1;
+	} else {
+		struct stat none = {0};
+		rc = write_header(w, &none, '0', 0, NULL);
+	}
+	memcpy(w->path, saved, sizeof(saved));
+	return rc;
+}
+
+/* The entry's kept xattrs as pax records for its header; what does not fit is left out. */
+static void layer_xattrs(struct writer *w, int dirfd, const char *name)
+{
+	char path[NAME_MAX_LEN + 64], names[XATTRS_MAX], value[1024], key[300];
+	if (dirfd == AT_FDCWD)
+		snprintf(path, sizeof(path), "%s", name);
+	else
+		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
+	w->nxattrs = 0;
+	ssize_t n = llistxattr(path, names, sizeof(names));
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(names + i) + 1) {
+		const char *x = names + i;
+		if (!xattr_kept(x))
+			continue;
+		ssize_t vlen = lgetxattr(path, x, value, sizeof(value));
+		if (vlen < 0 || snprintf(key, sizeof(key), "%s%s", PAX_XATTR, x) >= (int)sizeof(key))
+			continue;
+		w->nxattrs += pax_binary(w->xattrs + w->nxattrs, sizeof(w->xattrs) - w->nxattrs,
+					 key, value, (size_t)vlen);
+	}
+}
+
+/* overlayfs marks a folder that hides the lower ones' contents so. */
+static int opaque(int dirfd, const char *name)
+{
+	char value[2];
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = fgetxattr(fd, OVL_OPAQUE, value, sizeof(value));
+	close(fd);
+	return n == 1 && value[0] == 'y';
+}
+
+/*
+ * What an overlay upper folder's entry becomes in an OCI layer: 0 when
+ * written here (a whiteout, a further name of a file), 1 when it is to be
+ * written as it is, -1 on an error.
+ */
+static int layer_entry(struct writer *w, const struct stat *st)
+{
+	if (S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0)) {
+		const char *slash = strrchr(w->path, '/');
+		size_t keep = slash ? (size_t)(slash - w->path) + 1 : 0;
+		return write_marker(w, keep, "", WHITEOUT);
+	}
+	if (!S_ISREG(st->st_mode) || st->st_nlink < 2)
+		return 1;
+	for (size_t i = 0; i < w->nlinks; i++)
+		if (w->links[i].dev == st->st_dev && w->links[i].ino == st->st_ino)
+			return write_header(w, st, '1', 0, w->links[i].name);
+	struct link_seen *more = realloc(w->links, (w->nlinks + 1) * sizeof(*more));
+	if (more)
+		w->links = more;
+	char *name = more ? strdup(w->path) : NULL;
+	if (!name) {
+		say("%s: %s", w->path, ENOMEM);
+		return -1;
+	}
+	w->links[w->nlinks++] = (struct link_seen){st->st_dev, st->st_ino, name};
+	return 1;
+}
+
 static int write_dir(struct writer *w, int fd, int depth)
 {
 	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -246,9 +374,16 @@ static int write_dir(struct writer *w, int fd, int depth)
 static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
 {
 	struct stat st;
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+	int follow = w->entry && depth == 0;
+	if (fstatat(dirfd, name, &st, follow ? 0 : AT_SYMLINK_NOFOLLOW) < 0) {
 		say("stat %s: %s", w->path, errno);
 		return -1;
+	}
+	if (w->layer) {
+		int rc = layer_entry(w, &st);
+		if (rc <= 0)
+			return rc;
+		layer_xattrs(w, dirfd, name);
 	}
 	if (S_ISREG(st.st_mode))
 		return write_file(w, dirfd, name, &st);
@@ -283,7 +418,9 @@ static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
 		if (rc < 0)
 			return -1;
 	}
-	if (w->one_fs && st.st_dev != w->dev)
+	if (w->layer && len && opaque(dirfd, name) && write_marker(w, len, "/", OPAQUE) < 0)
+		return -1;
+	if (w->entry || (w->one_fs && st.st_dev != w->dev))
 		return 0;
 	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
@@ -295,12 +432,14 @@ static int write_tree(struct writer *w, int dirfd, const char *name, int depth)
 	return rc;
 }
 
-int tar_create(int out, const char *path, int one_fs)
+static int write_archive(int out, const char *path, int one_fs, int layer, int entry)
 {
 	static struct writer w;
 	memset(&w, 0, sizeof(w));
 	w.out = out;
 	w.one_fs = one_fs;
+	w.layer = layer;
+	w.entry = entry;
 	struct stat st;
 	if (lstat(path, &st) < 0) {
 		say("%s: %s", path, errno);
@@ -309,10 +448,29 @@ int tar_create(int out, const char *path, int one_fs)
 	w.dev = st.st_dev;
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
-	snprintf(w.path, sizeof(w.path), "%s", base);
+	/* A layer's entries are named from inside the folder, which is not one. */
+	snprintf(w.path, sizeof(w.path), "%s", layer ? "" : base);
 	int rc = write_tree(&w, AT_FDCWD, path, 0);
+	for (size_t i = 0; i < w.nlinks; i++)
+		free(w.links[i].name);
+	free(w.links);
 	static const uint8_t end[2 * BLOCK];
 	return rc < 0 ? -1 : emit(&w, end, sizeof(end));
+}
+
+int tar_create(int out, const char *path, int one_fs)
+{
+	return write_archive(out, path, one_fs, 0, 0);
+}
+
+int tar_entry(int out, const char *path)
+{
+	return write_archive(out, path, 0, 0, 1);
+}
+
+int tar_layer(int out, const char *path)
+{
+	return write_archive(out, path, 0, 1, 0);
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -345,6 +503,8 @@ struct entry {
 	char type;
 	uint64_t size, mode, uid, gid, mtime, major, minor;
 	int have_path, have_link, have_size, have_uid, have_gid, have_mtime;
+	char xattrs[XATTRS_MAX]; /* kept ones: name, NUL, 2-byte length, value; ... */
+	size_t nxattrs;
 };
 
 static int read_block(int in, uint8_t b[BLOCK])
@@ -365,6 +525,18 @@ static int skip(int in, uint64_t size)
 		if (read_block(in, b) != 1)
 			return -1;
 	return 0;
+}
+
+static void keep_xattr(struct entry *e, const char *name, const char *value, size_t vlen)
+{
+	size_t nlen = strlen(name) + 1;
+	if (!xattr_kept(name) || vlen > 0xffff || e->nxattrs + nlen + 2 + vlen > sizeof(e->xattrs))
+		return;
+	memcpy(e->xattrs + e->nxattrs, name, nlen);
+	e->xattrs[e->nxattrs + nlen] = (char)(vlen >> 8);
+	e->xattrs[e->nxattrs + nlen + 1] = (char)vlen;
+	memcpy(e->xattrs + e->nxattrs + nlen + 2, value, vlen);
+	e->nxattrs += nlen + 2 + vlen;
 }
 
 /* An extended header's records, over what the next header says. */
@@ -402,6 +574,8 @@ static int read_pax(int in, uint64_t size, struct entry *e)
 				memcpy(to, value, vlen);
 				to[vlen] = '\0';
 				*(key[0] == 'p' ? &e->have_path : &e->have_link) = 1;
+			} else if (!strncmp(key, PAX_XATTR, strlen(PAX_XATTR))) {
+				keep_xattr(e, key + strlen(PAX_XATTR), value, vlen);
 			} else {
 				uint64_t v = strtoull(value, NULL, 10);
 				if (!strcmp(key, "size"))
@@ -507,10 +681,13 @@ static int next_entry(int in, struct entry *e)
 	}
 }
 
+static int read_archive(int in, const char *path, int overlay);
+
 struct reader {
 	int in;
 	int dest;           /* the folder entries land in */
 	const char *rename; /* replaces every entry's first component; NULL = keep */
+	int overlay;        /* an OCI layer becoming an overlay upper folder */
 };
 
 /* The entry's name under dest, renamed as asked; NULL if refused. */
@@ -537,11 +714,35 @@ static void make_parents(int dest, const char *name)
 	}
 }
 
+/* The entry's xattrs on a file or folder it made (a symlink has none to keep). */
+static int set_xattrs(int dest, const char *name, const struct entry *e)
+{
+	if (!e->nxattrs || (e->type != '0' && e->type != '7' && e->type != '5'))
+		return 0;
+	int fd = openat(dest, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < e->nxattrs;) {
+		const char *x = e->xattrs + i;
+		size_t nlen = strlen(x) + 1;
+		const uint8_t *len = (const uint8_t *)e->xattrs + i + nlen;
+		size_t vlen = (size_t)len[0] << 8 | len[1];
+		rc = fsetxattr(fd, x, len + 2, vlen, 0);
+		i += nlen + 2 + vlen;
+	}
+	close(fd);
+	return rc;
+}
+
 static int set_meta(int dest, const char *name, const struct entry *e)
 {
 	if (fchownat(dest, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -1;
 	if (e->type != '2' && fchmodat(dest, name, (mode_t)e->mode, 0) < 0)
+		return -1;
+	/* After chown, which drops file capabilities. */
+	if (set_xattrs(dest, name, e) < 0)
 		return -1;
 	struct timespec t[2] = {{(time_t)e->mtime, 0}, {(time_t)e->mtime, 0}};
 	return utimensat(dest, name, t, AT_SYMLINK_NOFOLLOW);
@@ -569,6 +770,50 @@ static int extract_file(const struct reader *r, const char *name, const struct e
 	return rc;
 }
 
+/*
+ * An OCI whiteout or opaque mark, made as overlayfs keeps them in an upper
+ * folder: a 0/0 character device, a trusted.overlay.opaque folder. 0 when
+ * name was one (handled), 1 for an ordinary entry, -1 on an error.
+ */
+static int overlay_marker(const struct reader *r, const char *name)
+{
+	const char *slash = strrchr(name, '/');
+	const char *base = slash ? slash + 1 : name;
+	if (strncmp(base, WHITEOUT, strlen(WHITEOUT)))
+		return 1;
+	char dir[NAME_MAX_LEN + 1];
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - name) : 1, slash ? name : ".");
+	if (!strcmp(base, OPAQUE)) {
+		if (mkdirat(r->dest, dir, 0755) < 0 && errno != EEXIST)
+			goto fail;
+		int fd = openat(r->dest, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			goto fail;
+		int rc = fsetxattr(fd, OVL_OPAQUE, "y", 1, 0);
+		close(fd);
+		if (rc < 0)
+			goto fail;
+		return 0;
+	}
+	if (!strncmp(base, WHITEOUT WHITEOUT, 2 * strlen(WHITEOUT)))
+		return 0; /* another tool's own bookkeeping, not a name */
+	char target[2 * (NAME_MAX_LEN + 1)];
+	snprintf(target, sizeof(target), "%s%s%s", slash ? dir : "", slash ? "/" : "",
+		 base + strlen(WHITEOUT));
+	if (tar_clean_name(target) < 0)
+		return -1;
+	struct stat st;
+	if (fstatat(r->dest, target, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    unlinkat(r->dest, target, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
+		goto fail;
+	if (mknodat(r->dest, target, S_IFCHR, makedev(0, 0)) < 0)
+		goto fail;
+	return 0;
+fail:
+	say("whiteout %s: %s", name, errno);
+	return -1;
+}
+
 static int extract_one(const struct reader *r, struct entry *e)
 {
 	char buf[NAME_MAX_LEN + 1], lbuf[NAME_MAX_LEN + 1];
@@ -578,6 +823,11 @@ static int extract_one(const struct reader *r, struct entry *e)
 		return -1;
 	}
 	make_parents(r->dest, name);
+	if (r->overlay) {
+		int rc = overlay_marker(r, name);
+		if (rc <= 0)
+			return rc < 0 ? -1 : skip(r->in, e->size);
+	}
 	struct stat st;
 	int exists = fstatat(r->dest, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	/* What is there is replaced, but a folder is merged into. */
@@ -633,9 +883,23 @@ static int extract_one(const struct reader *r, struct entry *e)
 	return e->type == '0' || e->type == '7' ? 0 : skip(r->in, e->size);
 }
 
+int tar_unlayer(int in, const char *path)
+{
+	if (mkdir_p(path, 0755) < 0) {
+		say("%s: %s", path, errno);
+		return -1;
+	}
+	return read_archive(in, path, 1);
+}
+
 int tar_extract(int in, const char *path)
 {
-	struct reader r = {in, -1, NULL};
+	return read_archive(in, path, 0);
+}
+
+static int read_archive(int in, const char *path, int overlay)
+{
+	struct reader r = {in, -1, NULL, overlay};
 	struct stat st;
 	char parent[NAME_MAX_LEN + 1];
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {

@@ -26,6 +26,29 @@ int tar_create(int out, const char *path, int one_fs);
  */
 int tar_extract(int in, const char *path);
 
+/*
+ * Writes a tar of path's own entry alone (a folder without its contents),
+ * a symbolic link at path followed: what path is, for COPY's destination.
+ * Returns 0, or -1 with a message on stderr (ENOENT: there is nothing).
+ */
+int tar_entry(int out, const char *path);
+
+/*
+ * Writes an overlayfs upper folder as an OCI layer: entries named from
+ * inside path, a 0/0 character device as a `.wh.NAME` whiteout, an opaque
+ * folder with a `.wh..wh..opq` entry in it, further names of one file as
+ * hard links, user.* and security.capability xattrs as SCHILY.xattr pax
+ * records (tar_extract and tar_unlayer set those two kinds back). Returns
+ * 0, or -1 with a message on stderr.
+ */
+int tar_layer(int out, const char *path);
+
+/*
+ * The reverse: unpacks an OCI layer into the folder path (made if missing)
+ * so that it serves as an overlay upper folder. Returns 0, or -1.
+ */
+int tar_unlayer(int in, const char *path);
+
 /* Parsing helpers, exposed for the unit tests. */
 int tar_header_ok(const uint8_t block[512]);
 int tar_number(const uint8_t *field, size_t len, uint64_t *out);

@@ -18,10 +18,13 @@
 #include "net.h"
 #include "process.h"
 #include "copytree.h"
+#include "layers.h"
 #include "protocol.h"
 #include "tar.h"
 #include "userdb.h"
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 
 static int passed, failed;
 
@@ -529,6 +532,92 @@ static void test_tar(void)
 	CHECK(system(cmd) == 0);
 }
 
+/* An overlay upper folder as an OCI layer and back: whiteouts, opaque
+ * folders and hard links survive the round trip. */
+static void test_layers(void)
+{
+	char opts[256];
+	const char root[] = "/b/3\0/b/2\0/b/1";
+	CHECK(layers_options(root, 3, opts, sizeof(opts)) == 0);
+	CHECK_STR(opts, "lowerdir=/b/2/upper:/b/1/upper:/,upperdir=/b/3/upper,workdir=/b/3/work,"
+			"redirect_dir=off,index=off,metacopy=off");
+	CHECK(layers_options(root, 3, opts, 40) < 0);
+
+	char tmp[] = "/tmp/cocoon-layer-XXXXXX";
+	if (!mkdtemp(tmp)) {
+		CHECK(0);
+		return;
+	}
+	char p[512], q[512];
+	snprintf(p, sizeof(p), "%s/upper", tmp);
+	mkdir(p, 0755);
+	snprintf(p, sizeof(p), "%s/upper/keep", tmp);
+	write_text(p, "kept\n");
+	int can_user_xattr = setxattr(p, "user.cocoon", "v\0w", 3, 0) == 0;
+	CHECK(!can_user_xattr || setxattr(p, "trusted.overlay.origin", "x", 1, 0) == 0);
+	snprintf(q, sizeof(q), "%s/upper/keep2", tmp);
+	CHECK(link(p, q) == 0);
+	snprintf(p, sizeof(p), "%s/upper/gone", tmp);
+	int can_mknod = mknod(p, S_IFCHR, makedev(0, 0)) == 0;
+	snprintf(p, sizeof(p), "%s/upper/dir", tmp);
+	mkdir(p, 0711);
+	int can_xattr = setxattr(p, "trusted.overlay.opaque", "y", 1, 0) == 0;
+	snprintf(p, sizeof(p), "%s/upper/dir/f", tmp);
+	write_text(p, "f\n");
+
+	/* ENTRY: the folder's own entry, through a link to it, nothing inside. */
+	snprintf(p, sizeof(p), "%s/entry.tar", tmp);
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	snprintf(p, sizeof(p), "%s/to-upper", tmp);
+	CHECK(symlink("upper", p) == 0);
+	CHECK(fd >= 0 && tar_entry(fd, p) == 0);
+	static char entry[4096];
+	ssize_t got = pread(fd, entry, sizeof(entry), 0);
+	CHECK(got == 3 * 512 && !memcmp(entry, "to-upper/", 10) && entry[156] == '5');
+	close(fd);
+	snprintf(p, sizeof(p), "%s/missing", tmp);
+	int saved_err = dup(2), devnull = open("/dev/null", O_WRONLY);
+	dup2(devnull, 2);
+	CHECK(tar_entry(fd, p) < 0);
+	dup2(saved_err, 2);
+	close(saved_err);
+	close(devnull);
+
+	snprintf(p, sizeof(p), "%s/layer.tar", tmp);
+	fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	snprintf(p, sizeof(p), "%s/upper", tmp);
+	CHECK(fd >= 0 && tar_layer(fd, p) == 0);
+	static char tar[1 << 16];
+	ssize_t n = pread(fd, tar, sizeof(tar), 0);
+	CHECK(n > 0 && !memmem(tar, (size_t)n, "upper", 5));
+	CHECK(!can_mknod || memmem(tar, (size_t)n, ".wh.gone", 9));
+	CHECK(!can_xattr || memmem(tar, (size_t)n, "dir/.wh..wh..opq", 17));
+
+	snprintf(p, sizeof(p), "%s/out/upper", tmp);
+	lseek(fd, 0, SEEK_SET);
+	CHECK(tar_unlayer(fd, p) == 0);
+	close(fd);
+	struct stat a, b;
+	snprintf(p, sizeof(p), "%s/out/upper/keep", tmp);
+	snprintf(q, sizeof(q), "%s/out/upper/keep2", tmp);
+	CHECK(text_is(p, "kept\n") && stat(p, &a) == 0 && stat(q, &b) == 0 && a.st_ino == b.st_ino);
+	char xv[8] = "";
+	CHECK(!can_user_xattr || (getxattr(p, "user.cocoon", xv, sizeof(xv)) == 3 && !memcmp(xv, "v\0w", 3)));
+	CHECK(getxattr(p, "trusted.overlay.origin", xv, sizeof(xv)) < 0); /* never carried */
+	snprintf(p, sizeof(p), "%s/out/upper/gone", tmp);
+	CHECK(!can_mknod || (lstat(p, &a) == 0 && S_ISCHR(a.st_mode) && a.st_rdev == 0));
+	snprintf(p, sizeof(p), "%s/out/upper/dir", tmp);
+	char v[2] = "";
+	CHECK(!can_xattr || getxattr(p, "trusted.overlay.opaque", v, sizeof(v)) == 1);
+	CHECK(stat(p, &a) == 0 && (a.st_mode & 07777) == 0711);
+	snprintf(p, sizeof(p), "%s/out/upper/dir/f", tmp);
+	CHECK(text_is(p, "f\n"));
+
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	CHECK(system(cmd) == 0);
+}
+
 static void test_process_helpers(void)
 {
 	char out[32];
@@ -655,6 +744,8 @@ static void check_vector(const char *kind, const char *name, const char *result,
 			CHECK(r.rlimits[1].resource == 4 && r.rlimits[1].hard == UINT64_MAX);
 			CHECK_STR(r.groups, "audio,4000");
 		}
+		if (rc == 0 && strcmp(name, "root") == 0)
+			CHECK(r.nroot == 2 && str_eq(r.root, "/b/2") && str_eq(r.root + 5, "/b/1"));
 		if (rc == 0)
 			run_spec_free(&r);
 	} else {
@@ -890,6 +981,7 @@ int main(int argc, char **argv)
 	test_net();
 	test_mounts();
 	test_tar();
+	test_layers();
 	test_process_helpers();
 	test_keep_fds();
 	test_users();

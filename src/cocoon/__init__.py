@@ -10,6 +10,7 @@ or, for one command and its result::
 
     result = cocoon.run("busybox", ["echo", "hi"])
     result.exit_code, result.stdout     # 0, b"hi\\n"
+    cocoon.build("app/", tag="app:1")   # a Dockerfile built into an image
 
 A command may be a list of arguments or one string, which is split as a
 POSIX shell would split it (``"echo hi"`` is ``["echo", "hi"]``). Every
@@ -61,6 +62,10 @@ def __getattr__(name: str) -> Any:
         import cocoon.client
 
         return getattr(cocoon.client, name)
+    if name == "build":  # cocoon.build(path, tag=...): the package is callable
+        import cocoon.build
+
+        return cocoon.build
     raise AttributeError(f"module 'cocoon' has no attribute {name!r}")
 
 
@@ -111,6 +116,7 @@ __all__ = [
     "Unsupported",
     "Volume",
     "__version__",
+    "build",
     "from_env",
     "run",
 ]

@@ -131,6 +131,9 @@ def test_encoders_produce_the_shared_vectors():
     rlimits = (("nofile", 1024, 4096), ("core", unlimited, unlimited))
     limited = ProcessSpec(args=["sh"], env=[], groups=("audio", "4000"), rlimits=rlimits)
     assert vectors("run")["limits"] == ("ok", encode_run(limited))
+    step = ProcessSpec(args=["sh"], env=[], root=("/b/2", "/b/1"))
+    assert vectors("run")["root"][1][7:] in encode_run(step)  # after its ARG field
+    assert vectors("config")["build"] == ("ok", GuestConfig(build=True).encode())
     assert vectors("frame")["config"] == ("ok", encode(Msg.CONFIG, 0, config.encode()))
 
 

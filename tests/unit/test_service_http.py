@@ -51,8 +51,8 @@ def test_ping_head_and_get_carry_the_api_version(sock):
 
 
 def test_unknown_calls_are_501_naming_them(sock):
-    status, _, body = split(exchange(sock, b"POST /v1.41/build HTTP/1.1\r\nHost: d\r\n\r\n"))
-    assert status == 501 and json.loads(body)["message"] == "cocoon does not serve POST /build"
+    status, _, body = split(exchange(sock, b"POST /v1.41/swarm/init HTTP/1.1\r\nHost: d\r\n\r\n"))
+    assert status == 501 and json.loads(body)["message"] == "cocoon does not serve POST /swarm/init"
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(sock):

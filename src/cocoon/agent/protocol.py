@@ -58,11 +58,15 @@ class Field(enum.IntEnum):
     TAR = 0x07
     RLIMIT = 0x08
     GROUPS = 0x09
+    ROOT = 0x0A  # build: an overlay of the step's folder over lower folders
 
 
 class TarOp(enum.IntEnum):
     CREATE = 1  # a tar of the path on stdout
     EXTRACT = 2  # the tar on stdin unpacked at the path
+    LAYER = 3  # an overlay upper folder at the path, as an OCI layer tar on stdout
+    UNLAYER = 4  # the OCI layer tar on stdin, made an overlay upper folder at the path
+    ENTRY = 5  # a tar of the path's own entry alone (what it is), its link followed
 
 
 TAR_ONE_FS = 0x01  # CREATE: folders of other filesystems stay empty
@@ -82,6 +86,7 @@ class ConfigField(enum.IntEnum):
     ROOT_SIZE = 0x0B
     MOUNT = 0x10
     READONLY = 0x11
+    BUILD = 0x18  # a build VM: no main process
 
 
 class MountKind(enum.IntEnum):
@@ -183,6 +188,10 @@ def encode_run(spec: ProcessSpec) -> bytes:
         parts.append(_field(Field.RLIMIT, _RLIMIT.pack(RESOURCES[name], soft, hard)))
     if spec.groups:
         parts.append(_text(Field.GROUPS, ",".join(spec.groups)))
+    if spec.root is not None:
+        if any("\0" in folder for folder in spec.root):
+            raise InvalidArgument(f"NUL byte in a build folder {spec.root!r}")
+        parts.append(_field(Field.ROOT, b"".join(f.encode() + b"\0" for f in spec.root)))
     return b"".join(parts)
 
 
@@ -223,6 +232,7 @@ class GuestConfig:
     dns_options: Sequence[str] = ()  # resolv.conf's options, NAME[:VALUE]
     shm_size: int | None = None  # bytes of /dev/shm; None = the guest kernel's default
     root_size: int | None = None  # the root disk's bytes, for a clone (see vm/template.py)
+    build: bool = False  # a build VM: every RUN is an extra process, up until SHUTDOWN
 
     def encode(self) -> bytes:
         parts = []
@@ -251,6 +261,8 @@ class GuestConfig:
             parts.append(_field(ConfigField.SHM_SIZE, struct.pack(">Q", self.shm_size)))
         if self.root_size is not None:
             parts.append(_field(ConfigField.ROOT_SIZE, struct.pack(">Q", self.root_size)))
+        if self.build:
+            parts.append(_field(ConfigField.BUILD, b""))
         return b"".join(parts)
 
 

@@ -24,6 +24,9 @@ class ProcessSpec:
     tar: tuple[int, int, str] | None = None
     rlimits: tuple[tuple[str, int, int], ...] = ()  # (Docker's name, soft, hard): limits.py
     groups: tuple[str, ...] = ()  # extra group names or numbers, as --group-add
+    # A build step's folder, then the lower steps' folders, top first: the
+    # process runs in their overlay over the VM's root; never part of a record.
+    root: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

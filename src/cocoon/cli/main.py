@@ -42,6 +42,7 @@ _CONTAINER_VERBS = ("create", "start", "stop", "kill", "rm", "ls", "ps", "inspec
 _IMAGE_VERBS = ("image", "pull", "push", "images", "rmi", "tag", "save", "load")
 _VERB_MODULES = {
     "run": "run",
+    "build": "build",
     **dict.fromkeys(_CONTAINER_VERBS, "container"),
     **dict.fromkeys(_IMAGE_VERBS, "image"),
     **dict.fromkeys(("registry", "login", "logout"), "registry"),
@@ -52,7 +53,7 @@ _VERB_MODULES = {
     "export": "copy",
     "completion": "completion",
 }
-_ORDER = ("run", "container", "copy", "image", "registry", "network", "volume", "system",
+_ORDER = ("run", "build", "container", "copy", "image", "registry", "network", "volume", "system",
           "completion")  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -118,6 +118,48 @@ class ImageCollection:
 
         ref = f"{repository}:{tag}" if tag else repository
         return push(ref, store=self.store, insecure=insecure)
+
+    def build(
+        self,
+        path: str | Path | None = None,
+        *,
+        fileobj: IO[bytes] | None = None,
+        tag: str | None = None,
+        dockerfile: str | None = None,
+        buildargs: Mapping[str, str] | None = None,
+        target: str | None = None,
+        nocache: bool = False,
+        pull: bool = False,
+        labels: Mapping[str, str] | None = None,
+        platform: str | None = None,
+        network_mode: str | None = None,
+        **_ignored: Any,  # docker-py's rm, forcerm, quiet...: nothing to do here
+    ) -> tuple[Image, Iterator[dict[str, str]]]:
+        """docker-py's build: (the image, its log as ``{"stream": line}`` entries).
+
+        ``path`` is the context folder; ``fileobj`` a tar of the context instead.
+        """
+        import cocoon.build
+        from cocoon.build.progress import Plain
+
+        if (path is None) == (fileobj is None):
+            raise InvalidArgument("build needs a path or a fileobj (a tar of the context)")
+        log = io.StringIO()
+        stored = cocoon.build.build(
+            path if fileobj is None else fileobj,
+            tag=tag or (),
+            dockerfile=dockerfile,
+            buildargs=buildargs,
+            target=target,
+            nocache=nocache,
+            pull=pull,
+            labels=labels,
+            platform=platform,
+            network=network_mode,
+            progress=Plain(log),
+        )
+        lines = [{"stream": line} for line in log.getvalue().splitlines(keepends=True)]
+        return self._wrap(stored), iter(lines)
 
     def remove(self, image: str, force: bool = False) -> None:
         """Untag a reference, or delete an image given by id (``force``: one with many tags)."""

@@ -205,9 +205,18 @@ def host_tar(path: Path, *, archive: bool) -> contextlib.AbstractContextManager[
     return piped(produce, f"read {path}")
 
 
-def extract(stream: BinaryIO, dest: Path, *, archive: bool) -> None:
+def extract(
+    stream: BinaryIO,
+    dest: Path,
+    *,
+    archive: bool,
+    contained: bool = False,
+    what: str = "the container's archive",
+) -> None:
     """Unpack a container's tar at host path ``dest``: into it if it is a
-    folder, else as it (its parent must exist). ``archive`` keeps owners."""
+    folder, else as it (its parent must exist). ``archive`` keeps owners.
+    ``contained`` (a build context) also refuses device files and links
+    leading outside ``dest``, which a container's files may hold."""
     rename = None
     if not dest.is_dir():
         if not dest.parent.is_dir():
@@ -224,6 +233,8 @@ def extract(stream: BinaryIO, dest: Path, *, archive: bool) -> None:
             target = os.path.realpath(os.path.join(root, member.linkname))
             if os.path.commonpath([target, root]) != root:
                 raise tarfile.FilterError(f"{member.name}: hard link to outside {root}")
+        if contained:
+            tarfile.data_filter(member, path)  # raises for devices and links leading out
         if member.isdev() and os.geteuid() != 0:
             return None  # type: ignore[return-value]  # skipped: only root may make devices
         owner = {} if archive else {"uid": os.getuid(), "gid": os.getgid()}
@@ -233,9 +244,9 @@ def extract(stream: BinaryIO, dest: Path, *, archive: bool) -> None:
         with tarfile.open(fileobj=stream, mode="r:") as tar:
             tar.extractall(root, filter=safe, numeric_owner=True)
     except tarfile.FilterError as e:
-        raise ExternalError(f"refused the container's archive: {e}") from e
+        raise ExternalError(f"refused {what}: {e}") from e
     except (tarfile.TarError, EOFError) as e:
-        raise ExternalError(f"the container's archive is corrupt: {e}") from e
+        raise ExternalError(f"{what} is corrupt: {e}") from e
 
 
 def parse_location(text: str) -> tuple[str | None, str]:

@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from cocoon.errors import AlreadyExists, InvalidArgument, Unsupported
-from cocoon.service import archive, events, images, networks, stats, system, usage, volumes
+from cocoon.service import archive, build, events, images, networks, stats, system, usage, volumes
 from cocoon.service.containers import Containers
 from cocoon.service.execs import Execs
 from cocoon.service.exits import Exits
@@ -67,6 +67,7 @@ def routes() -> tuple[RouteEntry, ...]:
         route("POST", "/exec/{id}/start", x.start),
         route("POST", "/exec/{id}/resize", x.resize),
         route("GET", "/exec/{id}/json", x.inspect),
+        route("POST", "/build", build.build),
         route("POST", "/images/create", images.pull),
         route("GET", "/images/json", images.list_images),
         route("GET", "/images/get", images.save),

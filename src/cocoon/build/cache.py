@@ -1,0 +1,62 @@
+"""The build cache: which layer a filesystem step made, by what it depended on.
+
+A step's key chains the key of everything before it in its stage (the base
+image's id, each earlier instruction) with its own instruction text, the
+build arguments in scope and, for COPY/ADD, the content hash of what it
+copies. The entry names a layer blob in the image store; an entry whose
+blob has since been collected is a miss. Entries live beside the store
+(``<state>/build-cache``), since they only mean something with its blobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+
+from cocoon import paths
+from cocoon.build.layers import Layer
+from cocoon.files import write_atomic
+from cocoon.image.store import ImageStore
+
+
+def chain(parent: str, *parts: object) -> str:
+    """The key of a step from its parent's and its own parts (JSON-able)."""
+    doc = json.dumps([parent, *parts], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(doc.encode()).hexdigest()
+
+
+class LayerCache:
+    def __init__(self, store: ImageStore, root: Path | None = None) -> None:
+        self.store = store
+        self.root = root or paths.state_dir() / "build-cache"
+
+    def _path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def get(self, key: str) -> tuple[Layer, str] | None:
+        """The layer of ``key`` and when it was made (its history's ``created``)."""
+        try:
+            doc = json.loads(self._path(key).read_bytes())
+            layer, created = Layer.from_json(doc), str(doc["created"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # missing, or damaged: built again
+        return (layer, created) if self.store.has_blob(layer.digest) else None
+
+    def put(self, key: str, layer: Layer, created: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(self._path(key), json.dumps({**layer.to_json(), "created": created}).encode())
+
+    def prune(self) -> int:
+        """Drop entries whose blob is gone; the count removed."""
+        removed = 0
+        for entry in self.root.glob("*.json"):
+            if self.get(entry.stem) is None:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed += 1
+        return removed
+
+
+__all__ = ["LayerCache", "chain"]
