@@ -324,7 +324,7 @@ MUTATIONS = [
     ),
     Mutation(
         "the build cache is never read",
-        "src/cocoon/build/executor.py",
+        "src/cocoon/builder/executor.py",
         "        hit = None if self.opts.no_cache else self.cache.get(key)\n",
         "        hit = None\n",
         (BUILD + "test_second_build_is_all_cache_and_a_context_change_misses",),

@@ -62,10 +62,10 @@ def __getattr__(name: str) -> Any:
         import cocoon.client
 
         return getattr(cocoon.client, name)
-    if name == "build":  # cocoon.build(path, tag=...): the package is callable
-        import cocoon.build
+    if name == "build":  # cocoon.build(path, tag=...), imported on first use
+        from cocoon.builder import build
 
-        return cocoon.build
+        return build
     raise AttributeError(f"module 'cocoon' has no attribute {name!r}")
 
 

@@ -7,8 +7,8 @@ import hashlib
 import io
 import tarfile
 
-from cocoon.build.cache import LayerCache, chain
-from cocoon.build.layers import copy_tar, store_layer
+from cocoon.builder.cache import LayerCache, chain
+from cocoon.builder.layers import copy_tar, store_layer
 from cocoon.image.store import ImageStore
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cocoon.build.context import Context, is_tar
-from cocoon.build.dockerfile import parse
-from cocoon.build.ignore import Ignore
-from cocoon.build.stage import StageState
+from cocoon.builder.context import Context, is_tar
+from cocoon.builder.dockerfile import parse
+from cocoon.builder.ignore import Ignore
+from cocoon.builder.stage import StageState
 from cocoon.errors import InvalidArgument, NotFound
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cocoon.build.dockerfile import Heredoc, heredoc_word, parse, parse_line, select
+from cocoon.builder.dockerfile import Heredoc, heredoc_word, parse, parse_line, select
 from cocoon.errors import InvalidArgument, NotFound
 
 

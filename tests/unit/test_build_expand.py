@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from cocoon.build.expand import check, expand, expand_fields, expand_heredoc, pairs, split_words
+from cocoon.builder.expand import check, expand, expand_fields, expand_heredoc, pairs, split_words
 from cocoon.errors import InvalidArgument
 
 ENV = {"A": "hello", "EMPTY": "", "SPACED": "a b  c", "P": "/usr/local/bin/x.tar.gz"}

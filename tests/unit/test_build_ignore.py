@@ -2,7 +2,7 @@
 
 import pytest
 
-from cocoon.build.ignore import Ignore, clean, component_regex, relative
+from cocoon.builder.ignore import Ignore, clean, component_regex, relative
 from cocoon.errors import InvalidArgument
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from cocoon.build.dockerfile import Heredoc, parse, parse_line
-from cocoon.build.stage import (
+from cocoon.builder.dockerfile import Heredoc, parse, parse_line
+from cocoon.builder.stage import (
     DEFAULT_PATH,
     StageState,
     base_platform,

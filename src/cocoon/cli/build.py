@@ -59,10 +59,10 @@ def _build(args: argparse.Namespace) -> int:
     import contextlib
     import tempfile
 
-    from cocoon.build.api import build
-    from cocoon.build.context import is_tar
-    from cocoon.build.executor import BuildFailed, BuildOptions
-    from cocoon.build.progress import Plain, Quiet, Terminal
+    from cocoon.builder.api import build
+    from cocoon.builder.context import is_tar
+    from cocoon.builder.executor import BuildFailed, BuildOptions
+    from cocoon.builder.progress import Plain, Quiet, Terminal
     from cocoon.errors import InvalidArgument
 
     opts = BuildOptions(

@@ -139,13 +139,13 @@ class ImageCollection:
 
         ``path`` is the context folder; ``fileobj`` a tar of the context instead.
         """
-        import cocoon.build
-        from cocoon.build.progress import Plain
+        import cocoon.builder
+        from cocoon.builder.progress import Plain
 
         if (path is None) == (fileobj is None):
             raise InvalidArgument("build needs a path or a fileobj (a tar of the context)")
         log = io.StringIO()
-        stored = cocoon.build.build(
+        stored = cocoon.builder.build(
             path if fileobj is None else fileobj,
             tag=tag or (),
             dockerfile=dockerfile,

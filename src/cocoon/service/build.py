@@ -12,7 +12,7 @@ import json
 import tempfile
 from typing import Any
 
-from cocoon.build.progress import Quiet
+from cocoon.builder.progress import Quiet
 from cocoon.errors import CocoonError, InvalidArgument, Unsupported
 from cocoon.service.http import Request
 from cocoon.service.images import Progress
@@ -55,9 +55,9 @@ def _mapping(req: Request, name: str) -> dict[str, str]:
 
 
 def build(req: Request) -> None:
-    from cocoon.build.api import build as run_build
-    from cocoon.build.executor import BuildOptions
-    from cocoon.build.vm import work_dir
+    from cocoon.builder.api import build as run_build
+    from cocoon.builder.executor import BuildOptions
+    from cocoon.builder.vm import work_dir
 
     if req.arg("remote"):
         raise Unsupported("builds from a remote context: send the context as the body")

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from cocoon import paths
-from cocoon.build.layers import Layer
+from cocoon.builder.layers import Layer
 from cocoon.files import write_atomic
 from cocoon.image.store import ImageStore
 

@@ -23,9 +23,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cocoon.build import expand
-from cocoon.build.dockerfile import Dockerfile, Heredoc, Instruction, Stage, heredoc_word
-from cocoon.build.dockerfile import parse_line as _parse_line
+from cocoon.builder import expand
+from cocoon.builder.dockerfile import Dockerfile, Heredoc, Instruction, Stage, heredoc_word
+from cocoon.builder.dockerfile import parse_line as _parse_line
 from cocoon.errors import Corrupt, InvalidArgument
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -81,7 +81,7 @@ class CopyOp:
     """A COPY or ADD with its words expanded.
 
     ``sources`` are context-relative as written (``..`` not yet refused:
-    :class:`~cocoon.build.context.Context` does that) or, with ``from_``,
+    :class:`~cocoon.builder.context.Context` does that) or, with ``from_``,
     paths in that stage or image. ``heredocs`` are here-document sources,
     their bodies already expanded. ``dest`` is absolute, resolved against
     WORKDIR, with a trailing ``/`` kept when one was written.

@@ -14,15 +14,11 @@ The rest runs a build: executor (stages, steps), cache, vm (the build VM),
 layers, sources (COPY --from trees), assemble (the image), progress, api
 (the one entry of every face).
 
-The package is also the library's ``cocoon.build(...)``: a package is what
-``import cocoon.build.x`` leaves as ``cocoon.build``, so the package itself is
-made callable rather than shadowed by a function of the same name.
+:func:`build` is the library's ``cocoon.build(...)``.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -48,8 +44,8 @@ def build(
     (one reference or several). ``progress`` is a ``build.progress.Plain``
     to see each step; by default nothing is shown.
     """
-    from cocoon.build.api import build as build_context
-    from cocoon.build.executor import BuildOptions
+    from cocoon.builder.api import build as build_context
+    from cocoon.builder.executor import BuildOptions
 
     opts = BuildOptions(
         tags=(tag,) if isinstance(tag, str) else tuple(tag),
@@ -63,12 +59,5 @@ def build(
     )
     return build_context(path, opts, dockerfile=dockerfile, progress=progress)
 
-
-class _Callable(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return build(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _Callable
 
 __all__ = ["build"]

@@ -13,6 +13,7 @@ write through its symlink) is refused when the image's disk is built.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cocoon.image.digest import of_bytes
@@ -20,7 +21,37 @@ from cocoon.image.model import OCI_CONFIG, OCI_MANIFEST, Image, Manifest, Platfo
 from cocoon.image.store import ImageStore
 
 if TYPE_CHECKING:
-    from cocoon.build.executor import StageResult
+    from cocoon.builder.layers import Layer
+
+EPOCH = "1970-01-01T00:00:00Z"
+
+
+@dataclass(slots=True)
+class StageResult:
+    """A stage's outcome: its base image, the layers and history made on top, its config."""
+
+    base: Image | None
+    base_doc: dict[str, Any]
+    layers: list[Layer]
+    history: list[dict[str, Any]]
+    config: dict[str, Any]
+    key: str  # the cache chain at the stage's end
+    # When the last step was made: a cached step keeps its time, so a build
+    # that is all cache hits makes the very same image (same id).
+    created: str = EPOCH
+    author: str | None = None  # MAINTAINER
+
+    def copy(self) -> StageResult:
+        return StageResult(
+            self.base,
+            self.base_doc,
+            list(self.layers),
+            [dict(h) for h in self.history],
+            dict(self.config),
+            self.key,
+            self.created,
+            self.author,
+        )
 
 
 def assemble(

@@ -37,8 +37,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from cocoon.build.ignore import Ignore, component_regex, relative
-from cocoon.build.stage import CopyOp
+from cocoon.builder.ignore import Ignore, component_regex, relative
+from cocoon.builder.stage import CopyOp
 from cocoon.errors import ExternalError, InvalidArgument, NotFound
 
 _MAX_LINKS = 40  # symlinks followed to resolve one source, as Linux allows

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cocoon.build.vm import BuildVM
+from cocoon.builder.vm import BuildVM
 from cocoon.errors import ExternalError
 
 _WILDCARDS = "*?[\\"

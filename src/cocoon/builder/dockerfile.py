@@ -16,7 +16,7 @@ What this step does, as Docker's parser does it:
   (``<<EOF``, ``<<-EOF`` strips leading tabs, a quoted name turns off
   expansion), read from the lines after the instruction.
 
-Nothing is expanded here; :mod:`cocoon.build.stage` does that per stage.
+Nothing is expanded here; :mod:`cocoon.builder.stage` does that per stage.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from cocoon.build import expand
+from cocoon.builder import expand
 from cocoon.errors import InvalidArgument, NotFound
 
 

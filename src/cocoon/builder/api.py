@@ -15,16 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from cocoon.build.executor import BuildOptions
-from cocoon.build.executor import build as run_build
-from cocoon.build.progress import Quiet
-from cocoon.build.vm import session, work_dir
+from cocoon.builder.executor import BuildOptions
+from cocoon.builder.executor import build as run_build
+from cocoon.builder.progress import Quiet
+from cocoon.builder.vm import session, work_dir
 from cocoon.errors import InvalidArgument, NotFound
 from cocoon.image.model import Image
 from cocoon.image.store import ImageStore
 
 if TYPE_CHECKING:
-    from cocoon.build.context import Context
+    from cocoon.builder.context import Context
 
 DOCKERFILE = "Dockerfile"
 DOCKERFILE_MAX = 16 << 20
@@ -34,7 +34,7 @@ DOCKERFILE_MAX = 16 << 20
 def _context(source: str | Path | IO[bytes], dockerfile: str | Path | None) -> Iterator[Context]:
     """The build context of a folder (its ``.dockerignore``, or the Dockerfile's own
     ``NAME.dockerignore``), or of a tar stream (unpacked, removed after)."""
-    from cocoon.build.context import Context
+    from cocoon.builder.context import Context
 
     if not isinstance(source, str | Path):
         work_dir().mkdir(parents=True, exist_ok=True)

@@ -21,26 +21,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cocoon.build import cache as caches
-from cocoon.build.assemble import assemble
-from cocoon.build.layers import Layer, copy_tar, store_layer
-from cocoon.build.progress import Quiet
-from cocoon.build.sources import fetch
-from cocoon.build.stage import StageState, base_platform, base_ref, meta_values, unused_build_args
-from cocoon.build.vm import BuildVM, pipe_from, work_dir
+from cocoon.builder import cache as caches
+from cocoon.builder.assemble import EPOCH, StageResult, assemble
+from cocoon.builder.layers import Layer, copy_tar, store_layer
+from cocoon.builder.progress import Quiet
+from cocoon.builder.sources import fetch
+from cocoon.builder.stage import StageState, base_platform, base_ref, meta_values, unused_build_args
+from cocoon.builder.vm import BuildVM, pipe_from, work_dir
 from cocoon.errors import ExternalError, InvalidArgument, NotFound
 from cocoon.image.model import Image, loads
 from cocoon.image.store import ImageStore
 from cocoon.stamps import rfc3339
 
 if TYPE_CHECKING:
-    from cocoon.build.context import Context
-    from cocoon.build.dockerfile import Dockerfile, Instruction, Stage
-    from cocoon.build.stage import CopyOp
+    from cocoon.builder.context import Context
+    from cocoon.builder.dockerfile import Dockerfile, Instruction, Stage
+    from cocoon.builder.stage import CopyOp
 
 FS_STEPS = ("RUN", "COPY", "ADD", "WORKDIR")
 PLATFORMS = ("linux/amd64", "linux/x86_64", "amd64")  # what the build VM runs
-EPOCH = "1970-01-01T00:00:00Z"
 
 
 class BuildFailed(ExternalError):
@@ -62,34 +61,6 @@ class BuildOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     platform: str | None = None
     network: str | None = None
-
-
-@dataclass(slots=True)
-class StageResult:
-    """A stage's outcome: its base image, the layers and history made on top, its config."""
-
-    base: Image | None
-    base_doc: dict[str, Any]
-    layers: list[Layer]
-    history: list[dict[str, Any]]
-    config: dict[str, Any]
-    key: str  # the cache chain at the stage's end
-    # When the last step was made: a cached step keeps its time, so a build
-    # that is all cache hits makes the very same image (same id).
-    created: str = EPOCH
-    author: str | None = None  # MAINTAINER
-
-    def copy(self) -> StageResult:
-        return StageResult(
-            self.base,
-            self.base_doc,
-            list(self.layers),
-            [dict(h) for h in self.history],
-            dict(self.config),
-            self.key,
-            self.created,
-            self.author,
-        )
 
 
 def check_platform(platform: str | None, what: str) -> None:
@@ -134,7 +105,7 @@ class Builder:
     # -- the whole build ------------------------------------------------------
 
     def build(self) -> Image:
-        from cocoon.build.dockerfile import select
+        from cocoon.builder.dockerfile import select
 
         check_platform(self.opts.platform, "--platform")
         self.work = Path(tempfile.mkdtemp(prefix="run-", dir=_work()))
@@ -324,8 +295,8 @@ class Builder:
             key = f"image:{image.id}"
 
         def files() -> tuple[Context, CopyOp]:
-            from cocoon.build.context import Context
-            from cocoon.build.ignore import Ignore
+            from cocoon.builder.context import Context
+            from cocoon.builder.ignore import Ignore
 
             vm, stack = _Runner(self.vms, source).view()
             root = fetch(vm, stack, op.sources, self.work)
@@ -480,7 +451,7 @@ def build(
     filename: str = "Dockerfile",
 ) -> Image:
     """Build ``dockerfile_text`` with ``context`` (a ``build.context.Context``)."""
-    from cocoon.build.dockerfile import parse
+    from cocoon.builder.dockerfile import parse
 
     df = parse(dockerfile_text, filename=filename)
     store = store or ImageStore()
