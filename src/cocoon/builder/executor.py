@@ -27,7 +27,8 @@ from cocoon.builder.layers import Layer, copy_tar, store_layer
 from cocoon.builder.progress import Quiet
 from cocoon.builder.sources import fetch
 from cocoon.builder.stage import StageState, base_platform, base_ref, meta_values, unused_build_args
-from cocoon.builder.vm import BuildVM, pipe_from, work_dir
+from cocoon.builder.vm import BuildVM, work_dir
+from cocoon.container.copy import piped
 from cocoon.errors import ExternalError, InvalidArgument, NotFound
 from cocoon.image.model import Image, loads
 from cocoon.image.store import ImageStore
@@ -364,7 +365,9 @@ class _Runner:
             if folder is None or folder in self.stack:
                 folder = vm.new_step()
                 blob = layer.descriptor()
-                with pipe_from(lambda out, b=blob: copy_tar(self.store, b, out)) as tar:
+                with piped(
+                    lambda out, b=blob: copy_tar(self.store, b, out), "a cached layer"
+                ) as tar:
                     vm.unlayer(folder, tar)
                 vm.folders[layer.digest] = folder
             self.stack.append(folder)

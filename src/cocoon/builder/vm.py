@@ -20,7 +20,6 @@ import fcntl
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -279,31 +278,4 @@ class BuildVM:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def pipe_from(write: Callable[[BinaryIO], None]) -> Iterator[BinaryIO]:
-    """A readable pipe that a thread fills with ``write``: a stream for a VM's stdin."""
-    read_fd, write_fd = os.pipe()
-    reader = os.fdopen(read_fd, "rb")
-    failed: list[BaseException] = []
-
-    def fill() -> None:
-        try:
-            with os.fdopen(write_fd, "wb") as w:
-                write(w)
-        except BrokenPipeError:
-            pass
-        except BaseException as e:  # handed to the caller's thread
-            failed.append(e)
-
-    thread = threading.Thread(target=fill, name="cocoon-build-feed", daemon=True)
-    thread.start()
-    try:
-        yield reader
-    finally:
-        reader.close()
-        thread.join()
-    if failed:
-        raise failed[0]
-
-
-__all__ = ["BuildVM", "pipe_from", "session", "work_dir"]
+__all__ = ["BuildVM", "session", "work_dir"]
