@@ -59,7 +59,7 @@ _ID_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{1,64})")
 @dataclass(frozen=True, slots=True)
 class Removed:
     untagged: tuple[str, ...]
-    deleted: str | None  # digest of the image that is gone, if it is
+    deleted: str | None  # the id (config digest) of the image that is gone, if it is
 
 
 def default_root() -> Path:
@@ -263,10 +263,11 @@ class ImageStore:
         """
         name = self._tag_named(text)
         if name is not None:
+            image_id = self.resolve(name).id
             digest = self.untag(name)
             remaining = any(e.digest == digest for e in self.entries())
             self._collect_all()
-            return Removed((name,), None if remaining else digest)
+            return Removed((name,), None if remaining else image_id)
         image = self.resolve(text)
         if len(image.references) > 1 and not force:
             raise InvalidState(
@@ -275,7 +276,7 @@ class ImageStore:
             )
         self._update_index(lambda now: [e for e in now if e.digest != image.digest])
         self._collect_all()
-        return Removed(image.references, image.digest)
+        return Removed(image.references, image.id)
 
     def prune(self) -> tuple[list[str], list[str]]:
         """Drop untagged images, then collect; return (image digests, blob digests) gone."""

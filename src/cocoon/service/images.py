@@ -244,11 +244,11 @@ def tag(req: Request) -> None:
 
 def remove(req: Request) -> list[dict[str, str]]:
     name = req.match["name"]
-    image = find(name)
+    find(name)  # dockerd's 404 for an unknown image
     removed = ImageStore().remove(name, force=req.flag("force"))
     answer = [{"Untagged": references.parse(n).familiar()} for n in removed.untagged]
     if removed.deleted:
-        answer.append({"Deleted": image.id})
+        answer.append({"Deleted": removed.deleted})
     return answer
 
 
