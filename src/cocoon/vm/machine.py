@@ -90,6 +90,8 @@ class MachineSpec:
     disks: list[Disk] = field(default_factory=list)
     shares: list[SharedFolder] = field(default_factory=list)
     net: Tap | UserNet | Unplugged | None = None
+    # Cards after ``net`` (a container on several networks), the guest's eth1, eth2, ...
+    more_nets: tuple[Tap | Unplugged, ...] = ()
     agent_socket: Path | None = None  # a listening unix socket the VMM connects to
     control_socket: Path | None = None  # where the VMM serves its control protocol
     console: Path | None = None  # where the guest console goes; None = the VMM's stdout
