@@ -227,8 +227,6 @@ def connect(container_id: str, network: str, aliases: Sequence[str] = ()) -> rec
     ipam.get(network)  # a clear "no such network" before anything else
 
     def change(rec: records.Record) -> None:
-        if rec.state == State.RUNNING:
-            raise InvalidState(RUNNING_CONNECT)
         settings = rec.settings.network
         if settings.mode not in ("bridge", "none"):
             raise InvalidArgument(
@@ -236,6 +234,8 @@ def connect(container_id: str, network: str, aliases: Sequence[str] = ()) -> rec
                 "which cannot be combined with others"
             )
         _check_more(settings, network, rec.name)
+        if rec.state == State.RUNNING:
+            raise InvalidState(RUNNING_CONNECT)
         _join(settings, _lease(rec.id, rec.name, network))
 
     rec = records.update(container_id, change)
@@ -250,11 +250,11 @@ def disconnect(container_id: str, network: str) -> records.Record:
     from cocoon.container.state import State
 
     def change(rec: records.Record) -> None:
-        if rec.state == State.RUNNING:
-            raise InvalidState(RUNNING_DISCONNECT)
         settings = rec.settings.network
         if network not in settings.networks():
             raise NotFound(f"container {rec.name} is not connected to network {network}")
+        if rec.state == State.RUNNING:
+            raise InvalidState(RUNNING_DISCONNECT)
         if settings.network != network:
             settings.more = [a for a in settings.more if a.network != network]
             return
