@@ -105,12 +105,13 @@ def test_bad_create_bodies_are_invalid_arguments():
             create.options(body, None)
 
 
-def test_aliases_come_from_the_one_endpoint():
-    body = {"NetworkingConfig": {"EndpointsConfig": {"p_default": {"Aliases": ["web", "w"]}}}}
-    assert create.aliases(body) == ["web", "w"]
-    two = {"NetworkingConfig": {"EndpointsConfig": {"a": {}, "b": {}}}}
-    with pytest.raises(Unsupported):
-        create.aliases(two)
+def test_every_endpoint_comes_with_its_aliases():
+    body = {"NetworkingConfig": {"EndpointsConfig": {"p_front": {"Aliases": ["web", "w"]},
+                                                     "p_back": {}}}}  # fmt: skip
+    assert create.endpoints(body) == {"p_front": ["web", "w"], "p_back": []}
+    bad = {"NetworkingConfig": {"EndpointsConfig": {"a": {"Aliases": "web"}}}}
+    with pytest.raises(InvalidArgument):
+        create.endpoints(bad)
 
 
 def test_frames_carry_stream_and_length():
