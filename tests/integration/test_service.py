@@ -626,3 +626,31 @@ def test_pause_rename_and_export(docker, busybox, tmp_path):
         assert not [m for m in tar.getnames() if m.startswith("proc/")]  # other filesystems: empty
     with tarfile.open(tmp_path / "running.tar") as tar:
         assert "bin/busybox" in tar.getnames()
+
+
+def test_docker_network_connect_and_disconnect(cocoon, netns, busybox):
+    with Service(cocoon, netns=netns) as svc:
+        try:
+            ok(svc.docker("network", "create", "--subnet", "10.84.0.0/24", "dfront"))
+            ok(svc.docker("network", "create", "--subnet", "10.85.0.0/24", "dback"))
+            ok(svc.docker("run", "-d", "--name", "db", "--network", "dback", busybox,
+                          "sleep", "600"))  # fmt: skip
+            ok(svc.docker("create", "--name", "app", "--network", "dfront", busybox,
+                          "sleep", "600"))  # fmt: skip
+            ok(svc.docker("network", "connect", "--alias", "api", "dback", "app"))
+            nets = "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}"
+            cards = ok(svc.docker("inspect", "-f", nets, "app")).split()
+            assert sorted(c.split("=")[0] for c in cards) == ["dback", "dfront"]
+            ok(svc.docker("start", "app"))
+            ok(svc.docker("exec", "app", "ping", "-c", "1", "-W", "5", "db"))
+            ok(svc.docker("exec", "db", "ping", "-c", "1", "-W", "5", "api"))
+            # A running VM's cards are fixed: 409, dockerd's error shape.
+            got = svc.docker("network", "disconnect", "dback", "app")
+            assert got.returncode != 0 and b"stop it first" in got.stderr, got
+            ok(svc.docker("stop", "-t", "0", "app"))
+            ok(svc.docker("network", "disconnect", "dback", "app"))
+            assert "dback" not in ok(svc.docker("inspect", "-f", nets, "app"))
+            assert "app" not in ok(svc.docker("network", "inspect", "dback"))
+        finally:
+            svc.docker("rm", "-f", "app", "db")
+            svc.docker("network", "rm", "dfront", "dback")
