@@ -64,11 +64,11 @@ def test_connect_and_disconnect_change_a_created_containers_next_boot(nets, busy
     ok(nets("exec", "app", "ping", "-c", "1", "-W", "5", "db"))
     ok(nets("exec", "db", "ping", "-c", "1", "-W", "5", "api"))
 
-    # Running: the VM's cards are fixed.
-    for verb, network in (("connect", "cocoon0"), ("disconnect", "back")):
-        got = nets("network", verb, network, "app")
-        assert got.returncode == 125, got
-        assert b"running VM; stop it first" in got.stderr
+    # A running VM gets no new card.
+    got = nets("network", "connect", "cocoon0", "app")
+    assert got.returncode == 125, got
+    assert b"cocoon cannot add a network card to a running VM; stop it first" in got.stderr
+    assert set(networks_of(nets, "app")) == {"front", "back"}
 
     ok(nets("stop", "-t", "0", "app"))
     ok(nets("network", "disconnect", "back", "app"))
@@ -78,6 +78,31 @@ def test_connect_and_disconnect_change_a_created_containers_next_boot(nets, busy
     assert "10.82.0." not in ok(nets("exec", "app", "ip", "-4", "addr"))
     got = nets("network", "disconnect", "back", "app")
     assert got.returncode == 125 and b"not connected to network back" in got.stderr
+
+
+def test_disconnect_of_a_running_container_cuts_its_card_off(nets, busybox):
+    ok(nets("run", "-d", "--name", "db", "--network", "back", busybox, *SLEEP))
+    ok(nets("run", "-d", "--name", "app", "--network", "front", "--network", "back",
+            busybox, *SLEEP))  # fmt: skip
+    db_ip = networks_of(nets, "db")["back"]["IPAddress"]
+    ok(nets("exec", "app", "ping", "-c", "1", "-W", "5", db_ip))
+    assert "app" in ok(nets("exec", "db", "cat", "/etc/hosts")).split()
+    ok(nets("network", "disconnect", "back", "app"))
+    assert set(networks_of(nets, "app")) == {"front"}
+    # The guest sees its card's carrier go; the TAP is off the bridge.
+    assert ok(nets("exec", "app", "cat", "/sys/class/net/eth1/carrier")).strip() == "0"
+    bridge = json.loads(ok(nets("network", "inspect", "back")))[0]["bridge"]
+    app_id = json.loads(ok(nets("inspect", "app")))[0]["Id"]
+    ports = ok(nets.sh("ls", f"/sys/class/net/{bridge}/brif")).split()
+    assert len(ports) == 1 and not ports[0].startswith(f"cc{app_id[:12]}")
+    got = nets("exec", "app", "ping", "-c", "1", "-W", "2", db_ip)
+    assert got.returncode != 0
+    # Names are forgotten on both sides.
+    assert "app" not in ok(nets("exec", "db", "cat", "/etc/hosts")).split()
+    assert "db" not in ok(nets("exec", "app", "cat", "/etc/hosts")).split()
+    # Still on front, and its next boot has one card.
+    ok(nets("restart", "-t", "0", "app"))
+    assert ok(nets("exec", "app", "ls", "/sys/class/net")).split() == ["eth0", "lo"]
 
 
 def test_disconnect_from_the_first_network_makes_the_next_the_default_route(nets, busybox):

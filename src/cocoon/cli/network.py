@@ -30,7 +30,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     cn.add_argument("network", metavar="NETWORK")
     cn.add_argument("container", metavar="CONTAINER")
     cn.set_defaults(handler=_connect)
-    dc = sub.add_parser("disconnect", help="Take a container that is not running off a network")
+    dc = sub.add_parser(
+        "disconnect", help="Take a container off a network (a running VM's card there is cut off)"
+    )
     dc.add_argument("network", metavar="NETWORK")
     dc.add_argument("container", metavar="CONTAINER")
     dc.set_defaults(handler=_disconnect)

@@ -42,8 +42,8 @@ class Network:
         self.reload()
 
     def disconnect(self, container: Container | str, force: bool = False) -> None:
-        """Take a container that is not running off this network (``force`` is
-        docker-py's; a running VM's cards cannot be forced off)."""
+        """Take a container off this network (a running VM's card there is cut off);
+        ``force`` is docker-py's, with nothing more to force."""
         from cocoon.container import manager
 
         manager.disconnect(_ref(container), self.name)

@@ -277,7 +277,8 @@ def connect(ref: str, network: str, aliases: Sequence[str] = ()) -> Record:
 
 
 def disconnect(ref: str, network: str) -> Record:
-    """Take a container that is not running off a network (``network disconnect``)."""
+    """Take a container off a network (``network disconnect``); a running VM's card
+    there is cut off, and gone at its next boot."""
     from cocoon.container import network as networking
 
     return networking.disconnect(get(ref).id, network)

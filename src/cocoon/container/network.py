@@ -18,8 +18,9 @@ A bridge-mode container may be on several cocoon networks (``--network A
 --network B``, ``connect``): one TAP and one card per network, the first
 network's the default route (as Docker), its peers on every network in its
 /etc/hosts. Cards are fixed at boot: QEMU's microvm cannot hot-plug one on
-virtio-mmio, so ``connect`` and ``disconnect`` change what the next boot
-attaches, and are refused while the VM runs.
+virtio-mmio ("Bus 'virtio-mmio-bus.N' does not support hotplugging"), so
+``connect`` and ``disconnect`` change what the next boot attaches;
+``connect`` is refused while the VM runs, ``disconnect`` cuts the card off.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from cocoon.vm.machine import Forward, Tap, UserNet
 
 if TYPE_CHECKING:
     from cocoon.agent.channel import Channel
+    from cocoon.vm.machine import Machine
 
 log = Logger(__name__)
 
@@ -60,7 +62,6 @@ USER_MAC = "52:54:00:12:34:56"
 # more, which the VM layer checks at boot).
 MAX_NETWORKS = 4
 RUNNING_CONNECT = "cocoon cannot add a network card to a running VM; stop it first"
-RUNNING_DISCONNECT = "cocoon cannot remove a network card from a running VM; stop it first"
 
 
 def default_network() -> str:
@@ -245,28 +246,61 @@ def connect(container_id: str, network: str, aliases: Sequence[str] = ()) -> rec
 
 
 def disconnect(container_id: str, network: str) -> records.Record:
-    """Take a container that is not running off ``network``: its next boot has
-    no card there; off its first network, the next one becomes its default route."""
+    """Take a container off ``network``: its next boot has no card there; off its
+    first network, the next one becomes its default route. A running VM keeps
+    the card, cut off: its TAP leaves the bridge and the guest sees the carrier
+    go (QEMU cannot unplug it), and the peers there forget the container."""
+    from cocoon.container import control
     from cocoon.container.state import State
 
-    def change(rec: records.Record) -> None:
-        settings = rec.settings.network
-        if network not in settings.networks():
-            raise NotFound(f"container {rec.name} is not connected to network {network}")
-        if rec.state == State.RUNNING:
-            raise InvalidState(RUNNING_DISCONNECT)
-        if settings.network != network:
-            settings.more = [a for a in settings.more if a.network != network]
-            return
-        rest = settings.more
-        settings.mode, settings.more = "none", []
-        settings.network = settings.ip = settings.prefix = settings.gateway = settings.mac = None
-        for attachment in rest:
-            _join(settings, attachment)
-
-    rec = records.update(container_id, change)
+    rec = records.load(container_id)
+    mac = _card(rec, network).mac
+    running = rec.state == State.RUNNING
+    if running:
+        control.request(rec.id, "unplug", network=network, mac=mac)
+    rec = records.update(container_id, lambda r: _leave(r, network))
     ipam.release(rec.id, network)
+    if running:
+        _tell_peers(rec, [network])
+        with contextlib.suppress(CocoonError):  # it may have stopped meanwhile
+            control.request(rec.id, "hosts", content=hosts_file(rec))
     return rec
+
+
+def _card(rec: records.Record, network: str) -> Attachment:
+    """The container's card on ``network``."""
+    settings = rec.settings.network
+    if settings.network == network:
+        assert settings.ip and settings.prefix and settings.gateway and settings.mac
+        return Attachment(network, settings.ip, settings.prefix, settings.gateway, settings.mac)
+    for attachment in settings.more:
+        if attachment.network == network:
+            return attachment
+    raise NotFound(f"container {rec.name} is not connected to network {network}")
+
+
+def _leave(rec: records.Record, network: str) -> None:
+    _card(rec, network)  # still there
+    settings = rec.settings.network
+    if settings.network != network:
+        settings.more = [a for a in settings.more if a.network != network]
+        return
+    rest = settings.more
+    settings.mode, settings.more = "none", []
+    settings.network = settings.ip = settings.prefix = settings.gateway = settings.mac = None
+    for attachment in rest:
+        _join(settings, attachment)
+
+
+def unplug(container_id: str, machine: Machine, network: str, mac: str) -> None:
+    """In the monitor: the running VM's card ``mac`` leaves ``network`` (its TAP off
+    the bridge, its carrier down for the guest)."""
+    cards = [machine.spec.net, *machine.spec.more_nets]
+    index = next((i for i, card in enumerate(cards) if card and card.mac == mac), None)
+    if index is None:
+        raise NotFound(f"the running VM has no card on network {network}")
+    machine.set_link(index, False)
+    netdev.detach(tap_name(container_id, index), ipam.get(network).bridge)
 
 
 def release(container_id: str) -> None:
@@ -417,4 +451,5 @@ __all__ = [
     "ready",
     "release",
     "tap_name",
+    "unplug",
 ]

@@ -1,9 +1,10 @@
 """``/networks/...``: cocoon's bridge networks in dockerd's terms.
 
 A cocoon container may be on several networks, a card in its VM for each:
-``connect`` and ``disconnect`` change what its next boot attaches (409
-while it runs: a running VM's cards are fixed); ``connect`` to a network it
-is on gives it more names there (aliases: compose's service names). What
+``connect`` and ``disconnect`` change what its next boot attaches (``connect``
+answers 409 while it runs: QEMU cannot add a card; ``disconnect`` cuts a
+running VM's card off); ``connect`` to a network it is on gives it more
+names there (aliases: compose's service names). What
 dockerd keeps and cocoon's networks do not (labels, creation time) is kept
 beside them in ``<state>/service``.
 """

@@ -338,6 +338,12 @@ class QemuMachine:
             )
         self._qmp("balloon", value=memory_mib << 20)
 
+    def set_link(self, index: int, up: bool) -> None:
+        if not 0 <= index < len(_nics(self.spec)):
+            raise InvalidArgument(f"the VM has no network card {index}")
+        # The netdev's name: QEMU carries the link state over to its card.
+        self._qmp("set_link", name=f"n{index}", up=up)
+
     def set_cpu_quota(self, cpus: float) -> None:
         if cpus > self.spec.cpus:
             raise InvalidState(
