@@ -345,6 +345,13 @@ MUTATIONS = [
         (MULTI + "test_a_container_on_two_networks_reaches_a_peer_on_each_by_name",),
     ),
     Mutation(
+        "a running container's disconnect leaves its TAP on the bridge",
+        "src/cocoon/container/network.py",
+        "    netdev.detach(tap_name(container_id, index), ipam.get(network).bridge)\n",
+        "    pass\n",
+        (MULTI + "test_disconnect_of_a_running_container_cuts_its_card_off",),
+    ),
+    Mutation(
         "connect is let through on a running VM",
         "src/cocoon/container/network.py",
         "            raise InvalidState(RUNNING_CONNECT)\n",

@@ -19,6 +19,7 @@
 #include "util.h"
 
 #define IFACE "eth0"
+_Static_assert(CONFIG_MAX_NICS <= 9, "the cards after eth0 are named with one digit");
 
 static int if_up(int s, const char *name)
 {
@@ -163,8 +164,8 @@ void net_setup(const struct guest_config *cfg)
 	/* The other networks' cards: only their own subnets' routes, which
 	 * the kernel adds with each address. */
 	for (size_t i = 0; i < cfg->nnics; i++) {
-		char name[IFNAMSIZ];
-		snprintf(name, sizeof(name), "eth%zu", i + 1);
+		char name[] = "ethN"; /* eth1 to eth7: CONFIG_MAX_NICS is one digit */
+		name[3] = (char)('1' + i);
 		iface_setup(s, name, cfg->nics[i].mac, cfg->nics[i].address, cfg->nics[i].prefix);
 	}
 	close(s);
