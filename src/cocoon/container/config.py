@@ -58,6 +58,8 @@ class NetworkSettings:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["ports"] = [asdict(p) for p in self.ports]
+        if not self.more:  # a record on one network reads as before several were possible
+            del data["more"]
         return data
 
     @classmethod
