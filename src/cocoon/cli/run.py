@@ -92,7 +92,7 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
         "'none' (default: cocoon0 as root, else user); repeat for more cocoon networks, "
         "the first is the default route",
     )
-    p.add_argument("--ip", metavar="ADDR", help="the container's address on its network")
+    p.add_argument("--ip", metavar="ADDR", help="the container's address on its (first) network")
     p.add_argument(
         "-p",
         "--publish",
