@@ -150,3 +150,18 @@ def test_times_are_seconds_since_the_epoch():
     assert seconds(None) == 0 and seconds("12.5") == 12.5
     with pytest.raises(InvalidArgument):
         seconds("yesterday")
+
+
+def test_endpoints_past_the_network_mode_become_more_networks(monkeypatch):
+    from cocoon.container.options import RunOptions
+    from cocoon.network import ipam
+    from cocoon.service import networks
+
+    monkeypatch.setenv("COCOON_NETWORK", "none")
+    ipam.create("p_back", "10.71.0.0/24")
+    opts, names = networks.endpoints(RunOptions(), {"bridge": ["web"]})
+    assert opts.more_networks == [] and names == {"none": ["web"]}
+    opts, names = networks.endpoints(
+        RunOptions(network="cocoon0"), {"cocoon0": [], "p_back": ["db"]}
+    )
+    assert opts.more_networks == ["p_back"] and names == {"p_back": ["db"]}

@@ -181,10 +181,13 @@ def endpoints(
     """A create's ``EndpointsConfig``: the networks past its ``NetworkMode`` join
     ``opts.more_networks``; the aliases on each, by cocoon's network names."""
     first = opts.network or default_network()
-    named = {
-        (key if key in ("none", "user") else lookup(key).name): aliases
-        for key, aliases in configs.items()
-    }
+
+    def name(key: str) -> str:
+        if key in ("default", "bridge") and opts.network is None:
+            return first  # Docker's default network, whichever is cocoon's here
+        return key if key in ("none", "user") else lookup(key).name
+
+    named = {name(key): aliases for key, aliases in configs.items()}
     more = [n for n in named if n != first and n not in opts.more_networks]
     opts = dataclasses.replace(opts, more_networks=[*opts.more_networks, *more])
     return opts, {n: aliases for n, aliases in named.items() if aliases}
