@@ -37,6 +37,7 @@ class Mutation:
 
 RUN = "tests/integration/test_run.py::"
 NET = "tests/integration/test_network.py::"
+MULTI = "tests/integration/test_multinet.py::"
 LIFE = "tests/integration/test_lifecycle.py::"
 CMDS = "tests/integration/test_commands.py::"
 ACCEL = "tests/unit/test_accel.py::"
@@ -328,6 +329,34 @@ MUTATIONS = [
         "        hit = None if self.opts.no_cache else self.cache.get(key)\n",
         "        hit = None\n",
         (BUILD + "test_second_build_is_all_cache_and_a_context_change_misses",),
+    ),
+    Mutation(
+        "the cards after eth0 are left unconfigured",
+        "guest/src/net.c",
+        "\t\tiface_setup(s, name, cfg->nics[i].mac, cfg->nics[i].address, cfg->nics[i].prefix);\n",
+        "\t\t(void)name;\n",
+        (MULTI + "test_a_container_on_two_networks_reaches_a_peer_on_each_by_name",),
+    ),
+    Mutation(
+        "/etc/hosts lists the peers of the first network only",
+        "src/cocoon/container/network.py",
+        "    for network in settings.networks():\n",
+        "    for network in settings.networks()[:1]:\n",
+        (MULTI + "test_a_container_on_two_networks_reaches_a_peer_on_each_by_name",),
+    ),
+    Mutation(
+        "a running container's disconnect leaves its TAP on the bridge",
+        "src/cocoon/container/network.py",
+        "    netdev.detach(tap_name(container_id, index), ipam.get(network).bridge)\n",
+        "    pass\n",
+        (MULTI + "test_disconnect_of_a_running_container_cuts_its_card_off",),
+    ),
+    Mutation(
+        "connect is let through on a running VM",
+        "src/cocoon/container/network.py",
+        "            raise InvalidState(RUNNING_CONNECT)\n",
+        "            pass\n",
+        (MULTI + "test_connect_and_disconnect_change_a_created_containers_next_boot",),
     ),
 ]
 

@@ -19,6 +19,7 @@
 #include "util.h"
 
 #define IFACE "eth0"
+_Static_assert(CONFIG_MAX_NICS <= 9, "the cards after eth0 are named with one digit");
 
 static int if_up(int s, const char *name)
 {
@@ -45,39 +46,50 @@ uint32_t prefix_netmask(int prefix)
 	return prefix <= 0 ? 0 : htonl(~0u << (32 - (prefix > 32 ? 32 : prefix)));
 }
 
-/* ioctls rather than netlink: four calls, no message building. */
-static void eth0_setup(int s, const struct guest_config *cfg)
+/* ioctls rather than netlink: four calls, no message building. Sets the
+ * card's MAC (when given), address and netmask and brings it up; -1 if it is
+ * not up. */
+static int iface_setup(int s, const char *name, const uint8_t *mac, uint32_t address,
+		       int prefix)
 {
+	char path[64];
+	snprintf(path, sizeof(path), "/sys/class/net/%s", name);
 	/* virtio-net is probed before init runs, but do not bet on it. */
-	if (wait_for_path("/sys/class/net/" IFACE, 2000) < 0) {
-		logmsg("no %s: the VM has no network device", IFACE);
-		return;
+	if (wait_for_path(path, 2000) < 0) {
+		logmsg("no %s: the VM has no such network device", name);
+		return -1;
 	}
 	struct ifreq ifr;
 	memset(&ifr, 0, sizeof(ifr));
-	strcpy(ifr.ifr_name, IFACE);
+	strcpy(ifr.ifr_name, name);
 	/* A VM restored from a memory template has the template's address in
 	 * its NIC; each container's own comes in CONFIG. */
-	if (cfg->has_mac) {
+	if (mac) {
 		ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
-		memcpy(ifr.ifr_hwaddr.sa_data, cfg->mac, 6);
+		memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
 		if (ioctl(s, SIOCSIFHWADDR, &ifr) < 0)
-			logmsg("set %s MAC: %s", IFACE, errstr(errno));
+			logmsg("set %s MAC: %s", name, errstr(errno));
 		memset(&ifr.ifr_hwaddr, 0, sizeof(ifr.ifr_hwaddr));
 	}
-	set_sin(&ifr.ifr_addr, cfg->address);
+	set_sin(&ifr.ifr_addr, address);
 	if (ioctl(s, SIOCSIFADDR, &ifr) < 0) {
-		logmsg("set %s address: %s", IFACE, errstr(errno));
-		return;
+		logmsg("set %s address: %s", name, errstr(errno));
+		return -1;
 	}
-	set_sin(&ifr.ifr_netmask, prefix_netmask(cfg->prefix));
+	set_sin(&ifr.ifr_netmask, prefix_netmask(prefix));
 	if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0)
-		logmsg("set %s netmask: %s", IFACE, errstr(errno));
-	if (if_up(s, IFACE) < 0) {
-		logmsg("bring up %s: %s", IFACE, errstr(errno));
-		return;
+		logmsg("set %s netmask: %s", name, errstr(errno));
+	if (if_up(s, name) < 0) {
+		logmsg("bring up %s: %s", name, errstr(errno));
+		return -1;
 	}
-	if (!cfg->has_gateway)
+	return 0;
+}
+
+static void eth0_setup(int s, const struct guest_config *cfg)
+{
+	if (iface_setup(s, IFACE, cfg->has_mac ? cfg->mac : NULL, cfg->address, cfg->prefix) < 0 ||
+	    !cfg->has_gateway)
 		return;
 	struct rtentry rt;
 	memset(&rt, 0, sizeof(rt));
@@ -149,6 +161,13 @@ void net_setup(const struct guest_config *cfg)
 		logmsg("bring up lo: %s", errstr(errno));
 	if (cfg->has_address)
 		eth0_setup(s, cfg);
+	/* The other networks' cards: only their own subnets' routes, which
+	 * the kernel adds with each address. */
+	for (size_t i = 0; i < cfg->nnics; i++) {
+		char name[] = "ethN"; /* eth1 to eth7: CONFIG_MAX_NICS is one digit */
+		name[3] = (char)('1' + i);
+		iface_setup(s, name, cfg->nics[i].mac, cfg->nics[i].address, cfg->nics[i].prefix);
+	}
 	close(s);
 
 	/* Without DNS, DNS_SEARCH or DNS_OPTION fields the image's own file is left alone. */

@@ -358,6 +358,8 @@ static const char *config_tag_name(uint8_t tag)
 		return "READONLY";
 	if (tag == CFG_ROOT_SIZE)
 		return "ROOT_SIZE";
+	if (tag == CFG_NIC)
+		return "NIC";
 	if (tag == CFG_BUILD)
 		return "BUILD";
 	return "unknown";
@@ -366,8 +368,8 @@ static const char *config_tag_name(uint8_t tag)
 static int config_tag_known(uint8_t tag)
 {
 	return (tag >= CFG_HOSTNAME && tag <= CFG_ENTROPY) ||
-	       (tag >= CFG_DNS_SEARCH && tag <= CFG_ROOT_SIZE) || tag == CFG_MOUNT ||
-	       tag == CFG_READONLY || tag == CFG_BUILD;
+	       (tag >= CFG_DNS_SEARCH && tag <= CFG_ROOT_SIZE) || tag == CFG_NIC ||
+	       tag == CFG_MOUNT || tag == CFG_READONLY || tag == CFG_BUILD;
 }
 
 int mount_target_valid(const char *s, size_t len)
@@ -487,6 +489,8 @@ static uint32_t config_field_size(uint8_t tag)
 		return 0; /* and must be empty: checked where parsed */
 	case CFG_MAC:
 		return 6;
+	case CFG_NIC:
+		return 11;
 	case CFG_SHM_SIZE:
 		return 8;
 	default:
@@ -520,7 +524,7 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 			goto out;
 		}
 		int repeats = tag == CFG_DNS || tag == CFG_MOUNT || tag == CFG_DNS_SEARCH ||
-			      tag == CFG_DNS_OPTION;
+			      tag == CFG_DNS_OPTION || tag == CFG_NIC;
 		if (!repeats && (seen & 1u << tag)) {
 			snprintf(err, errlen, "CONFIG: %s given twice", config_tag_name(tag));
 			goto out;
@@ -616,6 +620,20 @@ int config_parse(const uint8_t *p, size_t n, struct guest_config *cfg, char *err
 			}
 			cfg->has_mac = 1;
 			memcpy(cfg->mac, v, 6);
+			break;
+		case CFG_NIC:
+			if (cfg->nnics == CONFIG_MAX_NICS) {
+				snprintf(err, errlen, "CONFIG: more than %d NIC fields",
+					 CONFIG_MAX_NICS);
+				goto out;
+			}
+			if (v[0] & 1 || v[10] > 32) {
+				snprintf(err, errlen, "CONFIG: NIC with a multicast MAC or a prefix over 32");
+				goto out;
+			}
+			memcpy(cfg->nics[cfg->nnics].mac, v, 6);
+			memcpy(&cfg->nics[cfg->nnics].address, v + 6, 4);
+			cfg->nics[cfg->nnics++].prefix = v[10];
 			break;
 		case CFG_DNS_SEARCH:
 			if (cfg->nsearch == CONFIG_MAX_SEARCH) {

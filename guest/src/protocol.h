@@ -75,6 +75,7 @@ enum config_tag {
 	CFG_DNS_OPTION = 0x09,
 	CFG_SHM_SIZE = 0x0a,
 	CFG_ROOT_SIZE = 0x0b,
+	CFG_NIC = 0x0d, /* one more network card: eth1, eth2, ... in order */
 	CFG_MOUNT = 0x10,
 	CFG_READONLY = 0x11,
 	CFG_BUILD = 0x18, /* a build VM: no main process, up until SHUTDOWN */
@@ -183,6 +184,10 @@ void run_spec_free(struct run_spec *spec);
 #define CONFIG_MIN_ENTROPY 32
 #define CONFIG_MAX_ENTROPY 256
 
+/* Network cards after eth0: microvm's 8 virtio-mmio slots less the root
+ * disk, the agent's port and eth0 leave at most 5; 7 bounds any layout. */
+#define CONFIG_MAX_NICS 7
+
 /* Mounts one container may have; more are refused. */
 #define CONFIG_MAX_MOUNTS 64
 /* A mount's target path, in bytes. */
@@ -227,6 +232,12 @@ struct guest_config {
 	size_t ndns;
 	int has_mac;
 	uint8_t mac[6];
+	struct nic_spec {
+		uint8_t mac[6];
+		uint32_t address; /* network byte order */
+		int prefix;
+	} nics[CONFIG_MAX_NICS]; /* eth1, eth2, ...: no gateway of their own */
+	size_t nnics;
 	uint8_t entropy[CONFIG_MAX_ENTROPY];
 	size_t nentropy;
 	char dns_search[CONFIG_MAX_SEARCH][SEARCH_DOMAIN_MAX + 1];

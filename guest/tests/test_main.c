@@ -719,6 +719,11 @@ static void check_vector(const char *kind, const char *name, const char *result,
 			CHECK(c.mounts[2].kind == MOUNT_TMPFS && c.mounts[2].mode == 01777);
 			CHECK(c.mounts[2].size == 65536 && c.mounts[2].flags == MOUNT_NOEXEC);
 		}
+		if (strcmp(name, "nics") == 0) {
+			CHECK(c.nnics == 2 && !c.has_address && !c.has_mac);
+			CHECK(c.nics[0].mac[5] == 0x02 && c.nics[0].address == ip4("192.168.65.2"));
+			CHECK(c.nics[1].address == ip4("192.168.66.3") && c.nics[1].prefix == 24);
+		}
 		if (strcmp(name, "dns-search-options-shm") == 0) {
 			CHECK(c.nsearch == 2 && c.noptions == 2 && c.shm_size == 64u << 20);
 			char conf[256] = "";

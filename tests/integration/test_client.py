@@ -147,3 +147,26 @@ def test_networks_and_volumes(client):
         net.remove()
     with pytest.raises(lib.NotFound):
         client.networks.get("apinet")
+
+
+def test_network_connect_and_disconnect_change_a_created_container(client, busybox):
+    front = client.networks.create("apifront", subnet="10.99.8.0/24")
+    back = client.networks.create("apiback", subnet="10.99.9.0/24")
+    box = client.containers.create(busybox, ["true"], network="apifront")
+    try:
+        back.connect(box, aliases=["db"])
+        box.reload()
+        cards = box.attrs["NetworkSettings"]["Networks"]
+        assert set(cards) == {"apifront", "apiback"}
+        assert cards["apiback"]["IPAddress"].startswith("10.99.9.")
+        assert list(back.containers) == [box.name]
+        with pytest.raises(lib.AlreadyExists):
+            back.connect(box.id)
+        back.disconnect(box)
+        box.reload()
+        assert set(box.attrs["NetworkSettings"]["Networks"]) == {"apifront"}
+        assert back.containers == {}
+    finally:
+        box.remove(force=True)
+        front.remove()
+        back.remove()

@@ -325,3 +325,20 @@ def test_system_warm_builds_what_default_runs_start_from(tc, busybox, tmp_path):
     for run, what in ((plain, "no mounts"), (bound, "one bind mount")):
         ok(run)
         assert shapes[cloned(run)] == what and not BUILT.search(run.stderr)
+
+
+def test_a_container_on_two_networks_is_cloned_from_a_two_card_shape(cocoon, netns, busybox):
+    tc = Templated(cocoon, netns)
+    try:
+        ok(tc("network", "create", "--subnet", "10.83.0.0/24", "second"))
+        one = cloned(tc("run", "--rm", busybox, "true"))
+        ok(tc("run", "-d", "--name", "peer", "--network", "second", busybox, "sleep", "600"))
+        two = tc("run", "--rm", "--network", "cocoon0", "--network", "second", busybox,
+                 "sh", "-c", "cat /sys/class/net/eth1/address; ping -c 1 -W 5 peer")  # fmt: skip
+        assert cloned(two) != one and b"(2 network cards)" in two.stderr
+        assert ok(two).startswith("02:42:0a:53:00:")  # the container's MAC, not the template's
+    finally:
+        ids = cocoon("ls", "-a", "-q").stdout.decode().split()
+        if ids:
+            tc("rm", "-f", *ids)
+        tc("network", "rm", "second")

@@ -6,6 +6,7 @@ import multiprocessing
 
 import pytest
 
+from cocoon.container.config import Attachment, NetworkSettings
 from cocoon.errors import AlreadyExists, InvalidArgument, InvalidState, NotFound
 from cocoon.network import ipam, ports
 
@@ -104,3 +105,24 @@ def test_port_spec_without_a_host_port_gets_a_free_one(spec, want):
 def test_bad_port_spec(spec):
     with pytest.raises(InvalidArgument):
         ports.parse(spec)
+
+
+def test_release_and_aliases_on_one_network_leave_the_others():
+    ipam.create("second", "10.70.0.0/24")
+    ipam.allocate("cocoon0", "a", "a")
+    ipam.allocate("second", "a", "a")
+    ipam.set_aliases("a", ["api"], network="second")
+    assert [lease.get("aliases") for lease in ipam.peers("second").values()] == [["api"]]
+    assert [lease.get("aliases") for lease in ipam.peers("cocoon0").values()] == [None]
+    ipam.release("a", "second")
+    assert ipam.peers("second") == {} and len(ipam.peers("cocoon0")) == 1
+
+
+def test_settings_on_several_networks_round_trip_and_one_network_reads_as_before():
+    one = NetworkSettings(mode="bridge", network="cocoon0", ip="192.168.64.2", prefix=24)
+    assert "more" not in one.to_json()
+    assert NetworkSettings.from_json(one.to_json()) == one
+    two = NetworkSettings.from_json(one.to_json())
+    two.more.append(Attachment("second", "10.70.0.2", 24, "10.70.0.1", "02:42:0a:46:00:02"))
+    assert NetworkSettings.from_json(two.to_json()) == two
+    assert two.networks() == ["cocoon0", "second"]

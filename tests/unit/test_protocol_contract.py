@@ -133,6 +133,9 @@ def test_encoders_produce_the_shared_vectors():
     assert vectors("run")["limits"] == ("ok", encode_run(limited))
     step = ProcessSpec(args=["sh"], env=[], root=("/b/2", "/b/1"))
     assert vectors("run")["root"][1][7:] in encode_run(step)  # after its ARG field
+    nics = GuestConfig(nics=[("02:42:c0:a8:41:02", "192.168.65.2/24"),
+                             ("02:42:c0:a8:42:03", "192.168.66.3/24")])  # fmt: skip
+    assert vectors("config")["nics"] == ("ok", nics.encode())
     assert vectors("config")["build"] == ("ok", GuestConfig(build=True).encode())
     assert vectors("frame")["config"] == ("ok", encode(Msg.CONFIG, 0, config.encode()))
 

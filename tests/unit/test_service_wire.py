@@ -105,12 +105,13 @@ def test_bad_create_bodies_are_invalid_arguments():
             create.options(body, None)
 
 
-def test_aliases_come_from_the_one_endpoint():
-    body = {"NetworkingConfig": {"EndpointsConfig": {"p_default": {"Aliases": ["web", "w"]}}}}
-    assert create.aliases(body) == ["web", "w"]
-    two = {"NetworkingConfig": {"EndpointsConfig": {"a": {}, "b": {}}}}
-    with pytest.raises(Unsupported):
-        create.aliases(two)
+def test_every_endpoint_comes_with_its_aliases():
+    body = {"NetworkingConfig": {"EndpointsConfig": {"p_front": {"Aliases": ["web", "w"]},
+                                                     "p_back": {}}}}  # fmt: skip
+    assert create.endpoints(body) == {"p_front": ["web", "w"], "p_back": []}
+    bad = {"NetworkingConfig": {"EndpointsConfig": {"a": {"Aliases": "web"}}}}
+    with pytest.raises(InvalidArgument):
+        create.endpoints(bad)
 
 
 def test_frames_carry_stream_and_length():
@@ -149,3 +150,18 @@ def test_times_are_seconds_since_the_epoch():
     assert seconds(None) == 0 and seconds("12.5") == 12.5
     with pytest.raises(InvalidArgument):
         seconds("yesterday")
+
+
+def test_endpoints_past_the_network_mode_become_more_networks(monkeypatch):
+    from cocoon.container.options import RunOptions
+    from cocoon.network import ipam
+    from cocoon.service import networks
+
+    monkeypatch.setenv("COCOON_NETWORK", "none")
+    ipam.create("p_back", "10.71.0.0/24")
+    opts, names = networks.endpoints(RunOptions(), {"bridge": ["web"]})
+    assert opts.more_networks == [] and names == {"none": ["web"]}
+    opts, names = networks.endpoints(
+        RunOptions(network="cocoon0"), {"cocoon0": [], "p_back": ["db"]}
+    )
+    assert opts.more_networks == ["p_back"] and names == {"p_back": ["db"]}

@@ -8,7 +8,7 @@ from cocoon.agent.protocol import ConfigField, GuestConfig
 from cocoon.errors import InvalidArgument
 from cocoon.vm import qemu
 from cocoon.vm import template as templates
-from cocoon.vm.machine import Disk, MachineSpec, MemoryFile, SharedFolder, Unplugged
+from cocoon.vm.machine import Disk, MachineSpec, MemoryFile, SharedFolder, Tap, Unplugged
 
 
 @pytest.fixture
@@ -138,3 +138,26 @@ def test_warm_without_root_says_why(monkeypatch):
     monkeypatch.setattr(templates.os, "geteuid", lambda: 1000)
     with pytest.raises(ExternalError, match="needs root"):
         warm.warm()
+
+
+def test_each_network_is_a_card_of_its_own_and_counts_against_the_slots(spec, tmp_path):
+    spec.agent_socket = tmp_path / "agent.sock"
+    spec.net, spec.more_nets = Tap(5, "02:42:0a:51:00:02"), (Tap(6, "02:42:0a:52:00:02"),)
+    argv = qemu.command(spec)
+    assert option(argv, "-netdev") == ["tap,id=n0,fd=5", "tap,id=n1,fd=6"]
+    cards = [d for d in option(argv, "-device") if d.startswith("virtio-net-device")]
+    assert cards == ["virtio-net-device,netdev=n0,mac=02:42:0a:51:00:02",
+                     "virtio-net-device,netdev=n1,mac=02:42:0a:52:00:02"]  # fmt: skip
+    spec.more_nets += tuple(Tap(7 + i, f"02:42:0a:53:00:0{i}") for i in range(3))
+    with pytest.raises(InvalidArgument, match=r"8 device slots.*5 networks"):
+        qemu.command(spec)
+
+
+def test_a_one_card_shape_is_unchanged_and_two_cards_are_another_shape(spec):
+    spec.net = Tap(5, "02:42:0a:51:00:02")
+    one = templates.shape(spec)
+    assert "more_nics" not in one  # the same key as before containers had more networks
+    spec.more_nets = (Tap(6, "02:42:0a:52:00:02"),)
+    assert templates.shape(spec) == {**one, "more_nics": 1}
+    spec.more_nets = (Unplugged("02:00:00:00:00:02"),)
+    assert "network card without a backend" in templates.why_not(spec)

@@ -84,6 +84,7 @@ class ConfigField(enum.IntEnum):
     DNS_OPTION = 0x09
     SHM_SIZE = 0x0A
     ROOT_SIZE = 0x0B
+    NIC = 0x0D  # one more network card (eth1, eth2, ... in order): MAC, address, prefix
     MOUNT = 0x10
     READONLY = 0x11
     BUILD = 0x18  # a build VM: no main process
@@ -227,6 +228,9 @@ class GuestConfig:
     mounts: Sequence[GuestMount] = ()  # parents first
     readonly: bool = False  # the container's root is read-only
     mac: str | None = None  # eth0's hardware address, aa:bb:cc:dd:ee:ff
+    # The cards after eth0, in order: (MAC, A.B.C.D/N), no gateway (as Docker,
+    # the default route goes through the first network only).
+    nics: Sequence[tuple[str, str]] = ()
     entropy: bytes | None = None  # fresh host bytes for the guest's RNG
     dns_search: Sequence[str] = ()  # resolv.conf's search list
     dns_options: Sequence[str] = ()  # resolv.conf's options, NAME[:VALUE]
@@ -241,9 +245,7 @@ class GuestConfig:
         if self.time_ns is not None:
             parts.append(_field(ConfigField.TIME, struct.pack(">Q", self.time_ns)))
         if self.address is not None:
-            iface = _ipv4(ipaddress.IPv4Interface, self.address)
-            ip = iface.ip.packed + bytes([iface.network.prefixlen])
-            parts.append(_field(ConfigField.ADDRESS, ip))
+            parts.append(_field(ConfigField.ADDRESS, _interface(self.address)))
         if self.gateway is not None:
             gateway = _ipv4(ipaddress.IPv4Address, self.gateway).packed
             parts.append(_field(ConfigField.GATEWAY, gateway))
@@ -253,6 +255,8 @@ class GuestConfig:
             parts.append(_field(ConfigField.READONLY, b""))
         if self.mac is not None:
             parts.append(_field(ConfigField.MAC, _mac(self.mac)))
+        for mac, address in self.nics:
+            parts.append(_field(ConfigField.NIC, _mac(mac) + _interface(address)))
         if self.entropy is not None:
             parts.append(_field(ConfigField.ENTROPY, self.entropy))
         parts += [_field(ConfigField.DNS_SEARCH, d.encode()) for d in self.dns_search]
@@ -274,6 +278,12 @@ def _mac(text: str) -> bytes:
     if len(value) != 6 or value[0] & 1:
         raise InvalidArgument(f"not a unicast MAC address: {text!r}")
     return value
+
+
+def _interface(text: str) -> bytes:
+    """A.B.C.D/N as ADDRESS and NIC carry it: 4 bytes, then the prefix length."""
+    iface = _ipv4(ipaddress.IPv4Interface, text)
+    return iface.ip.packed + bytes([iface.network.prefixlen])
 
 
 def _ipv4(kind: type[ipaddress.IPv4Address | ipaddress.IPv4Interface], text: str) -> Any:

@@ -265,7 +265,7 @@ def _ps_row(rec: Record, now: float) -> dict[str, object]:
         "Status": _status(rec, now),
         "Names": rec.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(settings.labels.items())),
-        "Networks": settings.network.network or settings.network.mode,
+        "Networks": ",".join(settings.network.networks()) or settings.network.mode,
         "Mounts": "",
         "Size": "",
     }

@@ -1,4 +1,4 @@
-"""cocoon network: create, ls, inspect, rm; and teardown of what cocoon made."""
+"""cocoon network: create, ls, inspect, rm, connect, disconnect; teardown of what cocoon made."""
 
 from __future__ import annotations
 
@@ -24,6 +24,18 @@ def register(verbs: argparse._SubParsersAction) -> None:
     r = sub.add_parser("rm", help="Remove networks no container uses")
     r.add_argument("names", nargs="+", metavar="NAME")
     r.set_defaults(handler=_rm)
+    cn = sub.add_parser("connect", help="Put a container that is not running on one more network")
+    cn.add_argument("--alias", action="append", default=[], metavar="NAME",
+                    help="another name its peers on that network resolve")  # fmt: skip
+    cn.add_argument("network", metavar="NETWORK")
+    cn.add_argument("container", metavar="CONTAINER")
+    cn.set_defaults(handler=_connect)
+    dc = sub.add_parser(
+        "disconnect", help="Take a container off a network (a running VM's card there is cut off)"
+    )
+    dc.add_argument("network", metavar="NETWORK")
+    dc.add_argument("container", metavar="CONTAINER")
+    dc.set_defaults(handler=_disconnect)
     t = sub.add_parser(
         "teardown", help="Delete the bridges and NAT rules cocoon made here (none may be in use)"
     )
@@ -69,6 +81,20 @@ def _rm(args: argparse.Namespace) -> int:
     for name in args.names:
         delete(name)
         print(name)
+    return 0
+
+
+def _connect(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    manager.connect(args.container, args.network, args.alias)
+    return 0
+
+
+def _disconnect(args: argparse.Namespace) -> int:
+    from cocoon.container import manager
+
+    manager.disconnect(args.container, args.network)
     return 0
 
 

@@ -86,10 +86,13 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
         "--network",
         "--net",
         metavar="NAME",
+        action="append",
+        default=[],
         help="network to join: a cocoon network, 'user' (QEMU user-mode, unprivileged) or "
-        "'none' (default: cocoon0 as root, else user)",
+        "'none' (default: cocoon0 as root, else user); repeat for more cocoon networks, "
+        "the first is the default route",
     )
-    p.add_argument("--ip", metavar="ADDR", help="the container's address on its network")
+    p.add_argument("--ip", metavar="ADDR", help="the container's address on its (first) network")
     p.add_argument(
         "-p",
         "--publish",
@@ -287,7 +290,8 @@ def options_from(args: argparse.Namespace, tty_size: tuple[int, int] | None) -> 
         remove=args.rm,
         accel=args.accel,
         template=args.template,
-        network=args.network,
+        network=args.network[0] if args.network else None,
+        more_networks=args.network[1:],
         ip=args.ip,
         dns=args.dns,
         add_hosts=args.add_host,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from cocoon.network import ipam
+
+if TYPE_CHECKING:
+    from cocoon.client.containers import Container
 
 
 class Network:
@@ -29,6 +33,22 @@ class Network:
         """The containers on it: name -> address."""
         return dict(self.attrs["containers"])
 
+    def connect(self, container: Container | str, aliases: Sequence[str] | None = None) -> None:
+        """Put a container that is not running on this network too (its next boot
+        has a card here); ``aliases``: more names its peers here resolve."""
+        from cocoon.container import manager
+
+        manager.connect(_ref(container), self.name, aliases or ())
+        self.reload()
+
+    def disconnect(self, container: Container | str, force: bool = False) -> None:
+        """Take a container off this network (a running VM's card there is cut off);
+        ``force`` is docker-py's, with nothing more to force."""
+        from cocoon.container import manager
+
+        manager.disconnect(_ref(container), self.name)
+        self.reload()
+
     def reload(self) -> None:
         self.attrs = ipam.view(ipam.get(self.name))
 
@@ -36,6 +56,10 @@ class Network:
         from cocoon.network.teardown import delete
 
         delete(self.name)
+
+
+def _ref(container: Container | str) -> str:
+    return container if isinstance(container, str) else container.id
 
 
 class NetworkCollection:

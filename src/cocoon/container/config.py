@@ -23,6 +23,18 @@ VERSION = 2
 
 
 @dataclass(slots=True)
+class Attachment:
+    """The container on one more bridge network (``network connect``, a second ``--network``):
+    its VM's next card. The default route stays the first network's."""
+
+    network: str
+    ip: str
+    prefix: int
+    gateway: str
+    mac: str
+
+
+@dataclass(slots=True)
 class NetworkSettings:
     """How the container's VM is connected: ``bridge``, ``user``, ``netns`` or ``none``."""
 
@@ -40,17 +52,26 @@ class NetworkSettings:
     # In mode ``netns``: the namespace (by path) whose veth the VM takes over.
     netns: str | None = None
     veth: str | None = None
+    # In mode ``bridge``: the networks after ``network``, each a card of its own.
+    more: list[Attachment] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["ports"] = [asdict(p) for p in self.ports]
+        if not self.more:  # a record on one network reads as before several were possible
+            del data["more"]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> NetworkSettings:
         data = dict(data or {"mode": "none"})
         data["ports"] = [PortSpec(**p) for p in data.get("ports", [])]
+        data["more"] = [Attachment(**a) for a in data.get("more", [])]
         return cls(**data)
+
+    def networks(self) -> list[str]:
+        """Every cocoon network the container is on, the first (default route) first."""
+        return [n for n in (self.network, *(a.network for a in self.more)) if n]
 
 
 @dataclass(slots=True)
@@ -116,4 +137,4 @@ class ContainerConfig:
             raise Corrupt(f"container record: bad configuration ({e})") from e
 
 
-__all__ = ["VERSION", "ContainerConfig", "NetworkSettings"]
+__all__ = ["VERSION", "Attachment", "ContainerConfig", "NetworkSettings"]

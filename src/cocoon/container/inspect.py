@@ -110,19 +110,19 @@ def _bindings(settings: NetworkSettings) -> dict[str, list[dict[str, str]]]:
     return bindings
 
 
+def _endpoint(ip: str | None, prefix: int | None, gateway: str | None, mac: str | None) -> dict:
+    return {"IPAddress": ip or "", "IPPrefixLen": prefix or 0, "Gateway": gateway or "",
+            "MacAddress": mac or ""}  # fmt: skip
+
+
 def _network(settings: NetworkSettings) -> dict[str, Any]:
-    endpoint = {
-        "IPAddress": settings.ip or "",
-        "IPPrefixLen": settings.prefix or 0,
-        "Gateway": settings.gateway or "",
-        "MacAddress": settings.mac or "",
-    }
+    """The first network's card at the top, as Docker; every network's under ``Networks``."""
+    endpoint = _endpoint(settings.ip, settings.prefix, settings.gateway, settings.mac)
     name = settings.network or settings.mode
-    return {
-        **endpoint,
-        "Ports": _bindings(settings),
-        "Networks": {} if settings.mode == "none" else {name: dict(endpoint)},
-    }
+    networks = {} if settings.mode == "none" else {name: dict(endpoint)}
+    for more in settings.more:
+        networks[more.network] = _endpoint(more.ip, more.prefix, more.gateway, more.mac)
+    return {**endpoint, "Ports": _bindings(settings), "Networks": networks}
 
 
 __all__ = ["view"]

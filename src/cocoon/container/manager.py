@@ -259,13 +259,29 @@ def rename(ref: str, new_name: str) -> Record:
     """Give the container another name; its address keeps, its peers learn it on their next join."""
     rec = get(ref)
     records.rename(rec.id, new_name)
-    if rec.settings.network.network:
+    if networks := rec.settings.network.networks():
         from cocoon.network import ipam
 
-        ipam.rename_lease(rec.settings.network.network, rec.id, new_name)
+        for network in networks:
+            ipam.rename_lease(network, rec.id, new_name)
     renamed = records.load(rec.id)
     events.emit("rename", renamed, oldName=rec.name)
     return renamed
+
+
+def connect(ref: str, network: str, aliases: Sequence[str] = ()) -> Record:
+    """Put a container that is not running on one more network (``network connect``)."""
+    from cocoon.container import network as networking
+
+    return networking.connect(get(ref).id, network, aliases)
+
+
+def disconnect(ref: str, network: str) -> Record:
+    """Take a container off a network (``network disconnect``); a running VM's card
+    there is cut off, and gone at its next boot."""
+    from cocoon.container import network as networking
+
+    return networking.disconnect(get(ref).id, network)
 
 
 def ports(ref: str) -> list[PortSpec]:
@@ -434,9 +450,11 @@ def attach(ref: str) -> Process:
 
 __all__ = [
     "attach",
+    "connect",
     "containers",
     "counters",
     "create",
+    "disconnect",
     "exec_run",
     "exec_spec",
     "exec_start",

@@ -24,7 +24,7 @@ from typing import Any
 
 from cocoon.agent.channel import Channel
 from cocoon.agent.protocol import Msg, encode_run
-from cocoon.container import control, restart
+from cocoon.container import control, network, restart
 from cocoon.container.health import HealthCheck
 from cocoon.container.lifecycle import VM_LOST, Lifecycle
 from cocoon.container.prober import Prober
@@ -58,7 +58,7 @@ class Monitor:
             sock_dir(life.id) / control.SOCKET,
             requests={"kill": self._kill, "stop": self._stop, "wait": self._wait,
                       "hosts": self._hosts, "pause": self._pause, "unpause": self._unpause,
-                      "update": self._update},
+                      "update": self._update, "unplug": self._unplug},
             streams={"exec": self._exec, "attach": self._attach},
         )  # fmt: skip
 
@@ -122,6 +122,11 @@ class Monitor:
             machine.set_memory(int(req["memory_mib"]))
         if req.get("cpus") is not None:
             machine.set_cpu_quota(float(req["cpus"]))
+        return {"ok": True}
+
+    def _unplug(self, req: dict[str, Any]) -> dict[str, Any]:
+        # network disconnect: the card stays in the VM, cut off from its network.
+        network.unplug(self.life.id, self.vm.machine, str(req["network"]), str(req["mac"]))
         return {"ok": True}
 
     def _wait(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,14 @@ it joins. Three modes, recorded in the container's config under ``network``:
 
 Without ``--network`` the default is ``cocoon0`` when cocoon may create
 bridges, else ``user`` (``COCOON_NETWORK`` overrides the default).
+
+A bridge-mode container may be on several cocoon networks (``--network A
+--network B``, ``connect``): one TAP and one card per network, the first
+network's the default route (as Docker), its peers on every network in its
+/etc/hosts. Cards are fixed at boot: QEMU's microvm cannot hot-plug one on
+virtio-mmio ("Bus 'virtio-mmio-bus.N' does not support hotplugging"), so
+``connect`` and ``disconnect`` change what the next boot attaches;
+``connect`` is refused while the VM runs, ``disconnect`` cuts the card off.
 """
 
 from __future__ import annotations
@@ -27,20 +35,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cocoon.container import record as records
-from cocoon.container.config import NetworkSettings
-from cocoon.errors import CocoonError, InvalidArgument, Unsupported
+from cocoon.container.config import Attachment, NetworkSettings
+from cocoon.errors import (
+    AlreadyExists,
+    CocoonError,
+    InvalidArgument,
+    InvalidState,
+    NotFound,
+    Unsupported,
+)
 from cocoon.log import Logger
 from cocoon.network import ipam, nat, netdev, netns, ports
 from cocoon.vm.machine import Forward, Tap, UserNet
 
 if TYPE_CHECKING:
     from cocoon.agent.channel import Channel
+    from cocoon.vm.machine import Machine
 
 log = Logger(__name__)
 
 USER_NET = "10.0.2.0/24"
 USER_IP, USER_GATEWAY, USER_DNS = "10.0.2.15", "10.0.2.2", "10.0.2.3"
 USER_MAC = "52:54:00:12:34:56"
+# A card per network: QEMU's microvm has 8 virtio-mmio slots, of which the
+# root disk, the agent's port, the RNG and the balloon take 4 (volumes take
+# more, which the VM layer checks at boot).
+MAX_NETWORKS = 4
+RUNNING_CONNECT = "cocoon cannot add a network card to a running VM; stop it first"
 
 
 def default_network() -> str:
@@ -107,6 +128,7 @@ def configure(
     container_name: str,
     *,
     network: str | None = None,
+    more_networks: Sequence[str] = (),
     ip: str | None = None,
     dns: Sequence[str] = (),
     dns_search: Sequence[str] = (),
@@ -116,7 +138,8 @@ def configure(
     publish: Sequence[str] = (),
 ) -> NetworkSettings:
     """A new container's network settings (leasing its address on a bridge network,
-    with ``aliases``: more names its peers there resolve)."""
+    and on each of ``more_networks``, with ``aliases``: more names its peers
+    there resolve)."""
     from cocoon.container.spec import check_hostname
 
     name = network or default_network()
@@ -136,6 +159,8 @@ def configure(
     )
     if ip is not None and mode != "bridge":
         raise InvalidArgument(f"--ip needs a bridge network, not --network {name}")
+    if more_networks and mode != "bridge":
+        raise InvalidArgument(f"--network {name} cannot be combined with other networks")
     if mode == "none":
         if settings.ports:
             raise InvalidArgument("-p needs a network; --network none has only loopback")
@@ -147,16 +172,135 @@ def configure(
         return settings
     if not netdev.can_admin():
         raise Unsupported(f"network {name} needs CAP_NET_ADMIN (root); use --network user")
-    net, address = ipam.allocate(
-        name, container_id, container_name, ip, exists=lambda i: records.folder(i).exists()
-    )
+    _join(settings, _lease(container_id, container_name, name, ip))
+    for more in more_networks:
+        _check_more(settings, more, container_name)
+        _join(settings, _lease(container_id, container_name, more))
     if aliases:
         ipam.set_aliases(container_id, aliases)
-    a, b, c, d = ipaddress.IPv4Address(address).packed
-    settings.network, settings.ip, settings.prefix = net.name, address, net.prefix
-    settings.gateway, settings.mac = net.gateway, f"02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}"
-    settings.dns = settings.dns or _host_dns()
     return settings
+
+
+def _lease(
+    container_id: str, container_name: str, network: str, ip: str | None = None
+) -> Attachment:
+    """An address on ``network`` for the container, and the card's MAC (from it, as Docker)."""
+    net, address = ipam.allocate(
+        network, container_id, container_name, ip, exists=lambda i: records.folder(i).exists()
+    )
+    a, b, c, d = ipaddress.IPv4Address(address).packed
+    mac = f"02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}"
+    return Attachment(net.name, address, net.prefix, net.gateway, mac)
+
+
+def _join(settings: NetworkSettings, attachment: Attachment) -> None:
+    """The first network a container is on is its default route; the others are ``more``."""
+    if settings.network is not None:
+        settings.more.append(attachment)
+        return
+    settings.mode, settings.network, settings.ip = "bridge", attachment.network, attachment.ip
+    settings.prefix, settings.gateway = attachment.prefix, attachment.gateway
+    settings.mac = attachment.mac
+    settings.dns = settings.dns or _host_dns()
+
+
+def _check_more(settings: NetworkSettings, network: str, container: str) -> None:
+    """Whether the container may go on ``network`` too."""
+    if network in ("none", "user", "host"):
+        raise InvalidArgument(f"network {network} cannot be combined with other networks")
+    if network in settings.networks():
+        raise AlreadyExists(f"container {container} is already on network {network}")
+    if len(settings.networks()) >= MAX_NETWORKS:
+        raise InvalidArgument(
+            f"a cocoon container is on at most {MAX_NETWORKS} networks: QEMU's microvm has "
+            "8 device slots and the root disk, agent port, RNG and balloon take 4"
+        )
+
+
+def connect(container_id: str, network: str, aliases: Sequence[str] = ()) -> records.Record:
+    """Put a container that is not running on one more network: its next boot
+    has a card there (a VM's cards are fixed while it runs)."""
+    from cocoon.container.spec import check_hostname
+    from cocoon.container.state import State
+
+    for alias in aliases:
+        check_hostname(alias, what="--alias")
+    ipam.get(network)  # a clear "no such network" before anything else
+
+    def change(rec: records.Record) -> None:
+        settings = rec.settings.network
+        if settings.mode not in ("bridge", "none"):
+            raise InvalidArgument(
+                f"container {rec.name} uses the {settings.mode} network, "
+                "which cannot be combined with others"
+            )
+        _check_more(settings, network, rec.name)
+        if rec.state == State.RUNNING:
+            raise InvalidState(RUNNING_CONNECT)
+        _join(settings, _lease(rec.id, rec.name, network))
+
+    rec = records.update(container_id, change)
+    if aliases:
+        ipam.set_aliases(rec.id, aliases, network=network)
+    return rec
+
+
+def disconnect(container_id: str, network: str) -> records.Record:
+    """Take a container off ``network``: its next boot has no card there; off its
+    first network, the next one becomes its default route. A running VM keeps
+    the card, cut off: its TAP leaves the bridge and the guest sees the carrier
+    go (QEMU cannot unplug it), and the peers there forget the container."""
+    from cocoon.container import control
+    from cocoon.container.state import State
+
+    rec = records.load(container_id)
+    mac = _card(rec, network).mac
+    running = rec.state == State.RUNNING
+    if running:
+        control.request(rec.id, "unplug", network=network, mac=mac)
+    rec = records.update(container_id, lambda r: _leave(r, network))
+    ipam.release(rec.id, network)
+    if running:
+        _tell_peers(rec, [network])
+        with contextlib.suppress(CocoonError):  # it may have stopped meanwhile
+            control.request(rec.id, "hosts", content=hosts_file(rec))
+    return rec
+
+
+def _card(rec: records.Record, network: str) -> Attachment:
+    """The container's card on ``network``."""
+    settings = rec.settings.network
+    if settings.network == network:
+        assert settings.ip and settings.prefix and settings.gateway and settings.mac
+        return Attachment(network, settings.ip, settings.prefix, settings.gateway, settings.mac)
+    for attachment in settings.more:
+        if attachment.network == network:
+            return attachment
+    raise NotFound(f"container {rec.name} is not connected to network {network}")
+
+
+def _leave(rec: records.Record, network: str) -> None:
+    _card(rec, network)  # still there
+    settings = rec.settings.network
+    if settings.network != network:
+        settings.more = [a for a in settings.more if a.network != network]
+        return
+    rest = settings.more
+    settings.mode, settings.more = "none", []
+    settings.network = settings.ip = settings.prefix = settings.gateway = settings.mac = None
+    for attachment in rest:
+        _join(settings, attachment)
+
+
+def unplug(container_id: str, machine: Machine, network: str, mac: str) -> None:
+    """In the monitor: the running VM's card ``mac`` leaves ``network`` (its TAP off
+    the bridge, its carrier down for the guest)."""
+    cards = [machine.spec.net, *machine.spec.more_nets]
+    index = next((i for i, card in enumerate(cards) if card and card.mac == mac), None)
+    if index is None:
+        raise NotFound(f"the running VM has no card on network {network}")
+    machine.set_link(index, False)
+    netdev.detach(tap_name(container_id, index), ipam.get(network).bridge)
 
 
 def release(container_id: str) -> None:
@@ -165,14 +309,15 @@ def release(container_id: str) -> None:
 
 
 def hosts_file(rec: records.Record) -> str:
-    """The container's /etc/hosts: itself, its network's other containers, --add-host."""
+    """The container's /etc/hosts: itself, the other containers of each of its networks,
+    --add-host."""
     config = rec.settings
     settings = config.network
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     names = " ".join(dict.fromkeys([config.hostname, rec.name]))
     lines.append(f"{settings.ip}\t{names}" if settings.ip else f"127.0.1.1\t{names}")
-    if settings.network:
-        for ip, lease in sorted(ipam.peers(settings.network).items()):
+    for network in settings.networks():
+        for ip, lease in sorted(ipam.peers(network).items()):
             if lease["id"] != rec.id:
                 lines.append(f"{ip}\t{' '.join([lease['name'], *lease.get('aliases', ())])}")
     for entry in settings.add_hosts:
@@ -186,19 +331,28 @@ class Plug:
     """What one boot of the VM needs for its network, and what to undo after."""
 
     device: Tap | UserNet | None = None
-    guest: dict[str, Any] = field(default_factory=dict)  # GuestConfig's address, gateway, dns*
+    more: tuple[Tap, ...] = ()  # a card on each further network
+    guest: dict[str, Any] = field(
+        default_factory=dict
+    )  # GuestConfig's address, gateway, dns*, nics
     forwarder: ports.Forwarder | None = None
 
     def started(self) -> None:
-        """The VMM holds the TAP now; ours would keep it alive after the VMM exits."""
-        if isinstance(self.device, Tap) and self.device.fd >= 0:
-            os.close(self.device.fd)
-            self.device = Tap(-1, self.device.mac)
+        """The VMM holds the TAPs now; ours would keep them alive after the VMM exits."""
+        if isinstance(self.device, Tap):
+            self.device = _closed(self.device)
+        self.more = tuple(_closed(tap) for tap in self.more)
 
     def close(self) -> None:
         self.started()
         if self.forwarder is not None:
             self.forwarder.close()
+
+
+def _closed(tap: Tap) -> Tap:
+    if tap.fd >= 0:
+        os.close(tap.fd)
+    return Tap(-1, tap.mac)
 
 
 def _ensure_bridge(net: ipam.Network) -> None:
@@ -233,20 +387,27 @@ def plug(rec: records.Record) -> Plug:
         result.device = Tap(tap, settings.mac)
         return result
     assert settings.network is not None and settings.ip is not None
-    net = ipam.get(settings.network)
-    _ensure_bridge(net)
+    result.guest["nics"] = [(a.mac, f"{a.ip}/{a.prefix}") for a in settings.more]
     try:
         result.forwarder = ports.Forwarder(settings.ports, settings.ip) if settings.ports else None
-        result.device = Tap(netdev.open_tap(tap_name(rec.id), net.bridge), settings.mac)
+        result.device = _tap(rec.id, 0, settings.network, settings.mac)
+        for index, attachment in enumerate(settings.more, 1):
+            result.more += (_tap(rec.id, index, attachment.network, attachment.mac),)
     except BaseException:
         result.close()
         raise
     return result
 
 
-def tap_name(container_id: str) -> str:
-    """The host side of a container's network card (bridge and netns modes)."""
-    return f"cc{container_id[:12]}"
+def _tap(container_id: str, index: int, network: str, mac: str) -> Tap:
+    net = ipam.get(network)
+    _ensure_bridge(net)
+    return Tap(netdev.open_tap(tap_name(container_id, index), net.bridge), mac)
+
+
+def tap_name(container_id: str, index: int = 0) -> str:
+    """The host side of a container's network card ``index`` (bridge and netns modes)."""
+    return f"cc{container_id[:12]}{index or ''}"
 
 
 def send_hosts(rec: records.Record, channel: Channel) -> None:
@@ -260,29 +421,35 @@ def ready(rec: records.Record, result: Plug, channel: Channel) -> None:
     """The agent is up: open the published ports, tell the peers."""
     if result.forwarder is not None:
         result.forwarder.start()
-    if network := rec.settings.network.network:
-        _tell_peers(rec, network)
+    _tell_peers(rec, rec.settings.network.networks())
 
 
-def _tell_peers(rec: records.Record, network: str) -> None:
+def _tell_peers(rec: records.Record, networks: Sequence[str]) -> None:
     """Running peers learn the newcomer's name (those run in the foreground do not)."""
     from cocoon.container import control  # only once a peer is there to tell
 
-    for lease in ipam.peers(network).values():
-        if lease["id"] == rec.id:
-            continue
-        with contextlib.suppress(CocoonError):
-            peer = records.load(lease["id"])
-            control.request(peer.id, "hosts", content=hosts_file(peer))
+    told = {rec.id}
+    for network in networks:
+        for lease in ipam.peers(network).values():
+            if lease["id"] in told:
+                continue
+            told.add(lease["id"])
+            with contextlib.suppress(CocoonError):
+                peer = records.load(lease["id"])
+                control.request(peer.id, "hosts", content=hosts_file(peer))
 
 
 __all__ = [
+    "MAX_NETWORKS",
     "Plug",
     "configure",
+    "connect",
     "default_network",
+    "disconnect",
     "hosts_file",
     "plug",
     "ready",
     "release",
     "tap_name",
+    "unplug",
 ]

@@ -47,6 +47,7 @@ class RunOptions:
     accel: str = "auto"
     template: bool = True  # resume a memory template where the VM's shape allows
     network: str | None = None  # a network's name, "user" or "none"; None = the default
+    more_networks: Sequence[str] = ()  # cocoon networks it is on too, a card on each
     ip: str | None = None
     dns: Sequence[str] = ()
     add_hosts: Sequence[str] = ()  # NAME:IP
@@ -78,7 +79,7 @@ class RunOptions:
             raise InvalidArgument("group_add must be a list of group names or ids")
         self.group_add = [group(g) for g in self.group_add]
         lists = ("env_files", "dns", "add_hosts", "publish", "storage_opts", "dns_search",
-                 "dns_options", "network_aliases")  # fmt: skip
+                 "dns_options", "network_aliases", "more_networks")  # fmt: skip
         for name in lists:
             setattr(self, name, string_list(getattr(self, name), name))
         if self.stop_signal is not None:

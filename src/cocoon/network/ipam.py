@@ -198,19 +198,23 @@ def allocate(
         return net, ip
 
 
-def release(container_id: str) -> None:
-    """Drop every lease the container holds."""
+def release(container_id: str, network: str | None = None) -> None:
+    """Drop the container's lease on ``network``, or every lease it holds."""
     with locked() as nets:
         for net in nets.values():
-            net.leases = {
-                ip: lease for ip, lease in net.leases.items() if lease["id"] != container_id
-            }
+            if network in (None, net.name):
+                net.leases = {
+                    ip: lease for ip, lease in net.leases.items() if lease["id"] != container_id
+                }
 
 
-def set_aliases(container_id: str, aliases: Sequence[str]) -> None:
-    """Other names the container answers to on its network (a compose service's name)."""
+def set_aliases(container_id: str, aliases: Sequence[str], network: str | None = None) -> None:
+    """Other names the container answers to on ``network`` (else on each of its
+    networks): a compose service's name."""
     with locked() as nets:
         for net in nets.values():
+            if network not in (None, net.name):
+                continue
             for lease in net.leases.values():
                 if lease["id"] == container_id:
                     lease["aliases"] = list(dict.fromkeys(aliases))

@@ -31,6 +31,7 @@ SIOCSIFNETMASK = 0x891C
 SIOCBRADDBR = 0x89A0
 SIOCBRDELBR = 0x89A1
 SIOCBRADDIF = 0x89A2
+SIOCBRDELIF = 0x89A3
 TUNSETIFF = 0x400454CA
 IFF_UP = 0x1
 IFF_TAP = 0x0002
@@ -144,6 +145,14 @@ def open_tap(name: str, bridge: str | None) -> int:
     return fd
 
 
+def detach(name: str, bridge: str) -> None:
+    """Take interface ``name`` off ``bridge``; nothing if it is not on it (any more)."""
+    if not Path(f"/sys/class/net/{bridge}/brif/{name}").exists():
+        return
+    index = struct.pack("i", socket.if_nametoindex(name))
+    _ioctl(SIOCBRDELIF, _ifreq(bridge, index), f"detach {name} from {bridge}")
+
+
 def cocoon_bridges() -> list[str]:
     """Interfaces in this namespace that cocoon created."""
     with contextlib.suppress(OSError):
@@ -168,6 +177,7 @@ __all__ = [
     "can_admin",
     "cocoon_bridges",
     "delete_bridge",
+    "detach",
     "ensure_bridge",
     "exists",
     "open_tap",

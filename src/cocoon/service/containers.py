@@ -31,7 +31,7 @@ def docker_inspect(rec: Record) -> dict[str, Any]:
     """``cocoon inspect``'s view with what dockerd's clients also read."""
     view = details.view(rec)
     for name, endpoint in view["NetworkSettings"]["Networks"].items():
-        endpoint.update(Aliases=networks.aliases(rec.id, rec.settings.network.network),
+        endpoint.update(Aliases=networks.aliases(rec.id, name),
                         NetworkID=networks.network_id(name))  # fmt: skip
     view["HostConfig"].setdefault("LogConfig", {"Type": "json-file", "Config": {}})
     view["HostConfig"].setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
@@ -66,7 +66,7 @@ class Containers:
 
         body = req.json_object()
         image, opts = create.options(body, req.arg("name"))
-        names = create.aliases(body)
+        opts, names = networks.endpoints(opts, create.endpoints(body))
         store = ImageStore()
         try:
             store.resolve(image)
@@ -74,12 +74,12 @@ class Containers:
             # The words docker-py and compose look for before they pull.
             raise NotFound(f"No such image: {image}") from None
         rec = manager.create(image, opts, store)
-        if names:
-            try:
-                networks.set_aliases(rec.id, names)
-            except CocoonError:
-                manager.remove(rec.id, force=True)
-                raise
+        try:
+            for network, aliases in names.items():
+                networks.set_aliases(rec.id, aliases, network)
+        except CocoonError:
+            manager.remove(rec.id, force=True)
+            raise
         return {"Id": rec.id, "Warnings": []}
 
     def inspect(self, req: Request) -> dict[str, Any]:

@@ -23,16 +23,14 @@ _REFUSED_HOST = ("VolumesFrom", "Devices", "CapAdd", "Links", "Privileged", "Pid
 _NANO = 1e9
 
 
-def aliases(body: dict[str, Any]) -> list[str]:
-    """The names ``NetworkingConfig`` gives the container on its network."""
-    endpoints = _object(_object(body.get("NetworkingConfig"), "NetworkingConfig")
-                        .get("EndpointsConfig"), "EndpointsConfig")  # fmt: skip
-    if len(endpoints) > 1:
-        raise Unsupported("cocoon containers join one network (EndpointsConfig has several)")
-    names: list[str] = []
-    for endpoint in endpoints.values():
-        names += _strings(_object(endpoint, "EndpointConfig").get("Aliases"), "Aliases") or []
-    return names
+def endpoints(body: dict[str, Any]) -> dict[str, list[str]]:
+    """``NetworkingConfig``'s networks (as the client names them), each with its aliases."""
+    configs = _object(_object(body.get("NetworkingConfig"), "NetworkingConfig")
+                      .get("EndpointsConfig"), "EndpointsConfig")  # fmt: skip
+    return {
+        str(network): _strings(_object(endpoint, "EndpointConfig").get("Aliases"), "Aliases") or []
+        for network, endpoint in configs.items()
+    }
 
 
 def options(body: dict[str, Any], name: str | None) -> tuple[str, RunOptions]:
@@ -207,4 +205,4 @@ def _publish(bindings: dict[str, Any]) -> list[str]:
     return specs
 
 
-__all__ = ["aliases", "options"]
+__all__ = ["endpoints", "options"]

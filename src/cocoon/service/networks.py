@@ -1,24 +1,31 @@
 """``/networks/...``: cocoon's bridge networks in dockerd's terms.
 
-A cocoon container joins one network, chosen when it is made; ``connect``
-to that network gives it more names (aliases: compose's service names),
-anything else is refused. What dockerd keeps and cocoon's networks do not
-(labels, creation time) is kept beside them in ``<state>/service``.
+A cocoon container may be on several networks, a card in its VM for each:
+``connect`` and ``disconnect`` change what its next boot attaches (``connect``
+answers 409 while it runs: QEMU cannot add a card; ``disconnect`` cuts a
+running VM's card off); ``connect`` to a network it is on gives it more
+names there (aliases: compose's service names). What
+dockerd keeps and cocoon's networks do not (labels, creation time) is kept
+beside them in ``<state>/service``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cocoon import paths
 from cocoon.container import manager
+from cocoon.container.network import default_network
+from cocoon.container.options import RunOptions
 from cocoon.container.spec import check_hostname
-from cocoon.errors import InvalidArgument, InvalidState, NotFound, Unsupported
+from cocoon.errors import InvalidArgument, NotFound, Unsupported
 from cocoon.files import write_atomic
 from cocoon.network import ipam
 from cocoon.service.http import Request
@@ -142,27 +149,48 @@ def delete(req: Request) -> None:
 
 
 def connect(req: Request) -> None:
-    """Give the container more names on its own network (aliases)."""
+    """Put a container on one more network, or give it more names on one it is on."""
     body = req.json_object()
     net = lookup(req.match["id"])
     rec = find(str(body.get("Container") or ""))
-    if rec.settings.network.network != net.name:
-        raise Unsupported(
-            f"cocoon containers join one network, chosen when made: {rec.name} is on "
-            f"{rec.settings.network.network or rec.settings.network.mode}, not {net.name}"
-        )
     aliases = (body.get("EndpointConfig") or {}).get("Aliases") or []
-    set_aliases(rec.id, aliases)
+    if net.name in rec.settings.network.networks():
+        set_aliases(rec.id, aliases, net.name)
+    else:
+        manager.connect(rec.id, net.name, _names(aliases))
 
 
-def set_aliases(container_id: str, aliases: Any) -> None:
+def _names(aliases: Any) -> list[str]:
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise InvalidArgument("Aliases must be a list of names")
-    current = manager.get(container_id)
     for alias in aliases:
         check_hostname(alias)
-    lease_aliases = _aliases_of(current.id, current.settings.network.network)
-    ipam.set_aliases(current.id, [*lease_aliases, *aliases])
+    return aliases
+
+
+def set_aliases(container_id: str, aliases: Any, network: str) -> None:
+    """More names for the container on ``network``, beside those it has there."""
+    names = _names(aliases)
+    current = manager.get(container_id)
+    ipam.set_aliases(current.id, [*_aliases_of(current.id, network), *names], network)
+
+
+def endpoints(
+    opts: RunOptions, configs: Mapping[str, list[str]]
+) -> tuple[RunOptions, dict[str, list[str]]]:
+    """A create's ``EndpointsConfig``: the networks past its ``NetworkMode`` join
+    ``opts.more_networks``; the aliases on each, by cocoon's network names."""
+    first = opts.network or default_network()
+
+    def name(key: str) -> str:
+        if key in ("default", "bridge") and opts.network is None:
+            return first  # Docker's default network, whichever is cocoon's here
+        return key if key in ("none", "user") else lookup(key).name
+
+    named = {name(key): aliases for key, aliases in configs.items()}
+    more = [n for n in named if n != first and n not in opts.more_networks]
+    opts = dataclasses.replace(opts, more_networks=[*opts.more_networks, *more])
+    return opts, {n: aliases for n, aliases in named.items() if aliases}
 
 
 def _aliases_of(container_id: str, network: str | None) -> list[str]:
@@ -180,17 +208,11 @@ def aliases(container_id: str, network: str | None) -> list[str]:
 
 
 def disconnect(req: Request) -> None:
-    """Refused: a VM's one network card stays. Compose never asks it of a project
-    on its default network (the short id among the aliases tells it so)."""
+    """Take a container off a network: its next boot has no card there."""
     body = req.json_object()
     net = lookup(req.match["id"])
     rec = find(str(body.get("Container") or ""))
-    if rec.settings.network.network != net.name:
-        raise InvalidState(f"container {rec.id} is not connected to the network {net.name}")
-    raise Unsupported(
-        f"cocoon does not serve disconnecting {rec.name} from {net.name}: a cocoon "
-        "container's VM has one network card, fixed when the container is made"
-    )
+    manager.disconnect(rec.id, net.name)
 
 
 def prune(req: Request) -> dict[str, list[str]]:
@@ -208,4 +230,4 @@ def prune(req: Request) -> dict[str, list[str]]:
     return {"NetworksDeleted": gone}
 
 
-__all__ = ["aliases", "lookup", "network_id", "set_aliases", "view"]
+__all__ = ["aliases", "endpoints", "lookup", "network_id", "set_aliases", "view"]

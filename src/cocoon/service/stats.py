@@ -47,16 +47,19 @@ def _cpu(c: stats.Counters | None) -> dict[str, Any]:
 
 
 def _networks(rec: Record) -> dict[str, Any] | None:
-    """The TAP's counters, turned round: what it received, the container sent."""
+    """Each TAP's counters, turned round: what it received, the container's card sent."""
     if rec.settings.network.mode != "bridge":
         return None
-    counts = netdev.traffic(tap_name(rec.id))
-    if counts is None or len(counts) < 12:
-        return None
-    rx, tx = counts[:8], counts[8:]
-    return {"eth0": {"rx_bytes": tx[0], "rx_packets": tx[1], "rx_errors": tx[2],
-                     "rx_dropped": tx[3], "tx_bytes": rx[0], "tx_packets": rx[1],
-                     "tx_errors": rx[2], "tx_dropped": rx[3]}}  # fmt: skip
+    cards = {}
+    for index in range(len(rec.settings.network.networks())):
+        counts = netdev.traffic(tap_name(rec.id, index))
+        if counts is None or len(counts) < 12:
+            continue
+        rx, tx = counts[:8], counts[8:]
+        cards[f"eth{index}"] = {"rx_bytes": tx[0], "rx_packets": tx[1], "rx_errors": tx[2],
+                                "rx_dropped": tx[3], "tx_bytes": rx[0], "tx_packets": rx[1],
+                                "tx_errors": rx[2], "tx_dropped": rx[3]}  # fmt: skip
+    return cards or None
 
 
 def view(

@@ -90,6 +90,8 @@ class MachineSpec:
     disks: list[Disk] = field(default_factory=list)
     shares: list[SharedFolder] = field(default_factory=list)
     net: Tap | UserNet | Unplugged | None = None
+    # Cards after ``net`` (a container on several networks), the guest's eth1, eth2, ...
+    more_nets: tuple[Tap | Unplugged, ...] = ()
     agent_socket: Path | None = None  # a listening unix socket the VMM connects to
     control_socket: Path | None = None  # where the VMM serves its control protocol
     console: Path | None = None  # where the guest console goes; None = the VMM's stdout
@@ -136,6 +138,11 @@ class Machine(Protocol):
 
     def set_cpu_quota(self, cpus: float) -> None:
         """Cap the running VM at ``cpus`` CPUs of host time, at most its vCPUs."""
+        ...
+
+    def set_link(self, index: int, up: bool) -> None:
+        """Card ``index`` (0 = ``net``, then ``more_nets``): the guest sees its carrier
+        come or go (cards themselves cannot be added or removed while the VM runs)."""
         ...
 
     def pause(self) -> None: ...

@@ -60,13 +60,25 @@ def _option(value: str) -> str:
     return value.replace(",", ",,")
 
 
-def _netdev(net: Tap | UserNet) -> str:
+def _netdev(net: Tap | UserNet, index: int) -> str:
     if isinstance(net, Tap):
-        return f"tap,id=n0,fd={net.fd}"
+        return f"tap,id=n{index},fd={net.fd}"
     forwards = "".join(
         f",hostfwd={f.protocol}:{f.host_ip}:{f.host_port}-:{f.guest_port}" for f in net.forwards
     )
-    return f"user,id=n0,net={net.subnet}{forwards}"
+    return f"user,id=n{index},net={net.subnet}{forwards}"
+
+
+def _nics(spec: MachineSpec) -> list[Tap | UserNet | Unplugged]:
+    return [] if spec.net is None else [spec.net, *spec.more_nets]
+
+
+def _nic_args(net: Tap | UserNet | Unplugged, index: int) -> list[str]:
+    """One network card; the guest names them eth0, eth1, ... in this order."""
+    if isinstance(net, Unplugged):
+        return ["-device", f"virtio-net-device,mac={net.mac}"]
+    return ["-netdev", _netdev(net, index),
+            "-device", f"virtio-net-device,netdev=n{index},mac={net.mac}"]  # fmt: skip
 
 
 def _memory(spec: MachineSpec) -> list[str]:
@@ -98,12 +110,14 @@ _FIXED_DEVICES = 2
 
 
 def _check_slots(spec: MachineSpec) -> None:
-    own = _FIXED_DEVICES + (spec.agent_socket is not None) + (spec.net is not None)
-    if len(spec.disks) + len(spec.shares) + own > MMIO_SLOTS:
+    own = _FIXED_DEVICES + (spec.agent_socket is not None)
+    nics = len(_nics(spec))
+    if len(spec.disks) + len(spec.shares) + nics + own > MMIO_SLOTS:
         raise InvalidArgument(
-            f"too many disks and shared folders: QEMU's microvm has {MMIO_SLOTS} device "
-            f"slots, which leaves room for {MMIO_SLOTS - own} (the root included) beside "
-            "this VM's other devices"
+            f"too many disks, shared folders and networks: QEMU's microvm has {MMIO_SLOTS} "
+            f"device slots, which leaves room for {MMIO_SLOTS - own} (the root disk and "
+            f"each network's card included; this VM asks for {len(spec.disks)} disks, "
+            f"{len(spec.shares)} shared folders, {nics} networks)"
         )
 
 
@@ -164,11 +178,8 @@ def command(spec: MachineSpec) -> list[str]:
             "-chardev", f"socket,id=agent,path={_option(str(spec.agent_socket))}",
             "-device", "virtserialport,chardev=agent,name=cocoon.agent",
         ]  # fmt: skip
-    if isinstance(spec.net, Unplugged):
-        argv += ["-device", f"virtio-net-device,mac={spec.net.mac}"]
-    elif spec.net is not None:
-        argv += ["-netdev", _netdev(spec.net),
-                 "-device", f"virtio-net-device,netdev=n0,mac={spec.net.mac}"]  # fmt: skip
+    for index, net in enumerate(_nics(spec)):
+        argv += _nic_args(net, index)
     argv += ["-device", "virtio-rng-device"]
     # Free page reporting: the guest hands pages it frees back to QEMU, which
     # discards them, so memory a container used once returns to the host.
@@ -201,7 +212,7 @@ class QemuMachine:
         argv = command(self.spec)
         if self.spec.restore is not None and self.spec.control_socket is None:
             raise InvalidArgument("restoring a VM needs its control socket")
-        fds = tuple(n.fd for n in (self.spec.net,) if isinstance(n, Tap))
+        fds = tuple(n.fd for n in _nics(self.spec) if isinstance(n, Tap))
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -326,6 +337,12 @@ class QemuMachine:
                 f"while it runs, never grow (more takes effect at its next start)"
             )
         self._qmp("balloon", value=memory_mib << 20)
+
+    def set_link(self, index: int, up: bool) -> None:
+        if not 0 <= index < len(_nics(self.spec)):
+            raise InvalidArgument(f"the VM has no network card {index}")
+        # The netdev's name: QEMU carries the link state over to its card.
+        self._qmp("set_link", name=f"n{index}", up=up)
 
     def set_cpu_quota(self, cpus: float) -> None:
         if cpus > self.spec.cpus:

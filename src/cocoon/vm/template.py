@@ -74,8 +74,15 @@ log = Logger(__name__)
 
 PARKED = b"cocoon-template-parked"
 BUILD_TIMEOUT = 120.0  # a cold boot under emulation on a loaded host
-# The template's network card; each clone's agent sets the container's own.
-TEMPLATE_MAC = "02:00:00:00:00:01"
+
+
+def template_mac(index: int) -> str:
+    """The template's card ``index`` (0 = eth0), each its own; a clone's agent
+    sets the container's own addresses."""
+    return f"02:00:00:00:00:{index + 1:02x}"
+
+
+TEMPLATE_MAC = template_mac(0)
 QCOW2_MAGIC = b"QFI\xfb"
 KEEP = 8  # templates kept, the most recently used
 RETRY_AFTER = 600.0  # seconds before a shape whose build failed is tried again
@@ -175,6 +182,9 @@ def shape(spec: MachineSpec) -> dict[str, object]:
         "shares": [s.tag for s in spec.shares],
         "nic": spec.net is not None,
         "params": spec.params,
+        # Only when there are more cards: a one-card shape keeps its old key
+        # (and its template) from before containers had several networks.
+        **({"more_nics": len(spec.more_nets)} if spec.more_nets else {}),
     }
 
 
@@ -195,7 +205,9 @@ def why_not(spec: MachineSpec, wanted: bool = True) -> str | None:
         return f"a disk larger than a template's disk slot ({SLOT_BYTES >> 40} TiB)"
     if spec.memory_file is not None or spec.restore is not None:
         return "the VM already has a memory image"
-    if not (isinstance(spec.net, Tap | UserNet) or spec.net is None):
+    if not (isinstance(spec.net, Tap | UserNet) or spec.net is None) or not all(
+        isinstance(n, Tap) for n in spec.more_nets
+    ):
         return "a network card without a backend"
     return unavailable()
 
@@ -271,7 +283,8 @@ def build(spec: MachineSpec, where: Path) -> None:
             spec,
             disks=disks,
             shares=shares,
-            net=None if spec.net is None else Unplugged(TEMPLATE_MAC),
+            net=None if spec.net is None else Unplugged(template_mac(0)),
+            more_nets=tuple(Unplugged(template_mac(i + 1)) for i in range(len(spec.more_nets))),
             agent_socket=sockets / "agent.sock",
             control_socket=sockets / "vmm.sock",
             console=where / "console.log",
@@ -381,7 +394,8 @@ def prepare(spec: MachineSpec, wanted: bool = True) -> MachineSpec:
         except CocoonError as e:
             reason = f"no template ({e})"
         else:
-            log.debug("starting from memory template %s", template.path.name)
+            cards = f" ({1 + len(spec.more_nets)} network cards)" if spec.more_nets else ""
+            log.debug("starting from memory template %s%s", template.path.name, cards)
             return clone(spec, template)
     log.debug("cold boot: %s", reason)
     return spec
