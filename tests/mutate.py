@@ -329,6 +329,20 @@ MUTATIONS = [
         "        hit = None\n",
         (BUILD + "test_second_build_is_all_cache_and_a_context_change_misses",),
     ),
+    Mutation(
+        "a silent build guest is not watched",
+        "src/cocoon/builder/vm.py",
+        "        self._watchdog = Watchdog(self.channel, self.machine.kill).start()\n",
+        "        self._watchdog = None\n",
+        (BUILD + "test_a_frozen_build_guest_fails_the_step_and_leaves_nothing",),
+    ),
+    Mutation(
+        "more mounts than device slots are found only at boot",
+        "src/cocoon/container/volumes.py",
+        "        _check_room(mounts, net)\n",
+        "",
+        ("tests/integration/test_mounts.py::test_as_many_mounts_as_the_vm_has_slots",),
+    ),
 ]
 
 

@@ -131,7 +131,7 @@ def create(
     rootfs = image_disk(store, img)
     if disk_size is not None:
         check_disk_size(rootfs, disk_size)
-    volumes.check(list(opts.mounts), rootfs)
+    volumes.check(list(opts.mounts), rootfs, net=network.has_nic(opts.network))
     timings["prepare"] = time.monotonic() - t0
 
     rec = records.create(

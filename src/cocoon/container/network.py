@@ -49,6 +49,12 @@ def default_network() -> str:
     return ipam.DEFAULT if netdev.can_admin() else "user"
 
 
+def has_nic(network: str | None) -> bool:
+    """Whether a container asking for ``network`` (None: the default) gets a
+    network card: every mode but none."""
+    return (network or default_network()) != "none"
+
+
 def _host_dns() -> list[str]:
     """The host's IPv4 name servers, except loopback ones a VM cannot reach."""
     servers = []

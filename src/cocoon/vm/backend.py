@@ -12,4 +12,12 @@ def create(spec: MachineSpec) -> Machine:
     return QemuMachine(spec)
 
 
-__all__ = ["create"]
+def room(*, net: bool) -> int:
+    """How many disks and shared folders (the root included) a container's
+    VM, which has an agent port, can have; ``net``: it has a network card."""
+    from cocoon.vm.qemu import room
+
+    return room(agent=True, net=net)
+
+
+__all__ = ["create", "room"]

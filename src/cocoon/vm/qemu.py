@@ -97,12 +97,19 @@ MMIO_SLOTS = 8
 _FIXED_DEVICES = 2
 
 
+def room(*, agent: bool, net: bool) -> int:
+    """How many disks and shared folders together (the root included) fit
+    beside the VM's other devices: its agent port and network card, if it
+    has them, and the RNG and balloon it always has."""
+    return MMIO_SLOTS - _FIXED_DEVICES - agent - net
+
+
 def _check_slots(spec: MachineSpec) -> None:
-    own = _FIXED_DEVICES + (spec.agent_socket is not None) + (spec.net is not None)
-    if len(spec.disks) + len(spec.shares) + own > MMIO_SLOTS:
+    free = room(agent=spec.agent_socket is not None, net=spec.net is not None)
+    if len(spec.disks) + len(spec.shares) > free:
         raise InvalidArgument(
             f"too many disks and shared folders: QEMU's microvm has {MMIO_SLOTS} device "
-            f"slots, which leaves room for {MMIO_SLOTS - own} (the root included) beside "
+            f"slots, which leaves room for {free} (the root included) beside "
             "this VM's other devices"
         )
 
