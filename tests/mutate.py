@@ -358,6 +358,20 @@ MUTATIONS = [
         "            pass\n",
         (MULTI + "test_connect_and_disconnect_change_a_created_containers_next_boot",),
     ),
+    Mutation(
+        "a silent build guest is not watched",
+        "src/cocoon/builder/vm.py",
+        "        self._watchdog = Watchdog(self.channel, self.machine.kill).start()\n",
+        "        self._watchdog = None\n",
+        (BUILD + "test_a_frozen_build_guest_fails_the_step_and_leaves_nothing",),
+    ),
+    Mutation(
+        "more mounts than device slots are found only at boot",
+        "src/cocoon/container/volumes.py",
+        "        _check_room(mounts, nics)\n",
+        "",
+        ("tests/integration/test_mounts.py::test_as_many_mounts_as_the_vm_has_slots",),
+    ),
 ]
 
 

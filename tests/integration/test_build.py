@@ -463,3 +463,53 @@ def test_copy_into_a_folder_or_a_link_to_one_that_the_image_has(cc, busybox, tmp
     assert out["usr/bin/tool.sh"][4] == b"t\n" and out["usr/bin"][0] == tarfile.DIRTYPE
     assert out["opt/real/other.sh"][4] == b"o\n" and out["opt/link"][0] == tarfile.SYMTYPE
     assert out["new-name"][4] == b"p\n"
+
+
+def _started_build(cc, base: str, tmp_path: Path, *args: str) -> subprocess.Popen:
+    """A build whose RUN step has printed ``started`` and then sleeps."""
+    root = context(tmp_path, f"FROM {base}\nRUN echo started; sleep 600\n")
+    build = cc.popen("build", "--progress", "plain", *args, str(root), stderr=subprocess.PIPE)
+    for line in build.stderr:
+        if line == b"started\n":
+            return build
+    build.kill()
+    raise AssertionError(f"the RUN step never started: {build.wait()}")
+
+
+def test_a_frozen_build_guest_fails_the_step_and_leaves_nothing(cc, busybox, tmp_path):
+    from cocoon.agent.keepalive import DEAD_AFTER, SILENT
+    from cocoon.vm.qmp import Qmp
+
+    before = ok(cc("image", "ls", "-q"))
+    build = _started_build(cc, busybox, tmp_path, "-t", "localhost/frozen:1")
+    try:
+        (sock,) = (cc.state / "build").glob("vm-*/vmm.sock")
+        with Qmp(sock) as qmp:  # its vCPUs stop, as a hung guest kernel's do
+            qmp.execute("stop")
+        _, err = build.communicate(timeout=DEAD_AFTER + 60)
+        err = err.decode()
+        assert build.returncode == 125, err
+    finally:
+        if build.poll() is None:
+            build.kill()
+    assert f"cocoon: Dockerfile:2: RUN echo started; sleep 600: {SILENT}" in err, err
+    assert not cc.vms()
+    assert ok(cc("image", "ls", "-q")) == before
+    no_build_leftovers(cc)
+
+
+def test_an_interrupted_build_exits_130_and_leaves_nothing(cc, busybox, tmp_path):
+    import signal
+
+    before = ok(cc("image", "ls", "-q"))
+    build = _started_build(cc, busybox, tmp_path, "-t", "localhost/interrupted:1")
+    try:
+        build.send_signal(signal.SIGINT)  # what Ctrl-C sends cocoon (the VM has its own session)
+        _, err = build.communicate(timeout=120)
+        assert build.returncode == 128 + signal.SIGINT, err.decode()
+    finally:
+        if build.poll() is None:
+            build.kill()
+    assert not cc.vms()
+    assert ok(cc("image", "ls", "-q")) == before
+    no_build_leftovers(cc)

@@ -61,6 +61,10 @@ def check_copies(cc, ref: str, tmp_path) -> None:
     os.chmod(src / "deep" / "er" / "f", 0o604)
     ok(cc("cp", str(src / "deep"), f"{ref}:/srv"))
     ok(cc("cp", str(src / "deep" / "er" / "f"), f"{ref}:/srv/single"))
+    owned = src / "owned"  # -a keeps the host's owners going in
+    owned.write_text("owned\n")
+    os.chown(owned, 1234, 1235)
+    ok(cc("cp", "-a", str(owned), f"{ref}:/srv/owned"))
     stream = io.BytesIO()
     with tarfile.open(fileobj=stream, mode="w") as tar:
         info = tarfile.TarInfo("streamed")
@@ -75,6 +79,10 @@ def check_copies(cc, ref: str, tmp_path) -> None:
         assert members["srv/deep/er/f"].mode == 0o604 and members["srv/deep/er/f"].uid == 0
         assert tar.extractfile(members["srv/single"]).read() == b"from the host\n"
         assert members["srv/streamed"].uid == 1000
+        assert (members["srv/owned"].uid, members["srv/owned"].gid) == (1234, 1235)
+    with tarfile.open(fileobj=io.BytesIO(ok(cc("cp", "-a", f"{ref}:/srv/app.txt", "-")))) as tar:
+        (member,) = tar.getmembers()  # -a with a stream out: the tar as it is
+        assert (member.name, member.uid, member.mode) == ("app.txt", 1000, 0o640)
 
     missing = cc("cp", f"{ref}:/no/such", str(out))
     assert missing.returncode == 125 and missing.stderr.count(b"\n") == 1

@@ -6,12 +6,25 @@ containers and asks them many questions with exec.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from oci import busybox_layer
-from vm_fixtures import ok, remove_containers
+from oci import busybox_layer, write_layout
+from procs import monitors_of, vms_of
+from vm_fixtures import BUSYBOX, Cocoon, ok, remove_containers
+
+import cocoon as cocoon_pkg
 
 pytestmark = pytest.mark.vm
 
@@ -106,9 +119,11 @@ def test_bind_mounts_read_only_root_and_tmpfs(cc, image, tmp_path):
     assert "secret" not in seen and "cocoon" not in seen
 
     shown = json.loads(ok(cc("inspect", cid)))[0]
-    assert {"Type": "bind", "Source": str(shared), "Destination": "/ro", "RW": False} in (
-        shown["Mounts"]
-    )
+    at = {m["Destination"]: m for m in shown["Mounts"]}
+    assert at["/ro"] == {"Type": "bind", "Source": str(shared), "Destination": "/ro",
+                         "Mode": "ro", "RW": False, "Propagation": "rprivate"}  # fmt: skip
+    assert at["/long"] == {"Type": "tmpfs", "Source": "", "Destination": "/long",
+                           "Mode": "", "RW": True, "Propagation": ""}  # fmt: skip
     assert shown["HostConfig"]["ReadonlyRootfs"] is True
     ok(cc("rm", "-f", cid, timeout=LONG))
     assert (shared / "hello").read_text() == "v2\n"  # rm never touches a bind source
@@ -127,6 +142,26 @@ def test_bind_mounts_read_only_root_and_tmpfs(cc, image, tmp_path):
         (["--tmpfs", "/a:size=lots"], "size"),
         (["-v", "bad/name:/a"], "invalid volume name"),
         (["-v", "..:/a"], "invalid volume name"),
+        # Five disks and shares: a VM without a network card has slots for four.
+        (
+            [
+                "-v",
+                "/no/such/dir:/a",
+                "-v",
+                "/tmp:/b",
+                "-v",
+                "vt-slot:/c",
+                "-v",
+                "/d",
+                "--mount",
+                "type=volume,target=/e",
+                "--tmpfs",
+                "/f",
+                "--network",
+                "none",
+            ],
+            "too many bind mounts and volumes (5): a container's VM has device slots for 4",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_nothing(cc, image, args, message):
@@ -181,16 +216,36 @@ def test_anonymous_volumes_go_with_rm_v_and_run_rm(cc, image):
     assert set(_volumes(cc)) == before
 
 
+def test_as_many_mounts_as_the_vm_has_slots(cc, image, tmp_path):
+    """Three disks and shares fit beside a network card, four without one
+    (tmpfs mounts take no slot); one more is refused before anything is made."""
+    mounts = ["-v", f"{tmp_path}:/a", "-v", "vt-slots:/c", "-v", "/d", "--tmpfs", "/e"]
+    script = "echo x > /a/f && echo y > /c/f && echo z > /d/f && echo w > /e/f && echo fine"
+    assert ok(cc("run", "--rm", *mounts, "-v", f"{tmp_path}:/b", "--network", "none", image,
+                 "sh", "-c", script)) == "fine\n"  # fmt: skip
+    assert (tmp_path / "f").read_text() == "x\n"
+    before = _volumes(cc)
+    refused = cc("run", "--rm", *mounts, "-v", f"{tmp_path}:/b", "--network", "user", image, "true")
+    err = refused.stderr.decode()
+    assert refused.returncode == 125 and err.count("\n") == 1, err
+    assert "device slots for 3 (tmpfs mounts need none; --network none frees one)" in err, err
+    assert cc("ls", "-a", "-q").stdout == b""
+    assert _volumes(cc) == before
+
+
 def test_dir_volume_is_shared_by_running_containers(cc, image):
     ok(cc("volume", "create", "--opt", "type=dir", "vt-shared"))
     one = ok(cc("run", "-d", "-v", "vt-shared:/shared", image, "sleep", "600")).strip()
     two = ok(cc("run", "-d", "-v", "vt-shared:/shared", image, "sleep", "600")).strip()
     ok(sh(cc, one, "echo from-one > /shared/note"))
     assert ok(sh(cc, two, "cat /shared/note")) == "from-one\n"
-    shown = json.loads(ok(cc("inspect", two)))[0]["Mounts"]
-    assert [(m["Type"], m["Name"], m["Destination"], m["RW"]) for m in shown] == [
-        ("volume", "vt-shared", "/shared", True)
-    ]
+    (shown,) = json.loads(ok(cc("inspect", two)))[0]["Mounts"]
+    volume = json.loads(ok(cc("volume", "inspect", "vt-shared")))[0]
+    assert list(shown.items()) == [  # Docker's keys, in Docker's order
+        ("Type", "volume"), ("Name", "vt-shared"), ("Source", volume["mountpoint"]),
+        ("Destination", "/shared"), ("Driver", "local"), ("Mode", ""), ("RW", True),
+        ("Propagation", ""),
+    ]  # fmt: skip
 
 
 @as_root
@@ -204,3 +259,79 @@ def test_the_library_takes_the_same_mounts(cocoon, image, tmp_path):
     result = cocoon_lib.run(image, ["sh", "-c", script], mounts=mounts)
     assert result.stdout == b"from python\n"  # the tmpfs hides the image's /tmp files
     assert b"Read-only file system" in result.stderr
+
+
+class _Unprivileged(Cocoon):
+    """The cocoon command run as ``nobody``, with a state of its own."""
+
+    def __init__(self, env: dict[str, str], python: Path) -> None:
+        super().__init__(env)
+        self.python = python
+
+    def argv(self, *args: str) -> list[str]:
+        drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        return [*drop, str(self.python), "-m", "cocoon.cli.main", *args]
+
+
+@pytest.fixture
+def unprivileged(cocoon) -> Iterator[_Unprivileged]:
+    """cocoon as an unprivileged user (``nobody``): its own state, cache and
+    run folders, busybox loaded, no network (user-mode needs no root, but no
+    test needs one); its VMs and folders go after the test.
+
+    Its interpreter is a venv of the system's Python, whose path any user can
+    reach (the test's may live in root's home), over this one's packages."""
+    system = Path("/usr/bin/python3")
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    found = subprocess.run([system, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    if found.stdout.strip() != here:
+        pytest.skip(f"no system Python {here} to run cocoon as another user")
+    top = Path(tempfile.mkdtemp(prefix="cocoon-nobody-", dir="/tmp"))
+    top.chmod(0o755)
+    try:
+        subprocess.run([system, "-m", "venv", "--without-pip", top / "py"], check=True)
+        paths = {
+            str(Path(cocoon_pkg.__file__).parents[1]),
+            *(sysconfig.get_paths()[k] for k in ("purelib", "platlib")),
+        }
+        site = top / "py" / "lib" / f"python{here}" / "site-packages"
+        (site / "cocoon-tests.pth").write_text("".join(f"{p}\n" for p in sorted(paths)))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("COCOON_", "XDG_"))}
+        env.update(HOME=str(top), COCOON_STATE_DIR=str(top / "state"),
+                   COCOON_RUN_DIR=str(top / "run"), COCOON_CACHE_DIR=str(top / "cache"),
+                   COCOON_NETWORK="none", COCOON_AGENT=os.environ["COCOON_AGENT"])  # fmt: skip
+        write_layout(top / "layout", [busybox_layer()], ref=BUSYBOX)
+        subprocess.run(["chown", "-R", "nobody:nogroup", top], check=True)
+        user = _Unprivileged(env, top / "py" / "bin" / "python")
+        ok(user("image", "load", str(top / "layout")))
+        yield user
+    finally:
+        state = top / "state"
+        for pid in vms_of(state) + monitors_of(state):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@as_root
+def test_without_root_a_bind_mount_and_a_dir_volume_work(unprivileged):
+    """The 9p modes that need no privilege: ``none`` for a bind mount (files are
+    the user's, a chown inside fails), ``mapped-xattr`` for a dir volume (a
+    chown inside holds, kept in extended attributes)."""
+    nobody = pwd.getpwnam("nobody")
+    share = unprivileged.state.parent / "share"
+    share.mkdir()
+    os.chown(share, nobody.pw_uid, nobody.pw_gid)
+    ok(unprivileged("volume", "create", "--opt", "type=dir", "shared"))
+    script = ("id -u; echo hi > /data/f; mkdir /data/d; chown 1000 /data/f || echo refused; "
+              "echo v > /vol/f; chown 1000:1000 /vol/f; stat -c '%u:%g' /vol/f")  # fmt: skip
+    out = ok(unprivileged("run", "--rm", "-v", f"{share}:/data", "-v", "shared:/vol",
+                          BUSYBOX, "sh", "-c", script))  # fmt: skip
+    assert out.split() == ["0", "refused", "1000:1000"], out
+    for made in (share / "f", share / "d"):  # the user's files on the host
+        assert (made.stat().st_uid, made.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert (share / "f").read_text() == "hi\n"
+    again = unprivileged("run", "--rm", "-v", "shared:/vol", BUSYBOX, "stat", "-c", "%u", "/vol/f")
+    assert ok(again) == "1000\n"  # the owner set inside outlived its container
+    assert not unprivileged.vms()

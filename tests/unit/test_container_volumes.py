@@ -38,7 +38,9 @@ def test_plan_entries_become_mount_fields():
 
 def test_inspect_view_has_dockers_shape():
     shown = view([BindMount("/srv", "/data", readonly=True), TmpfsMount("/run")])
-    assert shown == [
-        {"Type": "bind", "Destination": "/data", "Source": "/srv", "RW": False},
-        {"Type": "tmpfs", "Destination": "/run", "Source": "", "RW": True},
-    ]
+    assert [list(entry.items()) for entry in shown] == [  # Docker's keys, in its order
+        [("Type", "bind"), ("Source", "/srv"), ("Destination", "/data"), ("Mode", "ro"),
+         ("RW", False), ("Propagation", "rprivate")],
+        [("Type", "tmpfs"), ("Source", ""), ("Destination", "/run"), ("Mode", ""), ("RW", True),
+         ("Propagation", "")],
+    ]  # fmt: skip

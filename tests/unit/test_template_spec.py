@@ -149,7 +149,7 @@ def test_each_network_is_a_card_of_its_own_and_counts_against_the_slots(spec, tm
     assert cards == ["virtio-net-device,netdev=n0,mac=02:42:0a:51:00:02",
                      "virtio-net-device,netdev=n1,mac=02:42:0a:52:00:02"]  # fmt: skip
     spec.more_nets += tuple(Tap(7 + i, f"02:42:0a:53:00:0{i}") for i in range(3))
-    with pytest.raises(InvalidArgument, match=r"8 device slots.*5 networks"):
+    with pytest.raises(InvalidArgument, match=r"8 device slots.*5 network cards"):
         qemu.command(spec)
 
 

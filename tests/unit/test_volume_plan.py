@@ -68,8 +68,13 @@ def test_machine_mounts(tmp_path, store):
         [f"type=bind,src={tmp_path}/conf/app.ini,dst=/etc/app.ini,ro"],
         ["/run:size=1m,noexec"],
     )
+    slots = plan.devices(flags, store=store)  # known at create, before db exists
     mounts = plan.prepare(flags, CID, "one", store=store)
     got = plan.machine_mounts(mounts, CID, lambda cid: False, store=store)
+    assert slots == plan.devices(mounts, store=store) == len(got.disks) + len(got.shares) == 4
+    # Each anonymous volume is a disk of its own; a dir volume is a share per mount.
+    twice = from_flags(["/a", "/b", "web:/w1", "web:/w2", "db:/d1", "db:/d2"], [], [])
+    assert plan.devices(twice, store=store) == 5
     root = os.geteuid() == 0
     bind, vol = ("passthrough", "passthrough") if root else ("none", "mapped-xattr")
     # One disk for two mounts of db, read-write as one of them is.

@@ -238,7 +238,7 @@ class Builder:
         hit = None if self.opts.no_cache else self.cache.get(key)
         self.progress.step(label, instr.text, cached=hit is not None)
         if hit is None:
-            layer, created = runner.make(work), rfc3339(time.time())
+            layer, created = self._make(runner, work, instr), rfc3339(time.time())
             self.cache.put(key, layer, created)
         else:
             layer, created = hit
@@ -250,6 +250,18 @@ class Builder:
             return
         result.layers.append(layer)
         result.history.append(_history(created_by, created))
+
+    def _make(
+        self, runner: _Runner, work: Callable[[BuildVM, list[int]], None], instr: Instruction
+    ) -> Layer:
+        """``runner.make(work)``; a VM that fails under it (it would not boot,
+        went silent, stopped) fails the build naming the step."""
+        try:
+            return runner.make(work)
+        except BuildFailed:
+            raise  # names its step already
+        except ExternalError as e:
+            raise ExternalError(f"{self.filename}:{instr.line}: {instr.text}: {e}") from e
 
     def _run(
         self, vm: BuildVM, stack: list[int], instr: Instruction, argv: list[str], state: StageState

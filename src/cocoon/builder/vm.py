@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cocoon import paths
+from cocoon.agent.keepalive import Watchdog
 from cocoon.agent.listener import Listener
 from cocoon.agent.protocol import GuestConfig, GuestMount, MountKind, Msg, TarOp
 from cocoon.agent.session import ExitStatus, Process
@@ -104,6 +105,7 @@ class BuildVM:
         self._proc = 0
         self.machine: vms.Machine | None = None
         self.listener: Listener | None = None
+        self._watchdog: Watchdog | None = None
         try:
             self._boot(store, base, network, cpus, memory_mib)
         except BaseException:
@@ -162,6 +164,10 @@ class BuildVM:
             self.channel.wait_ready(BOOT_TIMEOUT)
         except ExternalError as e:
             raise ExternalError(f"build VM: {e}: {self.machine.last_words()}") from e
+        # A build guest that halts or hangs says nothing more, as a
+        # container's would: the watchdog kills its VM, and the step waiting
+        # on the channel ends with the watchdog's reason (``channel.lost``).
+        self._watchdog = Watchdog(self.channel, self.machine.kill).start()
 
     # -- steps ---------------------------------------------------------------
 
@@ -265,6 +271,8 @@ class BuildVM:
 
     def close(self) -> None:
         """Stop the VM (the guest powers off when the port closes) and remove its files."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self.machine is not None:
             with contextlib.suppress(Exception):
                 self.channel.send(Msg.SHUTDOWN, 0)

@@ -131,7 +131,8 @@ def create(
     rootfs = image_disk(store, img)
     if disk_size is not None:
         check_disk_size(rootfs, disk_size)
-    volumes.check(list(opts.mounts), rootfs)
+    nics = network.nic_count(opts.network, opts.more_networks)
+    volumes.check(list(opts.mounts), rootfs, nics=nics)
     timings["prepare"] = time.monotonic() - t0
 
     rec = records.create(

@@ -70,6 +70,12 @@ def default_network() -> str:
     return ipam.DEFAULT if netdev.can_admin() else "user"
 
 
+def nic_count(network: str | None, more: Sequence[str] = ()) -> int:
+    """How many network cards a container asking for ``network`` (None: the
+    default) and ``more`` networks gets: one each, none for mode none."""
+    return 0 if (network or default_network()) == "none" else 1 + len(more)
+
+
 def _host_dns() -> list[str]:
     """The host's IPv4 name servers, except loopback ones a VM cannot reach."""
     servers = []

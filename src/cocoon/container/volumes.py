@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from cocoon import tools
 from cocoon.container import liveness
 from cocoon.container.record import Record
-from cocoon.errors import ExternalError, NotFound
+from cocoon.errors import ExternalError, InvalidArgument, NotFound
 from cocoon.vm import machine as vms
 from cocoon.volume.mounts import (
     BindMount,
@@ -37,12 +37,28 @@ if TYPE_CHECKING:
     from cocoon.agent.protocol import GuestMount
 
 
-def check(mounts: list[Mount], rootfs: Path) -> None:
+def check(mounts: list[Mount], rootfs: Path, *, nics: int) -> None:
     """Refuse what cannot work, before anything is made: one mount per target,
-    and each mount's type fitting what the image has at its target."""
+    each mount's type fitting what the image has at its target, and no more
+    disks and shares than the VM (beside ``nics`` network cards) has room for."""
     check_targets(mounts)
     if mounts:
         check_image_paths(mounts, functools.partial(image_kind, rootfs))
+        _check_room(mounts, nics)
+
+
+def _check_room(mounts: list[Mount], nics: int) -> None:
+    from cocoon.vm import backend
+    from cocoon.volume import plan
+
+    free = backend.room(nics=nics) - 1  # the root disk
+    needed = plan.devices(mounts)
+    if needed > free:
+        hint = "; each network less frees one" if nics else ""
+        raise InvalidArgument(
+            f"too many bind mounts and volumes ({needed}): a container's VM has device "
+            f"slots for {free} (tmpfs mounts need none{hint})"
+        )
 
 
 def image_kind(rootfs: Path, path: str) -> str | None:
@@ -151,24 +167,34 @@ def forget(rec: Record, *, remove_volumes: bool) -> list[str]:
 
 
 def view(mounts: list[Mount]) -> list[dict[str, Any]]:
-    """Docker's shape of ``inspect``'s Mounts."""
+    """Docker's shape of ``inspect``'s Mounts, its keys in Docker's order."""
     shown = []
     for mount in mounts:
-        entry: dict[str, Any] = {"Type": kind(mount), "Destination": mount.target}
-        if isinstance(mount, BindMount):
-            entry["Source"] = mount.source
-        elif isinstance(mount, VolumeMount):
+        readonly = getattr(mount, "readonly", False)
+        entry: dict[str, Any] = {"Type": kind(mount)}
+        if isinstance(mount, VolumeMount):
             entry["Name"] = mount.name
-            entry["Source"] = ""
-            with contextlib.suppress(NotFound):  # removed with --force meanwhile
-                from cocoon.volume.store import VolumeStore
-
-                entry["Source"] = str(VolumeStore().get(mount.name or "").path)
-        else:
-            entry["Source"] = ""
-        entry["RW"] = not getattr(mount, "readonly", False)
+        entry["Source"] = _source(mount)
+        entry["Destination"] = mount.target
+        if isinstance(mount, VolumeMount):
+            entry["Driver"] = "local"  # what the Docker API calls cocoon's volumes
+        entry["Mode"] = "ro" if readonly else ""
+        entry["RW"] = not readonly
+        # A bind's mounts beneath stay on its side: Docker's default, rprivate.
+        entry["Propagation"] = "rprivate" if isinstance(mount, BindMount) else ""
         shown.append(entry)
     return shown
+
+
+def _source(mount: Mount) -> str:
+    if isinstance(mount, BindMount):
+        return mount.source
+    if isinstance(mount, VolumeMount):
+        with contextlib.suppress(NotFound):  # removed with --force meanwhile
+            from cocoon.volume.store import VolumeStore
+
+            return str(VolumeStore().get(mount.name or "").path)
+    return ""
 
 
 __all__ = [

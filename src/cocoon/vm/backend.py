@@ -12,4 +12,12 @@ def create(spec: MachineSpec) -> Machine:
     return QemuMachine(spec)
 
 
-__all__ = ["create"]
+def room(*, nics: int) -> int:
+    """How many disks and shared folders (the root included) a container's
+    VM, which has an agent port, can have beside ``nics`` network cards."""
+    from cocoon.vm.qemu import room
+
+    return room(agent=True, nics=nics)
+
+
+__all__ = ["create", "room"]

@@ -109,15 +109,22 @@ MMIO_SLOTS = 8
 _FIXED_DEVICES = 2
 
 
+def room(*, agent: bool, nics: int) -> int:
+    """How many disks and shared folders together (the root included) fit
+    beside the VM's other devices: its agent port, if it has one, its
+    network cards, and the RNG and balloon it always has."""
+    return MMIO_SLOTS - _FIXED_DEVICES - agent - nics
+
+
 def _check_slots(spec: MachineSpec) -> None:
-    own = _FIXED_DEVICES + (spec.agent_socket is not None)
     nics = len(_nics(spec))
-    if len(spec.disks) + len(spec.shares) + nics + own > MMIO_SLOTS:
+    free = room(agent=spec.agent_socket is not None, nics=nics)
+    if len(spec.disks) + len(spec.shares) > free:
         raise InvalidArgument(
             f"too many disks, shared folders and networks: QEMU's microvm has {MMIO_SLOTS} "
-            f"device slots, which leaves room for {MMIO_SLOTS - own} (the root disk and "
-            f"each network's card included; this VM asks for {len(spec.disks)} disks, "
-            f"{len(spec.shares)} shared folders, {nics} networks)"
+            f"device slots, which leaves room for {max(free, 0)} disks and shared folders (the root "
+            f"disk included) beside {nics} network cards (this VM asks for "
+            f"{len(spec.disks)} disks, {len(spec.shares)} shared folders)"
         )
 
 

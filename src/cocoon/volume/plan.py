@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cocoon.errors import InvalidArgument
+from cocoon.errors import InvalidArgument, NotFound
 from cocoon.volume.mounts import BindMount, Mount, TmpfsMount, VolumeMount
 from cocoon.volume.store import Active, VolumeStore
 
@@ -113,6 +113,32 @@ def prepare(
                 folder.rmdir()
         raise
     return resolved
+
+
+def devices(mounts: Sequence[Mount], *, store: VolumeStore | None = None) -> int:
+    """How many disks and shares :func:`machine_mounts` will give the VM for
+    ``mounts``, known before anything is made: a disk volume is one disk
+    however often it is mounted, a tmpfs needs none."""
+    store = store or VolumeStore()
+    disks: set[str | int] = set()
+    shares = 0
+    for number, mount in enumerate(mounts):
+        if isinstance(mount, BindMount):
+            shares += 1
+        elif isinstance(mount, VolumeMount):
+            if mount.name is not None and _driver(store, mount.name) == "dir":
+                shares += 1
+            else:  # an anonymous volume is a disk of its own
+                disks.add(number if mount.name is None else mount.name)
+    return len(disks) + shares
+
+
+def _driver(store: VolumeStore, name: str) -> str:
+    """A volume's driver; a missing one will be made with the default, a disk."""
+    try:
+        return store.get(name).driver
+    except NotFound:
+        return "disk"
 
 
 def machine_mounts(
