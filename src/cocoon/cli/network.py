@@ -1,4 +1,4 @@
-"""cocoon network: create, ls, inspect, rm; and teardown of what cocoon made."""
+"""cocoon network: create, ls, inspect, rm, prune; and teardown of what cocoon made."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     r = sub.add_parser("rm", help="Remove networks no container uses")
     r.add_argument("names", nargs="+", metavar="NAME")
     r.set_defaults(handler=_rm)
+    pr = sub.add_parser("prune", help="Remove networks no container is on")
+    pr.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    pr.set_defaults(handler=_prune)
     t = sub.add_parser(
         "teardown", help="Delete the bridges and NAT rules cocoon made here (none may be in use)"
     )
@@ -68,6 +71,18 @@ def _rm(args: argparse.Namespace) -> int:
 
     for name in args.names:
         delete(name)
+        print(name)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from cocoon.cli.system import confirm
+    from cocoon.container.record import exists
+    from cocoon.network.teardown import prune
+
+    if not args.force and not confirm(["all networks not used by a container"]):
+        return 0
+    for name in prune(exists):
         print(name)
     return 0
 

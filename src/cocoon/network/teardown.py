@@ -1,7 +1,12 @@
-"""Undo what cocoon made in this network namespace: one network, or all bridges and NAT."""
+"""Undo what cocoon made in this network namespace: one network, the unused ones,
+or all bridges and NAT."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
+from cocoon.errors import CocoonError
 from cocoon.network import ipam, nat, netdev
 
 
@@ -14,6 +19,21 @@ def delete(name: str) -> ipam.Network:
     return net
 
 
+def prune(exists: Callable[[str], bool]) -> list[str]:
+    """Delete every network but the default whose leases are all of containers that are
+    gone (``exists`` tells: this layer knows no containers); the names deleted."""
+    gone = []
+    for net in ipam.all_networks():
+        if net.name == ipam.DEFAULT or any(exists(lease["id"]) for lease in net.leases.values()):
+            continue
+        for lease in net.leases.values():
+            ipam.release(lease["id"])
+        with contextlib.suppress(CocoonError):  # a container joined it meanwhile
+            delete(net.name)
+            gone.append(net.name)
+    return gone
+
+
 def teardown() -> list[str]:
     """Remove cocoon's bridges and NAT table; the bridges' names."""
     removed = []
@@ -24,4 +44,4 @@ def teardown() -> list[str]:
     return removed
 
 
-__all__ = ["delete", "teardown"]
+__all__ = ["delete", "prune", "teardown"]

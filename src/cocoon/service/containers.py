@@ -94,10 +94,11 @@ class Containers:
         if not req.flag("size"):
             return [summary(r) for r in found]
         from cocoon.image.store import ImageStore
-        from cocoon.service import usage
+        from cocoon.system import container_size, image_sizes
 
-        sizes = usage.image_bytes(ImageStore().images())
-        return [usage.with_sizes(summary(r), r, sizes) for r in found]
+        sizes = image_sizes(ImageStore().images())
+        return [{**summary(r), "SizeRw": (use := container_size(r, sizes)).size,
+                 "SizeRootFs": use.root_size} for r in found]  # fmt: skip
 
     # -- running -------------------------------------------------------------------
 

@@ -156,16 +156,20 @@ def _created(image: Image) -> int:
         return 0
 
 
-def summary(image: Image) -> dict[str, Any]:
-    """One image as ``GET /images/json`` lists it."""
+def summary(image: Image, size: int | None = None) -> dict[str, Any]:
+    """One image as ``GET /images/json`` lists it; ``size``: its unpacked bytes, if known."""
+    if size is None:
+        from cocoon.rootfs.disks import image_size
+
+        size = image_size(image)
     return {
         "Id": image.id,
         "ParentId": "",
         "RepoTags": _tags(image),
         "RepoDigests": [],
         "Created": _created(image),
-        "Size": image.size,
-        "VirtualSize": image.size,
+        "Size": size,
+        "VirtualSize": size,
         "SharedSize": -1,
         "Labels": dict(image.config.labels),
         "Containers": -1,

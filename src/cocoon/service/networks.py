@@ -194,11 +194,10 @@ def disconnect(req: Request) -> None:
 
 
 def prune(req: Request) -> dict[str, list[str]]:
-    gone = []
-    for net in ipam.all_networks():
-        if net.name != ipam.DEFAULT and not net.leases:
-            ipam.remove(net.name)
-            gone.append(net.name)
+    from cocoon.container.record import exists
+    from cocoon.network.teardown import prune as remove_unused
+
+    gone = remove_unused(exists)
     if gone:
         with _lock:
             extras = _extras()
