@@ -134,10 +134,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--format", type=output.format_type, metavar="json|TEMPLATE",
                    help="one JSON object a line, or a Go template per event")  # fmt: skip
 
-    p = verb("update", "Change containers' memory and CPUs (live where the VM allows)", _update)
+    p = verb("update", "Change containers' memory, CPUs (live where the VM allows) and "
+             "restart policy", _update)  # fmt: skip
     p.add_argument("-m", "--memory", metavar="SIZE", help="memory; a running VM can only shrink")
     p.add_argument("--cpus", type=float, metavar="N",
                    help="CPUs; a running VM keeps its vCPUs, a fraction is a quota")  # fmt: skip
+    p.add_argument("--restart", metavar="POLICY",
+                   help="no, on-failure[:N], always, unless-stopped (from next exit)")  # fmt: skip
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     for name, help, handler in (("pause", "Freeze running containers' VMs", _pause),
@@ -432,7 +435,9 @@ def _events(args: argparse.Namespace) -> int:
 def _update(args: argparse.Namespace) -> int:
     from cocoon.container.update import update
 
-    return _each(args, lambda ref: update(ref, memory=args.memory, cpus=args.cpus))
+    return _each(
+        args, lambda ref: update(ref, memory=args.memory, cpus=args.cpus, policy=args.restart)
+    )
 
 
 def _rename(args: argparse.Namespace) -> int:

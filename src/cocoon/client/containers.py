@@ -118,12 +118,22 @@ class Container:
         manager.rename(self.id, name)
         self.reload()
 
-    def update(self, mem_limit: str | int | None = None, cpus: float | None = None) -> None:
+    def update(
+        self,
+        mem_limit: str | int | None = None,
+        cpus: float | None = None,
+        restart_policy: Mapping[str, Any] | None = None,
+    ) -> None:
         """New memory (``"512m"``) and CPUs: for the next start, and live where the VM
-        allows (memory down through the balloon, a CPU quota up to its vCPUs)."""
+        allows (memory down through the balloon, a CPU quota up to its vCPUs); a new
+        ``restart_policy`` (``{"Name": "on-failure", "MaximumRetryCount": 3}``) from the
+        next exit."""
+        from cocoon.container.restart import from_docker
         from cocoon.container.update import update
 
-        update(self.id, memory=None if mem_limit is None else str(mem_limit), cpus=cpus)
+        policy = None if restart_policy is None else from_docker(restart_policy) or "no"
+        update(self.id, memory=None if mem_limit is None else str(mem_limit), cpus=cpus,
+               policy=policy)  # fmt: skip
         self.reload()
 
     def top(self, ps_args: Sequence[str] = ()) -> dict[str, list[Any]]:
@@ -334,8 +344,9 @@ def _options(
     if isinstance(labels, Sequence) and not isinstance(labels, str):
         labels = dict.fromkeys(labels, "")
     if restart_policy:  # docker-py: {"Name": "on-failure", "MaximumRetryCount": 3}
-        name, count = restart_policy.get("Name", "no"), restart_policy.get("MaximumRetryCount")
-        rest["restart"] = f"{name}:{count}" if name == "on-failure" and count else str(name)
+        from cocoon.container.restart import from_docker
+
+        rest["restart"] = from_docker(restart_policy) or "no"
     try:
         return RunOptions(
             command=args,

@@ -27,7 +27,6 @@ def _not_served(why: str) -> Route:
     return answer
 
 
-_NO_UPDATE = _not_served("a container's memory and CPUs are its VM's, fixed when it boots")
 _NO_SEARCH = _not_served("cocoon does not search registries; pull an image by its name")
 
 
@@ -52,7 +51,7 @@ def routes() -> tuple[RouteEntry, ...]:
         route("POST", "/containers/{id}/attach", c.attach),
         route("GET", "/containers/{id}/logs", c.logs),
         route("POST", "/containers/{id}/resize", c.resize),
-        route("POST", "/containers/{id}/update", _NO_UPDATE),
+        route("POST", "/containers/{id}/update", c.update),
         route("POST", "/containers/{id}/pause", c.pause),
         route("POST", "/containers/{id}/unpause", c.unpause),
         route("POST", "/containers/{id}/rename", c.rename),

@@ -65,7 +65,7 @@ class Containers:
         from cocoon.image.store import ImageStore
 
         body = req.json_object()
-        image, opts = create.options(body, req.arg("name"))
+        image, opts = create.options(body, req.arg("name"), req.arg("platform"))
         names = create.aliases(body)
         store = ImageStore()
         try:
@@ -153,6 +153,13 @@ class Containers:
         if not name:
             raise InvalidArgument("bad parameter: name is required")
         manager.rename(find(req.match["id"]).id, name.lstrip("/"))
+
+    def update(self, req: Request) -> dict[str, Any]:
+        """Memory, CPUs and restart policy, through ``container.update`` as ``cocoon update``."""
+        from cocoon.container.update import update
+
+        update(find(req.match["id"]).id, **create.update(req.json_object()))
+        return {"Warnings": []}
 
     def export(self, req: Request) -> None:
         """The root filesystem as a tar (``docker export``), as ``cocoon export``."""
