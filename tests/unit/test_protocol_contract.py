@@ -13,6 +13,7 @@ from cocoon.agent.channel import MAX_EMPTY_FRAMES, Channel
 from cocoon.agent.protocol import (
     HEADER,
     MAX_PAYLOAD,
+    TAR_KEEP_KINDS,
     VERSION,
     ConfigField,
     Decoder,
@@ -22,6 +23,7 @@ from cocoon.agent.protocol import (
     MountFlag,
     MountKind,
     Msg,
+    TarOp,
     encode,
     encode_run,
     guest_text,
@@ -133,6 +135,9 @@ def test_encoders_produce_the_shared_vectors():
     assert vectors("run")["limits"] == ("ok", encode_run(limited))
     step = ProcessSpec(args=["sh"], env=[], root=("/b/2", "/b/1"))
     assert vectors("run")["root"][1][7:] in encode_run(step)  # after its ARG field
+    keep = ProcessSpec(args=["tar"], env=[], tar=(TarOp.EXTRACT, TAR_KEEP_KINDS, "/x"))
+    result, payload = vectors("run")["tar-extract-keep-kinds"]
+    assert result == "ok" and payload[8:] in encode_run(keep)  # after its ARG field
     assert vectors("config")["build"] == ("ok", GuestConfig(build=True).encode())
     assert vectors("frame")["config"] == ("ok", encode(Msg.CONFIG, 0, config.encode()))
 
