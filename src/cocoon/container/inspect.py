@@ -67,7 +67,7 @@ def view(rec: Record) -> dict[str, Any]:
             "NanoCpus": round((config.cpu_quota or config.cpus) * NANO),
             "Memory": config.memory_mib * MIB,
             "AutoRemove": rec.remove,
-            "RestartPolicy": _restart_policy(config.restart),
+            "RestartPolicy": restart.to_docker(config.restart),
             "NetworkMode": config.network.network or config.network.mode,
             "PortBindings": _bindings(config.network),
             "Dns": list(config.network.dns),
@@ -90,11 +90,6 @@ def view(rec: Record) -> dict[str, Any]:
             "ExitCode": rec.exit_code,  # None when it never exited on its own
         },
     }
-
-
-def _restart_policy(text: str) -> dict[str, Any]:
-    policy = restart.parse(text)
-    return {"Name": policy.name, "MaximumRetryCount": policy.max_retries or 0}
 
 
 def _port_key(container_port: int, protocol: str) -> str:

@@ -72,6 +72,12 @@ def from_docker(policy: Mapping[str, Any]) -> str | None:
     return str(parse(f"{name}:{count}" if name == "on-failure" and count else name))
 
 
+def to_docker(text: str) -> dict[str, Any]:
+    """``on-failure:3`` as Docker writes it (``inspect``'s HostConfig)."""
+    policy = parse(text)
+    return {"Name": policy.name, "MaximumRetryCount": policy.max_retries or 0}
+
+
 def delay(previous: float | None, ran_for: float) -> float:
     """The wait before the next attempt, from the last wait and how long the run lasted."""
     if previous is None or ran_for >= RESET_AFTER:
