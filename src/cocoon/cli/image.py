@@ -10,9 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cocoon.image.model import Image
     from cocoon.image.registry.progress import Reporter
-    from cocoon.image.store import ImageStore
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -286,20 +284,10 @@ def inspect_images(args: argparse.Namespace) -> int:
 
 
 def tag_image(args: argparse.Namespace) -> int:
-    from cocoon.image.model import Descriptor
     from cocoon.image.store import ImageStore
 
-    store = ImageStore()
-    image = store.resolve(args.source)
-    size = store.blob_path(image.digest).stat().st_size
-    store.tag(args.target, Descriptor(_media_type(store, image), image.digest, size))
+    ImageStore().tag_image(args.source, args.target)
     return 0
-
-
-def _media_type(store: ImageStore, image: Image) -> str:
-    """The media type of what the image's names point at (a manifest or an index)."""
-    entry = next((e for e in store.entries() if e.digest == image.digest), None)
-    return entry.media_type if entry is not None else image.manifest.media_type
 
 
 def remove_images(args: argparse.Namespace) -> int:

@@ -233,16 +233,12 @@ def inspect(req: Request) -> dict[str, Any]:
 
 
 def tag(req: Request) -> None:
-    from cocoon.image.model import Descriptor
-
     image = find(req.match["name"])
     repo = req.arg("repo") or ""
     if not repo:
         raise InvalidArgument("repository name is required")
     target = f"{repo}:{req.arg('tag')}" if req.arg("tag") else repo
-    store = ImageStore()
-    entry = next(e for e in store.entries() if e.digest == image.digest)
-    store.tag(target, Descriptor(entry.media_type, entry.digest, entry.size))
+    ImageStore().tag_image(image.id, target)
     req.handler.reply_empty(201)
 
 
