@@ -624,6 +624,12 @@ def test_sizes_disk_usage_and_prunes(service, docker, busybox, cocoon):
     assert rows["Containers"][:2] == ["1", "1"] and docker_bytes(
         rows["Containers"][2]
     ) == pytest.approx(own, rel=0.01)
+    # One image size for every face: the unpacked files, as docker images shows.
+    status, _, body = service.request("GET", "/images/json")
+    [listed] = [i["Size"] for i in json.loads(body) if busybox in i["RepoTags"]]
+    assert int(ok(docker("image", "inspect", "-f", "{{.Size}}", busybox))) == listed
+    [stored] = json.loads(ok(cocoon("image", "inspect", "--format", "json", busybox)))
+    assert listed > sum(layer["size"] for layer in stored["Layers"])  # more than gzip's
     ok(docker("image", "prune", "-f"))  # untagged images only: busybox stays
     assert ok(docker("images", "-q"))
     refused = docker("image", "prune", "-a", "-f")
