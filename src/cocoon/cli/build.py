@@ -119,7 +119,8 @@ def _build(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     from cocoon.builder.cache import LayerCache
-    from cocoon.cli.system import confirm, human
+    from cocoon.cli.output import size
+    from cocoon.cli.system import confirm
     from cocoon.image.store import ImageStore
 
     if not args.force and not confirm(["all build cache" if args.all else
@@ -128,5 +129,5 @@ def _prune(args: argparse.Namespace) -> int:
     cleared = LayerCache(ImageStore()).clear(everything=args.all)
     if cleared.keys:
         print("Deleted build cache objects:\n" + "\n".join(cleared.keys) + "\n")
-    print(f"Total reclaimed space: {human(cleared.reclaimed)}")
+    print(f"Total reclaimed space: {size(cleared.reclaimed, 4)}")
     return 0

@@ -120,17 +120,10 @@ def _age(created: str | None) -> str:
         return created
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}TB"
-
-
 def list_images(args: argparse.Namespace) -> int:
     from cocoon import filters
     from cocoon.cli.output import emit, emit_template, is_template
+    from cocoon.cli.output import size as output_size
     from cocoon.image import filters as image_filters
     from cocoon.image.store import ImageStore
     from cocoon.reference import Reference
@@ -166,7 +159,7 @@ def list_images(args: argparse.Namespace) -> int:
                     "created": image.config.created,
                     "age": _age(image.config.created),
                     "size": size,
-                    "size_human": _size(size),
+                    "size_human": output_size(size),
                     "digest": image.manifest_digest,
                 }
             )

@@ -105,3 +105,13 @@ def duration(seconds: float) -> str:
 def ago(stamp: float | None) -> str:
     """``stamp`` (seconds since the epoch) relative to now, for people; JSON keeps the stamp."""
     return "unknown" if stamp is None else f"{duration(time.time() - stamp)} ago"
+
+
+def size(n: float, digits: int = 3) -> str:
+    """Bytes as the docker CLI writes them: 1000-based, ``digits`` significant digits
+    (3 in ``images``, 4 in ``system df`` and prune's totals)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.{digits}g}{unit}"
+        n /= 1000
+    return f"{n:.{digits}g}TB"

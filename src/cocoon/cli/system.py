@@ -44,17 +44,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     pr.set_defaults(handler=_prune)
 
 
-def human(n: float) -> str:
-    """Sizes as docker system df writes them (1000-based, 3 significant digits)."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.4g}{unit}"
-        n /= 1000
-    return f"{n:.4g}TB"
-
-
 def _df(args: argparse.Namespace) -> int:
-    from cocoon.cli.output import emit
+    from cocoon.cli.output import emit, size
     from cocoon.system import disk_usage
 
     rows = []
@@ -62,7 +53,7 @@ def _df(args: argparse.Namespace) -> int:
         row = usage.to_json()
         if args.format != "json":
             share = f" ({100 * usage.reclaimable // usage.size}%)" if usage.size else ""
-            row.update(Size=human(usage.size), Reclaimable=human(usage.reclaimable) + share)
+            row.update(Size=size(usage.size, 4), Reclaimable=size(usage.reclaimable, 4) + share)
         rows.append(row)
     emit(args.format, rows, [("Type", "TYPE"), ("TotalCount", "TOTAL"), ("Active", "ACTIVE"),
                              ("Size", "SIZE"), ("Reclaimable", "RECLAIMABLE")])  # fmt: skip
@@ -79,6 +70,7 @@ def confirm(what: list[str]) -> bool:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    from cocoon.cli.output import size
     from cocoon.system import prune
 
     if not args.force:
@@ -97,7 +89,7 @@ def _prune(args: argparse.Namespace) -> int:
                            ("Deleted build cache objects", pruned.build_cache)):  # fmt: skip
         if items:
             print(f"{heading}:\n" + "\n".join(items) + "\n")
-    print(f"Total reclaimed space: {human(pruned.reclaimed)}")
+    print(f"Total reclaimed space: {size(pruned.reclaimed, 4)}")
     return 0
 
 
