@@ -677,6 +677,13 @@ def test_network_counters_and_one_network_card(cocoon, netns, busybox):
             net_io = ok(svc.docker("stats", "--no-stream", "--format", "{{.NetIO}}", "netted"))
             received, sent = (docker_bytes(x) for x in net_io.strip().split(" / "))
             assert received > 0 and sent > 0, net_io
+            # cocoon stats reads the same counters (one library function behind both).
+            argv = cocoon.argv("stats", "--no-stream", "--format", "json", "netted")
+            mine = subprocess.run(["ip", "netns", "exec", netns, *argv], env=svc.env,
+                                  capture_output=True)  # fmt: skip
+            [row] = json.loads(ok(mine))
+            assert row["network"]["rx_bytes"] >= 0.9 * received
+            assert row["network"]["tx_bytes"] >= 0.9 * sent
             [network] = json.loads(ok(svc.docker("inspect", "netted")))[0]["NetworkSettings"][
                 "Networks"
             ]

@@ -349,6 +349,8 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from cocoon.container import manager, stats
 
     refs = args.containers or [rec.id for rec in manager.containers()]
@@ -366,11 +368,15 @@ def _stats(args: argparse.Namespace) -> int:
                 "memory_total": s.memory_total,
                 "memory": f"{s.memory_used / MIB:.1f}MiB / {s.memory_total / MIB:.0f}MiB",
                 "memory_percent": round(100 * s.memory_used / max(s.memory_total, 1), 2),
+                "network": None if s.network is None else asdict(s.network),
+                "net": "--" if s.network is None else
+                       f"{output.size(s.network.rx_bytes)} / {output.size(s.network.tx_bytes)}",
             })  # fmt: skip
         if args.format == "json":
-            rows = [{k: v for k, v in r.items() if k not in ("cpu", "memory")} for r in rows]
+            rows = [{k: v for k, v in r.items() if k not in ("cpu", "memory", "net")} for r in rows]
         columns = [("id", "CONTAINER ID"), ("name", "NAME"), ("cpu", "CPU %"),
-                   ("memory", "MEM USAGE / LIMIT"), ("memory_percent", "MEM %")]  # fmt: skip
+                   ("memory", "MEM USAGE / LIMIT"), ("memory_percent", "MEM %"),
+                   ("net", "NET I/O")]  # fmt: skip
         output.emit(args.format, rows, columns)
         if args.no_stream:
             return 0

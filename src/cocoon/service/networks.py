@@ -133,8 +133,10 @@ def create(req: Request) -> dict[str, str]:
 
 
 def delete(req: Request) -> None:
+    from cocoon.network.teardown import delete as remove
+
     net = lookup(req.match["id"])
-    ipam.remove(net.name)
+    remove(net.name)  # as cocoon network rm: the bridge and its NAT rules go too
     with _lock:
         extras = _extras()
         if extras.pop(net.name, None) is not None:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 from cocoon.container import control, stats
-from cocoon.container.network import tap_name
 from cocoon.container.record import Record
 from cocoon.container.state import State
 from cocoon.errors import InvalidArgument, InvalidState, NotFound
-from cocoon.network import netdev
 from cocoon.service.http import Request
 from cocoon.service.lookup import find
 
@@ -47,16 +46,8 @@ def _cpu(c: stats.Counters | None) -> dict[str, Any]:
 
 
 def _networks(rec: Record) -> dict[str, Any] | None:
-    """The TAP's counters, turned round: what it received, the container sent."""
-    if rec.settings.network.mode != "bridge":
-        return None
-    counts = netdev.traffic(tap_name(rec.id))
-    if counts is None or len(counts) < 12:
-        return None
-    rx, tx = counts[:8], counts[8:]
-    return {"eth0": {"rx_bytes": tx[0], "rx_packets": tx[1], "rx_errors": tx[2],
-                     "rx_dropped": tx[3], "tx_bytes": rx[0], "tx_packets": rx[1],
-                     "tx_errors": rx[2], "tx_dropped": rx[3]}}  # fmt: skip
+    io = stats.network_io(rec)
+    return None if io is None else {"eth0": asdict(io)}
 
 
 def view(
