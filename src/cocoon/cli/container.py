@@ -14,8 +14,7 @@ from collections.abc import Callable
 from cocoon.cli import output
 from cocoon.cli.run import add_container_flags, add_habit_flags, create
 from cocoon.container.record import Record
-from cocoon.container.state import State
-from cocoon.stamps import rfc3339
+from cocoon.stamps import ago, rfc3339
 
 MIB = 1 << 20
 
@@ -213,6 +212,7 @@ def _ls(args: argparse.Namespace) -> int:
     from cocoon import filters
     from cocoon.container import filters as container_filters
     from cocoon.container import manager
+    from cocoon.container.inspect import status
 
     wanted = filters.parse(args.filter, container_filters.KEYS)
     found = manager.containers(all=args.all, filters=wanted)
@@ -230,9 +230,9 @@ def _ls(args: argparse.Namespace) -> int:
             "name": rec.name,
             "image": rec.image,
             "command": " ".join(rec.command),
-            "created": rfc3339(rec.created) if args.format == "json" else output.ago(rec.created),
+            "created": rfc3339(rec.created) if args.format == "json" else ago(rec.created),
             "state": rec.state.value,
-            "status": _status(rec, now),
+            "status": status(rec, now),
             "exit_code": rec.exit_code,
             "error": rec.error,
         }
@@ -255,6 +255,8 @@ PS_HEADINGS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
 
 
 def _ps_row(rec: Record, now: float) -> dict[str, object]:
+    from cocoon.container.inspect import status
+
     settings = rec.settings
     created = datetime.datetime.fromtimestamp(rec.created, datetime.UTC)
     return {
@@ -262,10 +264,10 @@ def _ps_row(rec: Record, now: float) -> dict[str, object]:
         "Image": rec.image,
         "Command": '"' + _clip(" ".join(rec.command), 20) + '"',
         "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
-        "RunningFor": output.ago(rec.created),
+        "RunningFor": ago(rec.created),
         "Ports": ", ".join(str(p) for p in settings.network.ports),
         "State": rec.state.value,
-        "Status": _status(rec, now),
+        "Status": status(rec, now),
         "Names": rec.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(settings.labels.items())),
         "Networks": settings.network.network or settings.network.mode,
@@ -276,22 +278,6 @@ def _ps_row(rec: Record, now: float) -> dict[str, object]:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _status(rec: Record, now: float) -> str:
-    if rec.state == State.RUNNING:
-        from cocoon.container import health, manager
-
-        up = f"Up {output.duration(now - (rec.started or now))}"
-        if manager.is_paused(rec):
-            return f"{up} (Paused)"
-        state = health.read(rec.id)
-        return f"{up} ({state['Status']})" if state else up
-    if rec.state == State.CREATED:
-        return "Created"
-    code = "?" if rec.exit_code is None else rec.exit_code
-    text = f"Exited ({code}) {output.ago(rec.finished or now)}"
-    return f"{text}: {rec.error}" if rec.error and rec.exit_code is None else text
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -110,7 +110,7 @@ def _add_prepare_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _age(created: str | None) -> str:
-    from cocoon.cli.output import ago
+    from cocoon.stamps import ago
 
     if not created:
         return "unknown"

@@ -251,10 +251,6 @@ def unpause(ref: str) -> Record:
     return rec
 
 
-def is_paused(rec: Record) -> bool:
-    return rec.state == State.RUNNING and control.paused(rec.id)
-
-
 def rename(ref: str, new_name: str) -> Record:
     """Give the container another name; its address keeps, its peers learn it on their next join."""
     rec = get(ref)

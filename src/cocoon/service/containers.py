@@ -311,16 +311,6 @@ def _stamp(stamp: float) -> bytes:
     return f"{whole}.{int(stamp % 1 * 1e9):09d}Z ".encode()
 
 
-def _status(rec: Record) -> str:
-    from cocoon.cli.output import ago, duration
-
-    if rec.state == State.RUNNING:
-        return f"Up {duration(time.time() - (rec.started or time.time()))}"
-    if rec.state == State.CREATED:
-        return "Created"
-    return f"Exited ({-1 if rec.exit_code is None else rec.exit_code}) {ago(rec.finished)}"
-
-
 def summary(rec: Record) -> dict[str, Any]:
     """One container as ``GET /containers/json`` lists it."""
     view = docker_inspect(rec)
@@ -340,7 +330,7 @@ def summary(rec: Record) -> dict[str, Any]:
         "Ports": ports,
         "Labels": view["Config"]["Labels"],
         "State": rec.state.value,
-        "Status": _status(rec),
+        "Status": details.status(rec, time.time()),
         "HostConfig": {"NetworkMode": view["HostConfig"]["NetworkMode"]},
         "NetworkSettings": {"Networks": view["NetworkSettings"]["Networks"]},
         "Mounts": [],
