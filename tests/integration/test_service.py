@@ -703,6 +703,7 @@ def test_pause_rename_and_export(docker, busybox, tmp_path):
     ok(docker("run", "-d", "--name", "frozen", busybox, "sleep", "600"))
     ok(docker("pause", "frozen"))
     assert ok(docker("inspect", "-f", "{{.State.Status}}", "frozen")).strip() == "paused"
+    assert ok(docker("ps", "--format", "{{.Status}}")).strip().endswith("(Paused)")
     again = docker("pause", "frozen")
     assert again.returncode == 1 and b"already paused" in again.stderr
     ok(docker("unpause", "frozen"))
