@@ -292,19 +292,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from cocoon.container import liveness, logs, manager
+    from cocoon.container import logs, manager
 
     rec = manager.get(args.container)
-    if args.follow:
-        entries = logs.follow(rec.id, args.tail, lambda: liveness.owner_alive(rec.id))
-    else:
-        entries = iter(logs.read(rec.id, args.tail))
     sinks = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
-    for entry in entries:
+    for entry in logs.shown(rec.id, tail=args.tail, keep_following=args.follow):
         sink = sinks[entry.stream]
         if args.timestamps:
-            stamp = datetime.datetime.fromtimestamp(entry.time, datetime.UTC)
-            sink.write(stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode())
+            sink.write(logs.stamp(entry.time))
         sink.write(entry.data)
         sink.flush()
     return 0

@@ -174,25 +174,18 @@ class Container:
 
         ``follow`` (default: ``stream``) keeps reading until the container stops.
         """
-        from cocoon.container import liveness, logs
+        from cocoon.container import logs
 
         if tail != "all" and (not isinstance(tail, int) or tail < 0):
             raise InvalidArgument(f"tail must be 'all' or a count, not {tail!r}")
         count = None if tail == "all" else int(tail)
         follow = stream if follow is None else follow
         wanted = {name for name, on in (("stdout", stdout), ("stderr", stderr)) if on}
-        if follow:
-            entries = logs.follow(self.id, count, lambda: liveness.owner_alive(self.id))
-        else:
-            entries = iter(logs.read(self.id, count))
+        entries = logs.shown(self.id, tail=count, keep_following=follow, streams=wanted)
 
         def chunks() -> Iterator[bytes]:
-            from cocoon.stamps import rfc3339
-
             for entry in entries:
-                if entry.stream in wanted:
-                    stamp = f"{rfc3339(entry.time)} ".encode() if timestamps else b""
-                    yield stamp + entry.data
+                yield (logs.stamp(entry.time) if timestamps else b"") + entry.data
 
         return chunks() if stream else b"".join(chunks())
 

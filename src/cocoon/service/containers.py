@@ -255,7 +255,7 @@ class Containers:
                 return
 
     def logs(self, req: Request) -> None:
-        from cocoon.container import liveness, logs
+        from cocoon.container import logs
 
         rec = find(req.match["id"])
         wanted = {n for n in ("stdout", "stderr") if req.flag(n)}
@@ -269,15 +269,11 @@ class Containers:
         since, until = params.seconds(req.arg("since")), params.seconds(req.arg("until"))
         stamps = req.flag("timestamps")
         encode = streams.encoder(rec.settings.process.tty is not None)
-        if req.flag("follow"):
-            entries = logs.follow(rec.id, tail, lambda: liveness.owner_alive(rec.id))
-        else:
-            entries = iter(logs.read(rec.id, tail))
+        entries = logs.shown(rec.id, tail=tail, keep_following=req.flag("follow"),
+                             streams=wanted, since=since, until=until or None)  # fmt: skip
         req.handler.start_stream(RAW_STREAM)
         for entry in entries:
-            if entry.stream not in wanted or entry.time < since or (until and entry.time > until):
-                continue
-            data = _stamp(entry.time) + entry.data if stamps else entry.data
+            data = logs.stamp(entry.time) + entry.data if stamps else entry.data
             which = streams.STDOUT if entry.stream == "stdout" else streams.STDERR
             req.handler.chunk(encode(which, data))
             req.handler.wfile.flush()
@@ -303,12 +299,6 @@ class Containers:
             process.resize(req.number("h", 24) or 24, req.number("w", 80) or 80)
         finally:
             process.channel.close()
-
-
-def _stamp(stamp: float) -> bytes:
-    """RFC 3339 with nanoseconds, as dockerd prefixes log lines."""
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp))
-    return f"{whole}.{int(stamp % 1 * 1e9):09d}Z ".encode()
 
 
 def summary(rec: Record) -> dict[str, Any]:
