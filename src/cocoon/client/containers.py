@@ -208,20 +208,13 @@ class Container:
         from cocoon.container.options import env_list
 
         args = command_list(cmd, "command") or []
-        rec = manager.get(self.id)
-        spec = manager.exec_spec(rec, args, env=env_list(environment), workdir=workdir,
-                                 user=user, interactive=stdin is not None)  # fmt: skip
-        process = manager.exec_start(rec.id, spec)
-        out, err = bytearray(), bytearray()
-        try:
-            if stdin is not None:
-                process.send_stdin(stdin)
-            status = process.relay(out.extend, err.extend if demux else out.extend)
-        finally:
-            process.channel.close()
+        status, out, err = manager.exec_run(self.id, args, stdin=stdin, merge=not demux,
+                                            env=env_list(environment), workdir=workdir,
+                                            user=user)  # fmt: skip
         if status.error:
-            (err if demux else out).extend(f"{status.error}\n".encode())
-        return ExecResult(status.code, (bytes(out), bytes(err)) if demux else bytes(out))
+            why = f"{status.error}\n".encode()
+            out, err = (out, err + why) if demux else (out + why, err)
+        return ExecResult(status.code, (out, err) if demux else out)
 
     def _reload_if_kept(self) -> None:
         try:
