@@ -13,6 +13,8 @@ from cocoon.network import ipam, nat, netdev
 def delete(name: str) -> ipam.Network:
     """Remove the unused network ``name``: its record, its bridge, its NAT rules."""
     net = ipam.remove(name)
+    if not netdev.exists(net.bridge):
+        return net  # never used here: no bridge, no NAT rule
     netdev.delete_bridge(net.bridge)
     left = [n for n in ipam.all_networks() if netdev.exists(n.bridge)]
     nat.apply([(n.bridge, n.subnet) for n in left])
