@@ -119,8 +119,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     from cocoon.builder.cache import LayerCache
-    from cocoon.cli.output import size
-    from cocoon.cli.system import confirm
+    from cocoon.cli.output import confirm, size
     from cocoon.image.store import ImageStore
 
     if not args.force and not confirm(["all build cache" if args.all else

@@ -76,7 +76,7 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from cocoon.cli.system import confirm
+    from cocoon.cli.output import confirm
     from cocoon.container.record import exists
     from cocoon.network.teardown import prune
 

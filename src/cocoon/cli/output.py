@@ -89,3 +89,10 @@ def size(n: float, digits: int = 3) -> str:
             return f"{n:.{digits}g}{unit}"
         n /= 1000
     return f"{n:.{digits}g}TB"
+
+
+def confirm(what: list[str]) -> bool:
+    """Docker's prune question: what goes, then yes or no from stdin."""
+    print("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
+          + "Are you sure you want to continue? [y/N] ", end="", flush=True)  # fmt: skip
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

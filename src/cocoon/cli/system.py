@@ -60,17 +60,8 @@ def _df(args: argparse.Namespace) -> int:
     return 0
 
 
-def confirm(what: list[str]) -> bool:
-    """Docker's prune question: what goes, then yes or no from stdin."""
-    import sys
-
-    print("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
-          + "Are you sure you want to continue? [y/N] ", end="", flush=True)  # fmt: skip
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-
 def _prune(args: argparse.Namespace) -> int:
-    from cocoon.cli.output import size
+    from cocoon.cli.output import confirm, size
     from cocoon.system import prune
 
     if not args.force:
