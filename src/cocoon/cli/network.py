@@ -76,11 +76,10 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from cocoon.cli.output import confirm
     from cocoon.container.record import exists
     from cocoon.network.teardown import prune
 
-    if not args.force and not confirm(["all networks not used by a container"]):
+    if not args.force and not output.confirm(["all networks not used by a container"]):
         return 0
     for name in prune(exists):
         print(name)
