@@ -294,7 +294,7 @@ child_main(const struct run_spec *spec, const struct child_fds *fds)
 			rc = tar_create(1, spec->tar_path, spec->tar_flags & TAR_ONE_FS);
 			break;
 		case TAR_EXTRACT:
-			rc = tar_extract(0, spec->tar_path);
+			rc = tar_extract(0, spec->tar_path, spec->tar_flags & TAR_KEEP_KINDS);
 			break;
 		case TAR_LAYER:
 			rc = tar_layer(1, spec->tar_path);

@@ -204,7 +204,8 @@ int run_spec_parse(const uint8_t *p, size_t n, struct run_spec *spec, char *err,
 				goto fail;
 			}
 			if (len < 3 || v[0] < TAR_CREATE || v[0] > TAR_ENTRY ||
-			    v[1] & ~(v[0] == TAR_CREATE ? TAR_ONE_FS : 0) || v[2] != '/' || memchr(v + 2, 0, len - 2)) {
+			    v[1] & ~(v[0] == TAR_CREATE ? TAR_ONE_FS : v[0] == TAR_EXTRACT ? TAR_KEEP_KINDS : 0) ||
+			    v[2] != '/' || memchr(v + 2, 0, len - 2)) {
 				snprintf(err, errlen, "RUN: invalid TAR field");
 				goto fail;
 			}

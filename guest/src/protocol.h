@@ -61,7 +61,8 @@ enum tar_op {
 	TAR_UNLAYER = 4, /* unpack the OCI layer tar on stdin as an overlay upper folder */
 	TAR_ENTRY = 5,   /* write a tar of path's own entry alone, its link followed */
 };
-#define TAR_ONE_FS 0x01 /* TAR_CREATE: do not descend into other filesystems */
+#define TAR_ONE_FS 0x01     /* TAR_CREATE: do not descend into other filesystems */
+#define TAR_KEEP_KINDS 0x02 /* TAR_EXTRACT: never replace a folder by a non-folder or the reverse */
 
 enum config_tag {
 	CFG_HOSTNAME = 0x01,

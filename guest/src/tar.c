@@ -681,13 +681,15 @@ static int next_entry(int in, struct entry *e)
 	}
 }
 
-static int read_archive(int in, const char *path, int overlay);
+static int read_archive(int in, const char *path, int overlay, int keep_kinds);
 
 struct reader {
 	int in;
 	int dest;           /* the folder entries land in */
+	const char *where;  /* its path, for messages */
 	const char *rename; /* replaces every entry's first component; NULL = keep */
 	int overlay;        /* an OCI layer becoming an overlay upper folder */
+	int keep_kinds;     /* TAR_KEEP_KINDS: a folder stays one, a non-folder too */
 };
 
 /* The entry's name under dest, renamed as asked; NULL if refused. */
@@ -830,6 +832,13 @@ static int extract_one(const struct reader *r, struct entry *e)
 	}
 	struct stat st;
 	int exists = fstatat(r->dest, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (exists && r->keep_kinds && (e->type == '5') != !!S_ISDIR(st.st_mode)) {
+		const char *sep = strcmp(r->where, "/") ? "/" : "";
+		dprintf(2, S_ISDIR(st.st_mode) ? "cannot overwrite directory \"%s%s%s\" with non-directory \"%s\"\n"
+					       : "cannot overwrite non-directory \"%s%s%s\" with directory \"%s\"\n",
+			r->where, sep, name, r->where);
+		return -1;
+	}
 	/* What is there is replaced, but a folder is merged into. */
 	if (exists && !(e->type == '5' && S_ISDIR(st.st_mode)) &&
 	    unlinkat(r->dest, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0) {
@@ -889,21 +898,27 @@ int tar_unlayer(int in, const char *path)
 		say("%s: %s", path, errno);
 		return -1;
 	}
-	return read_archive(in, path, 1);
+	return read_archive(in, path, 1, 0);
 }
 
-int tar_extract(int in, const char *path)
+int tar_extract(int in, const char *path, int keep_kinds)
 {
-	return read_archive(in, path, 0);
+	return read_archive(in, path, 0, keep_kinds);
 }
 
-static int read_archive(int in, const char *path, int overlay)
+static int read_archive(int in, const char *path, int overlay, int keep_kinds)
 {
-	struct reader r = {in, -1, NULL, overlay};
+	struct reader r = {in, -1, path, NULL, overlay, keep_kinds};
 	struct stat st;
 	char parent[NAME_MAX_LEN + 1];
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
 		r.dest = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		/* Named without the "/." that asks for a folder only. */
+		snprintf(parent, sizeof(parent), "%s", path);
+		size_t n = strlen(parent);
+		while (n > 1 && (parent[n - 1] == '/' || (parent[n - 1] == '.' && parent[n - 2] == '/')))
+			parent[--n] = '\0';
+		r.where = parent;
 	} else {
 		snprintf(parent, sizeof(parent), "%s", path);
 		char *slash = strrchr(parent, '/');
@@ -913,7 +928,8 @@ static int read_archive(int in, const char *path, int overlay)
 			return -1;
 		}
 		*slash = '\0';
-		r.dest = open(parent[0] ? parent : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r.where = parent[0] ? parent : "/";
+		r.dest = open(r.where, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
 	if (r.dest < 0) {
 		say("%s: %s", path, errno);

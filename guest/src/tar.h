@@ -22,9 +22,11 @@ int tar_create(int out, const char *path, int one_fs);
  * Unpacks the tar read from in at path: into it if it is a folder, else as
  * it (the first component of every entry becomes path's last). Entries
  * with a `..` component are refused; absolute names are taken as relative.
+ * With keep_kinds, an entry that would replace a folder by a non-folder or
+ * the reverse stops it, with dockerd's message (noOverwriteDirNonDir).
  * Returns 0, or -1 with a message on stderr.
  */
-int tar_extract(int in, const char *path);
+int tar_extract(int in, const char *path, int keep_kinds);
 
 /*
  * Writes a tar of path's own entry alone (a folder without its contents),

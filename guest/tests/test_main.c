@@ -464,10 +464,10 @@ static void test_tar(void)
 	snprintf(p, sizeof(p), "%s/out", tmp);
 	mkdir(p, 0755);
 	lseek(fd, 0, SEEK_SET);
-	CHECK(tar_extract(fd, p) == 0);
+	CHECK(tar_extract(fd, p, 0) == 0);
 	snprintf(p, sizeof(p), "%s/renamed", tmp);
 	lseek(fd, 0, SEEK_SET);
-	CHECK(tar_extract(fd, p) == 0);
+	CHECK(tar_extract(fd, p, 0) == 0);
 	close(fd);
 	struct stat st;
 	snprintf(p, sizeof(p), "%s/out/src/file", tmp);
@@ -479,6 +479,48 @@ static void test_tar(void)
 	char link[64] = "";
 	snprintf(p, sizeof(p), "%s/renamed/link", tmp);
 	CHECK(readlink(p, link, sizeof(link) - 1) > 0 && str_eq(link, "../../etc/passwd"));
+
+	/* TAR_KEEP_KINDS: a folder is not replaced by a file, nor a file by a folder,
+	 * and the refusal says so as dockerd does; without it both are replaced. */
+	snprintf(p, sizeof(p), "%s/clash", tmp);
+	mkdir(p, 0755);
+	snprintf(p, sizeof(p), "%s/clash/src", tmp);
+	write_text(p, "a file\n");
+	snprintf(p, sizeof(p), "%s/clash.tar", tmp);
+	int clash = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	snprintf(p, sizeof(p), "%s/clash/src", tmp);
+	CHECK(clash >= 0 && tar_create(clash, p, 0) == 0);
+	lseek(clash, 0, SEEK_SET);
+	snprintf(p, sizeof(p), "%s/said", tmp);
+	int said = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600), kept = dup(2);
+	dup2(said, 2);
+	snprintf(p, sizeof(p), "%s/out", tmp);
+	CHECK(tar_extract(clash, p, 1) < 0);
+	snprintf(p, sizeof(p), "%s/src.tar", tmp);
+	fd = open(p, O_RDONLY);
+	snprintf(p, sizeof(p), "%s/clash", tmp);
+	CHECK(fd >= 0 && tar_extract(fd, p, 1) < 0);
+	dup2(kept, 2);
+	close(kept);
+	close(said);
+	char want[1024];
+	snprintf(want, sizeof(want),
+		 "cannot overwrite directory \"%s/out/src\" with non-directory \"%s/out\"\n"
+		 "cannot overwrite non-directory \"%s/clash/src\" with directory \"%s/clash\"\n",
+		 tmp, tmp, tmp, tmp);
+	snprintf(p, sizeof(p), "%s/said", tmp);
+	CHECK(text_is(p, want));
+	snprintf(p, sizeof(p), "%s/out/src", tmp);
+	CHECK(stat(p, &st) == 0 && S_ISDIR(st.st_mode));
+	snprintf(p, sizeof(p), "%s/clash/src", tmp);
+	CHECK(text_is(p, "a file\n"));
+	lseek(fd, 0, SEEK_SET);
+	snprintf(p, sizeof(p), "%s/clash", tmp);
+	CHECK(tar_extract(fd, p, 0) == 0);
+	snprintf(p, sizeof(p), "%s/clash/src/file", tmp);
+	CHECK(text_is(p, "hello\n"));
+	close(fd);
+	close(clash);
 
 	/* copy-up: into an empty folder (lost+found aside), owners and modes kept. */
 	snprintf(p, sizeof(p), "%s/copy", tmp);
@@ -519,7 +561,7 @@ static void test_tar(void)
 	snprintf(p, sizeof(p), "%s/out", tmp);
 	int saved = dup(2), null = open("/dev/null", O_WRONLY);
 	dup2(null, 2); /* the refusal is said on stderr */
-	CHECK(tar_extract(fd, p) < 0);
+	CHECK(tar_extract(fd, p, 0) < 0);
 	dup2(saved, 2);
 	close(saved);
 	close(null);

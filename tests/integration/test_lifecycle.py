@@ -52,7 +52,7 @@ def test_detached_logs_exec_stop_rm(cc, busybox):
     assert shown.stdout.startswith(b"out1\nout2\nout3\n")
     assert shown.stderr.startswith(b"err1\nerr2\nerr3\n")
     stamped = cc("logs", "--timestamps", "web").stdout.decode().splitlines()[0]
-    assert re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z out1", stamped), stamped
+    assert re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z out1", stamped), stamped
 
     follow = cc.popen("logs", "-f", "web", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     seen = [follow.stdout.readline() for _ in range(6)]

@@ -69,10 +69,29 @@ def test_update_of_a_stopped_container_takes_effect_at_its_start(cc, busybox):
     assert ok(cc("start", "-a", cid)).strip() == "2"
 
 
+def test_update_restart_policy_applies_from_the_next_exit(cc, busybox):
+    cid = ok(cc("run", "-d", busybox, "sh", "-c", "echo run; sleep 5; exit 3")).strip()
+    ok(cc("update", "--restart", "on-failure:1", cid))
+    assert host_config(cc, cid)["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 1}
+
+    def runs() -> int:
+        return ok(cc("logs", cid)).split().count("run")
+
+    deadline = time.monotonic() + 120  # exits 3, restarted once, exits 3 again: stays down
+    while runs() < 2 or ok(cc("inspect", "-f", "{{.State.Status}}", cid)).strip() != "exited":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    time.sleep(1.5)
+    assert runs() == 2
+    removed = ok(cc("create", "--rm", busybox, "true")).strip()
+    one_line_125(cc("update", "--restart", "always", removed), "cannot restart")
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("update", "CID"), "--memory or --cpus"),
+        (("update", "CID"), "--memory, --cpus or --restart"),
+        (("update", "--restart", "sometimes", "CID"), "--restart 'sometimes'"),
         (("update", "--cpus", "0", "CID"), "--cpus"),
         (("update", "--memory", "1m", "CID"), "at least 64m"),
         (("update", "--memory", "lots", "CID"), "invalid size"),
@@ -148,6 +167,38 @@ def test_system_prune_removes_what_no_container_needs(private):
     assert "localhost/unused" not in listed and "localhost/busybox" in listed  # busy uses it
     assert usage(cc)["Local Volumes"]["TotalCount"] == 0
     assert ok(cc("ls", "-q")).strip()  # the running container was left alone
+
+
+def test_builder_prune_and_the_build_cache_in_system_df(private, tmp_path):
+    cc = private
+    root = tmp_path / "ctx"
+    root.mkdir()
+    (root / "Dockerfile").write_text("FROM localhost/busybox\nRUN echo 1 > /a\nRUN echo 2 > /b\n")
+    ok(cc("build", "-t", "localhost/built:1", str(root)))
+    cache = usage(cc)["Build Cache"]
+    # Both steps' layers, which the image holds: pruning them frees nothing.
+    assert (cache["TotalCount"], cache["Reclaimable"]) == (2, 0) and cache["Size"] > 0
+    asked = cc("builder", "prune", "-a", input=b"n\n")
+    assert asked.returncode == 0 and b"[y/N]" in asked.stdout
+    assert "Deleted" not in ok(cc("builder", "prune", "-f"))  # none is unheld
+    assert usage(cc)["Build Cache"]["TotalCount"] == 2
+    out = ok(cc("builder", "prune", "-a", "-f"))
+    assert "Deleted build cache objects" in out and "Total reclaimed space: 0B" in out
+    assert usage(cc)["Build Cache"]["TotalCount"] == 0
+    again = cc("build", "--progress", "plain", str(root))
+    assert again.returncode == 0 and b"(cached)" not in again.stderr  # built anew
+    ok(cc("image", "inspect", "localhost/built:1"))  # the image kept its layers
+
+
+def test_network_prune_keeps_networks_in_use(private):
+    cc = private
+    ok(cc("network", "create", "--subnet", "10.252.0.0/24", "held"))
+    ok(cc("network", "create", "--subnet", "10.253.0.0/24", "idle"))
+    ok(cc("create", "--name", "holder", "--network", "held", "localhost/busybox", "true"))
+    assert ok(cc("network", "prune", "-f")).split() == ["idle"]
+    ok(cc("rm", "holder"))
+    assert ok(cc("network", "prune", "-f")).split() == ["held"]
+    assert "held" not in ok(cc("network", "ls"))
 
 
 def event_lines(proc, n: int, timeout: float = 120) -> list[list[str]]:

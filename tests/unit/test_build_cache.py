@@ -60,3 +60,15 @@ def test_a_damaged_entry_is_a_miss(tmp_path):
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "k.json").write_text("{not json")
     assert cache.get("k") is None
+
+
+def test_clear_takes_the_entries_no_image_holds_and_frees_their_blobs(tmp_path):
+    store = ImageStore(tmp_path / "store")
+    cache = LayerCache(store, tmp_path / "cache")
+    layer = store_layer(store, lambda sink: sink(a_tar()))
+    cache.put("k", layer, "2026-01-01T00:00:00Z")
+    assert [e.key for e in cache.entries()] == ["k"]
+    cleared = cache.clear()
+    assert cleared.keys == ["k"] and cleared.reclaimed == layer.size
+    assert cache.entries() == [] and not store.has_blob(layer.digest)
+    assert cache.clear(everything=True).keys == []

@@ -13,6 +13,7 @@ from cocoon.agent.channel import MAX_EMPTY_FRAMES, Channel
 from cocoon.agent.protocol import (
     HEADER,
     MAX_PAYLOAD,
+    TAR_KEEP_KINDS,
     VERSION,
     ConfigField,
     Decoder,
@@ -22,6 +23,7 @@ from cocoon.agent.protocol import (
     MountFlag,
     MountKind,
     Msg,
+    TarOp,
     encode,
     encode_run,
     guest_text,
@@ -136,6 +138,9 @@ def test_encoders_produce_the_shared_vectors():
     nics = GuestConfig(nics=[("02:42:c0:a8:41:02", "192.168.65.2/24"),
                              ("02:42:c0:a8:42:03", "192.168.66.3/24")])  # fmt: skip
     assert vectors("config")["nics"] == ("ok", nics.encode())
+    keep = ProcessSpec(args=["tar"], env=[], tar=(TarOp.EXTRACT, TAR_KEEP_KINDS, "/x"))
+    result, payload = vectors("run")["tar-extract-keep-kinds"]
+    assert result == "ok" and payload[8:] in encode_run(keep)  # after its ARG field
     assert vectors("config")["build"] == ("ok", GuestConfig(build=True).encode())
     assert vectors("frame")["config"] == ("ok", encode(Msg.CONFIG, 0, config.encode()))
 

@@ -33,19 +33,43 @@ def test_create_body_becomes_run_options():
                 "NetworkMode": "default",
                 "ExtraHosts": ["db:10.0.0.5"],
                 "Dns": ["1.1.1.1"],
+                "DnsSearch": ["corp.example"],
+                "DnsOptions": ["ndots:2"],
+                "ShmSize": 64 << 20,
+                "Ulimits": [{"Name": "nofile", "Soft": 512, "Hard": 1024}],
+                "GroupAdd": ["wheel", "1234"],
                 "RestartPolicy": {"Name": "no"},
             },
         },
         "named",
+        "linux/amd64",
     )  # fmt: skip
     assert image == "busybox"
     assert (opts.entrypoint, opts.command) == ("sh", ["-c", "echo hi"])
     assert opts.env == ["A=1"] and opts.workdir == "/tmp" and opts.user == "1:2"
     assert opts.tty == create.DEFAULT_TTY and opts.interactive and opts.remove
     assert opts.publish == ["127.0.0.1:8080:80/tcp", "53/udp"]
-    assert (opts.memory, opts.cpus, opts.network) == (f"{256 << 20}b", 2, None)
+    assert (opts.memory, opts.cpus, opts.network) == (f"{256 << 20}b", 1.5, None)
+    assert (opts.dns_search, opts.dns_options) == (["corp.example"], ["ndots:2"])
+    assert opts.shm_size == str(64 << 20) and opts.platform == "linux/amd64"
+    assert list(opts.ulimits) == [("nofile", 512, 1024)] and list(opts.group_add) == [
+        "wheel",
+        "1234",
+    ]
     assert opts.add_hosts == ["db:10.0.0.5"] and opts.dns == ["1.1.1.1"]
     assert opts.labels == {"k": "v"} and opts.name == "named" and opts.pull == "never"
+
+
+def test_update_body_becomes_update_arguments():
+    # The docker CLI sends every resource field; only those set count.
+    body = {"Memory": 512 << 20, "CpuShares": 0, "CpusetCpus": "", "NanoCpus": 0,
+            "CpuQuota": 50_000, "CpuPeriod": 0,
+            "RestartPolicy": {"Name": "", "MaximumRetryCount": 0}}  # fmt: skip
+    assert create.update(body) == {"memory": f"{512 << 20}b", "cpus": 0.5, "policy": None}
+    policy = {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}}
+    assert create.update(policy)["policy"] == "on-failure:2"
+    with pytest.raises(Unsupported, match="BlkioWeight"):
+        create.update({"BlkioWeight": 300})
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,7 @@ class TarOp(enum.IntEnum):
 
 
 TAR_ONE_FS = 0x01  # CREATE: folders of other filesystems stay empty
+TAR_KEEP_KINDS = 0x02  # EXTRACT: never replace a folder by a non-folder or the reverse
 
 
 class ConfigField(enum.IntEnum):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cocoon import paths
@@ -25,6 +27,19 @@ def chain(parent: str, *parts: object) -> str:
     """The key of a step from its parent's and its own parts (JSON-able)."""
     doc = json.dumps([parent, *parts], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(doc.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    layer: Layer
+    created: str  # RFC 3339, when its step ran
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    keys: list[str]
+    reclaimed: int  # bytes of layer blobs freed
 
 
 class LayerCache:
@@ -48,6 +63,32 @@ class LayerCache:
         self.root.mkdir(parents=True, exist_ok=True)
         write_atomic(self._path(key), json.dumps({**layer.to_json(), "created": created}).encode())
 
+    def entries(self) -> list[Entry]:
+        """Every entry whose layer is still stored, oldest first."""
+        found = []
+        for path in self.root.glob("*.json"):
+            hit = self.get(path.stem)
+            if hit is not None:
+                found.append(Entry(path.stem, *hit))
+        return sorted(found, key=lambda e: e.created)
+
+    def clear(self, *, everything: bool = False) -> Cleared:
+        """Docker's ``builder prune``: the entries whose layer no stored image holds (with
+        ``everything``, all of them), then the blobs nothing else reaches any more."""
+        held = {layer.digest for image in self.store.images() for layer in image.layers}
+        doomed = [e for e in self.entries() if everything or e.layer.digest not in held]
+        self._remove(e.key for e in doomed)
+        self.prune()
+        # A build writing blobs now holds them: they go with a later collection.
+        gone = set(self.store.gc()) if doomed else set()
+        sizes = {e.layer.digest: e.layer.size for e in doomed if e.layer.digest in gone}
+        return Cleared([e.key for e in doomed], sum(sizes.values()))
+
+    def _remove(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                self._path(key).unlink()
+
     def prune(self) -> int:
         """Drop entries whose blob is gone; the count removed."""
         removed = 0
@@ -59,4 +100,4 @@ class LayerCache:
         return removed
 
 
-__all__ = ["LayerCache", "chain"]
+__all__ = ["Cleared", "Entry", "LayerCache", "chain"]

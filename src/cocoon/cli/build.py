@@ -33,6 +33,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
                    help="RUN steps' network: default (NAT), host (the same) or none")  # fmt: skip
     p.add_argument("context", metavar="CONTEXT", help="a folder, or - for a tar on stdin")
     p.set_defaults(handler=_build)
+    b = verbs.add_parser("builder", help="Manage the build cache")
+    sub = b.add_subparsers(dest="builder_verb", metavar="COMMAND", required=True)
+    pr = sub.add_parser("prune", help="Remove the build cache no image holds (-a: all of it)")
+    pr.add_argument("-a", "--all", action="store_true", help="remove all of the build cache")
+    pr.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    pr.set_defaults(handler=_prune)
 
 
 def _pairs(items: list[str], flag: str, *, environ: bool = False) -> dict[str, str]:
@@ -108,4 +114,19 @@ def _build(args: argparse.Namespace) -> int:
         names = ", ".join(image.references) or image.short_id
         sys.stderr.write(f"built {names}\n")
         print(image.id)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from cocoon.builder.cache import LayerCache
+    from cocoon.cli.output import confirm, size
+    from cocoon.image.store import ImageStore
+
+    if not args.force and not confirm(["all build cache" if args.all else
+                                       "the build cache no image holds"]):  # fmt: skip
+        return 0
+    cleared = LayerCache(ImageStore()).clear(everything=args.all)
+    if cleared.keys:
+        print("Deleted build cache objects:\n" + "\n".join(cleared.keys) + "\n")
+    print(f"Total reclaimed space: {size(cleared.reclaimed, 4)}")
     return 0

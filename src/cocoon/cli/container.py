@@ -14,8 +14,7 @@ from collections.abc import Callable
 from cocoon.cli import output
 from cocoon.cli.run import add_container_flags, add_habit_flags, create
 from cocoon.container.record import Record
-from cocoon.container.state import State
-from cocoon.stamps import rfc3339
+from cocoon.stamps import ago, rfc3339
 
 MIB = 1 << 20
 
@@ -134,10 +133,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--format", type=output.format_type, metavar="json|TEMPLATE",
                    help="one JSON object a line, or a Go template per event")  # fmt: skip
 
-    p = verb("update", "Change containers' memory and CPUs (live where the VM allows)", _update)
+    p = verb("update", "Change containers' memory, CPUs (live where the VM allows) and "
+             "restart policy", _update)  # fmt: skip
     p.add_argument("-m", "--memory", metavar="SIZE", help="memory; a running VM can only shrink")
     p.add_argument("--cpus", type=float, metavar="N",
                    help="CPUs; a running VM keeps its vCPUs, a fraction is a quota")  # fmt: skip
+    p.add_argument("--restart", metavar="POLICY",
+                   help="no, on-failure[:N], always, unless-stopped (from next exit)")  # fmt: skip
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     for name, help, handler in (("pause", "Freeze running containers' VMs", _pause),
@@ -210,6 +212,7 @@ def _ls(args: argparse.Namespace) -> int:
     from cocoon import filters
     from cocoon.container import filters as container_filters
     from cocoon.container import manager
+    from cocoon.container.inspect import status
 
     wanted = filters.parse(args.filter, container_filters.KEYS)
     found = manager.containers(all=args.all, filters=wanted)
@@ -227,9 +230,9 @@ def _ls(args: argparse.Namespace) -> int:
             "name": rec.name,
             "image": rec.image,
             "command": " ".join(rec.command),
-            "created": rfc3339(rec.created) if args.format == "json" else output.ago(rec.created),
+            "created": rfc3339(rec.created) if args.format == "json" else ago(rec.created),
             "state": rec.state.value,
-            "status": _status(rec, now),
+            "status": status(rec, now),
             "exit_code": rec.exit_code,
             "error": rec.error,
         }
@@ -252,6 +255,8 @@ PS_HEADINGS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
 
 
 def _ps_row(rec: Record, now: float) -> dict[str, object]:
+    from cocoon.container.inspect import status
+
     settings = rec.settings
     created = datetime.datetime.fromtimestamp(rec.created, datetime.UTC)
     return {
@@ -259,10 +264,10 @@ def _ps_row(rec: Record, now: float) -> dict[str, object]:
         "Image": rec.image,
         "Command": '"' + _clip(" ".join(rec.command), 20) + '"',
         "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
-        "RunningFor": output.ago(rec.created),
+        "RunningFor": ago(rec.created),
         "Ports": ", ".join(str(p) for p in settings.network.ports),
         "State": rec.state.value,
-        "Status": _status(rec, now),
+        "Status": status(rec, now),
         "Names": rec.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(settings.labels.items())),
         "Networks": ",".join(settings.network.networks()) or settings.network.mode,
@@ -273,22 +278,6 @@ def _ps_row(rec: Record, now: float) -> dict[str, object]:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _status(rec: Record, now: float) -> str:
-    if rec.state == State.RUNNING:
-        from cocoon.container import health, manager
-
-        up = f"Up {output.duration(now - (rec.started or now))}"
-        if manager.is_paused(rec):
-            return f"{up} (Paused)"
-        state = health.read(rec.id)
-        return f"{up} ({state['Status']})" if state else up
-    if rec.state == State.CREATED:
-        return "Created"
-    code = "?" if rec.exit_code is None else rec.exit_code
-    text = f"Exited ({code}) {output.ago(rec.finished or now)}"
-    return f"{text}: {rec.error}" if rec.error and rec.exit_code is None else text
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -303,19 +292,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from cocoon.container import liveness, logs, manager
+    from cocoon.container import logs, manager
 
     rec = manager.get(args.container)
-    if args.follow:
-        entries = logs.follow(rec.id, args.tail, lambda: liveness.owner_alive(rec.id))
-    else:
-        entries = iter(logs.read(rec.id, args.tail))
     sinks = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
-    for entry in entries:
+    for entry in logs.shown(rec.id, tail=args.tail, keep_following=args.follow):
         sink = sinks[entry.stream]
         if args.timestamps:
-            stamp = datetime.datetime.fromtimestamp(entry.time, datetime.UTC)
-            sink.write(stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode())
+            sink.write(logs.stamp(entry.time))
         sink.write(entry.data)
         sink.flush()
     return 0
@@ -346,6 +330,8 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from cocoon.container import manager, stats
 
     refs = args.containers or [rec.id for rec in manager.containers()]
@@ -363,11 +349,16 @@ def _stats(args: argparse.Namespace) -> int:
                 "memory_total": s.memory_total,
                 "memory": f"{s.memory_used / MIB:.1f}MiB / {s.memory_total / MIB:.0f}MiB",
                 "memory_percent": round(100 * s.memory_used / max(s.memory_total, 1), 2),
+                "network": {card: asdict(io) for card, io in s.network.items()} or None,
+                "net": "--" if not s.network else
+                       f"{output.size(sum(io.rx_bytes for io in s.network.values()))} / "
+                       f"{output.size(sum(io.tx_bytes for io in s.network.values()))}",
             })  # fmt: skip
         if args.format == "json":
-            rows = [{k: v for k, v in r.items() if k not in ("cpu", "memory")} for r in rows]
+            rows = [{k: v for k, v in r.items() if k not in ("cpu", "memory", "net")} for r in rows]
         columns = [("id", "CONTAINER ID"), ("name", "NAME"), ("cpu", "CPU %"),
-                   ("memory", "MEM USAGE / LIMIT"), ("memory_percent", "MEM %")]  # fmt: skip
+                   ("memory", "MEM USAGE / LIMIT"), ("memory_percent", "MEM %"),
+                   ("net", "NET I/O")]  # fmt: skip
         output.emit(args.format, rows, columns)
         if args.no_stream:
             return 0
@@ -432,7 +423,9 @@ def _events(args: argparse.Namespace) -> int:
 def _update(args: argparse.Namespace) -> int:
     from cocoon.container.update import update
 
-    return _each(args, lambda ref: update(ref, memory=args.memory, cpus=args.cpus))
+    return _each(
+        args, lambda ref: update(ref, memory=args.memory, cpus=args.cpus, policy=args.restart)
+    )
 
 
 def _rename(args: argparse.Namespace) -> int:

@@ -10,9 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cocoon.image.model import Image
     from cocoon.image.registry.progress import Reporter
-    from cocoon.image.store import ImageStore
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -112,7 +110,7 @@ def _add_prepare_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _age(created: str | None) -> str:
-    from cocoon.cli.output import ago
+    from cocoon.stamps import ago
 
     if not created:
         return "unknown"
@@ -122,17 +120,10 @@ def _age(created: str | None) -> str:
         return created
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}TB"
-
-
 def list_images(args: argparse.Namespace) -> int:
     from cocoon import filters
     from cocoon.cli.output import emit, emit_template, is_template
+    from cocoon.cli.output import size as output_size
     from cocoon.image import filters as image_filters
     from cocoon.image.store import ImageStore
     from cocoon.reference import Reference
@@ -168,7 +159,7 @@ def list_images(args: argparse.Namespace) -> int:
                     "created": image.config.created,
                     "age": _age(image.config.created),
                     "size": size,
-                    "size_human": _size(size),
+                    "size_human": output_size(size),
                     "digest": image.manifest_digest,
                 }
             )
@@ -286,20 +277,10 @@ def inspect_images(args: argparse.Namespace) -> int:
 
 
 def tag_image(args: argparse.Namespace) -> int:
-    from cocoon.image.model import Descriptor
     from cocoon.image.store import ImageStore
 
-    store = ImageStore()
-    image = store.resolve(args.source)
-    size = store.blob_path(image.digest).stat().st_size
-    store.tag(args.target, Descriptor(_media_type(store, image), image.digest, size))
+    ImageStore().tag_image(args.source, args.target)
     return 0
-
-
-def _media_type(store: ImageStore, image: Image) -> str:
-    """The media type of what the image's names point at (a manifest or an index)."""
-    entry = next((e for e in store.entries() if e.digest == image.digest), None)
-    return entry.media_type if entry is not None else image.manifest.media_type
 
 
 def remove_images(args: argparse.Namespace) -> int:

@@ -43,6 +43,7 @@ _IMAGE_VERBS = ("image", "pull", "push", "images", "rmi", "tag", "save", "load")
 _VERB_MODULES = {
     "run": "run",
     "build": "build",
+    "builder": "build",
     **dict.fromkeys(_CONTAINER_VERBS, "container"),
     **dict.fromkeys(_IMAGE_VERBS, "image"),
     **dict.fromkeys(("registry", "login", "logout"), "registry"),

@@ -1,4 +1,4 @@
-"""cocoon network: create, ls, inspect, rm, connect, disconnect; teardown of what cocoon made."""
+"""cocoon network: create, ls, inspect, rm, prune, connect, disconnect; and teardown."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     r = sub.add_parser("rm", help="Remove networks no container uses")
     r.add_argument("names", nargs="+", metavar="NAME")
     r.set_defaults(handler=_rm)
+    pr = sub.add_parser("prune", help="Remove networks no container is on")
+    pr.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    pr.set_defaults(handler=_prune)
     cn = sub.add_parser("connect", help="Put a container that is not running on one more network")
     cn.add_argument("--alias", action="append", default=[], metavar="NAME",
                     help="another name its peers on that network resolve")  # fmt: skip
@@ -95,6 +98,17 @@ def _disconnect(args: argparse.Namespace) -> int:
     from cocoon.container import manager
 
     manager.disconnect(args.container, args.network)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from cocoon.container.record import exists
+    from cocoon.network.teardown import prune
+
+    if not args.force and not output.confirm(["all networks not used by a container"]):
+        return 0
+    for name in prune(exists):
+        print(name)
     return 0
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -82,26 +81,18 @@ def emit_one(fmt: str, item: dict[str, Any]) -> None:
 
 
 # Docker's wording for a span of time: the largest unit that reads well.
-_UNITS = (("years", 86400 * 365), ("months", 86400 * 30), ("weeks", 86400 * 7),
-          ("days", 86400), ("hours", 3600), ("minutes", 60))  # fmt: skip
+def size(n: float, digits: int = 3) -> str:
+    """Bytes as the docker CLI writes them: 1000-based, ``digits`` significant digits
+    (3 in ``images``, 4 in ``system df`` and prune's totals)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.{digits}g}{unit}"
+        n /= 1000
+    return f"{n:.{digits}g}TB"
 
 
-def duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    if seconds < 120:
-        return "About a minute"
-    if 3600 <= seconds < 7200:
-        return "About an hour"
-    for unit, size in _UNITS:
-        if seconds >= 2 * size:
-            return f"{int(seconds // size)} {unit}"
-    return f"{int(seconds // 60)} minutes"
-
-
-def ago(stamp: float | None) -> str:
-    """``stamp`` (seconds since the epoch) relative to now, for people; JSON keeps the stamp."""
-    return "unknown" if stamp is None else f"{duration(time.time() - stamp)} ago"
+def confirm(what: list[str]) -> bool:
+    """Docker's prune question: what goes, then yes or no from stdin."""
+    print("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
+          + "Are you sure you want to continue? [y/N] ", end="", flush=True)  # fmt: skip
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

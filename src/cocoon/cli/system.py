@@ -29,7 +29,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     s.add_argument("--socket", help="default: /run/cocoon/docker.sock as root, "
                    "$XDG_RUNTIME_DIR/cocoon/docker.sock otherwise")  # fmt: skip
     s.set_defaults(handler=_service)
-    d = sub.add_parser("df", help="Show disk space used by images, containers and volumes")
+    d = sub.add_parser(
+        "df", help="Show disk space used by images, containers, volumes and the build cache"
+    )
     add_format_flag(d)
     d.set_defaults(handler=_df)
     pr = sub.add_parser("prune", help="Remove stopped containers, unused networks, "
@@ -42,25 +44,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
     pr.set_defaults(handler=_prune)
 
 
-def _human(n: float) -> str:
-    """Sizes as docker system df writes them (1000-based, 3 significant digits)."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.4g}{unit}"
-        n /= 1000
-    return f"{n:.4g}TB"
-
-
 def _df(args: argparse.Namespace) -> int:
-    from cocoon.cli.output import emit
-    from cocoon.container.system import disk_usage
+    from cocoon.cli.output import emit, size
+    from cocoon.system import disk_usage
 
     rows = []
-    for usage in disk_usage():
+    for usage in disk_usage().summary():
         row = usage.to_json()
         if args.format != "json":
             share = f" ({100 * usage.reclaimable // usage.size}%)" if usage.size else ""
-            row.update(Size=_human(usage.size), Reclaimable=_human(usage.reclaimable) + share)
+            row.update(Size=size(usage.size, 4), Reclaimable=size(usage.reclaimable, 4) + share)
         rows.append(row)
     emit(args.format, rows, [("Type", "TYPE"), ("TotalCount", "TOTAL"), ("Active", "ACTIVE"),
                              ("Size", "SIZE"), ("Reclaimable", "RECLAIMABLE")])  # fmt: skip
@@ -68,27 +61,26 @@ def _df(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    import sys
-
-    from cocoon.container.system import prune
+    from cocoon.cli.output import confirm, size
+    from cocoon.system import prune
 
     if not args.force:
         images = "all images without a container" if args.all else "all untagged images"
-        what = ["all stopped containers", "all networks not used by a container", images]
+        cache = "all build cache" if args.all else "build cache no image holds"
+        what = ["all stopped containers", "all networks not used by a container", images, cache]
         if args.volumes:
             what.append("all anonymous volumes not used by a container")
-        print("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
-              + "Are you sure you want to continue? [y/N] ", end="", flush=True)  # fmt: skip
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        if not confirm(what):
             return 0
     pruned = prune(all_images=args.all, volumes=args.volumes)
     for heading, items in (("Deleted Containers", pruned.containers),
                            ("Deleted Networks", pruned.networks),
                            ("Deleted Images", pruned.images),
-                           ("Deleted Volumes", pruned.volumes)):  # fmt: skip
+                           ("Deleted Volumes", pruned.volumes),
+                           ("Deleted build cache objects", pruned.build_cache)):  # fmt: skip
         if items:
             print(f"{heading}:\n" + "\n".join(items) + "\n")
-    print(f"Total reclaimed space: {_human(pruned.reclaimed)}")
+    print(f"Total reclaimed space: {size(pruned.reclaimed, 4)}")
     return 0
 
 

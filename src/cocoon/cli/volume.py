@@ -88,10 +88,10 @@ def _ls(args: argparse.Namespace) -> int:
         return 0
     rows = [_view(v) for v in volumes]
     if args.format == "table":
-        from cocoon.cli.image import _size
+        from cocoon.cli.output import size as output_size
 
         for row in rows:
-            row["size"] = "-" if row["size"] is None else _size(row["size"])
+            row["size"] = "-" if row["size"] is None else output_size(row["size"])
             row["containers"] = len(row["containers"])
     columns = [("name", "NAME"), ("driver", "DRIVER"), ("size", "SIZE"),
                ("containers", "CONTAINERS")]  # fmt: skip

@@ -118,12 +118,22 @@ class Container:
         manager.rename(self.id, name)
         self.reload()
 
-    def update(self, mem_limit: str | int | None = None, cpus: float | None = None) -> None:
+    def update(
+        self,
+        mem_limit: str | int | None = None,
+        cpus: float | None = None,
+        restart_policy: Mapping[str, Any] | None = None,
+    ) -> None:
         """New memory (``"512m"``) and CPUs: for the next start, and live where the VM
-        allows (memory down through the balloon, a CPU quota up to its vCPUs)."""
+        allows (memory down through the balloon, a CPU quota up to its vCPUs); a new
+        ``restart_policy`` (``{"Name": "on-failure", "MaximumRetryCount": 3}``) from the
+        next exit."""
+        from cocoon.container.restart import from_docker
         from cocoon.container.update import update
 
-        update(self.id, memory=None if mem_limit is None else str(mem_limit), cpus=cpus)
+        policy = None if restart_policy is None else from_docker(restart_policy) or "no"
+        update(self.id, memory=None if mem_limit is None else str(mem_limit), cpus=cpus,
+               policy=policy)  # fmt: skip
         self.reload()
 
     def top(self, ps_args: Sequence[str] = ()) -> dict[str, list[Any]]:
@@ -164,25 +174,18 @@ class Container:
 
         ``follow`` (default: ``stream``) keeps reading until the container stops.
         """
-        from cocoon.container import liveness, logs
+        from cocoon.container import logs
 
         if tail != "all" and (not isinstance(tail, int) or tail < 0):
             raise InvalidArgument(f"tail must be 'all' or a count, not {tail!r}")
         count = None if tail == "all" else int(tail)
         follow = stream if follow is None else follow
         wanted = {name for name, on in (("stdout", stdout), ("stderr", stderr)) if on}
-        if follow:
-            entries = logs.follow(self.id, count, lambda: liveness.owner_alive(self.id))
-        else:
-            entries = iter(logs.read(self.id, count))
+        entries = logs.shown(self.id, tail=count, keep_following=follow, streams=wanted)
 
         def chunks() -> Iterator[bytes]:
-            from cocoon.stamps import rfc3339
-
             for entry in entries:
-                if entry.stream in wanted:
-                    stamp = f"{rfc3339(entry.time)} ".encode() if timestamps else b""
-                    yield stamp + entry.data
+                yield (logs.stamp(entry.time) if timestamps else b"") + entry.data
 
         return chunks() if stream else b"".join(chunks())
 
@@ -205,20 +208,13 @@ class Container:
         from cocoon.container.options import env_list
 
         args = command_list(cmd, "command") or []
-        rec = manager.get(self.id)
-        spec = manager.exec_spec(rec, args, env=env_list(environment), workdir=workdir,
-                                 user=user, interactive=stdin is not None)  # fmt: skip
-        process = manager.exec_start(rec.id, spec)
-        out, err = bytearray(), bytearray()
-        try:
-            if stdin is not None:
-                process.send_stdin(stdin)
-            status = process.relay(out.extend, err.extend if demux else out.extend)
-        finally:
-            process.channel.close()
+        status, out, err = manager.exec_run(self.id, args, stdin=stdin, merge=not demux,
+                                            env=env_list(environment), workdir=workdir,
+                                            user=user)  # fmt: skip
         if status.error:
-            (err if demux else out).extend(f"{status.error}\n".encode())
-        return ExecResult(status.code, (bytes(out), bytes(err)) if demux else bytes(out))
+            why = f"{status.error}\n".encode()
+            out, err = (out, err + why) if demux else (out + why, err)
+        return ExecResult(status.code, (out, err) if demux else out)
 
     def _reload_if_kept(self) -> None:
         try:
@@ -334,8 +330,9 @@ def _options(
     if isinstance(labels, Sequence) and not isinstance(labels, str):
         labels = dict.fromkeys(labels, "")
     if restart_policy:  # docker-py: {"Name": "on-failure", "MaximumRetryCount": 3}
-        name, count = restart_policy.get("Name", "no"), restart_policy.get("MaximumRetryCount")
-        rest["restart"] = f"{name}:{count}" if name == "on-failure" and count else str(name)
+        from cocoon.container.restart import from_docker
+
+        rest["restart"] = from_docker(restart_policy) or "no"
     try:
         return RunOptions(
             command=args,

@@ -53,14 +53,8 @@ class Image:
 
     def tag(self, repository: str, tag: str | None = None) -> bool:
         """Name this image ``repository[:tag]`` too."""
-        from cocoon.image.model import Descriptor
-
         target = f"{repository}:{tag}" if tag else repository
-        digest = self.attrs["Digest"]
-        entry = next((e for e in self._store.entries() if e.digest == digest), None)
-        media_type = entry.media_type if entry is not None else self.attrs["MediaType"]
-        size = self._store.blob_path(digest).stat().st_size
-        self._store.tag(target, Descriptor(media_type, digest, size))
+        self._store.tag_image(self.attrs["ManifestDigest"], target)
         self.reload()
         return True
 

@@ -75,5 +75,12 @@ class NetworkCollection:
     def list(self) -> list[Network]:
         return [Network(ipam.view(n)) for n in ipam.all_networks()]
 
+    def prune(self) -> dict[str, list[str]]:
+        """Remove the networks no container is on (never the default one)."""
+        from cocoon.container.record import exists
+        from cocoon.network.teardown import prune
+
+        return {"NetworksDeleted": prune(exists)}
+
 
 __all__ = ["Network", "NetworkCollection"]

@@ -9,6 +9,10 @@ record is left as it was.
 A tar from a container is hostile: :func:`extract` unpacks it on the host
 refusing absolute names, ``..``, paths through symlinks out of the
 destination and hard links to outside it.
+
+Both ways ``cp`` never replaces a folder by a non-folder or the reverse, as
+Docker's ``cp`` (dockerd's ``noOverwriteDirNonDir``): such an entry stops
+the copy with :class:`KindClash`, in dockerd's words.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from cocoon.agent.protocol import TAR_ONE_FS, TarOp
+from cocoon.agent.protocol import TAR_KEEP_KINDS, TAR_ONE_FS, TarOp
 from cocoon.agent.session import Process
 from cocoon.agent.spec import ProcessSpec
 from cocoon.container import boot, control, liveness, manager
@@ -40,6 +44,12 @@ from cocoon.errors import (
 )
 
 Sink = Callable[[bytes], None]
+
+
+class KindClash(InvalidArgument):
+    """An entry would replace a folder by a non-folder, or the reverse."""
+
+
 STOP_GRACE = 30.0  # a stopped container's VM syncs its disk before it powers off
 OWNER_POLL = 0.1
 
@@ -100,6 +110,8 @@ def _check(status_code: int, errors: bytearray, path: str) -> None:
         return
     text = errors.decode(errors="replace").strip().splitlines()
     reason = text[-1] if text else f"exit status {status_code}"
+    if reason.startswith("cannot overwrite "):
+        raise KindClash(reason)
     if "no such file" in reason.lower():
         raise NotFound(f"{path}: no such file or folder in the container")
     if "not a directory" in reason.lower():
@@ -139,9 +151,10 @@ def stat(ref: str, path: str) -> PathStat:
     return first.entry
 
 
-def write_tar(ref: str, path: str, source: BinaryIO) -> None:
-    """Unpack the tar read from ``source`` at ``path`` in the container."""
-    spec = _tar_spec(TarOp.EXTRACT, path, stdin=True)
+def write_tar(ref: str, path: str, source: BinaryIO, *, keep_kinds: bool = False) -> None:
+    """Unpack the tar read from ``source`` at ``path`` in the container; with
+    ``keep_kinds``, never replacing a folder by a non-folder or the reverse."""
+    spec = _tar_spec(TarOp.EXTRACT, path, TAR_KEEP_KINDS if keep_kinds else 0, stdin=True)
     errors = bytearray()
     with _process(ref) as process:
         process.start(spec)
@@ -211,12 +224,14 @@ def extract(
     *,
     archive: bool,
     contained: bool = False,
+    keep_kinds: bool = False,
     what: str = "the container's archive",
 ) -> None:
     """Unpack a container's tar at host path ``dest``: into it if it is a
     folder, else as it (its parent must exist). ``archive`` keeps owners.
     ``contained`` (a build context) also refuses device files and links
-    leading outside ``dest``, which a container's files may hold."""
+    leading outside ``dest``, which a container's files may hold.
+    ``keep_kinds``: as the agent's ``TAR_KEEP_KINDS``."""
     rename = None
     if not dest.is_dir():
         if not dest.parent.is_dir():
@@ -229,6 +244,8 @@ def extract(
             _, sep, rest = member.name.lstrip("/").partition("/")
             member = member.replace(name=rename + sep + rest, deep=False)
         checked = tarfile.tar_filter(member, path)  # no absolute or escaping names
+        if keep_kinds:
+            _keep_kind(member, os.path.join(root, checked.name), root)
         if member.islnk():
             target = os.path.realpath(os.path.join(root, member.linkname))
             if os.path.commonpath([target, root]) != root:
@@ -247,6 +264,17 @@ def extract(
         raise ExternalError(f"refused {what}: {e}") from e
     except (tarfile.TarError, EOFError) as e:
         raise ExternalError(f"{what} is corrupt: {e}") from e
+
+
+def _keep_kind(member: tarfile.TarInfo, target: str, root: str) -> None:
+    """Refuse ``member`` if it would change what ``target`` is (a link is a non-folder)."""
+    if not os.path.lexists(target) or member.isdir() == (
+        os.path.isdir(target) and not os.path.islink(target)
+    ):
+        return
+    if member.isdir():
+        raise KindClash(f'cannot overwrite non-directory "{target}" with directory "{root}"')
+    raise KindClash(f'cannot overwrite directory "{target}" with non-directory "{root}"')
 
 
 def parse_location(text: str) -> tuple[str | None, str]:
@@ -276,17 +304,18 @@ def cp(source: str, dest: str, *, archive: bool = False, stdin: BinaryIO, stdout
         with tempfile.TemporaryFile() as spool:
             read_tar(src_ctr, src_path, spool.write)
             spool.seek(0)
-            extract(spool, Path(os.path.abspath(dst_path)), archive=archive)
+            extract(spool, Path(os.path.abspath(dst_path)), archive=archive, keep_kinds=True)
         return
     assert dst_ctr is not None
     if src_path == "-":
-        write_tar(dst_ctr, dst_path, stdin)
+        write_tar(dst_ctr, dst_path, stdin, keep_kinds=True)
         return
     with host_tar(Path(os.path.abspath(src_path)), archive=archive) as tar:
-        write_tar(dst_ctr, dst_path, tar)
+        write_tar(dst_ctr, dst_path, tar, keep_kinds=True)
 
 
 __all__ = [
+    "KindClash",
     "cp",
     "export",
     "extract",

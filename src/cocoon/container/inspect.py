@@ -16,12 +16,28 @@ from cocoon.container import record as records
 from cocoon.container.config import NetworkSettings
 from cocoon.container.record import Record
 from cocoon.container.state import State
-from cocoon.stamps import rfc3339
+from cocoon.stamps import ago, duration, rfc3339
 
 NANO = 1_000_000_000
 MIB = 1 << 20
 # Docker's zero time, for a container that never started or finished.
 ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def status(rec: Record, now: float) -> str:
+    """The STATUS column of ``docker ps`` (``Up 5 minutes (healthy)``, ``Exited (0) 2
+    hours ago``): ``cocoon ls`` and the API's container list."""
+    if rec.state == State.RUNNING:
+        up = f"Up {duration(now - (rec.started or now))}"
+        if control.paused(rec.id):
+            return f"{up} (Paused)"
+        state = health.read(rec.id)
+        return f"{up} ({state['Status']})" if state else up
+    if rec.state == State.CREATED:
+        return "Created"
+    code = "?" if rec.exit_code is None else rec.exit_code
+    text = f"Exited ({code}) {ago(rec.finished or now)}"
+    return f"{text}: {rec.error}" if rec.error and rec.exit_code is None else text
 
 
 def view(rec: Record) -> dict[str, Any]:
@@ -67,7 +83,7 @@ def view(rec: Record) -> dict[str, Any]:
             "NanoCpus": round((config.cpu_quota or config.cpus) * NANO),
             "Memory": config.memory_mib * MIB,
             "AutoRemove": rec.remove,
-            "RestartPolicy": _restart_policy(config.restart),
+            "RestartPolicy": restart.to_docker(config.restart),
             "NetworkMode": config.network.network or config.network.mode,
             "PortBindings": _bindings(config.network),
             "Dns": list(config.network.dns),
@@ -90,11 +106,6 @@ def view(rec: Record) -> dict[str, Any]:
             "ExitCode": rec.exit_code,  # None when it never exited on its own
         },
     }
-
-
-def _restart_policy(text: str) -> dict[str, Any]:
-    policy = restart.parse(text)
-    return {"Name": policy.name, "MaximumRetryCount": policy.max_retries or 0}
 
 
 def _port_key(container_port: int, protocol: str) -> str:
@@ -125,4 +136,4 @@ def _network(settings: NetworkSettings) -> dict[str, Any]:
     return {**endpoint, "Ports": _bindings(settings), "Networks": networks}
 
 
-__all__ = ["view"]
+__all__ = ["status", "view"]

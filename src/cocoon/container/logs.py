@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,4 +104,38 @@ def follow(container_id: str, tail: int | None, running: Callable[[], bool]) -> 
                 time.sleep(FOLLOW_POLL)
 
 
-__all__ = ["Entry", "Writer", "follow", "path", "read"]
+def shown(
+    container_id: str,
+    *,
+    tail: int | None = None,
+    keep_following: bool = False,
+    streams: Collection[str] = ("stdout", "stderr"),
+    since: float = 0,
+    until: float | None = None,
+) -> Iterator[Entry]:
+    """What ``cocoon logs``, the client's ``logs()`` and the API's logs show: the last
+    ``tail`` entries (all when None) of ``streams`` written between ``since`` and
+    ``until`` (epoch seconds), then with ``keep_following`` new ones until the
+    container stops."""
+    from cocoon.container import liveness
+
+    if keep_following:
+        found = follow(container_id, tail, lambda: liveness.owner_alive(container_id))
+    else:
+        found = iter(read(container_id, tail))
+    for entry in found:
+        if (
+            entry.stream in streams
+            and since <= entry.time
+            and (until is None or entry.time <= until)
+        ):
+            yield entry
+
+
+def stamp(when: float) -> bytes:
+    """RFC 3339 with nanoseconds and a space, as ``docker logs --timestamps`` starts a line."""
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+    return f"{whole}.{int(when % 1 * 1e9):09d}Z ".encode()
+
+
+__all__ = ["Entry", "Writer", "follow", "path", "read", "shown", "stamp"]

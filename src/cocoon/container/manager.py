@@ -251,10 +251,6 @@ def unpause(ref: str) -> Record:
     return rec
 
 
-def is_paused(rec: Record) -> bool:
-    return rec.state == State.RUNNING and control.paused(rec.id)
-
-
 def rename(ref: str, new_name: str) -> Record:
     """Give the container another name; its address keeps, its peers learn it on their next join."""
     rec = get(ref)
@@ -414,13 +410,19 @@ def exec_detached(ref: str, spec: ProcessSpec) -> None:
     raise ExternalError("the container stopped before the command started")
 
 
-def exec_run(ref: str, args: list[str], **spec: Any) -> tuple[ExitStatus, bytes, bytes]:
-    """Run a command in the running container and collect its output."""
+def exec_run(
+    ref: str, args: list[str], *, stdin: bytes | None = None, merge: bool = False, **spec: Any
+) -> tuple[ExitStatus, bytes, bytes]:
+    """Run a command in the running container, ``stdin`` given to it whole (closed
+    after), and collect its output; with ``merge`` stderr goes with stdout, in the
+    order they came."""
     rec = get(ref)
-    process = exec_start(rec.id, exec_spec(rec, args, **spec))
+    process = exec_start(rec.id, exec_spec(rec, args, interactive=stdin is not None, **spec))
     out, err = bytearray(), bytearray()
     try:
-        status = process.relay(out.extend, err.extend)
+        if stdin is not None:
+            process.send_stdin(stdin)
+        status = process.relay(out.extend, out.extend if merge else err.extend)
     finally:
         process.channel.close()
     return status, bytes(out), bytes(err)

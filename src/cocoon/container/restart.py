@@ -17,7 +17,9 @@ removing the container.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cocoon.container import record as records
 from cocoon.errors import InvalidArgument
@@ -57,6 +59,23 @@ def parse(text: str) -> Policy:
     if name != "on-failure" or not count.isdigit():
         raise InvalidArgument(f"--restart {text!r}: only on-failure takes a count, on-failure:N")
     return Policy(name, int(count))
+
+
+def from_docker(policy: Mapping[str, Any]) -> str | None:
+    """Docker's ``{"Name": "on-failure", "MaximumRetryCount": 3}`` (API, docker-py) as
+    ``on-failure:3``; None when it names no policy."""
+    name, count = policy.get("Name"), policy.get("MaximumRetryCount") or 0
+    if not name:
+        return None
+    if not isinstance(name, str) or not isinstance(count, int) or count < 0:
+        raise InvalidArgument(f"restart policy {dict(policy)!r}: a Name and a count, 0 or more")
+    return str(parse(f"{name}:{count}" if name == "on-failure" and count else name))
+
+
+def to_docker(text: str) -> dict[str, Any]:
+    """``on-failure:3`` as Docker writes it (``inspect``'s HostConfig)."""
+    policy = parse(text)
+    return {"Name": policy.name, "MaximumRetryCount": policy.max_retries or 0}
 
 
 def delay(previous: float | None, ran_for: float) -> float:

@@ -1,9 +1,11 @@
-"""CPU and memory of a running container, as its guest kernel sees them.
+"""CPU, memory and network traffic of a running container, as its guest kernel and its
+TAP see them.
 
 The VM is the container, so its kernel's counters are the container's: the
 agent reads ``/proc/stat`` and ``/proc/meminfo`` twice, ``interval`` apart
 (nothing is needed from the image). CPU percent is Docker's: 100% is one CPU
-fully busy.
+fully busy. Traffic is the TAP's counters on the host, turned round (what
+the TAP sent, the container received), on a bridge network only.
 """
 
 from __future__ import annotations
@@ -12,6 +14,21 @@ import time
 from dataclasses import dataclass
 
 from cocoon.container import manager
+from cocoon.container.record import Record
+
+
+@dataclass(frozen=True, slots=True)
+class NetIO:
+    """What the container received (rx) and sent (tx) since its VM booted."""
+
+    rx_bytes: int
+    rx_packets: int
+    rx_errors: int
+    rx_dropped: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errors: int
+    tx_dropped: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +39,7 @@ class Stats:
     cpus: int
     memory_used: int  # bytes: MemTotal - MemAvailable
     memory_total: int
+    network: dict[str, NetIO]  # per card (eth0, eth1...); empty: not on a bridge network
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +74,22 @@ def read(container_id: str) -> Counters:
     return Counters(busy, total, cpus, memory)
 
 
+def network_io(rec: Record) -> dict[str, NetIO]:
+    """Each card's traffic, by its name in the guest, from its TAP's counters."""
+    from cocoon.container.network import tap_name
+    from cocoon.network import netdev
+
+    if rec.settings.network.mode != "bridge":
+        return {}
+    cards = {}
+    for index in range(len(rec.settings.network.networks())):
+        counts = netdev.traffic(tap_name(rec.id, index))
+        if counts is not None and len(counts) >= 12:
+            # The TAP's sent first: what the container received.
+            cards[f"eth{index}"] = NetIO(*counts[8:12], *counts[0:4])
+    return cards
+
+
 def sample(ref: str, interval: float = 1.0) -> Stats:
     rec = manager.get(ref)
     before = read(rec.id)
@@ -71,7 +105,8 @@ def sample(ref: str, interval: float = 1.0) -> Stats:
         cpus=after.cpus,
         memory_used=after.memory_used,
         memory_total=after.memory.get("MemTotal", 0),
+        network=network_io(rec),
     )
 
 
-__all__ = ["Counters", "Stats", "read", "sample"]
+__all__ = ["Counters", "NetIO", "Stats", "network_io", "read", "sample"]

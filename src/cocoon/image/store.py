@@ -188,6 +188,16 @@ class ImageStore:
             self._update_index(lambda entries: _retag(entries, entry))
         return name
 
+    def tag_image(self, source: str, target: str | references.Reference) -> str:
+        """Name the image ``source`` resolves to (a name or an id) ``target`` too, as
+        ``docker tag``: the name points at what the image's own names point at (its
+        manifest, or the index it came in). The normalised new name."""
+        image = self.resolve(source)
+        entry = next((e for e in self.entries() if e.digest == image.digest), None)
+        media_type = entry.media_type if entry is not None else image.manifest.media_type
+        size = self.blob_path(image.digest).stat().st_size
+        return self.tag(target, Descriptor(media_type, image.digest, size))
+
     def keep(self, manifest: Descriptor) -> None:
         """Hold an image that has no tag, so it stays reachable by its id."""
         entry = Descriptor(manifest.media_type, manifest.digest, manifest.size)

@@ -27,9 +27,7 @@ def _not_served(why: str) -> Route:
     return answer
 
 
-_NO_UPDATE = _not_served("a container's memory and CPUs are its VM's, fixed when it boots")
 _NO_SEARCH = _not_served("cocoon does not search registries; pull an image by its name")
-_NO_BUILD_CACHE = _not_served("the build cache is not served through the API yet")
 
 
 def routes() -> tuple[RouteEntry, ...]:
@@ -53,7 +51,7 @@ def routes() -> tuple[RouteEntry, ...]:
         route("POST", "/containers/{id}/attach", c.attach),
         route("GET", "/containers/{id}/logs", c.logs),
         route("POST", "/containers/{id}/resize", c.resize),
-        route("POST", "/containers/{id}/update", _NO_UPDATE),
+        route("POST", "/containers/{id}/update", c.update),
         route("POST", "/containers/{id}/pause", c.pause),
         route("POST", "/containers/{id}/unpause", c.unpause),
         route("POST", "/containers/{id}/rename", c.rename),
@@ -73,7 +71,7 @@ def routes() -> tuple[RouteEntry, ...]:
         route("GET", "/images/get", images.save),
         route("POST", "/images/prune", images.prune),
         route("GET", "/images/search", _NO_SEARCH),
-        route("POST", "/build/prune", _NO_BUILD_CACHE),
+        route("POST", "/build/prune", usage.build_prune),
         route("POST", "/images/load", images.load),
         route("GET", "/images/{name*}/get", images.save),
         route("GET", "/images/{name*}/json", images.inspect),

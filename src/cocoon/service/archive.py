@@ -146,7 +146,7 @@ def put(req: Request) -> None:
     rec = find(ref)
     path = container_path(req)
     owner = _owner(rec.settings.process.user) if req.flag("copyUIDGID") else None
-    req.flag("noOverwriteDirNonDir")  # checked; see README for what the agent replaces
+    keep_kinds = req.flag("noOverwriteDirNonDir")
     source = _tar_body(req.handler.body_chunks())
 
     def produce(pipe: BinaryIO) -> None:
@@ -171,7 +171,9 @@ def put(req: Request) -> None:
             _missing_as_dockerd(ref, path),
             copy.piped(produce, "read the request's archive") as tar,
         ):
-            copy.write_tar(rec.id, into, tar)
+            copy.write_tar(rec.id, into, tar, keep_kinds=keep_kinds)
+    except copy.KindClash:
+        raise  # dockerd's own words, a 400
     except InvalidArgument:
         raise InvalidArgument("extraction point is not a directory") from None
     req.handler.reply_empty(200)

@@ -65,7 +65,7 @@ class Containers:
         from cocoon.image.store import ImageStore
 
         body = req.json_object()
-        image, opts = create.options(body, req.arg("name"))
+        image, opts = create.options(body, req.arg("name"), req.arg("platform"))
         opts, names = networks.endpoints(opts, create.endpoints(body))
         store = ImageStore()
         try:
@@ -94,10 +94,11 @@ class Containers:
         if not req.flag("size"):
             return [summary(r) for r in found]
         from cocoon.image.store import ImageStore
-        from cocoon.service import usage
+        from cocoon.system import container_size, image_sizes
 
-        sizes = usage.image_bytes(ImageStore().images())
-        return [usage.with_sizes(summary(r), r, sizes) for r in found]
+        sizes = image_sizes(ImageStore().images())
+        return [{**summary(r), "SizeRw": (use := container_size(r, sizes)).size,
+                 "SizeRootFs": use.root_size} for r in found]  # fmt: skip
 
     # -- running -------------------------------------------------------------------
 
@@ -152,6 +153,13 @@ class Containers:
         if not name:
             raise InvalidArgument("bad parameter: name is required")
         manager.rename(find(req.match["id"]).id, name.lstrip("/"))
+
+    def update(self, req: Request) -> dict[str, Any]:
+        """Memory, CPUs and restart policy, through ``container.update`` as ``cocoon update``."""
+        from cocoon.container.update import update
+
+        update(find(req.match["id"]).id, **create.update(req.json_object()))
+        return {"Warnings": []}
 
     def export(self, req: Request) -> None:
         """The root filesystem as a tar (``docker export``), as ``cocoon export``."""
@@ -247,7 +255,7 @@ class Containers:
                 return
 
     def logs(self, req: Request) -> None:
-        from cocoon.container import liveness, logs
+        from cocoon.container import logs
 
         rec = find(req.match["id"])
         wanted = {n for n in ("stdout", "stderr") if req.flag(n)}
@@ -261,15 +269,11 @@ class Containers:
         since, until = params.seconds(req.arg("since")), params.seconds(req.arg("until"))
         stamps = req.flag("timestamps")
         encode = streams.encoder(rec.settings.process.tty is not None)
-        if req.flag("follow"):
-            entries = logs.follow(rec.id, tail, lambda: liveness.owner_alive(rec.id))
-        else:
-            entries = iter(logs.read(rec.id, tail))
+        entries = logs.shown(rec.id, tail=tail, keep_following=req.flag("follow"),
+                             streams=wanted, since=since, until=until or None)  # fmt: skip
         req.handler.start_stream(RAW_STREAM)
         for entry in entries:
-            if entry.stream not in wanted or entry.time < since or (until and entry.time > until):
-                continue
-            data = _stamp(entry.time) + entry.data if stamps else entry.data
+            data = logs.stamp(entry.time) + entry.data if stamps else entry.data
             which = streams.STDOUT if entry.stream == "stdout" else streams.STDERR
             req.handler.chunk(encode(which, data))
             req.handler.wfile.flush()
@@ -297,22 +301,6 @@ class Containers:
             process.channel.close()
 
 
-def _stamp(stamp: float) -> bytes:
-    """RFC 3339 with nanoseconds, as dockerd prefixes log lines."""
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp))
-    return f"{whole}.{int(stamp % 1 * 1e9):09d}Z ".encode()
-
-
-def _status(rec: Record) -> str:
-    from cocoon.cli.output import ago, duration
-
-    if rec.state == State.RUNNING:
-        return f"Up {duration(time.time() - (rec.started or time.time()))}"
-    if rec.state == State.CREATED:
-        return "Created"
-    return f"Exited ({-1 if rec.exit_code is None else rec.exit_code}) {ago(rec.finished)}"
-
-
 def summary(rec: Record) -> dict[str, Any]:
     """One container as ``GET /containers/json`` lists it."""
     view = docker_inspect(rec)
@@ -332,7 +320,7 @@ def summary(rec: Record) -> dict[str, Any]:
         "Ports": ports,
         "Labels": view["Config"]["Labels"],
         "State": rec.state.value,
-        "Status": _status(rec),
+        "Status": details.status(rec, time.time()),
         "HostConfig": {"NetworkMode": view["HostConfig"]["NetworkMode"]},
         "NetworkSettings": {"Networks": view["NetworkSettings"]["Networks"]},
         "Mounts": [],

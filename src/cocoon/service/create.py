@@ -8,7 +8,6 @@ and ignored, as they change nothing in a VM.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from cocoon.container.options import DEFAULT_MEMORY, RunOptions
@@ -21,6 +20,7 @@ DEFAULT_TTY = (24, 80)  # until the client's first resize
 _REFUSED_HOST = ("VolumesFrom", "Devices", "CapAdd", "Links", "Privileged", "PidMode",
                  "IpcMode", "Sysctls")  # fmt: skip
 _NANO = 1e9
+_CPU_PERIOD = 100_000  # microseconds: the kernel's and dockerd's default
 
 
 def endpoints(body: dict[str, Any]) -> dict[str, list[str]]:
@@ -33,8 +33,10 @@ def endpoints(body: dict[str, Any]) -> dict[str, list[str]]:
     }
 
 
-def options(body: dict[str, Any], name: str | None) -> tuple[str, RunOptions]:
-    """The image named in ``body``, and what to make of it."""
+def options(
+    body: dict[str, Any], name: str | None, platform: str | None = None
+) -> tuple[str, RunOptions]:
+    """The image named in ``body`` (for ``platform``, the query's), and what to make of it."""
     host = _object(body.get("HostConfig"), "HostConfig")
     image = body.get("Image")
     if not isinstance(image, str) or not image:
@@ -61,11 +63,17 @@ def options(body: dict[str, Any], name: str | None) -> tuple[str, RunOptions]:
         name=name or None,
         tty=DEFAULT_TTY if body.get("Tty") else None,
         interactive=bool(body.get("OpenStdin")),
-        cpus=max(1, math.ceil(_count(host, "NanoCpus") / 1e9)),
+        cpus=_cpus(host) or 1,
         memory=f"{_count(host, 'Memory')}b" if host.get("Memory") else DEFAULT_MEMORY,
         remove=bool(host.get("AutoRemove")),
         network=_network(host.get("NetworkMode")),
         dns=_strings(host.get("Dns"), "Dns") or [],
+        dns_search=_strings(host.get("DnsSearch"), "DnsSearch") or [],
+        dns_options=_strings(host.get("DnsOptions"), "DnsOptions") or [],
+        shm_size=str(_count(host, "ShmSize")) if host.get("ShmSize") else None,
+        ulimits=_list(host.get("Ulimits"), "Ulimits"),
+        group_add=_strings(host.get("GroupAdd"), "GroupAdd") or [],
+        platform=platform or None,
         add_hosts=_strings(host.get("ExtraHosts"), "ExtraHosts") or [],
         publish=publish,
         labels=_object(body.get("Labels"), "Labels"),
@@ -75,7 +83,7 @@ def options(body: dict[str, Any], name: str | None) -> tuple[str, RunOptions]:
         pull="never",  # dockerd answers 404 and the client pulls, showing progress
         mounts=_mounts(body, host),
         read_only=bool(host.get("ReadonlyRootfs")),
-        restart=_restart(_object(host.get("RestartPolicy"), "RestartPolicy")),
+        restart=restart_policy(host) or "no",
         healthcheck=_healthcheck(_object(body.get("Healthcheck"), "Healthcheck")),
     )
 
@@ -119,11 +127,37 @@ def _text_value(value: Any, what: str) -> str:
     return value
 
 
-def _restart(policy: dict[str, Any]) -> str:
-    name = policy.get("Name") or "no"
-    if name == "on-failure" and policy.get("MaximumRetryCount"):
-        return f"on-failure:{_count(policy, 'MaximumRetryCount')}"
-    return _text_value(name, "RestartPolicy Name")
+def restart_policy(host: dict[str, Any]) -> str | None:
+    """``RestartPolicy`` as ``--restart`` writes it; None when it names none."""
+    from cocoon.container.restart import from_docker
+
+    return from_docker(_object(host.get("RestartPolicy"), "RestartPolicy"))
+
+
+def _cpus(host: dict[str, Any]) -> float | None:
+    """``NanoCpus``, or ``CpuQuota`` over ``CpuPeriod`` (100 ms unless given), as a
+    fraction of CPUs; None when neither is set."""
+    if host.get("NanoCpus"):
+        return _count(host, "NanoCpus") / _NANO
+    if host.get("CpuQuota"):
+        return _count(host, "CpuQuota") / (_count(host, "CpuPeriod") or _CPU_PERIOD)
+    return None
+
+
+# What POST /containers/{id}/update can change; any other field set is refused.
+_UPDATABLE = ("Memory", "NanoCpus", "CpuQuota", "CpuPeriod", "RestartPolicy")
+
+
+def update(body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /containers/{id}/update``'s body as ``container.update``'s arguments."""
+    for key, value in body.items():
+        if key not in _UPDATABLE and value not in (None, 0, "", [], {}):
+            raise Unsupported(f"cocoon does not serve updating {key}")
+    return {
+        "memory": f"{_count(body, 'Memory')}b" if body.get("Memory") else None,
+        "cpus": _cpus(body),
+        "policy": restart_policy(body),
+    }
 
 
 def _healthcheck(check: dict[str, Any]) -> dict[str, Any] | None:
@@ -172,6 +206,14 @@ def _strings(value: Any, what: str) -> list[str] | None:
     return value
 
 
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidArgument(f"{what} must be a list")
+    return value
+
+
 def _refuse(section: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
     for key in keys:
         if section.get(key):
@@ -205,4 +247,4 @@ def _publish(bindings: dict[str, Any]) -> list[str]:
     return specs
 
 
-__all__ = ["endpoints", "options"]
+__all__ = ["endpoints", "options", "restart_policy", "update"]

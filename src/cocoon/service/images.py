@@ -156,16 +156,20 @@ def _created(image: Image) -> int:
         return 0
 
 
-def summary(image: Image) -> dict[str, Any]:
-    """One image as ``GET /images/json`` lists it."""
+def summary(image: Image, size: int | None = None) -> dict[str, Any]:
+    """One image as ``GET /images/json`` lists it; ``size``: its unpacked bytes, if known."""
+    if size is None:
+        from cocoon.rootfs.disks import image_size
+
+        size = image_size(image)
     return {
         "Id": image.id,
         "ParentId": "",
         "RepoTags": _tags(image),
         "RepoDigests": [],
         "Created": _created(image),
-        "Size": image.size,
-        "VirtualSize": image.size,
+        "Size": size,
+        "VirtualSize": size,
         "SharedSize": -1,
         "Labels": dict(image.config.labels),
         "Containers": -1,
@@ -195,33 +199,37 @@ def prune(req: Request) -> dict[str, Any]:
 
 
 def inspect(req: Request) -> dict[str, Any]:
+    """``cocoon image inspect``'s view with what dockerd's clients also read, in its
+    terms: familiar names, ``""`` for what is unset, ports as a map, unpacked size."""
+    from cocoon.image.inspect import view
+    from cocoon.rootfs.disks import image_size
+
     image = find(req.match["name"])
-    config = image.config
+    details, config = view(image), image.config
+    size = image_size(image)
+    shown = details["Config"]
     return {
-        "Id": image.id,
+        **details,
         "RepoTags": _tags(image),
         "RepoDigests": [],
         "Parent": "",
         "Comment": "",
-        "Created": config.created or "",
+        "Created": details["Created"] or "",
         "Container": "",
         "DockerVersion": "",
         "Author": "",
         "Config": {
-            "Entrypoint": list(config.entrypoint) if config.entrypoint is not None else None,
-            "Cmd": list(config.cmd) if config.cmd is not None else None,
-            "Env": list(config.env),
-            "WorkingDir": config.working_dir or "",
-            "User": config.user or "",
-            "ExposedPorts": {port: {} for port in config.exposed_ports},
-            "Labels": dict(config.labels),
-            "StopSignal": config.stop_signal or "",
+            **shown,
+            "WorkingDir": shown["WorkingDir"] or "",
+            "User": shown["User"] or "",
+            "ExposedPorts": {port: {} for port in shown["ExposedPorts"]},
+            "StopSignal": shown["StopSignal"] or "",
         },
         "Architecture": config.architecture,
         "Variant": config.variant or "",
         "Os": config.os,
-        "Size": image.size,
-        "VirtualSize": image.size,
+        "Size": size,
+        "VirtualSize": size,
         "GraphDriver": {"Name": "cocoon", "Data": {}},
         "RootFS": {"Type": "layers", "Layers": list(config.diff_ids)},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
@@ -229,16 +237,12 @@ def inspect(req: Request) -> dict[str, Any]:
 
 
 def tag(req: Request) -> None:
-    from cocoon.image.model import Descriptor
-
     image = find(req.match["name"])
     repo = req.arg("repo") or ""
     if not repo:
         raise InvalidArgument("repository name is required")
     target = f"{repo}:{req.arg('tag')}" if req.arg("tag") else repo
-    store = ImageStore()
-    entry = next(e for e in store.entries() if e.digest == image.digest)
-    store.tag(target, Descriptor(entry.media_type, entry.digest, entry.size))
+    ImageStore().tag_image(image.id, target)
     req.handler.reply_empty(201)
 
 

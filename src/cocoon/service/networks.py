@@ -140,8 +140,10 @@ def create(req: Request) -> dict[str, str]:
 
 
 def delete(req: Request) -> None:
+    from cocoon.network.teardown import delete as remove
+
     net = lookup(req.match["id"])
-    ipam.remove(net.name)
+    remove(net.name)  # as cocoon network rm: the bridge and its NAT rules go too
     with _lock:
         extras = _extras()
         if extras.pop(net.name, None) is not None:
@@ -216,11 +218,10 @@ def disconnect(req: Request) -> None:
 
 
 def prune(req: Request) -> dict[str, list[str]]:
-    gone = []
-    for net in ipam.all_networks():
-        if net.name != ipam.DEFAULT and not net.leases:
-            ipam.remove(net.name)
-            gone.append(net.name)
+    from cocoon.container.record import exists
+    from cocoon.network.teardown import prune as remove_unused
+
+    gone = remove_unused(exists)
     if gone:
         with _lock:
             extras = _extras()

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 from cocoon.container import control, stats
-from cocoon.container.network import tap_name
 from cocoon.container.record import Record
 from cocoon.container.state import State
 from cocoon.errors import InvalidArgument, InvalidState, NotFound
-from cocoon.network import netdev
 from cocoon.service.http import Request
 from cocoon.service.lookup import find
 
@@ -47,19 +46,8 @@ def _cpu(c: stats.Counters | None) -> dict[str, Any]:
 
 
 def _networks(rec: Record) -> dict[str, Any] | None:
-    """Each TAP's counters, turned round: what it received, the container's card sent."""
-    if rec.settings.network.mode != "bridge":
-        return None
-    cards = {}
-    for index in range(len(rec.settings.network.networks())):
-        counts = netdev.traffic(tap_name(rec.id, index))
-        if counts is None or len(counts) < 12:
-            continue
-        rx, tx = counts[:8], counts[8:]
-        cards[f"eth{index}"] = {"rx_bytes": tx[0], "rx_packets": tx[1], "rx_errors": tx[2],
-                                "rx_dropped": tx[3], "tx_bytes": rx[0], "tx_packets": rx[1],
-                                "tx_errors": rx[2], "tx_dropped": rx[3]}  # fmt: skip
-    return cards or None
+    """Each card's counters, as dockerd names them."""
+    return {card: asdict(io) for card, io in stats.network_io(rec).items()} or None
 
 
 def view(

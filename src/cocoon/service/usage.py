@@ -1,74 +1,66 @@
-"""What cocoon holds on the host's disk, in dockerd's terms: ``GET /system/df``
-and the sizes ``GET /containers/json?size=1`` adds.
-
-A container's own bytes (dockerd's ``SizeRw``) are the blocks its
-copy-on-write disk holds over its image's; ``SizeRootFs`` adds the image's
-bytes as stored (layers as distributed, what ``docker images`` shows). A
-volume's are the blocks of its disk image or folder. Every figure is
-counted, none estimated.
-"""
+"""``GET /system/df`` and ``POST /build/prune``: ``cocoon.system``'s counts in dockerd's
+shape (what each size means is written there)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
-from cocoon.container import manager
-from cocoon.container.record import Record, folder
-from cocoon.diskuse import allocated
-from cocoon.image.model import Image
-from cocoon.image.store import ImageStore
-from cocoon.service import images, volumes
+from cocoon.service import images, params, volumes
+from cocoon.service.containers import summary
 from cocoon.service.http import Request
 
 
-def container_bytes(rec: Record) -> int:
-    from cocoon.container.boot import DISK
-
-    return allocated(folder(rec.id) / DISK)
-
-
-def image_bytes(found: list[Image]) -> dict[str, int]:
-    return {image.id: image.size for image in found}
-
-
-def with_sizes(summary: dict[str, Any], rec: Record, image_sizes: dict[str, int]) -> dict[str, Any]:
-    own = container_bytes(rec)
-    return {**summary, "SizeRw": own, "SizeRootFs": own + image_sizes.get(rec.image_id, 0)}
-
-
 def df(req: Request) -> dict[str, Any]:
-    from cocoon.client.volumes import VolumeCollection
-    from cocoon.service.containers import summary
+    from cocoon.client.volumes import Volume, VolumeCollection
+    from cocoon.system import disk_usage
 
-    found = ImageStore().images()
-    records = manager.containers(all=True)
-    users = Counter(r.image_id for r in records)
-    blobs: dict[str, int] = {}
-    holders: Counter[str] = Counter()
-    for image in found:
-        for blob in (image.manifest.config, *image.layers):
-            blobs[blob.digest] = blob.size
-            holders[blob.digest] += 1
-    image_rows = [
-        {**images.summary(image), "Containers": users[image.id],
-         "SharedSize": sum(b.size for b in image.layers if holders[b.digest] > 1)}
-        for image in found
-    ]  # fmt: skip
-    sizes = image_bytes(found)
+    use = disk_usage()
     collection = VolumeCollection()
     volume_rows = []
-    for volume in collection.list():
-        row = volumes.view(volume, collection)
-        row["UsageData"]["Size"] = allocated(collection.store.get(volume.name).path)
+    for v in use.volumes:
+        row = volumes.view(Volume(v.volume.to_json(), collection.store), collection)
+        row["UsageData"] = {"Size": v.size, "RefCount": v.users}
         volume_rows.append(row)
     return {
-        "LayersSize": sum(blobs.values()),
-        "Images": image_rows,
-        "Containers": [with_sizes(summary(r), r, sizes) for r in records],
+        # The docker CLI's Images total; images are counted whole, nothing shared.
+        "LayersSize": sum(i.size for i in use.images),
+        "Images": [
+            {**images.summary(i.image, i.size), "Containers": i.containers, "SharedSize": 0}
+            for i in use.images
+        ],
+        "Containers": [
+            {**summary(c.record), "SizeRw": c.size, "SizeRootFs": c.root_size}
+            for c in use.containers
+        ],
         "Volumes": volume_rows,
-        "BuildCache": [],
+        "BuildCache": [
+            {
+                "ID": c.entry.key[:25],
+                "Parent": "",
+                "Type": "regular",
+                "Description": f"layer {c.entry.layer.digest}",
+                "InUse": False,
+                "Shared": c.shared,
+                "Size": c.entry.layer.size,
+                "CreatedAt": c.entry.created,
+                "LastUsedAt": None,
+                "UsageCount": 0,
+            }
+            for c in use.build_cache
+        ],
     }
 
 
-__all__ = ["container_bytes", "df", "image_bytes", "with_sizes"]
+def build_prune(req: Request) -> dict[str, Any]:
+    """``docker builder prune [-a]``: the cache no image holds, or all of it."""
+    from cocoon.builder.cache import LayerCache
+    from cocoon.errors import Unsupported
+    from cocoon.image.store import ImageStore
+
+    if params.filters(req.arg("filters")) or req.arg("keep-storage") not in (None, "", "0"):
+        raise Unsupported("cocoon's builder prune takes no filters and no keep-storage")
+    cleared = LayerCache(ImageStore()).clear(everything=req.flag("all"))
+    return {"CachesDeleted": [k[:25] for k in cleared.keys], "SpaceReclaimed": cleared.reclaimed}
+
+
+__all__ = ["build_prune", "df"]

@@ -122,8 +122,8 @@ def _check_slots(spec: MachineSpec) -> None:
     if len(spec.disks) + len(spec.shares) > free:
         raise InvalidArgument(
             f"too many disks, shared folders and networks: QEMU's microvm has {MMIO_SLOTS} "
-            f"device slots, which leaves room for {max(free, 0)} disks and shared folders (the root "
-            f"disk included) beside {nics} network cards (this VM asks for "
+            f"device slots, which leaves room for {max(free, 0)} disks and shared folders "
+            f"(the root disk included) beside {nics} network cards (this VM asks for "
             f"{len(spec.disks)} disks, {len(spec.shares)} shared folders)"
         )
 
