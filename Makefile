@@ -33,7 +33,7 @@ mutate:
 # (as on these hosts) every run would otherwise compile cocoon from source.
 bench:
 	$(VENV)/python -m compileall -q src >/dev/null
-	$(VENV)/python bench/start.py --json bench/results.json
+	$(VENV)/python bench/start.py --density 40 --json bench/results.json
 	$(VENV)/python bench/readme.py bench/results.json README.md
 
 # Pull of a multi-layer image from a local docker-registry, against skopeo copy.
