@@ -22,6 +22,13 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"**{value:.2f}x**"
 
 
+def _per_container(d: dict) -> str:
+    qemu, monitor = d["qemu_pss_mean_kib"] / MIB, d.get("monitor_pss_mean_kib")
+    if monitor is None:
+        return f"{qemu:.1f} MiB (QEMU; no monitor found)"
+    return f"**{qemu + monitor / MIB:.1f} MiB** ({qemu:.1f} + {monitor / MIB:.1f})"
+
+
 def table(r: dict) -> str:
     a, runs = r["accelerator"], r["runs"]
     m, d = r["memory"], r["density"]
@@ -51,6 +58,8 @@ def table(r: dict) -> str:
          f"{m['qemu_pss_kib'] / MIB:.0f} MiB + {m['cocoon_pss_kib'] / MIB:.0f} MiB"),
         ("guest memory an idle busybox container uses (single sample)",
          f"{m['guest_used_kib'] / MIB:.0f} MiB of {m['guest_total_kib'] / MIB:.0f} MiB"),
+        (f"host PSS per idle detached container at {d['count']}: QEMU + monitor (mean)",
+         _per_container(d)),
         (f"start of the 1st and the {d['count']}th idle container (one series)",
          f"{d['start_first_s']:.3f} s, {d['start_last_s']:.3f} s"),
     ]  # fmt: skip

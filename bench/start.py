@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from oci import busybox_layer, write_layout  # noqa: E402
-from procs import vms_of  # noqa: E402
+from procs import monitors_of, vms_of  # noqa: E402
 
 from cocoon.vm import accel as accelerators  # noqa: E402
 from cocoon.vm import qemu  # noqa: E402
@@ -235,18 +235,22 @@ def density(env: dict[str, str], state: Path, count: int) -> dict[str, object]:
                                  capture_output=True, text=True, check=True)  # fmt: skip
             starts.append(time.perf_counter() - t)
             ids.append(out.stdout.strip())
+        time.sleep(2)  # as for one idle container: the last to start settles first
         pss = [pss_kib(pid) for pid in vms_of(state)]
+        monitors = [pss_kib(pid) for pid in monitors_of(state)]
         available = next(
             int(line.split()[1])
             for line in Path("/proc/meminfo").read_text().splitlines()
             if line.startswith("MemAvailable:")
         )
-        per_container = statistics.mean(pss) if pss else 0
+        monitor = statistics.mean(monitors) if monitors else None
+        per_container = (statistics.mean(pss) if pss else 0) + (monitor or 0)
         return {
             "count": count,
             "start_first_s": starts[0],
             "start_last_s": starts[-1],
-            "qemu_pss_mean_kib": int(per_container),
+            "qemu_pss_mean_kib": int(statistics.mean(pss)) if pss else 0,
+            "monitor_pss_mean_kib": None if monitor is None else int(monitor),
             "more_that_fit_by_memory": int(available / per_container) if per_container else None,
         }
     finally:
@@ -341,7 +345,9 @@ def report(r: dict) -> None:
     d = r["density"]
     print(f"  {d['count']} idle containers started one by one: first {d['start_first_s']:.3f}s,"
           f" last {d['start_last_s']:.3f}s [{a}] (one series)")  # fmt: skip
-    print(f"    QEMU PSS each {d['qemu_pss_mean_kib'] / 1024:.1f} MiB; by free host memory"
+    monitor = d.get("monitor_pss_mean_kib") or 0
+    print(f"    PSS each: QEMU {d['qemu_pss_mean_kib'] / 1024:.1f} MiB + monitor"
+          f" {monitor / 1024:.1f} MiB; by free host memory"
           f" about {d['more_that_fit_by_memory']} more would fit")  # fmt: skip
     m = r["memory"]
     print(f"  idle container, host PSS: qemu {m['qemu_pss_kib'] / 1024:.1f} MiB"

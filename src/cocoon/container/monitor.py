@@ -10,10 +10,8 @@ command that started it, and exits when the VM does.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
@@ -32,8 +30,9 @@ from cocoon.container.record import sock_dir
 from cocoon.container.router import MAIN, AgentRouter
 from cocoon.container.server import ControlServer
 from cocoon.errors import CocoonError, to_wire
+from cocoon.log import Logger, to_stderr
 
-log = logging.getLogger("cocoon.monitor")
+log = Logger("cocoon.monitor")
 
 SHUTDOWN_GRACE = 5.0
 _FROM_CLIENT = (Msg.STDIN, Msg.SIGNAL, Msg.RESIZE)
@@ -263,19 +262,39 @@ def run(
         attempts += 1
 
 
+USAGE = "usage: python -m cocoon.container.monitor ID [--ready-fd FD] [--wait-attach]"
+
+
+def _arguments(argv: list[str]) -> tuple[str, int | None, bool]:
+    """ID, the ready fd and --wait-attach, as ``manager.start`` passes them.
+
+    Read by hand: argparse (and logging, see ``cocoon.log``) would stay in
+    the memory of every running container's monitor, ~1.3 MiB each.
+    """
+    ids, ready_fd, wait_attach = [], None, False
+    args = iter(argv)
+    for arg in args:
+        if arg == "--wait-attach":
+            wait_attach = True
+        elif arg == "--ready-fd" and (value := next(args, "")).isdigit():
+            ready_fd = int(value)
+        elif not arg.startswith("-"):
+            ids.append(arg)
+        else:
+            raise SystemExit(f"{USAGE}\nunknown or incomplete argument: {arg}")
+    if len(ids) != 1:
+        raise SystemExit(USAGE)
+    return ids[0], ready_fd, wait_attach
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cocoon.container.monitor")
-    parser.add_argument("container_id")
-    parser.add_argument("--ready-fd", type=int, help="write one JSON line here once started")
-    parser.add_argument("--wait-attach", action="store_true",
-                        help="start the main process when the first client attaches")  # fmt: skip
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s monitor: %(message)s")
+    container_id, ready_fd, wait_attach = _arguments(sys.argv[1:] if argv is None else argv)
+    to_stderr("monitor")
     # Its own session already keeps terminal signals away; a hangup of
     # whatever started it must not end the container either.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        return run(args.container_id, args.ready_fd, args.wait_attach)
+        return run(container_id, ready_fd, wait_attach)
     except CocoonError as e:
         log.error("%s", e)
         return 1

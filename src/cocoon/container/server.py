@@ -8,7 +8,6 @@ input frames to the container's process until it hangs up.
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 import struct
 import threading
@@ -20,8 +19,9 @@ from typing import Any
 from cocoon.agent.channel import Channel
 from cocoon.container.control import read_line, send_line
 from cocoon.errors import CocoonError, InvalidArgument, to_wire
+from cocoon.log import Logger
 
-log = logging.getLogger("cocoon.monitor")
+log = Logger("cocoon.monitor")
 
 # Seconds a client may leave its socket full before it is dropped: well under
 # the 5 s the agent waits for the host to read before it gives up on output.

@@ -102,6 +102,16 @@ def _memory(spec: MachineSpec) -> list[str]:
     return argv
 
 
+def _boot(spec: MachineSpec) -> list[str]:
+    """What the guest boots from. Nothing for a clone: its kernel is in the
+    template's RAM already, and QEMU would read both files at start and keep
+    them in its heap (~0.6 MiB of every clone) for nothing."""
+    if spec.restore is not None:
+        return []
+    return ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd),
+            "-append", kernel_cmdline(spec)]  # fmt: skip
+
+
 # microvm's virtio-mmio transports: every device takes one. Without ACPI
 # (which the guest kernel lacks) there is no second IOAPIC for more.
 MMIO_SLOTS = 8
@@ -153,9 +163,7 @@ def command(spec: MachineSpec) -> list[str]:
         # QEMU's own seccomp filter: a guest that escaped into the VMM still
         # could not exec, gain privileges or change scheduling on the host.
         "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-        "-kernel", str(spec.kernel),
-        "-initrd", str(spec.initrd),
-        "-append", kernel_cmdline(spec),
+        *_boot(spec),
         # The console always goes to QEMU's stdout: a pipe the host reads
         # into a bounded log (console.py), or the caller's own.
         "-serial", "stdio",

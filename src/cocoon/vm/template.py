@@ -378,7 +378,6 @@ def clone(spec: MachineSpec, template: Template) -> MachineSpec:
     """``spec`` resumed from ``template`` instead of booted."""
     return replace(
         spec,
-        params={**spec.params, "template": "1"},
         memory_file=MemoryFile(template.ram, shared=False),
         restore=template.state,
     )
