@@ -54,7 +54,7 @@ def _check_room(mounts: list[Mount], nics: int) -> None:
     free = backend.room(nics=nics) - 1  # the root disk
     needed = plan.devices(mounts)
     if needed > free:
-        hint = "; each network less frees one" if nics else ""
+        hint = {0: "", 1: "; --network none frees one"}.get(nics, "; each network less frees one")
         raise InvalidArgument(
             f"too many bind mounts and volumes ({needed}): a container's VM has device "
             f"slots for {free} (tmpfs mounts need none{hint})"

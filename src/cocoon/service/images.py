@@ -237,12 +237,13 @@ def inspect(req: Request) -> dict[str, Any]:
 
 
 def tag(req: Request) -> None:
-    image = find(req.match["name"])
+    find(req.match["name"])  # dockerd's 404 for an unknown image
     repo = req.arg("repo") or ""
     if not repo:
         raise InvalidArgument("repository name is required")
     target = f"{repo}:{req.arg('tag')}" if req.arg("tag") else repo
-    ImageStore().tag_image(image.id, target)
+    # By the name given: an id that several stored variants share is ambiguous.
+    ImageStore().tag_image(req.match["name"], target)
     req.handler.reply_empty(201)
 
 
@@ -298,9 +299,11 @@ def load(req: Request) -> None:
             spool.write(piece)
         spool.seek(0)
         loaded = read(store, spool)
-    names = [", ".join(_tags(i)) or i.id for i in loaded]
-    lines = b"".join(json.dumps({"stream": f"Loaded image: {n}\n"}).encode() + b"\n" for n in names)
-    req.handler.reply_bytes(200, lines, "application/json")
+    # One line a name, as dockerd: "Loaded image ID:" for an image without one.
+    said = [f"Loaded image: {n}" for i in loaded for n in _tags(i)]
+    said += [f"Loaded image ID: {i.id}" for i in loaded if not i.references]
+    body = b"".join(json.dumps({"stream": f"{line}\n"}).encode() + b"\n" for line in said)
+    req.handler.reply_bytes(200, body, "application/json")
 
 
 __all__ = ["Progress", "inspect", "list_images", "load", "pull", "push", "remove", "save", "tag"]
