@@ -129,8 +129,16 @@ class Relay:
                     return
 
 
-def serve(record_id: str, ready_fd: int, stdio: Stdio, forward_stdin: bool, log: Path) -> int:
-    """Run the container to its end; the exit code is the container's."""
+def serve(record_id: str, booted: Path, stdio: Stdio, forward_stdin: bool, log: Path) -> int:
+    """Run the container to its end; the exit code is the container's.
+
+    How the boot went is one JSON line in ``booted`` (``start`` waits for it).
+    """
+    # create has returned: an engine may signal this process while its VM
+    # boots. Held until the VM is up, then handled as any signal is.
+    held: list[int] = []
+    for signum in FORWARDED:
+        signal.signal(signum, lambda n, _f: held.append(n))
     # Nothing of ours may reach the container's stdio, and the VMM must not
     # hold the engine's pipes open: 0-2 become /dev/null and the shim's log.
     stdio = Stdio(os.dup(stdio.stdin), os.dup(stdio.stdout), os.dup(stdio.stderr), stdio.tty)
@@ -149,10 +157,13 @@ def serve(record_id: str, ready_fd: int, stdio: Stdio, forward_stdin: bool, log:
         relays[0].output.start()
         for signum in FORWARDED:
             signal.signal(signum, _forward(relays[0], signum))
+        for signum in held:
+            relays[0].signal(signum)
         if stdio.tty:
             signal.signal(signal.SIGWINCH, lambda *_: relays[0].resize())
 
-    monitor.run(record_id, ready_fd, wait_attach=True, extend=extend)
+    report = os.open(booted, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    monitor.run(record_id, report, wait_attach=True, extend=extend)
     if not relays:
         return LOST
     relay = relays[0]
