@@ -6,7 +6,6 @@ a real VM whose root is the bundle's root over 9p.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from netns import new_netns
-from oci import PATH, busybox_layer, write_layout
+from oci import busybox_layer, make_bundle, write_layout
 from procs import vms_of
 from ptys import Terminal
 from runtime_fixtures import Runtime
@@ -335,28 +334,6 @@ def test_containerd_pause_resume(ctr: Containerd) -> None:
 
 
 # -- the runtime called directly: OCI errors, nothing left behind -----------------
-
-
-def make_bundle(folder: Path, args: list[str], **config: object) -> Path:
-    root = folder / "rootfs"
-    root.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(busybox_layer().tar())) as tar:
-        tar.extractall(root, filter="fully_trusted")  # our own layer
-    spec = {
-        "ociVersion": "1.0.2",
-        "root": {"path": "rootfs"},
-        "process": {
-            "args": args,
-            "cwd": "/",
-            "env": [f"PATH={PATH}"],
-            "user": {"uid": 0, "gid": 0},
-        },
-        "hostname": "bundle",
-        "linux": {"namespaces": [{"type": "network"}, {"type": "pid"}]},
-        **config,
-    }
-    (folder / "config.json").write_text(json.dumps(spec))
-    return folder
 
 
 class Direct:
