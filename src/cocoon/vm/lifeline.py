@@ -10,7 +10,6 @@ by the main thread gets it, since a helper thread's end must not end a VM.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import threading
@@ -23,6 +22,8 @@ def tie() -> Callable[[], None] | None:
     """What the VMM's child runs before exec (``preexec_fn``); None off the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    import ctypes  # here: of all who import the VM layer, only a VM's owner needs it
+
     prctl = ctypes.CDLL(None).prctl  # looked up here: the child only calls it
     owner = os.getpid()
 
