@@ -183,6 +183,29 @@ def store_unchecked(store: ImageStore, layer: Layer, ref: str) -> Image:
     return store.resolve(ref)
 
 
+def make_bundle(folder: Path, args: list[str], **config: object) -> Path:
+    """An OCI runtime bundle (config.json and a busybox root) running ``args``."""
+    root = folder / "rootfs"
+    root.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(busybox_layer().tar())) as tar:
+        tar.extractall(root, filter="fully_trusted")  # our own layer
+    spec = {
+        "ociVersion": "1.0.2",
+        "root": {"path": "rootfs"},
+        "process": {
+            "args": args,
+            "cwd": "/",
+            "env": [f"PATH={PATH}"],
+            "user": {"uid": 0, "gid": 0},
+        },
+        "hostname": "bundle",
+        "linux": {"namespaces": [{"type": "network"}, {"type": "pid"}]},
+        **config,
+    }
+    (folder / "config.json").write_text(json.dumps(spec))
+    return folder
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "busybox":
         sys.exit("usage: tests/oci.py busybox OUT_DIR")

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+_unique = itertools.count()
+
+
+def _temporary(path: Path) -> tuple[int, Path]:
+    """A new file of our own beside ``path``, readable by us alone.
+
+    Not ``tempfile.mkstemp``: importing tempfile (shutil, random) costs more
+    than a short-lived command such as ``cocoon-runtime start`` spends on
+    its own work.
+    """
+    while True:
+        tmp = path.parent / f".{path.name}.{os.getpid()}-{next(_unique)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue  # left by an earlier process that had our pid
 
 
 @contextlib.contextmanager
@@ -23,7 +40,7 @@ def atomic_output(
     files a crash must not leave empty (the image store's index).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)

@@ -6,7 +6,6 @@ a real VM whose root is the bundle's root over 9p.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import pytest
 from netns import new_netns
-from oci import PATH, busybox_layer, write_layout
+from oci import busybox_layer, make_bundle, write_layout
+from procs import vms_of
 from ptys import Terminal
 from runtime_fixtures import Runtime
 
@@ -336,28 +336,6 @@ def test_containerd_pause_resume(ctr: Containerd) -> None:
 # -- the runtime called directly: OCI errors, nothing left behind -----------------
 
 
-def make_bundle(folder: Path, args: list[str], **config: object) -> Path:
-    root = folder / "rootfs"
-    root.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(busybox_layer().tar())) as tar:
-        tar.extractall(root, filter="fully_trusted")  # our own layer
-    spec = {
-        "ociVersion": "1.0.2",
-        "root": {"path": "rootfs"},
-        "process": {
-            "args": args,
-            "cwd": "/",
-            "env": [f"PATH={PATH}"],
-            "user": {"uid": 0, "gid": 0},
-        },
-        "hostname": "bundle",
-        "linux": {"namespaces": [{"type": "network"}, {"type": "pid"}]},
-        **config,
-    }
-    (folder / "config.json").write_text(json.dumps(spec))
-    return folder
-
-
 class Direct:
     """cocoon-runtime as an engine calls it, with --log in JSON."""
 
@@ -449,6 +427,54 @@ def test_kill_before_start_ends_the_vm(direct: Direct, tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "b", ["echo", "never"])
     assert direct("create", "--bundle", str(bundle), "c1").returncode == 0
     assert direct("delete", "--force", "c1").returncode == 0
+    direct.nothing_left()
+    assert "never" not in (tmp_path / "out").read_text()
+
+
+def test_a_container_process_killed_mid_boot_takes_its_vm_along(
+    direct: Direct, tmp_path: Path
+) -> None:
+    # create returns while the VM boots: an engine may SIGKILL the pid then,
+    # before the VM is in any record that delete could read. The VMM is
+    # stopped first, as a hung one: the VM must go without any help from it.
+    bundle = make_bundle(tmp_path / "b", ["echo", "never"])
+    pid_file = tmp_path / "pid"
+    created = direct("create", "--bundle", str(bundle), "--pid-file", str(pid_file), "k1")
+    assert created.returncode == 0
+    deadline = time.monotonic() + 60
+    while not (vms := vms_of(direct.runtime.root)):
+        assert time.monotonic() < deadline, "no VM started"
+        time.sleep(0.01)
+    os.kill(vms[0], signal.SIGSTOP)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while vms_of(direct.runtime.root):
+        assert time.monotonic() < deadline, "the VM outlived the container's process"
+        time.sleep(0.05)
+    while direct.state("k1")["status"] != "stopped":  # until the dead process is reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert direct("delete", "k1").returncode == 0
+    direct.nothing_left()
+    assert "never" not in (tmp_path / "out").read_text()
+
+
+def test_a_signal_mid_boot_ends_the_container_once_its_vm_is_up(
+    direct: Direct, tmp_path: Path
+) -> None:
+    bundle = make_bundle(tmp_path / "b", ["echo", "never"])
+    assert direct("create", "--bundle", str(bundle), "t1").returncode == 0
+    assert direct("kill", "t1", "TERM").returncode == 0
+    deadline = time.monotonic() + 60
+    while direct.state("t1")["status"] != "stopped":
+        assert time.monotonic() < deadline, "the container did not stop"
+        time.sleep(0.05)
+    # Held, not fatal: the process ended the VM and removed its record itself.
+    assert direct.runtime.leftovers() == []
+    records = direct.runtime.root / ".cocoon" / "containers"
+    assert [p.name for p in records.iterdir() if p.is_dir()] == []
+    direct.fails("start", "t1", says="cannot start")
+    assert direct("delete", "t1").returncode == 0
     direct.nothing_left()
     assert "never" not in (tmp_path / "out").read_text()
 

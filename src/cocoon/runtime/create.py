@@ -2,33 +2,35 @@
 
 create: check the bundle -> claim the id -> a cocoon record whose root is the
 bundle's root over 9p -> fork twice; the grandchild (``shim.serve``) boots
-the VM up to the agent's READY and reports -> write the pid file. On any
-failure everything made is undone before the error is raised.
+the VM -> write the pid file. On any failure everything made is undone
+before the error is raised.
+
+create does not wait for the VM: the OCI contract asks only for a pid that
+runs no user code before ``start``, so the engine's own work between the
+two calls overlaps the boot, and ``start`` waits for the agent's READY that
+the grandchild reports in ``store.BOOTED``. A VMM dies with that grandchild
+(``vm/lifeline.py``), so killing it mid-boot leaves no VM behind.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from cocoon.container import boot, network, volumes
 from cocoon.container import record as records
 from cocoon.container.config import ContainerConfig, NetworkSettings
 from cocoon.container.spec import check_hostname
-from cocoon.errors import InvalidArgument, from_code
+from cocoon.errors import InvalidArgument
 from cocoon.network import netns
 from cocoon.pids import start_ticks
 from cocoon.runtime import bundle as bundles
 from cocoon.runtime import console, sandbox, shim, spawn, store
 from cocoon.vm import accel as accelerators
 from cocoon.vm.artifacts import artifacts
-
-SHIM_LOG = "shim.log"
 
 
 def _network(bundle: bundles.Bundle, rec: records.Record) -> NetworkSettings:
@@ -77,18 +79,6 @@ def _record(bundle: bundles.Bundle, container_id: str, stdin: bool) -> records.R
     return rec
 
 
-def _fork_shim(
-    rec: records.Record, folder: Path, stdio: shim.Stdio, stdin: bool
-) -> tuple[int, dict[str, Any]]:
-    """The shim's pid (already reparented to the caller's subreaper) and its first report."""
-    pid, line = spawn.detached(lambda w: shim.serve(rec.id, w, stdio, stdin, folder / SHIM_LOG))
-    try:
-        report = json.loads(line) if line else {}
-    except ValueError:
-        report = {}
-    return pid, report
-
-
 def _entry(bundle: bundles.Bundle, container_id: str, record: str, pid: int) -> store.Entry:
     return store.Entry(
         id=container_id,
@@ -132,6 +122,7 @@ def create(
         return
     rec: records.Record | None = None
     slave = None
+    pid = 0
     try:
         stdin = bundle.terminal or console.stdin_open(0)
         rec = _record(bundle, container_id, stdin)
@@ -140,13 +131,13 @@ def create(
             stdio = shim.Stdio(slave, slave, slave, tty=True)
         else:
             stdio = shim.Stdio(0, 1, 2)
-        pid, report = _fork_shim(rec, folder, stdio, stdin)
-        if not report.get("ok"):
-            message = report.get("error") or "the container's VM did not start"
-            raise from_code(report.get("code"), f"{message} (see {folder / SHIM_LOG})")
+        record_id, booted, log = rec.id, folder / store.BOOTED, folder / store.SHIM_LOG
+        pid = spawn.detached(lambda: shim.serve(record_id, booted, stdio, stdin, log))
         store.save(root, _entry(bundle, container_id, rec.id, pid))
         spawn.write_pid(pid_file, pid)
     except BaseException:
+        if pid:
+            os.kill(pid, signal.SIGKILL)  # its VM, if any, dies with it
         if rec is not None:
             boot.discard(rec.id, remove_volumes=True)
         store.forget(root, container_id)

@@ -103,13 +103,12 @@ def run(
         spawn.write_pid(pid_file, os.getpid())
         return _relay(process, stdio, stdin)
 
-    def relay(report: int) -> int:
-        os.close(report)  # nothing to report: the engine waits on this process
+    def relay() -> int:
         if stdio.tty:
             _follow_terminal(process, stdio.stdout)
         return _relay(process, stdio, stdin)
 
-    pid, _ = spawn.detached(relay)
+    pid = spawn.detached(relay)
     process.channel.close()  # the grandchild has its own copy
     spawn.write_pid(pid_file, pid)
     return 0

@@ -22,11 +22,20 @@ from cocoon.runtime import store
 FAILED = 1
 
 
+class _Formatter(argparse.HelpFormatter):
+    # A set width: argparse makes a formatter for every argument added, and
+    # one without a width imports shutil (lzma and bz2 with it), about a
+    # fifth of a light verb's start, to ask the terminal.
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=100)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cocoon-runtime",
         allow_abbrev=False,
         description="Run OCI bundles in cocoon VMs (runc's interface)",
+        formatter_class=_Formatter,
     )
     p.add_argument("--version", "-v", action="store_true")
     p.add_argument("--root", type=Path, help=f"state folder (default {store.DEFAULT_ROOT})")
@@ -40,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     verbs = p.add_subparsers(dest="verb")
 
     def verb(name: str, *, with_id: bool = True) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, allow_abbrev=False)
+        sub = verbs.add_parser(name, allow_abbrev=False, formatter_class=_Formatter)
         if with_id:
             sub.add_argument("id")
         return sub

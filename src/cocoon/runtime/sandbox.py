@@ -14,6 +14,7 @@ import os
 import signal
 
 from cocoon.runtime.bundle import Bundle
+from cocoon.runtime.spawn import detached
 
 ANNOTATION = "io.kubernetes.cri.container-type"
 # What ends pause with 0; anything else kills it (SIGKILL: 128+9 to the caller).
@@ -24,28 +25,17 @@ def wanted(bundle: Bundle) -> bool:
     return bundle.annotations.get(ANNOTATION) == "sandbox"
 
 
+def _hold() -> int:
+    for fd in (0, 1, 2):
+        os.dup2(os.open(os.devnull, os.O_RDWR), fd)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING)
+    signal.sigwait(_ENDING)
+    return 0
+
+
 def spawn() -> int:
     """The holder's pid, a grandchild of the caller (as the VM's process is)."""
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(r)
-            if (holder := os.fork()) != 0:
-                os.write(w, str(holder).encode())
-                os._exit(0)
-            os.close(w)
-            os.setsid()
-            for fd in (0, 1, 2):
-                os.dup2(os.open(os.devnull, os.O_RDWR), fd)
-            signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING)
-            signal.sigwait(_ENDING)
-        finally:
-            os._exit(0)
-    os.close(w)
-    os.waitpid(child, 0)
-    with os.fdopen(r, "rb") as pipe:
-        return int(pipe.read() or b"0")
+    return detached(_hold)
 
 
 __all__ = ["ANNOTATION", "spawn", "wanted"]

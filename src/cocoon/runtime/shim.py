@@ -22,6 +22,7 @@ import signal
 import socket
 import termios
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,17 @@ class Relay:
                     return
 
 
-def serve(record_id: str, ready_fd: int, stdio: Stdio, forward_stdin: bool, log: Path) -> int:
-    """Run the container to its end; the exit code is the container's."""
+def serve(record_id: str, booted: Path, stdio: Stdio, forward_stdin: bool, log: Path) -> int:
+    """Run the container to its end; the exit code is the container's.
+
+    How the boot went is one JSON line in ``booted`` (``start`` waits for it).
+    """
+    began = time.monotonic()
+    # create has returned: an engine may signal this process while its VM
+    # boots. Held until the VM is up, then handled as any signal is.
+    held: list[int] = []
+    for signum in FORWARDED:
+        signal.signal(signum, lambda n, _f: held.append(n))
     # Nothing of ours may reach the container's stdio, and the VMM must not
     # hold the engine's pipes open: 0-2 become /dev/null and the shim's log.
     stdio = Stdio(os.dup(stdio.stdin), os.dup(stdio.stdout), os.dup(stdio.stderr), stdio.tty)
@@ -145,14 +155,20 @@ def serve(record_id: str, ready_fd: int, stdio: Stdio, forward_stdin: bool, log:
     relays: list[Relay] = []
 
     def extend(mon: Monitor) -> None:
+        # The runtime's own share of a start against the VM's (bench/runtime.py reads it).
+        logging.info("VMM started %.3f s after this process, agent ready %.3f s later",
+                     mon.vm.spawned_at - began, time.monotonic() - mon.vm.spawned_at)  # fmt: skip
         relays.append(Relay(mon, stdio, forward_stdin))
         relays[0].output.start()
         for signum in FORWARDED:
             signal.signal(signum, _forward(relays[0], signum))
+        for signum in held:
+            relays[0].signal(signum)
         if stdio.tty:
             signal.signal(signal.SIGWINCH, lambda *_: relays[0].resize())
 
-    monitor.run(record_id, ready_fd, wait_attach=True, extend=extend)
+    report = os.open(booted, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    monitor.run(record_id, report, wait_attach=True, extend=extend)
     if not relays:
         return LOST
     relay = relays[0]

@@ -20,36 +20,26 @@ from cocoon.files import write_atomic
 LOST = 255
 
 
-def detached(body: Callable[[int], int]) -> tuple[int, bytes]:
-    """Run ``body(report_fd)`` in a reparented grandchild; (its pid, the line it reported).
-
-    The grandchild's exit code is what ``body`` returns. What it writes to
-    ``report_fd`` up to the first newline (or until it closes it) comes back.
-    """
-    report_r, report_w = os.pipe()
+def detached(body: Callable[[], int]) -> int:
+    """The pid of a reparented grandchild running ``body()``, whose result is its exit code."""
     pid_r, pid_w = os.pipe()
     child = os.fork()
     if child == 0:
         code = LOST
         try:
-            os.close(report_r)
             os.close(pid_r)
             if (grandchild := os.fork()) != 0:
                 os.write(pid_w, str(grandchild).encode())
                 os._exit(0)
             os.close(pid_w)
             os.setsid()
-            code = body(report_w)
+            code = body()
         finally:
             os._exit(code)
-    os.close(report_w)
     os.close(pid_w)
     os.waitpid(child, 0)
     with os.fdopen(pid_r, "rb") as pipe:
-        pid = int(pipe.read() or b"0")
-    with os.fdopen(report_r, "rb") as pipe:
-        report = pipe.readline()
-    return pid, report
+        return int(pipe.read() or b"0")
 
 
 def write_pid(pid_file: Path | None, pid: int) -> None:

@@ -18,6 +18,8 @@ from cocoon.errors import AlreadyExists, Corrupt, InvalidArgument, NotFound
 
 DEFAULT_ROOT = Path("/run/cocoon-runtime")
 STATE = "state.json"
+SHIM_LOG = "shim.log"  # what the container's process says
+BOOTED = "booted"  # its one JSON line: how the VM's boot went (create.py)
 # runc's rule for ids: they become file names here.
 _ID = re.compile(r"[\w+\-.]+")
 
@@ -100,7 +102,9 @@ def forget(root: Path, container_id: str) -> None:
 
 
 __all__ = [
+    "BOOTED",
     "DEFAULT_ROOT",
+    "SHIM_LOG",
     "Entry",
     "check_id",
     "claim",

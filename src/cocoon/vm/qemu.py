@@ -17,7 +17,7 @@ from typing import IO
 
 from cocoon import tools
 from cocoon.errors import ExternalError, InvalidArgument, InvalidState, Timeout, Unsupported
-from cocoon.vm import cgroup
+from cocoon.vm import cgroup, lifeline
 from cocoon.vm.console import ConsoleLog
 from cocoon.vm.machine import MachineSpec, Status, Tap, Unplugged, UserNet
 from cocoon.vm.qmp import Qmp
@@ -238,6 +238,7 @@ class QemuMachine:
                 # Its own process group: a Ctrl-C at the terminal is for the
                 # container (relayed by the agent), not for the VMM.
                 start_new_session=True,
+                preexec_fn=lifeline.tie(),
             )
         except OSError as e:
             raise ExternalError(f"cannot start {argv[0]}: {e.strerror}") from e
