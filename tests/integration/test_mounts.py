@@ -175,6 +175,34 @@ def test_bad_input_is_one_line_and_leaves_nothing(cc, image, args, message):
     assert not os.path.exists("/no/such/dir")
 
 
+@as_root
+def test_an_image_built_on_another_is_checked_before_anything_is_made(cc, busybox, tmp_path):
+    """Its disk is a qcow2 overlay debugfs cannot read: its own layers answer,
+    and where they say nothing, its parent's disk."""
+    from cocoon.image.store import ImageStore
+    from cocoon.rootfs import delta
+    from cocoon.rootfs.disks import disk_key
+
+    if not delta.available():
+        pytest.skip("this host builds whole disks only")
+    ref = "localhost/mounts-derived:1"
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\nRUN mkdir /folder\n")
+    ok(cc("build", "-q", "-t", ref, str(tmp_path), timeout=LONG))
+    # /folder is the built layer's, /bin the parent disk's.
+    for verb, target in (("create", "/folder"), ("run", "/folder"), ("create", "/bin")):
+        result = cc(verb, "-v", f"/etc/hostname:{target}", ref, "true")
+        err = result.stderr.decode()
+        assert result.returncode == 125, err
+        assert f"on {target}: the image has a folder there" in err and err.count("\n") == 1, err
+        assert cc("ls", "-a", "-q").stdout == b""
+    key = disk_key(ImageStore(cc.state / "images").resolve(ref))
+    assert (cc.state / "rootfs" / f"{key}.delta").exists()  # built by the first create
+    # A mount that fits still starts.
+    (tmp_path / "seen").write_text("from the host\n")
+    out = ok(cc("run", "--rm", "-v", f"{tmp_path}:/folder", ref, "cat", "/folder/seen"))
+    assert out == "from the host\n"
+
+
 def test_named_volume_keeps_data_and_is_copied_up(cc, image):
     # First use: the empty volume gets the image's /data, owners and modes kept.
     first = cc("run", "--name", "vol-a", "-v", "vt-data:/data", image, "sh", "-c",

@@ -132,7 +132,7 @@ def create(
     if disk_size is not None:
         check_disk_size(rootfs, disk_size)
     nics = network.nic_count(opts.network, opts.more_networks)
-    volumes.check(list(opts.mounts), rootfs, nics=nics)
+    volumes.check(list(opts.mounts), store, img, rootfs, nics=nics)
     timings["prepare"] = time.monotonic() - t0
 
     rec = records.create(

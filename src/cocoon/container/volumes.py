@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cocoon import tools
 from cocoon.container import liveness
 from cocoon.container.record import Record
-from cocoon.errors import ExternalError, InvalidArgument, NotFound
+from cocoon.errors import InvalidArgument, NotFound
 from cocoon.vm import machine as vms
 from cocoon.volume.mounts import (
     BindMount,
@@ -35,15 +33,20 @@ from cocoon.volume.mounts import (
 
 if TYPE_CHECKING:
     from cocoon.agent.protocol import GuestMount
+    from cocoon.image.model import Image
+    from cocoon.image.store import ImageStore
 
 
-def check(mounts: list[Mount], rootfs: Path, *, nics: int) -> None:
+def check(mounts: list[Mount], store: ImageStore, image: Image, rootfs: Path, *, nics: int) -> None:
     """Refuse what cannot work, before anything is made: one mount per target,
-    each mount's type fitting what the image has at its target, and no more
-    disks and shares than the VM (beside ``nics`` network cards) has room for."""
+    each mount's type fitting what ``image`` (its disk ``rootfs``) has at its
+    target, and no more disks and shares than the VM (beside ``nics`` network
+    cards) has room for."""
     check_targets(mounts)
     if mounts:
-        check_image_paths(mounts, functools.partial(image_kind, rootfs))
+        from cocoon.rootfs.kinds import kind_at
+
+        check_image_paths(mounts, functools.partial(kind_at, store, image, rootfs))
         _check_room(mounts, nics)
 
 
@@ -59,26 +62,6 @@ def _check_room(mounts: list[Mount], nics: int) -> None:
             f"too many bind mounts and volumes ({needed}): a container's VM has device "
             f"slots for {free} (tmpfs mounts need none{hint})"
         )
-
-
-def image_kind(rootfs: Path, path: str) -> str | None:
-    """What the image's disk has at ``path``: "dir", "file" or None (nothing,
-    or a symlink: the guest resolves it inside the container)."""
-    try:
-        out = subprocess.run(
-            [tools.find("debugfs"), "-R", f'stat "{path}"', str(rootfs)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise ExternalError(f"cannot read the image's disk {rootfs}: {e}") from e
-    for line in out.splitlines():
-        if "Type: " in line:
-            found = line.split("Type: ", 1)[1].split()[0]
-            return {"directory": "dir", "symlink": None}.get(found, "file")
-    return None
 
 
 def prepare(mounts: list[Mount], container_id: str, name: str) -> list[Mount]:
@@ -202,7 +185,6 @@ __all__ = [
     "attach",
     "check",
     "forget",
-    "image_kind",
     "outlive",
     "prepare",
     "release",

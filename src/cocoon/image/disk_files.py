@@ -36,7 +36,12 @@ def rootfs_dir() -> Path:
 
 
 def disk_key(image: Image) -> str:
-    chain = "\n".join((f"cocoon-rootfs-{FORMAT}", *(layer.digest for layer in image.layers)))
+    return chain_key(layer.digest for layer in image.layers)
+
+
+def chain_key(digests: Iterable[str]) -> str:
+    """The key of the disk holding these layers, the first at the bottom."""
+    chain = "\n".join((f"cocoon-rootfs-{FORMAT}", *digests))
     return sha256.hexdigest(chain.encode())
 
 
@@ -65,4 +70,4 @@ def remove_unused(store: Stored) -> list[Path]:
     return removed
 
 
-__all__ = ["DELTA", "FORMAT", "WHOLE", "disk_key", "remove_unused", "rootfs_dir"]
+__all__ = ["DELTA", "FORMAT", "WHOLE", "chain_key", "disk_key", "remove_unused", "rootfs_dir"]

@@ -116,6 +116,19 @@ def check_image(store: ImageStore, image: Image) -> None:
             check_layer(blob, tree, digest=layer.digest, diff_id=diff_id)
 
 
+def said_of(
+    stream: Readable, target: Parts, *, digest: str, diff_id: str | None = None
+) -> str | None:
+    """What one layer makes of the path ``target`` over whatever lies below it,
+    by ``apply_layer``'s rules, from its tar headers alone: "dir", "file",
+    "symlink", "gone" (it hides what lower layers have there) or None (it
+    leaves that to lower layers)."""
+    finder = _Finder(target, digest)
+    with _layer_tar(stream, digest, diff_id) as tar:
+        finder.run(tar)
+    return finder.said
+
+
 class Room:
     """Bytes unpacking may still write: beyond them it fails cleanly, before the disk fills.
 
@@ -418,6 +431,49 @@ class _Checker(_Walker):
         parent[name] = kind  # a hard link to a symlink is a symlink
 
 
+class _Finder(_Walker):
+    """Follows what a layer does to one path, in member order as ``_Extractor`` does.
+
+    A whiteout or opaque folder only reaches here for what this layer has not
+    written (``_Walker``), so a path it writes later is its own again.
+    """
+
+    def __init__(self, target: Parts, digest: str) -> None:
+        super().__init__(digest)
+        self.target = target
+        self.said: str | None = None
+
+    def _above(self, parts: Parts) -> bool:
+        """Whether ``parts`` is the target's folder, or one of the folders above it."""
+        return len(parts) < len(self.target) and self.target[: len(parts)] == parts
+
+    def _below(self, parts: Parts) -> bool:
+        """Whether ``parts`` is the target or inside it: writing there makes it a folder."""
+        return self.target == parts[: len(self.target)]
+
+    def _whiteout(self, entry: str, parent: Parts, name: str) -> None:
+        hidden = (*parent, name)
+        if self.target[: len(hidden)] == hidden:  # the target, or a folder above it
+            self.said = "gone"
+
+    def _opaque(self, parts: Parts) -> None:
+        self._mark_written(parts)
+        if self._below(parts):
+            self.said = "dir"  # the extractor makes the folder to mark it
+        elif self._above(parts) and self.target not in self.written:
+            self.said = "gone"
+
+    def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parts: Parts) -> None:
+        if member.islnk() and parts and self._link_target(member, parts) is None:
+            return  # a link to itself changes nothing
+        if parts == self.target:
+            self.said = "dir" if member.isdir() else _LINK if member.issym() else "file"
+        elif self._below(parts):
+            self.said = "dir"
+        elif self._above(parts) and not member.isdir():
+            self.said = "gone"  # a file or link replaced a folder above it
+
+
 class _Extractor(_Walker):
     def __init__(self, root_fd: int, digest: str, room: Room | None) -> None:
         super().__init__(digest)
@@ -667,4 +723,13 @@ def _set_xattrs(fd: int, member: tarfile.TarInfo) -> None:
             log.debug("xattr %s on %s not kept: %s", name, member.name, e.strerror)
 
 
-__all__ = ["OPAQUE", "WHITEOUT", "Room", "Tree", "apply_layer", "check_image", "check_layer"]
+__all__ = [
+    "OPAQUE",
+    "WHITEOUT",
+    "Room",
+    "Tree",
+    "apply_layer",
+    "check_image",
+    "check_layer",
+    "said_of",
+]
