@@ -116,6 +116,18 @@ def ok(result: subprocess.CompletedProcess) -> str:
     return result.stdout.decode()
 
 
+def one_line_125(result: subprocess.CompletedProcess, needle: str) -> None:
+    """A refusal as the CLI gives one: exit 125 and one line naming ``needle``."""
+    err = result.stderr.decode()
+    assert result.returncode == 125, err
+    assert err.count("\n") == 1 and needle in err, err
+
+
+def records(cocoon: Cocoon) -> set[Path]:
+    """The container records in the test's state folder."""
+    return set((cocoon.state / "containers").glob("*/container.json"))
+
+
 def remove_containers(cocoon: Cocoon, *flags: str) -> None:
     """Remove every container the session's state holds (``flags``: e.g. -v)."""
     ids = cocoon("ls", "-a", "-q").stdout.decode().split()

@@ -14,19 +14,9 @@ import pytest
 from oci import busybox_layer, write_layout
 from procs import monitors_of
 from ptys import Terminal
-from vm_fixtures import ok
+from vm_fixtures import ok, one_line_125, records
 
 pytestmark = pytest.mark.vm
-
-
-def one_line_125(result, needle: str) -> None:
-    err = result.stderr.decode()
-    assert result.returncode == 125, err
-    assert err.count("\n") == 1 and needle in err, err
-
-
-def records(cc) -> set:
-    return set((cc.state / "containers").glob("*/container.json"))
 
 
 def test_typed_ahead_input_reaches_exec(cc, busybox):

@@ -7,19 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from vm_fixtures import ok
+from vm_fixtures import ok, one_line_125, records
 
 pytestmark = pytest.mark.vm
-
-
-def one_line_125(result, needle: str) -> None:
-    err = result.stderr.decode()
-    assert result.returncode == 125, err
-    assert err.count("\n") == 1 and needle in err, err
-
-
-def records(cc) -> set:
-    return set((cc.state / "containers").glob("*/container.json"))
 
 
 def test_dns_search_options_and_shm_size_reach_the_guest(cc, busybox):

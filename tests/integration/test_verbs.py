@@ -11,15 +11,9 @@ from pathlib import Path
 
 import pytest
 from oci import busybox_layer
-from vm_fixtures import ok
+from vm_fixtures import ok, one_line_125
 
 pytestmark = pytest.mark.vm
-
-
-def one_line_125(result, needle: str) -> None:
-    err = result.stderr.decode()
-    assert result.returncode == 125, err
-    assert err.count("\n") == 1 and needle in err, err
 
 
 def host_config(cc, ref: str) -> dict:
