@@ -273,11 +273,12 @@ class ImageStore:
         """
         name = self._tag_named(text)
         if name is not None:
-            image_id = self.resolve(name).id
             digest = self.untag(name)
             remaining = any(e.digest == digest for e in self.entries())
+            # Its id read while its blobs are still there: only when it goes.
+            image_id = None if remaining else self.image(digest).id
             self._collect_all()
-            return Removed((name,), None if remaining else image_id)
+            return Removed((name,), image_id)
         image = self.resolve(text)
         if len(image.references) > 1 and not force:
             raise InvalidState(
