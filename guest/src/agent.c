@@ -66,6 +66,27 @@ static int have_main;
 static uint32_t main_id;
 static int in_fatal;
 
+/*
+ * /etc/hostname and /etc/hosts as a rooted template leaves them, for its
+ * clones to overwrite in place (rewrite_file) rather than make anew: that
+ * skips creating and renaming a file on the root's ext4, ~20 ms of kernel
+ * code run for the first time under emulation. The name is as long as
+ * cocoon's default (the container id's first 12 digits): the same length
+ * needs no truncation either.
+ */
+static const char placeholder_hostname[] = "cocoon-clone\n";
+static const char placeholder_hosts[] = "127.0.0.1\tlocalhost\n";
+/* Set in a rooted template: its clone's first writes of those are in place. */
+static int in_place;
+
+static void write_etc(const char *path, const void *data, size_t len)
+{
+	if (in_place && rewrite_file(path, data, len) == 0)
+		return;
+	if (mkdir_p("/etc", 0755) < 0 || write_file_atomic(path, data, len) < 0)
+		logmsg("write %s: %s", path, errstr(errno));
+}
+
 static void __attribute__((noreturn)) power_off(void)
 {
 	sync();
@@ -319,6 +340,7 @@ static void handle_run(uint32_t id, const uint8_t *payload, size_t len)
 	if (run_spec_parse(payload, len, &spec, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	int is_main = !have_main;
+	in_place = 0; /* a process of the container may read /etc now */
 	if (is_main) {
 		have_main = 1;
 		main_id = id;
@@ -393,7 +415,9 @@ static void handle_frame(const struct frame_hdr *h, const uint8_t *payload)
 			fatal("SHUTDOWN payload of %u bytes, expected 0", h->len);
 		finish(0); /* the host asked: it expects nothing more */
 	case MSG_HOSTS:
-		net_write_hosts(payload, h->len);
+		write_etc("/etc/hosts", payload, h->len);
+		/* Later ones replace a file processes may be reading. */
+		in_place = 0;
 		break;
 	case MSG_STATS:
 		if (h->len != 0)
@@ -671,6 +695,7 @@ static void reseed_rng(const struct guest_config *cfg)
 	explicit_bzero(&seed, sizeof(seed));
 }
 
+
 static void apply_config(const struct guest_config *cfg)
 {
 	reseed_rng(cfg);
@@ -689,8 +714,7 @@ static void apply_config(const struct guest_config *cfg)
 		hostname[HOST_NAME_MAX + 1] = '\0';
 		size_t n = strlen(hostname);
 		hostname[n] = '\n';
-		if (mkdir_p("/etc", 0755) < 0 || write_file_atomic("/etc/hostname", hostname, n + 1) < 0)
-			logmsg("write /etc/hostname: %s", errstr(errno));
+		write_etc("/etc/hostname", hostname, n + 1);
 	}
 	net_setup(cfg);
 }
@@ -735,6 +759,11 @@ int main(void)
 	 * container may be touched before CONFIG arrives. */
 	int template = cmdline_get(cmdline, "template", val, sizeof(val)) == 1 &&
 		       strcmp(val, "1") == 0;
+	/* Unless the template is rooted (one image's): each of its clones gets
+	 * a disk byte for byte the template's, so the root is set up once, here,
+	 * and the clones wake with it mounted. */
+	int rooted = template && cmdline_get(cmdline, "rooted", val, sizeof(val)) == 1 &&
+		     strcmp(val, "1") == 0;
 	/* Otherwise the root is mounted while the virtio-serial port is still
 	 * being announced (that takes tens of milliseconds under emulation); a
 	 * failure is kept and reported once the port is open. */
@@ -743,22 +772,43 @@ int main(void)
 			 device_name_valid(root);
 	if (!root_valid)
 		snprintf(err, sizeof(err), "no valid cocoon.root on the kernel command line");
-	else if (!template)
+	else if (!template || rooted)
 		old_root = setup_root(root, ROOT_SIZE_DEVICE, err, sizeof(err));
 	free(cmdline);
+	net_lo_up();
+	/* The container's namespaces as a container with neither MOUNTs nor a
+	 * read-only root has them: made again after CONFIG for one that has. */
+	int ns_ready = 0;
+	if (rooted) {
+		/* No host to tell yet: the template's build fails on the console's words. */
+		if (old_root < 0 || proc_ns_start(0, err, sizeof(err)) < 0)
+			fatal("%s", err);
+		ns_ready = 1;
+		write_etc("/etc/hostname", placeholder_hostname, sizeof(placeholder_hostname) - 1);
+		write_etc("/etc/hosts", placeholder_hosts, sizeof(placeholder_hosts) - 1);
+		in_place = 1;
+		root_prefetch();
+		/* What mounting wrote goes to the disk now, once, rather than from
+		 * every clone's page cache. */
+		sync();
+	}
 
 	port = open_port();
 	if (port < 0)
 		fatal("no usable virtio-serial port named %s: %s", PORT_NAME, errstr(errno));
 	wait_host_connected();
-	if (template)
-		/* The host builds the template once it sees this, and pauses it. */
+	/* The host builds the template once it sees this, and pauses it. */
+	if (rooted)
+		(void)write_all(1, "cocoon-template-parked-rooted\n", 30);
+	else if (template)
 		(void)write_all(1, "cocoon-template-parked\n", 23);
 
 	struct guest_config cfg;
 	read_config(&cfg);
-	if (template && root_valid)
+	if (template && root_valid && !rooted)
 		old_root = setup_root(root, cfg.root_size, err, sizeof(err));
+	else if (rooted && root_grow(cfg.root_size, err, sizeof(err)) < 0)
+		fatal("%s", err);
 	if (old_root < 0)
 		fatal("%s", err[0] ? err : "setting up the root failed");
 	root_ready = 1;
@@ -767,8 +817,12 @@ int main(void)
 		fatal("%s", err);
 	if (user_mounts(cfg.mounts, cfg.nmounts, err, sizeof(err)) < 0)
 		fatal("%s", err);
-	if (proc_ns_start(cfg.readonly_root, err, sizeof(err)) < 0)
+	if (ns_ready && (cfg.readonly_root || cfg.nmounts)) {
+		if (proc_ns_restart(cfg.readonly_root, err, sizeof(err)) < 0)
+			fatal("%s", err);
+	} else if (!ns_ready && proc_ns_start(cfg.readonly_root, err, sizeof(err)) < 0) {
 		fatal("%s", err);
+	}
 	/* A build VM runs one process per step and lives until SHUTDOWN: no
 	 * RUN is the main one (proc 0 never names a process). */
 	have_main = cfg.build;

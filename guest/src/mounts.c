@@ -103,10 +103,17 @@ static int container_mounts(char *err, size_t errlen)
 	return 0;
 }
 
+/* The root's device and the size its filesystem was last grown to fill,
+ * for root_grow after a memory template's root was set up. */
+static char root_device[128];
+static uint64_t root_filled;
+
 /* A container's disk may be larger than the image's filesystem on it
- * (--storage-opt size=): grow the filesystem, mounted, to fill the disk. The
- * kernel does nothing when they already match, so this costs two ioctls. */
-static int grow_root(const char *dev, uint64_t root_size, char *err, size_t errlen)
+ * (--storage-opt size=): grow the filesystem, mounted at dir, to fill the
+ * disk. The kernel does nothing when they already match, so this costs two
+ * ioctls. */
+static int grow_root(const char *dev, uint64_t root_size, const char *dir_path, char *err,
+		     size_t errlen)
 {
 	if (!root_size)
 		return 0;
@@ -122,9 +129,9 @@ static int grow_root(const char *dev, uint64_t root_size, char *err, size_t errl
 	if (root_size < bytes)
 		bytes = root_size;
 	struct statfs st;
-	int dir = open(NEWROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dir = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir < 0 || fstatfs(dir, &st) < 0 || st.f_bsize <= 0) {
-		snprintf(err, errlen, "statfs %s: %s", NEWROOT, errstr(errno));
+		snprintf(err, errlen, "statfs %s: %s", dir_path, errstr(errno));
 		if (dir >= 0)
 			close(dir);
 		return -1;
@@ -138,7 +145,17 @@ static int grow_root(const char *dev, uint64_t root_size, char *err, size_t errl
 			 (unsigned long long)blocks, errstr(saved));
 		return -1;
 	}
+	root_filled = bytes;
 	return 0;
+}
+
+int root_grow(uint64_t root_size, char *err, size_t errlen)
+{
+	/* A clone's disk has the template's size (the host keys rooted
+	 * templates by it): then the filesystem fills it already. */
+	if (!root_size || !root_device[0] || root_size == root_filled)
+		return 0;
+	return grow_root(root_device, root_size, "/", err, errlen);
 }
 
 /* A folder the host already prepared (an OCI bundle's root, mounted by the
@@ -168,7 +185,8 @@ static int mount_disk_root(const char *root_dev, uint64_t root_size, char *err, 
 	}
 	if (do_mount(dev, NEWROOT, "ext4", 0, NULL, err, errlen) < 0)
 		return -1;
-	return grow_root(dev, root_size, err, errlen);
+	snprintf(root_device, sizeof(root_device), "%s", dev);
+	return grow_root(dev, root_size, NEWROOT, err, errlen);
 }
 
 int setup_root(const char *root, uint64_t root_size, char *err, size_t errlen)
@@ -198,6 +216,41 @@ int setup_root(const char *root, uint64_t root_size, char *err, size_t errlen)
 		return -1;
 	}
 	return old_root;
+}
+
+/* What nearly every process of a container reads from its root before
+ * its own code runs: the user database (each spawn resolves the user), the
+ * shell (sh -c, entrypoint scripts) and the dynamic loaders and C libraries
+ * of musl and glibc images. Paths that are missing cost one lookup. */
+static const char *const prefetched[] = {
+	"/etc/passwd",
+	"/etc/group",
+	"/bin/sh",
+	"/lib/ld-musl-x86_64.so.1",
+	"/lib64/ld-linux-x86-64.so.2",
+	"/etc/ld.so.cache",
+	"/lib/x86_64-linux-gnu/libc.so.6",
+	"/usr/lib/x86_64-linux-gnu/libc.so.6",
+};
+/* Per file: the image is hostile, and what is read stays in the template's RAM. */
+#define PREFETCH_MAX (8u << 20)
+
+void root_prefetch(void)
+{
+	static char chunk[65536];
+	for (size_t i = 0; i < sizeof(prefetched) / sizeof(*prefetched); i++) {
+		/* Non-blocking: a FIFO there must not hold the agent up. */
+		int fd = open(prefetched[i], O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		struct stat st;
+		size_t total = 0;
+		ssize_t r = 0;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			while (total < PREFETCH_MAX && (r = read(fd, chunk, sizeof(chunk))) > 0)
+				total += (size_t)r;
+		close(fd);
+	}
 }
 
 /* The container's own mounts, for teardown: innermost last. */

@@ -26,6 +26,17 @@ void mount_early(void);
 #define ROOT_SIZE_DEVICE UINT64_MAX
 int setup_root(const char *root, uint64_t root_size, char *err, size_t errlen);
 
+/* After setup_root, once the root is `/`: grows its filesystem to root_size
+ * bytes (never past the device) unless it fills that much already (a
+ * clone of a rooted memory template, whose disk is the template's). Returns
+ * 0, or -1 with a message in err. */
+int root_grow(uint64_t root_size, char *err, size_t errlen);
+
+/* Reads the files of the root that nearly every container process reads
+ * first into the page cache: a rooted memory template's clones then find
+ * them there instead of reading the disk, each for the first time. */
+void root_prefetch(void);
+
 /* Gives the container's /dev/shm (mounted by setup_root) a size in bytes
  * (SHM_SIZE); 0 keeps the kernel's default. Returns 0, or -1 with a message in err. */
 int shm_resize(uint64_t size, char *err, size_t errlen);

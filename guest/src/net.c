@@ -149,26 +149,42 @@ int resolv_conf_extra(const struct guest_config *cfg, char *out, size_t outlen)
 			   sizeof(cfg->dns_options[0]));
 }
 
+void net_lo_up(void)
+{
+	static int done;
+	if (done)
+		return;
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	/* The kernel gives lo 127.0.0.1/8 by itself when it comes up. */
+	if (s < 0 || if_up(s, "lo") < 0)
+		logmsg("bring up lo: %s", errstr(errno));
+	else
+		done = 1;
+	if (s >= 0)
+		close(s);
+}
+
 void net_setup(const struct guest_config *cfg)
 {
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s < 0) {
-		logmsg("socket: %s", errstr(errno));
-		return;
+	net_lo_up();
+	if (cfg->has_address || cfg->nnics) {
+		int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (s < 0) {
+			logmsg("socket: %s", errstr(errno));
+			return;
+		}
+		if (cfg->has_address)
+			eth0_setup(s, cfg);
+		/* The other networks' cards: only their own subnets' routes,
+		 * which the kernel adds with each address. */
+		for (size_t i = 0; i < cfg->nnics; i++) {
+			char name[] = "ethN"; /* eth1 to eth7: CONFIG_MAX_NICS is one digit */
+			name[3] = (char)('1' + i);
+			iface_setup(s, name, cfg->nics[i].mac, cfg->nics[i].address,
+				    cfg->nics[i].prefix);
+		}
+		close(s);
 	}
-	/* The kernel gives lo 127.0.0.1/8 by itself when it comes up. */
-	if (if_up(s, "lo") < 0)
-		logmsg("bring up lo: %s", errstr(errno));
-	if (cfg->has_address)
-		eth0_setup(s, cfg);
-	/* The other networks' cards: only their own subnets' routes, which
-	 * the kernel adds with each address. */
-	for (size_t i = 0; i < cfg->nnics; i++) {
-		char name[] = "ethN"; /* eth1 to eth7: CONFIG_MAX_NICS is one digit */
-		name[3] = (char)('1' + i);
-		iface_setup(s, name, cfg->nics[i].mac, cfg->nics[i].address, cfg->nics[i].prefix);
-	}
-	close(s);
 
 	/* Without DNS, DNS_SEARCH or DNS_OPTION fields the image's own file is left alone. */
 	static char conf[CONFIG_MAX_DNS * 32 + CONFIG_MAX_SEARCH * (SEARCH_DOMAIN_MAX + 1) +
@@ -181,10 +197,4 @@ void net_setup(const struct guest_config *cfg)
 	else if (mkdir_p("/etc", 0755) < 0 ||
 		 write_file_atomic("/etc/resolv.conf", conf, strlen(conf)) < 0)
 		logmsg("write /etc/resolv.conf: %s", errstr(errno));
-}
-
-void net_write_hosts(const void *data, size_t len)
-{
-	if (mkdir_p("/etc", 0755) < 0 || write_file_atomic("/etc/hosts", data, len) < 0)
-		logmsg("write /etc/hosts: %s", errstr(errno));
 }

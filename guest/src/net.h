@@ -7,7 +7,11 @@
 
 #include "protocol.h"
 
-/* Brings up lo; then, if cfg has an ADDRESS, configures eth0 (address, up,
+/* Brings up lo, once: the same in every VM, so done before CONFIG (a memory
+ * template's clones wake with it up). Problems are logged. */
+void net_lo_up(void);
+
+/* Brings up lo (unless done); then, if cfg has an ADDRESS, configures eth0 (address, up,
  * default route through GATEWAY) and writes /etc/resolv.conf from the DNS,
  * DNS_SEARCH and DNS_OPTION fields. Problems are logged: a container without network still runs. */
 void net_setup(const struct guest_config *cfg);
@@ -27,8 +31,5 @@ int resolv_conf_extra(const struct guest_config *cfg, char *out, size_t outlen);
 
 /* The netmask of a prefix length (0..32), in network byte order. */
 uint32_t prefix_netmask(int prefix);
-
-/* Replaces /etc/hosts with data (a HOSTS message), atomically. */
-void net_write_hosts(const void *data, size_t len);
 
 #endif

@@ -169,6 +169,7 @@ struct child_fds {
  * processes its root can see, open (/proc/N/fd, pidfd_getfd) or trace.
  */
 static int ns_pid_fd = -1, ns_mnt_fd = -1;
+static pid_t ns_init = -1; /* cocoon-init, PID 1 of the container's namespace */
 
 int keep_fds(int *keep, int n)
 {
@@ -438,6 +439,7 @@ int proc_ns_start(int readonly_root, char *err, size_t errlen)
 		snprintf(err, errlen, "the container's PID namespace could not be set up");
 		return -1;
 	}
+	ns_init = init;
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)init);
 	ns_pid_fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -454,6 +456,18 @@ void proc_ns_close(void)
 {
 	close_fd(&ns_pid_fd);
 	close_fd(&ns_mnt_fd);
+}
+
+int proc_ns_restart(int readonly_root, char *err, size_t errlen)
+{
+	if (ns_init > 0) {
+		/* Nothing runs in it yet: its init goes (reaped by the agent's
+		 * loop, as any orphan), and the namespaces with it. */
+		kill(ns_init, SIGKILL);
+		ns_init = -1;
+	}
+	proc_ns_close();
+	return proc_ns_start(readonly_root, err, errlen);
 }
 
 struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, size_t errlen,

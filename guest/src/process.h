@@ -37,6 +37,10 @@ struct proc *proc_spawn(uint32_t id, const struct run_spec *spec, char *err, siz
  */
 int proc_ns_start(int readonly_root, char *err, size_t errlen);
 
+/* proc_ns_start again, for namespaces that must differ from those made
+ * earlier (before CONFIG, in a rooted memory template): those go first. */
+int proc_ns_restart(int readonly_root, char *err, size_t errlen);
+
 /* Drops the agent's handles on those namespaces, so they end with their
  * processes (before the root is unmounted). */
 void proc_ns_close(void);

@@ -171,6 +171,21 @@ void close_range_from(int fd)
 		close((int)i);
 }
 
+int rewrite_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	int rc = -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+	    pwrite(fd, data, len, 0) == (ssize_t)len &&
+	    ((size_t)st.st_size == len || ftruncate(fd, (off_t)len) == 0))
+		rc = 0;
+	close(fd);
+	return rc;
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len)
 {
 	char tmp[128];

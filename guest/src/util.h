@@ -23,6 +23,12 @@ void close_range_from(int fd);
 
 int write_file_atomic(const char *path, const void *data, size_t len);
 
+/* Overwrites path, a regular file with no other link, in place: no new
+ * file and rename, for a file no process can be reading (before the
+ * container's first process). Returns 0, or -1 (errno set, or 0 when the
+ * file is not such a file) with the file's content undefined. */
+int rewrite_file(const char *path, const void *data, size_t len);
+
 /* The whole file, NUL-terminated, or NULL (errno set). Larger than max = EFBIG. */
 char *read_file(const char *path, size_t max);
 

@@ -49,6 +49,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, replace
@@ -59,7 +60,7 @@ from cocoon.errors import CocoonError, ExternalError, Timeout
 from cocoon.files import write_atomic
 from cocoon.locks import flock
 from cocoon.log import Logger
-from cocoon.vm import backend, qemu
+from cocoon.vm import backend, qcow2, qemu
 from cocoon.vm.machine import (
     Disk,
     MachineSpec,
@@ -73,6 +74,7 @@ from cocoon.vm.machine import (
 log = Logger(__name__)
 
 PARKED = b"cocoon-template-parked"
+PARKED_ROOTED = PARKED + b"-rooted"  # a rooted template's agent: its root is set up
 BUILD_TIMEOUT = 120.0  # a cold boot under emulation on a loaded host
 
 
@@ -85,6 +87,7 @@ def template_mac(index: int) -> str:
 TEMPLATE_MAC = template_mac(0)
 QCOW2_MAGIC = b"QFI\xfb"
 KEEP = 8  # templates kept, the most recently used
+KEEP_ROOTED = 4  # rooted templates (one image's each) kept besides, the most recently used
 RETRY_AFTER = 600.0  # seconds before a shape whose build failed is tried again
 # A disk slot's size as the template's guest sees it: ext4's limit with
 # 4 KiB blocks, so every root's and volume's filesystem fits on the slot.
@@ -115,6 +118,11 @@ class Template:
     @property
     def state(self) -> Path:
         return self.path / "state"
+
+    @property
+    def root(self) -> Path:
+        """A rooted template's root disk as its guest left it; every clone starts from a copy."""
+        return self.path / "root.qcow2"
 
 
 def _digest(path: Path) -> str:
@@ -188,6 +196,40 @@ def shape(spec: MachineSpec) -> dict[str, object]:
     }
 
 
+def _backing_identity(st: os.stat_result) -> str:
+    """Which file a path names now: another file there (an image removed and
+    pulled again) is another identity, even with the same content's name.
+    Not its ctime, which each container's hard link to it changes."""
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def rooted_shape(spec: MachineSpec) -> dict[str, object] | None:
+    """What a rooted template must share with ``spec`` besides its shape: the
+    root disk's backing file and virtual size, when the root is an untouched
+    qcow2 overlay (any two of those read alike); None when it is anything else."""
+    if not spec.disks:
+        return None
+    root = spec.disks[0]
+    if _volume_disk(root) or root.format != "qcow2" or root.readonly:
+        return None
+    overlay = qcow2.untouched(root.path)
+    # A relative backing name would mean another file beside the template's copy.
+    if overlay is None or not os.path.isabs(overlay.backing):
+        return None
+    try:
+        st = os.stat(overlay.backing)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return {
+        "backing": overlay.backing,
+        "backing_format": overlay.backing_format,
+        "backing_identity": _backing_identity(st),
+        "size": overlay.size,
+    }
+
+
 def unavailable() -> str | None:
     """Why no VM on this host can start from a template, or None."""
     if not enabled():
@@ -245,23 +287,37 @@ def _blank_disk(path: Path, size: int) -> None:
         f.truncate(size)
 
 
-def _wait_parked(console: Path, machine, timeout: float) -> None:
+def _wait_parked(console: Path, machine, timeout: float, rooted: bool) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if machine.poll() is not None:
             raise ExternalError(f"the template VM exited: {machine.last_words()}")
         with contextlib.suppress(OSError):
-            if PARKED in console.read_bytes():
+            said = console.read_bytes()
+            if (PARKED_ROOTED if rooted else PARKED) in said:
                 return
+            # Its plain marker, whole (a line end after it): an agent from
+            # before rooted templates, which parks without the root.
+            if rooted and (PARKED + b"\n" in said or PARKED + b"\r" in said):
+                raise ExternalError("the guest agent cannot set up the root in a template")
         time.sleep(0.01)
     raise Timeout(f"the template VM did not reach its agent within {timeout:g}s")
 
 
-def build(spec: MachineSpec, where: Path) -> None:
-    """Boot a template of ``spec``'s shape into ``where`` (a new folder) and save it."""
+def build(spec: MachineSpec, where: Path, *, rooted: bool = False) -> None:
+    """Boot a template of ``spec``'s shape into ``where`` (a new folder) and save it.
+
+    ``rooted``: its guest sets up the root (a copy of ``spec``'s untouched
+    root disk, kept as ``Template.root``) before it parks.
+    """
     where.mkdir()
     disks, shares = [], []
     for i, disk in enumerate(spec.disks):
+        if i == 0 and rooted:
+            root = Template(where).root
+            shutil.copyfile(disk.path, root)
+            disks.append(Disk(root, "qcow2"))
+            continue
         blank = where / f"disk{i}"
         _blank_disk(blank, SLOT_BYTES)  # sparse: ramfs holds only what is read
         readonly = disk.readonly and not _volume_disk(disk)
@@ -288,13 +344,15 @@ def build(spec: MachineSpec, where: Path) -> None:
             agent_socket=sockets / "agent.sock",
             control_socket=sockets / "vmm.sock",
             console=where / "console.log",
-            params={**spec.params, "template": "1"},
+            params={**spec.params, "template": "1", **({"rooted": "1"} if rooted else {})},
             memory_file=MemoryFile(where / "ram", shared=True),
         )
         machine = backend.create(template_spec)
         machine.start()
         try:
-            _wait_parked(where / "console.log", machine, BUILD_TIMEOUT)
+            _wait_parked(where / "console.log", machine, BUILD_TIMEOUT, rooted)
+            # Its end flushes and lets go of the disks: the root's file is
+            # then what the saved guest believes its disk holds.
             machine.save(where / "state")
         finally:
             machine.kill()
@@ -302,7 +360,7 @@ def build(spec: MachineSpec, where: Path) -> None:
     finally:
         agent.close()
         shutil.rmtree(sockets, ignore_errors=True)
-    for disk in disks:
+    for disk in disks[1:] if rooted else disks:
         disk.path.unlink()
     for share in shares:
         share.path.rmdir()
@@ -325,8 +383,23 @@ def _sweep() -> None:
         key=lambda e: e.joinpath("state").stat().st_mtime,
         reverse=True,
     )
-    for entry in kept[KEEP:]:
+    rooted = [e for e in kept if Template(e).root.exists()]
+    plain = [e for e in kept if e not in rooted]
+    for entry in [*plain[KEEP:], *rooted[KEEP_ROOTED:], *filter(_orphaned, rooted)]:
         shutil.rmtree(entry, ignore_errors=True)
+
+
+def _orphaned(entry: Path) -> bool:
+    """A rooted template whose image disk is gone or another file now: no
+    clone can start from it (its key names the old file), so its RAM goes."""
+    try:
+        inputs = json.loads((entry / "shape.json").read_text())
+        rooted = inputs["rooted"]
+        return _backing_identity(os.stat(rooted["backing"])) != rooted["backing_identity"]
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # unreadable: left to the LRU count
 
 
 def _key(inputs: dict[str, object]) -> str:
@@ -338,10 +411,11 @@ def key(spec: MachineSpec) -> str:
     return _key(shape(spec))
 
 
-def ensure(spec: MachineSpec) -> Template:
-    """The template for ``spec``'s shape, built now if there is none yet."""
+def ensure(spec: MachineSpec, rooted: dict[str, object] | None = None) -> Template:
+    """The template for ``spec``'s shape, built now if there is none yet;
+    with ``rooted`` (``rooted_shape(spec)``), the rooted one of its root disk."""
     _ensure_ramfs(folder())
-    inputs = shape(spec)
+    inputs = shape(spec) if rooted is None else {**shape(spec), "rooted": rooted}
     name = _key(inputs)
     template = Template(folder() / name)
     with contextlib.suppress(FileNotFoundError):
@@ -358,7 +432,7 @@ def ensure(spec: MachineSpec) -> Template:
         work = folder() / f"{name}.build-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         try:
-            build(spec, work)
+            build(spec, work, rooted=rooted is not None)
             write_atomic(work / "shape.json", json.dumps(inputs).encode())
             os.rename(work, template.path)
         except CocoonError as e:
@@ -383,18 +457,53 @@ def clone(spec: MachineSpec, template: Template) -> MachineSpec:
     )
 
 
+def _give_root(spec: MachineSpec, template: Template) -> None:
+    """Make the clone's root disk (untouched, checked by ``rooted_shape``) the
+    rooted template's, byte for byte: what its guest has mounted."""
+    disk = spec.disks[0].path
+    tmp = disk.with_name(f".{disk.name}.{os.getpid()}")
+    try:
+        shutil.copyfile(template.root, tmp)
+        os.replace(tmp, disk)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ExternalError(f"cannot copy the template's root disk: {e.strerror}") from e
+
+
+def _rooted_clone(spec: MachineSpec) -> MachineSpec | None:
+    """A clone of the rooted template of ``spec``'s root disk, or None (why, with ``--debug``)."""
+    rooted = rooted_shape(spec)
+    if rooted is None:
+        log.debug("no rooted template: the root disk is not an untouched overlay of an image")
+        return None
+    try:
+        template = ensure(spec, rooted)
+        _give_root(spec, template)
+    except CocoonError as e:
+        log.debug("no rooted template (%s)", e)
+        return None
+    log.debug("starting from memory template %s (rooted)%s", template.path.name, _cards(spec))
+    return clone(spec, template)
+
+
+def _cards(spec: MachineSpec) -> str:
+    return f" ({1 + len(spec.more_nets)} network cards)" if spec.more_nets else ""
+
+
 def prepare(spec: MachineSpec, wanted: bool = True) -> MachineSpec:
-    """A clone of ``spec``'s template if it can (and is ``wanted`` to) have
-    one, else ``spec`` to cold-boot."""
+    """A clone of the rooted template of ``spec``'s image if it can (and is
+    ``wanted`` to) have one, else of its shape's template, else ``spec`` to
+    cold-boot."""
     reason = why_not(spec, wanted)
     if reason is None:
+        if (rooted := _rooted_clone(spec)) is not None:
+            return rooted
         try:
             template = ensure(spec)
         except CocoonError as e:
             reason = f"no template ({e})"
         else:
-            cards = f" ({1 + len(spec.more_nets)} network cards)" if spec.more_nets else ""
-            log.debug("starting from memory template %s%s", template.path.name, cards)
+            log.debug("starting from memory template %s%s", template.path.name, _cards(spec))
             return clone(spec, template)
     log.debug("cold boot: %s", reason)
     return spec
@@ -409,6 +518,7 @@ __all__ = [
     "key",
     "prepare",
     "root_size",
+    "rooted_shape",
     "shape",
     "unavailable",
     "why_not",
