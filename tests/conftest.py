@@ -9,4 +9,4 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 # The fixtures of tests that boot VMs: one session of them for integration
 # and security tests alike (two conftests importing them would make two).
-pytest_plugins = ["vm_fixtures", "runtime_fixtures"]
+pytest_plugins = ["vm_fixtures", "runtime_fixtures", "templated"]

@@ -19,68 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from procs import vms_of
+from templated import BUILT, LONG, Templated, cloned, running_clones
 from vm_fixtures import ok
 
 from cocoon.vm import template as templates
 from cocoon.vm.qmp import Qmp
 
 pytestmark = pytest.mark.vm
-
-LONG = 600
-CLONED = re.compile(rb"starting from memory template ([0-9a-f]{16})")
-BUILT = re.compile(rb"built memory template ([0-9a-f]{16})")
-
-
-class Templated:
-    """The cocoon command with templates on, optionally inside a netns."""
-
-    def __init__(self, cocoon, netns: str | None = None, **env: str) -> None:
-        self.cocoon, self.netns = cocoon, netns
-        self.env = {**cocoon.env, "COCOON_TEMPLATE": "1", **env}
-        if netns is not None:
-            self.env.pop("COCOON_NETWORK", None)
-
-    def __call__(self, *args: str, timeout: float = LONG) -> subprocess.CompletedProcess:
-        argv = self.cocoon.argv("--debug", *args)
-        if self.netns is not None:
-            argv = ["ip", "netns", "exec", self.netns, *argv]
-        return subprocess.run(argv, env=self.env, capture_output=True, timeout=timeout)
-
-    def sh(self, *argv: str) -> subprocess.CompletedProcess:
-        assert self.netns is not None
-        return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True)
-
-
-def cloned(result: subprocess.CompletedProcess) -> str:
-    """The template a run was cloned from; fails if it cold-booted."""
-    found = CLONED.search(result.stderr)
-    assert found, result.stderr.decode()
-    return found.group(1).decode()
-
-
-def running_clones(state: Path) -> dict[str, str]:
-    """Container id -> template key of each running VM that was cloned."""
-    clones = {}
-    for pid in vms_of(state):
-        with contextlib.suppress(OSError):
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-            ram = next((a for a in argv if "mem-path=" in a and "share=off" in a), None)
-            disk = next((a for a in argv if "disk.qcow2" in a), "")
-            if ram and "-incoming" in argv:
-                key = re.search(r"templates/([0-9a-f]{16})/ram", ram)
-                cid = re.search(r"containers/([0-9a-f]{64})/", disk)
-                if key and cid:
-                    clones[cid.group(1)] = key.group(1)
-    return clones
-
-
-@pytest.fixture
-def tc(cocoon):
-    yield Templated(cocoon)
-    ids = cocoon("ls", "-a", "-q").stdout.decode().split()
-    if ids:
-        cocoon("rm", "-f", *ids, timeout=LONG)
 
 
 def test_clone_runs_and_a_changed_input_makes_a_new_template(tc, busybox, tmp_path):
@@ -320,11 +265,16 @@ def test_system_warm_builds_what_default_runs_start_from(tc, busybox, tmp_path):
     assert sorted(shapes.values()) == ["no mounts", "one bind mount"], warmed
     assert ok(fresh("system", "warm")).count("already built") == 2
 
-    plain = fresh("run", "--rm", busybox, "true")
-    bound = fresh("run", "--rm", "-v", f"{tmp_path}:/src", busybox, "true")
-    for run, what in ((plain, "no mounts"), (bound, "one bind mount")):
-        ok(run)
-        assert shapes[cloned(run)] == what and not BUILT.search(run.stderr)
+    # A new container starts from its image's rooted template (built by the
+    # image's first run); one whose disk was used already, from the warmed
+    # template of its shape, with nothing to build.
+    for args, what in (((), "no mounts"), (("-v", f"{tmp_path}:/src"), "one bind mount")):
+        name = what.replace(" ", "-")
+        cid = ok(fresh("run", "-d", "--name", name, *args, busybox, "sleep", "600")).strip()
+        assert shapes.get(running_clones(tc.cocoon.state)[cid]) is None
+        ok(fresh("stop", "-t", "1", name, timeout=LONG))
+        ok(fresh("start", name))
+        assert shapes[running_clones(tc.cocoon.state)[cid]] == what
 
 
 def test_a_container_on_two_networks_is_cloned_from_a_two_card_shape(cocoon, netns, busybox):

@@ -385,7 +385,9 @@ def _sweep() -> None:
     )
     rooted = [e for e in kept if Template(e).root.exists()]
     plain = [e for e in kept if e not in rooted]
-    for entry in [*plain[KEEP:], *rooted[KEEP_ROOTED:], *filter(_orphaned, rooted)]:
+    orphans = [e for e in rooted if _orphaned(e)]
+    live = [e for e in rooted if e not in orphans]
+    for entry in [*plain[KEEP:], *orphans, *live[KEEP_ROOTED:]]:
         shutil.rmtree(entry, ignore_errors=True)
 
 
