@@ -25,10 +25,33 @@ read-only volume is read-only behind the slot (QEMU refuses writes) and
 mounted read-only by the agent. microvm has eight virtio-mmio slots in
 all, which bounds the volumes of any VM, cloned or not.
 
-Templates are kept under ``<cache>/templates``, one folder per shape named
-by the hash of its inputs (the kernel's and initramfs's contents among
-them), so a new kernel or agent makes a new template on first need; the
-``KEEP`` most recently used stay.
+A rooted template goes further for one image: its guest (``cocoon.rooted=1``)
+mounts the root, makes the container mounts and namespaces and reads the
+files every process reads first, then parks; under emulation that is the
+work every clone would otherwise pay for in first-run kernel code. It is
+booted with a copy of a new container's root disk, an untouched qcow2
+overlay of the image's disk (``qcow2.untouched``: nothing allocated), and
+keeps that copy as the guest left it (``Template.root``; QEMU has flushed
+and let go of it when the save completes). Any two untouched overlays of
+one backing file and one virtual size read alike, so the template serves
+every new container of the image: before QEMU starts, the clone's disk is
+replaced by a copy of the template's, byte for byte what the guest has
+mounted and cached. Its key is the shape plus the backing file's name,
+identity (a removed and re-pulled image's disk is another file) and the
+virtual size. A disk a guest has written (a restarted container), a 9p
+root or a read-only one resumes the shape's template, which mounts after
+the resume; a failed rooted build falls back to it too, and that to a
+cold boot. The agent makes the namespaces again for a clone with a
+read-only root or mounts; everything else of the container (hostname,
+network, ``/dev/shm``'s size, the root's size) it applies after CONFIG as
+in any clone.
+
+Templates are kept under ``<cache>/templates``, one folder per shape (or
+shape and image disk) named by the hash of its inputs (the kernel's and
+initramfs's contents among them), so a new kernel or agent makes a new
+template on first need; the ``KEEP`` most recently used shapes' and the
+``KEEP_ROOTED`` most recently used rooted ones stay, and a rooted one whose
+image disk is gone goes at the next sweep (no clone can start from it).
 
 Clones must never write into the template. QEMU 7.2 discards guest memory
 (free page reporting, balloon inflation) by punching holes in a file
