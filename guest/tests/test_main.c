@@ -1,7 +1,7 @@
 /* Unit tests of the agent's pure parts: framing, RUN and CONFIG fields
  * (also against the shared vectors of docs/guest-protocol-vectors.txt, whose
  * path is the first argument), boot parameters, user resolution, the byte
- * queue, the helpers of process.c, mounts.c and net.c, and the agent's tar
+ * queue, the helpers of process.c, mounts.c, net.c and util.c, and the agent's tar
  * and copy-up (on a temporary folder). Built with the
  * host's gcc. */
 #define _GNU_SOURCE
@@ -22,6 +22,7 @@
 #include "protocol.h"
 #include "tar.h"
 #include "userdb.h"
+#include "util.h"
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -681,6 +682,43 @@ static void test_process_helpers(void)
 	free(env);
 }
 
+/* rewrite_file: in place, to any length; never through a symlink or into
+ * a file with another name (which a write in place would change too). */
+static void test_rewrite_file(void)
+{
+	char tmp[] = "/tmp/cocoon-rewrite-XXXXXX";
+	if (!mkdtemp(tmp)) {
+		CHECK(0);
+		return;
+	}
+	char file[128], alias[128], other[128], cmd[160];
+	snprintf(file, sizeof(file), "%s/hostname", tmp);
+	snprintf(alias, sizeof(alias), "%s/alias", tmp);
+	snprintf(other, sizeof(other), "%s/other", tmp);
+	CHECK(write_file_atomic(file, "cocoon-clone\n", 13) == 0);
+	struct stat before, after;
+	CHECK(stat(file, &before) == 0);
+	CHECK(rewrite_file(file, "0123456789ab\n", 13) == 0);
+	char *got = read_file(file, 64);
+	CHECK_STR(got, "0123456789ab\n");
+	free(got);
+	CHECK(rewrite_file(file, "a-longer-name-than-that\n", 24) == 0);
+	CHECK(rewrite_file(file, "short\n", 6) == 0);
+	got = read_file(file, 64);
+	CHECK_STR(got, "short\n");
+	free(got);
+	CHECK(stat(file, &after) == 0 && after.st_ino == before.st_ino);
+
+	CHECK(symlink(file, alias) == 0 && rewrite_file(alias, "x\n", 2) < 0);
+	CHECK(link(file, other) == 0 && rewrite_file(file, "x\n", 2) < 0);
+	got = read_file(file, 64);
+	CHECK_STR(got, "short\n");
+	free(got);
+	CHECK(rewrite_file(tmp, "x\n", 2) < 0); /* a folder */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	CHECK(system(cmd) == 0);
+}
+
 /* keep_fds in a child: only the kept fds remain, renumbered from 3. */
 static void test_keep_fds(void)
 {
@@ -1031,6 +1069,7 @@ int main(int argc, char **argv)
 	test_layers();
 	test_process_helpers();
 	test_keep_fds();
+	test_rewrite_file();
 	test_users();
 	test_buf();
 	test_fuzz();
