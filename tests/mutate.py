@@ -38,6 +38,7 @@ class Mutation:
 RUN = "tests/integration/test_run.py::"
 NET = "tests/integration/test_network.py::"
 MULTI = "tests/integration/test_multinet.py::"
+ROOTED = "tests/integration/test_rooted.py::"
 LIFE = "tests/integration/test_lifecycle.py::"
 CMDS = "tests/integration/test_commands.py::"
 ACCEL = "tests/unit/test_accel.py::"
@@ -72,8 +73,8 @@ MUTATIONS = [
     Mutation(
         "the root filesystem is not grown to its disk",
         "guest/src/mounts.c",
-        "\treturn grow_root(dev, root_size, err, errlen);\n",
-        "\treturn 0;\n",
+        "\tint r = ioctl(dir, EXT4_IOC_RESIZE_FS, &blocks);\n",
+        "\tint r = 0;\n",
         ("tests/integration/test_storage.py",),
     ),
     Mutation(
@@ -265,7 +266,23 @@ MUTATIONS = [
         "src/cocoon/container/boot.py",
         "                root_size=templates.root_size(spec),\n",
         "",
-        ("tests/integration/test_storage.py",),
+        # A rooted template's guest grew the root before it was saved: only
+        # a new container cloned from its shape's template needs the size.
+        (ROOTED + "test_a_rooted_template_that_cannot_be_built_falls_back_to_the_shapes",),
+    ),
+    Mutation(
+        "a clone of a rooted template keeps its own untouched disk",
+        "src/cocoon/vm/template.py",
+        "        _give_root(spec, template)\n",
+        "",
+        (ROOTED + "test_a_new_container_resumes_its_images_rooted_template_with_its_own_disk",),
+    ),
+    Mutation(
+        "a rooted template's namespaces serve a read-only root",
+        "guest/src/agent.c",
+        "\tif (ns_ready && (cfg.readonly_root || cfg.nmounts)) {\n",
+        "\tif (0) {\n",
+        (ROOTED + "test_read_only_root_and_a_volume_from_rooted_templates",),
     ),
     Mutation(
         "resolv.conf gets no search or options without a name server",

@@ -58,7 +58,7 @@ def _until(tc: Templated, name: str, script: str, want: str) -> None:
         time.sleep(0.3)
 
 
-def test_a_new_container_resumes_its_images_rooted_template_with_a_disk_of_its_own(
+def test_a_new_container_resumes_its_images_rooted_template_with_its_own_disk(
     tc, busybox, tmp_path
 ):
     key = rooted(tc("run", "--rm", busybox, "true"))
@@ -91,9 +91,17 @@ def test_a_new_container_resumes_its_images_rooted_template_with_a_disk_of_its_o
     assert restarted not in (None, key) and not rooted_template(restarted)
     assert ok(tc("exec", "a", "cat", "/mine")) == "a\n"
 
+    # Its filesystem, as it ran from the template's disk and was unmounted, is whole.
+    ok(tc("stop", "-t", "1", "b", timeout=LONG))
+    raw = tmp_path / "b.raw"
+    disk = tc.cocoon.state / "containers" / ids["b"] / "disk.qcow2"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(disk), str(raw)], check=True)
+    fsck = subprocess.run(["e2fsck", "-fn", str(raw)], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    raw.unlink()
+
     # Exported, and imported as an image: the container's files, and the image's.
     archive = tmp_path / "b.tar"
-    ok(tc("stop", "-t", "1", "b", timeout=LONG))
     ok(tc("export", "-o", str(archive), "b"))
     with tarfile.open(archive) as tar:
         names = {n.lstrip("./") for n in tar.getnames()}
@@ -191,6 +199,12 @@ def test_a_rooted_template_that_cannot_be_built_falls_back_to_the_shapes(tc, bus
     cloned(result)  # the shape's template
     again = lacking("run", "--rm", "--memory", "224m", busybox, "echo", "fallback")
     assert ok(again) == "fallback\n" and b"building it failed" in again.stderr
+    # A new container of a larger disk from the shape's template: the agent
+    # mounts it after the resume and grows it to the size CONFIG gives.
+    sized = lacking("run", "--rm", "--memory", "224m", "--storage-opt", "size=12g", busybox,
+                    "df", "-k", "/")  # fmt: skip
+    assert 11 << 20 < int(ok(sized).splitlines()[-1].split()[1]) <= 12 << 20
+    assert cloned(sized) and not ROOTED.search(sized.stderr)
     # And with templates off, a cold boot as ever.
     cold = tc("run", "--rm", "--no-template", busybox, "echo", "cold")
     assert ok(cold) == "cold\n" and b"cold boot: templates are off" in cold.stderr
