@@ -4,7 +4,9 @@ template a run or a running VM came from (``--debug`` lines, QEMU's argv)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -65,3 +67,16 @@ def tc(cocoon):
     ids = cocoon("ls", "-a", "-q").stdout.decode().split()
     if ids:
         cocoon("rm", "-f", *ids, timeout=LONG)
+
+
+def refusing_qemu(tc: Templated, folder: Path, pattern: str, said: str) -> Templated:
+    """``tc`` with a QEMU that fails, saying ``said``, when its argv matches
+    the shell ``pattern`` (a template QEMU cannot build), and is QEMU otherwise."""
+    qemu = shutil.which("qemu-system-x86_64")
+    fake = folder / "bin" / "qemu-system-x86_64"
+    fake.parent.mkdir()
+    fake.write_text(
+        f'#!/bin/sh\ncase "$*" in {pattern}) echo "{said}" >&2; exit 1;; esac\nexec {qemu} "$@"\n'
+    )
+    fake.chmod(0o755)
+    return Templated(tc.cocoon, PATH=f"{fake.parent}:{os.environ['PATH']}")

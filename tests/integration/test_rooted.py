@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from oci import Layer, busybox_layer
-from templated import LONG, Templated, cloned, running_clones
+from templated import LONG, Templated, cloned, refusing_qemu, running_clones
 from vm_fixtures import ok
 
 from cocoon.vm import template as templates
@@ -182,16 +182,7 @@ def test_a_changed_image_or_agent_gets_its_own_rooted_template(tc, busybox, tmp_
 
 def test_a_rooted_template_that_cannot_be_built_falls_back_to_the_shapes(tc, busybox, tmp_path):
     # A QEMU that refuses to boot rooted templates (as if the guest failed).
-    qemu = shutil.which("qemu-system-x86_64")
-    fake = tmp_path / "bin" / "qemu-system-x86_64"
-    fake.parent.mkdir()
-    fake.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in *cocoon.rooted=1*) echo "no rooted here" >&2; exit 1;; esac\n'
-        f'exec {qemu} "$@"\n'
-    )
-    fake.chmod(0o755)
-    lacking = Templated(tc.cocoon, PATH=f"{fake.parent}:{os.environ['PATH']}")
+    lacking = refusing_qemu(tc, tmp_path, "*cocoon.rooted=1*", "no rooted here")
     # A shape of its own, so no earlier test's rooted template serves it.
     result = lacking("run", "--rm", "--memory", "224m", busybox, "echo", "fallback")
     assert ok(result) == "fallback\n" and b"no rooted template" in result.stderr

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from templated import BUILT, LONG, Templated, cloned, running_clones
+from templated import BUILT, LONG, Templated, cloned, refusing_qemu, running_clones
 from vm_fixtures import ok
 
 from cocoon.vm import template as templates
@@ -62,16 +62,7 @@ def test_cold_boot_when_templates_are_off_or_do_not_fit(tc, busybox, tmp_path):
 
     # A QEMU that cannot build a template (here one that refuses a file as
     # guest RAM) still runs the container, by a cold boot.
-    qemu = shutil.which("qemu-system-x86_64")
-    fake = tmp_path / "bin" / "qemu-system-x86_64"
-    fake.parent.mkdir()
-    fake.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in *memory-backend-file*) echo "no file backend here" >&2; exit 1;; esac\n'
-        f'exec {qemu} "$@"\n'
-    )
-    fake.chmod(0o755)
-    lacking = Templated(tc.cocoon, PATH=f"{fake.parent}:{os.environ['PATH']}")
+    lacking = refusing_qemu(tc, tmp_path, "*memory-backend-file*", "no file backend here")
     result = lacking("run", "--rm", "--memory", "216m", busybox, "echo", "fallback")
     assert ok(result) == "fallback\n"
     assert b"cold boot: no template" in result.stderr and b"no file backend here" in result.stderr
