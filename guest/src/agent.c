@@ -695,7 +695,6 @@ static void reseed_rng(const struct guest_config *cfg)
 	explicit_bzero(&seed, sizeof(seed));
 }
 
-
 static void apply_config(const struct guest_config *cfg)
 {
 	reseed_rng(cfg);

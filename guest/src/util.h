@@ -25,8 +25,8 @@ int write_file_atomic(const char *path, const void *data, size_t len);
 
 /* Overwrites path, a regular file with no other link, in place: no new
  * file and rename, for a file no process can be reading (before the
- * container's first process). Returns 0, or -1 (errno set, or 0 when the
- * file is not such a file) with the file's content undefined. */
+ * container's first process). Returns 0, or -1 when path is no such file
+ * or a write failed (its content then undefined). */
 int rewrite_file(const char *path, const void *data, size_t len);
 
 /* The whole file, NUL-terminated, or NULL (errno set). Larger than max = EFBIG. */

@@ -108,7 +108,6 @@ def template_mac(index: int) -> str:
 
 
 TEMPLATE_MAC = template_mac(0)
-QCOW2_MAGIC = b"QFI\xfb"
 KEEP = 8  # templates kept, the most recently used
 KEEP_ROOTED = 4  # rooted templates (one image's each) kept besides, the most recently used
 RETRY_AFTER = 600.0  # seconds before a shape whose build failed is tried again
@@ -174,7 +173,7 @@ def _disk_size(disk: Disk) -> int:
     with open(disk.path, "rb") as f:
         header = f.read(32)
         if disk.format == "qcow2":
-            if header[:4] != QCOW2_MAGIC:
+            if header[:4] != qcow2.MAGIC:
                 raise ExternalError(f"{disk.path} is not a qcow2 image")
             return int.from_bytes(header[24:32], "big")
         return os.fstat(f.fileno()).st_size
