@@ -33,7 +33,7 @@ int setup_root(const char *root, uint64_t root_size, char *err, size_t errlen);
 int root_grow(uint64_t root_size, char *err, size_t errlen);
 
 /* Reads the files of the root that nearly every container process reads
- * first into the page cache: a rooted memory template's clones then find
+ * first, and the folders of the default PATH, into the page cache: a rooted memory template's clones then find
  * them there instead of reading the disk, each for the first time. */
 void root_prefetch(void);
 
