@@ -23,7 +23,9 @@ from oci import Layer, busybox_layer
 from templated import LONG, Templated, cloned, refusing_qemu, running_clones
 from vm_fixtures import ok
 
+from cocoon.vm import accel as accelerators
 from cocoon.vm import template as templates
+from cocoon.vm.artifacts import artifacts
 
 pytestmark = [
     pytest.mark.vm,
@@ -155,7 +157,7 @@ def test_read_only_root_and_a_volume_from_rooted_templates(tc, busybox):
         tc("volume", "rm", "-f", "rooted-vol")
 
 
-def test_a_changed_image_or_agent_gets_its_own_rooted_template(tc, busybox, tmp_path):
+def test_a_changed_image_agent_or_kernel_gets_its_own_rooted_template(tc, busybox, tmp_path):
     ref = "localhost/rooted-changes:1"
     tc.cocoon.load_layout(tmp_path / "one", [busybox_layer(), Layer().file("v", b"1\n")], ref)
     one = tc("run", "--rm", ref, "cat", "/v")
@@ -177,6 +179,18 @@ def test_a_changed_image_or_agent_gets_its_own_rooted_template(tc, busybox, tmp_
     agent.chmod(0o755)
     changed = Templated(tc.cocoon, COCOON_AGENT=str(agent))("run", "--rm", ref, "cat", "/v")
     assert ok(changed) == "2\n" and rooted(changed) not in (old, rooted(two))
+    # And another kernel (the same one with bytes appended), on the
+    # accelerator the others run on (no new probe for the copy).
+    arts = artifacts()
+    kernel = tmp_path / "vmlinux"
+    shutil.copyfile(arts.kernel, kernel)
+    with open(kernel, "ab") as f:
+        f.write(os.urandom(8))
+    accel = accelerators.choose("auto", arts.kernel, arts.initrd)
+    other = Templated(tc.cocoon, COCOON_KERNEL=str(kernel))
+    booted = other("run", "--rm", "--accel", accel, ref, "cat", "/v")
+    assert ok(booted) == "2\n"
+    assert rooted(booted) not in (old, rooted(two), rooted(changed))
     ok(tc("rmi", ref))
 
 
