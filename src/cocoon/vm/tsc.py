@@ -13,9 +13,7 @@ clone. Measured here once per host boot and given to the kernel as
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import mmap
-import platform
+import os
 import time
 
 from cocoon import paths
@@ -24,7 +22,6 @@ from cocoon.files import write_atomic
 # rdtsc; shl rdx, 32; or rax, rdx; ret
 _RDTSC = b"\x0f\x31\x48\xc1\xe2\x20\x48\x09\xd0\xc3"
 _WINDOW = 0.05  # seconds: ~20 ppm with microsecond clock jitter
-_PROT_READ, _PROT_EXEC = 0x1, 0x4
 
 
 def _invariant() -> bool:
@@ -39,6 +36,11 @@ def _invariant() -> bool:
 
 def _measure() -> int:
     """kHz of the host's TSC against CLOCK_MONOTONIC_RAW, over ``_WINDOW``."""
+    # Imported here: this runs once per host boot, and every VMM's owner
+    # imports this module (ctypes alone is ~0.4 MiB of each monitor).
+    import ctypes
+    import mmap
+
     # The five instructions run from a page of their own, made executable
     # only once written (no page is ever writable and executable at once).
     page = mmap.mmap(-1, mmap.PAGESIZE)
@@ -47,7 +49,7 @@ def _measure() -> int:
         buf = ctypes.c_char.from_buffer(page)
         address = ctypes.addressof(buf)
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.mprotect(ctypes.c_void_p(address), mmap.PAGESIZE, _PROT_READ | _PROT_EXEC):
+        if libc.mprotect(ctypes.c_void_p(address), mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_EXEC):
             raise OSError(ctypes.get_errno(), "mprotect")
         rdtsc = ctypes.CFUNCTYPE(ctypes.c_uint64)(address)
         raw = time.CLOCK_MONOTONIC_RAW
@@ -67,7 +69,7 @@ def host_khz() -> int | None:
     Kept in the run folder, which a reboot empties: a host booted on other
     hardware (or a VM migrated) may tick at another rate.
     """
-    if platform.machine() != "x86_64":
+    if os.uname().machine != "x86_64":
         return None
     memo = paths.run_dir() / "tsc-khz"
     with contextlib.suppress(OSError, ValueError):
