@@ -74,6 +74,24 @@ def test_the_shape_follows_every_input(spec, tmp_path):
     assert templates.shape(spec)["initrd"] != first["initrd"]
 
 
+def test_the_guest_is_told_the_tsc_rate_and_the_shape_follows_the_command_line(
+    spec, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setenv("COCOON_RUN_DIR", str(run))
+    (run / "tsc-khz").write_text("2500000")
+    assert "tsc_early_khz=2500000" in qemu.kernel_cmdline(spec).split()
+    first = templates.shape(spec)
+    (run / "tsc-khz").write_text("2600000")  # another host boot, another rate
+    assert templates.shape(spec)["cmdline"] != first["cmdline"]
+    (run / "tsc-khz").write_text("0")  # no invariant TSC: the guest measures it itself
+    assert "tsc_early_khz" not in qemu.kernel_cmdline(spec)
+    spec.accel = "kvm"
+    (run / "tsc-khz").write_text("2500000")
+    assert "tsc_early_khz" not in qemu.kernel_cmdline(spec)  # kvm-clock keeps time there
+
+
 def test_the_switch_means_a_cold_boot(spec, monkeypatch):
     monkeypatch.setattr(templates.os, "geteuid", lambda: 0)
     assert templates.why_not(spec) is None

@@ -17,7 +17,7 @@ from typing import IO
 
 from cocoon import tools
 from cocoon.errors import ExternalError, InvalidArgument, InvalidState, Timeout, Unsupported
-from cocoon.vm import cgroup, lifeline
+from cocoon.vm import cgroup, lifeline, tsc
 from cocoon.vm.console import ConsoleLog
 from cocoon.vm.machine import MachineSpec, Status, Tap, Unplugged, UserNet
 from cocoon.vm.qmp import Qmp
@@ -46,6 +46,8 @@ def kernel_cmdline(spec: MachineSpec) -> str:
         # spend ~0.3 s calibrating the local APIC timer against the PIT;
         # the PIT alone serves as the clock event device instead.
         args.append("nolapic_timer")
+        if khz := tsc.host_khz():
+            args.append(f"tsc_early_khz={khz}")
     for key, value in spec.params.items():
         # Only cocoon's own words go here: user text travels in the agent
         # protocol, where it cannot become another kernel argument.
