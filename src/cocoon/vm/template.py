@@ -214,9 +214,7 @@ def shape(spec: MachineSpec) -> dict[str, object]:
         # All of it, not only cocoon's words: a kernel argument cocoon adds
         # (the TSC rate, say) changes what every clone's guest booted with.
         "cmdline": qemu.kernel_cmdline(spec),
-        # Only when there are more cards: a one-card shape keeps its old key
-        # (and its template) from before containers had several networks.
-        **({"more_nics": len(spec.more_nets)} if spec.more_nets else {}),
+        "more_nics": len(spec.more_nets),
     }
 
 
