@@ -281,7 +281,9 @@ static void drain_output(int *fd, uint8_t type, uint32_t id)
 	}
 }
 
-static void proc_exited(struct proc *p, int status)
+/* Reports a process's end; 1 if it was the main one, whose end the caller
+ * must follow with finish(). */
+static int proc_exited(struct proc *p, int status)
 {
 	drain_output(&p->out_fd, MSG_STDOUT, p->id);
 	drain_output(&p->err_fd, MSG_STDERR, p->id);
@@ -303,8 +305,7 @@ static void proc_exited(struct proc *p, int status)
 	if (p->step)
 		kill(-p->pid, SIGKILL);
 	proc_free(p);
-	if (was_main)
-		finish(LINGER_MS);
+	return was_main;
 }
 
 static void reap(void)
@@ -312,21 +313,33 @@ static void reap(void)
 	struct signalfd_siginfo si;
 	while (read(sigfd, &si, sizeof(si)) == sizeof(si))
 		;
+	/* Every child that has ended is reported before the VM powers off for
+	 * the main process's end: an exec that ended alongside it (found later
+	 * by waitpid) keeps its exit code rather than being lost with the VM. */
+	struct proc *main_proc = NULL;
+	int main_status = 0;
 	for (;;) {
 		int status;
 		pid_t pid = waitpid(-1, &status, WNOHANG);
 		if (pid < 0 && errno == EINTR)
 			continue;
 		if (pid <= 0)
-			return;
+			break;
 		/* Orphans re-parented to PID 1 are reaped and forgotten. */
 		for (struct proc *p = procs; p; p = p->next) {
-			if (p->pid == pid) {
+			if (p->pid != pid)
+				continue;
+			if (have_main && p->id == main_id) {
+				main_proc = p; /* its EXIT goes last: the host may close on it */
+				main_status = status;
+			} else {
 				proc_exited(p, status);
-				break;
 			}
+			break;
 		}
 	}
+	if (main_proc && proc_exited(main_proc, main_status))
+		finish(LINGER_MS);
 }
 
 static void handle_run(uint32_t id, const uint8_t *payload, size_t len)
