@@ -37,6 +37,8 @@ _RANDOM = random.SystemRandom()
 
 @dataclass(slots=True)
 class Record:
+    """One container on disk: identity, state, exit and configuration (``container.json``)."""
+
     id: str
     name: str
     image: str

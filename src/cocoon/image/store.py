@@ -58,6 +58,8 @@ _ID_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{1,64})")
 
 @dataclass(frozen=True, slots=True)
 class Removed:
+    """What a removal did: the names it untagged and the image it deleted."""
+
     untagged: tuple[str, ...]
     deleted: str | None  # the id (config digest) of the image that is gone, if it is
 

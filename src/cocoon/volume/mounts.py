@@ -35,6 +35,8 @@ DEFAULT_TMPFS_MODE = 0o1777
 
 @dataclass(frozen=True, slots=True)
 class BindMount:
+    """A host path mounted into the container (``-v /host:/ctr``, ``--mount type=bind``)."""
+
     source: str  # absolute host path
     target: str
     readonly: bool = False
@@ -44,6 +46,8 @@ class BindMount:
 
 @dataclass(frozen=True, slots=True)
 class VolumeMount:
+    """A named or anonymous volume mounted into the container."""
+
     name: str | None  # None until an anonymous volume is made (plan.prepare)
     target: str
     readonly: bool = False
@@ -53,6 +57,8 @@ class VolumeMount:
 
 @dataclass(frozen=True, slots=True)
 class TmpfsMount:
+    """A tmpfs in the container (``--tmpfs``, ``--mount type=tmpfs``)."""
+
     target: str
     size: int | None = None  # bytes; None is the kernel's default (half the VM's memory)
     mode: int = DEFAULT_TMPFS_MODE
