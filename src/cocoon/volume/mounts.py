@@ -14,7 +14,6 @@ given a way to ask the image what is at a path.
 
 from __future__ import annotations
 
-import csv
 import os
 import posixpath
 import re
@@ -212,6 +211,8 @@ def parse_mount_flag(text: str) -> Mount:
     Fields are CSV, as in Docker, so a path with a comma can be quoted. The
     type defaults to volume; a volume without a source is anonymous.
     """
+    import csv  # here: only --mount needs it, not every process that reads a record
+
     flag = f"--mount {text}"
     try:
         fields = next(csv.reader([text]), [])
