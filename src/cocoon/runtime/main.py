@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -90,9 +91,9 @@ def _log_error(path: Path | None, fmt: str, message: str) -> None:
     print(f"cocoon-runtime: {message}", file=sys.stderr)
     if path is None:
         return
-    from datetime import UTC, datetime
+    from cocoon.stamps import rfc3339
 
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    now = rfc3339(time.time())
     line = (
         json.dumps({"level": "error", "msg": message, "time": now})
         if fmt == "json"
