@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import cocoon.lazy_inspect  # noqa: F401  (first: dataclasses must find the stand-in)
 from cocoon.agent.channel import Channel
 from cocoon.agent.protocol import Msg, encode_run
 from cocoon.container import control, network, restart

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import cocoon.lazy_inspect  # noqa: F401  (first: dataclasses must find the stand-in)
 from cocoon import __version__
 from cocoon.errors import CocoonError
 from cocoon.runtime import store
