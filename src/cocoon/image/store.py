@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +158,8 @@ class ImageStore:
     def _write_blob(
         self, source: digests.Readable, digest: str | None, size: int | None, media_type: str
     ) -> Descriptor:
+        import tempfile  # here: a pull or load writes blobs, a run only reads them
+
         reader = digests.HashingReader(source)
         fd, tmp = tempfile.mkstemp(dir=self.root / ".ingest", prefix="blob-")
         try:
