@@ -29,6 +29,21 @@ def test_the_runtime_s_light_verbs_load_nothing_heavy():
     assert sorted(set(HEAVY) & set(found)) == []
 
 
+def test_deleting_a_stopped_container_loads_nothing_heavy(tmp_path):
+    code = f"""
+import json, sys
+from pathlib import Path
+from cocoon.runtime import main, signals, store
+root = store.use_root(Path({str(tmp_path)!r}))
+folder = store.claim(root, "c1")
+store.save(root, store.Entry("c1", "/bundle", "", "", {{}}, sandbox=True))  # pid 0: stopped
+(folder / store.SHIM_LOG).write_text("its last words")
+signals.delete(root, "c1")
+print(json.dumps([folder.exists(), sorted(set({HEAVY!r}) & set(sys.modules))]))
+"""
+    assert _loaded(code) == [False, []]
+
+
 # The monitor (every running container), the runtime's create and the CLI's run.
 ENTRIES = [
     "cocoon.container.monitor",

@@ -8,6 +8,7 @@ under the same root, so they never show up in ``cocoon ps``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -72,7 +73,7 @@ def claim(root: Path, container_id: str) -> Path:
 
 
 def save(root: Path, entry: Entry) -> None:
-    # Imported here, as shutil in forget: state, list and kill write nothing.
+    # Imported here: state, list and kill write nothing.
     from cocoon.files import write_atomic
 
     write_atomic(root / entry.id / STATE, json.dumps(entry._asdict()).encode())
@@ -96,9 +97,18 @@ def ids(root: Path) -> list[str]:
 
 
 def forget(root: Path, container_id: str) -> None:
-    import shutil
+    """Remove the id's folder, as far as it goes; never an error.
 
-    shutil.rmtree(root / container_id, ignore_errors=True)
+    File by file, not shutil.rmtree: only files are made there (here and
+    by create), and importing shutil (bz2, lzma) was ~2 ms of each delete.
+    """
+    folder = root / container_id
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            with contextlib.suppress(FileNotFoundError):  # another delete was first
+                os.unlink(entry.path)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 __all__ = [
