@@ -21,7 +21,7 @@ def _loaded(code: str) -> dict[str, object]:
 # and kill, delete and state once it has stopped (no connection to make).
 LIGHT_VERBS = "import cocoon.runtime.main, cocoon.runtime.start, cocoon.runtime.signals"
 # "ast" for inspect: sys.modules holds cocoon.lazy_inspect's stand-in by that name.
-HEAVY = ["dataclasses", "ast", "logging", "shutil", "socket", "datetime", "tempfile"]
+HEAVY = ["typing", "dataclasses", "ast", "logging", "shutil", "socket", "datetime", "tempfile"]
 
 
 def test_the_runtime_s_light_verbs_load_nothing_heavy():

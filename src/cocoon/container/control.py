@@ -15,13 +15,14 @@ so the host's one framing code path serves here too. The server is
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
 
 from cocoon.errors import ExternalError, InvalidState, from_code
 from cocoon.paths import sock_dir
 
+TYPE_CHECKING = False  # typing's, without importing typing: see cocoon/__init__.py
 if TYPE_CHECKING:
     import socket
+    from typing import Any
 
     from cocoon.agent.channel import Channel
 

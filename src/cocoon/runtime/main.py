@@ -15,12 +15,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import cocoon.lazy_inspect  # noqa: F401  (first: dataclasses must find the stand-in)
 from cocoon import __version__
 from cocoon.errors import CocoonError
 from cocoon.runtime import store
+
+TYPE_CHECKING = False  # typing's, without importing typing: see cocoon/__init__.py
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 FAILED = 1
 

@@ -12,8 +12,8 @@ import contextlib
 import json
 import os
 import re
+from collections import namedtuple
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from cocoon.errors import AlreadyExists, Corrupt, InvalidArgument, NotFound
 
@@ -25,18 +25,28 @@ BOOTED = "booted"  # its one JSON line: how the VM's boot went (create.py)
 _ID = re.compile(r"[\w+\-.]+")
 
 
-# A NamedTuple, not a dataclass: dataclasses imports inspect, a tenth of
-# what every call of the runtime costs before it does anything.
-class Entry(NamedTuple):
-    id: str
-    bundle: str
-    record: str  # the cocoon container that runs it ("" for a pod sandbox)
-    created: str  # RFC 3339, as the OCI state reports it
-    annotations: dict[str, str]
-    pid: int = 0  # the per-container process (shim); 0 until it runs
-    pid_ticks: int | None = None  # its start time, telling a recycled pid apart
-    started: bool = False
-    sandbox: bool = False  # a pod sandbox: a host process, no VM (sandbox.py)
+TYPE_CHECKING = False  # typing's, without importing typing: see cocoon/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
+
+# A namedtuple, not a dataclass or a typing.NamedTuple: those import inspect
+# or typing, together a fifth of what a call of the runtime costs before it
+# does anything. The fields' types are in the comments.
+Entry = namedtuple(
+    "Entry",
+    [
+        "id",  # str
+        "bundle",  # str
+        "record",  # str: the cocoon container that runs it ("" for a pod sandbox)
+        "created",  # str: RFC 3339, as the OCI state reports it
+        "annotations",  # dict[str, str]
+        "pid",  # int: the per-container process (shim); 0 until it runs
+        "pid_ticks",  # int | None: its start time, telling a recycled pid apart
+        "started",  # bool
+        "sandbox",  # bool: a pod sandbox, a host process and no VM (sandbox.py)
+    ],
+    defaults=(0, None, False, False),
+)
 
 
 def default_root() -> Path:
