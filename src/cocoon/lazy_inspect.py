@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import sys
 import types
-from _thread import allocate_lock
+from _thread import RLock
 
-_lock = allocate_lock()
+_lock = RLock()  # re-entrant: nothing inspect imports asks for it, but if it did
 _stand_in = types.ModuleType("inspect", "Loads the real inspect on first use (cocoon).")
 
 
