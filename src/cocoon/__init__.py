@@ -21,7 +21,6 @@ Submodules are imported on first use so that ``cocoon`` starts fast.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from cocoon.errors import (
     AlreadyExists,
@@ -35,7 +34,14 @@ from cocoon.errors import (
     Unsupported,
 )
 
+# typing.TYPE_CHECKING without importing typing (~2.5 ms): the OCI
+# runtime's light calls (start, delete, state), a process each, and what
+# they import need nothing else from it. Type checkers take any
+# TYPE_CHECKING as typing's.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from cocoon.client import (
         Client,
         Container,

@@ -7,7 +7,10 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+
+TYPE_CHECKING = False  # typing's, without importing typing: see cocoon/__init__.py
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 _unique = itertools.count()
 

@@ -113,6 +113,8 @@ _RLIMIT = struct.Struct(">BQQ")  # resource, soft, hard
 
 @dataclass(frozen=True, slots=True)
 class Frame:
+    """One message of the guest protocol: its type, the process it is about, its bytes."""
+
     type: Msg
     proc: int
     payload: bytes = b""

@@ -23,6 +23,8 @@ Sink = Callable[[bytes], None]
 
 @dataclass(frozen=True, slots=True)
 class ExitStatus:
+    """How a process ended, as Docker reports it."""
+
     code: int  # the process's exit code, or 128+N for signal N (Docker's convention)
     signal: int | None = None
     error: str | None = None  # why the process could not start

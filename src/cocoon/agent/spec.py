@@ -13,6 +13,8 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class ProcessSpec:
+    """A process to run in the guest: what the agent's RUN carries (``protocol.encode_run``)."""
+
     args: list[str]
     env: list[str]
     cwd: str = "/"

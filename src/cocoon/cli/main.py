@@ -13,6 +13,7 @@ import signal
 import sys
 from typing import NoReturn
 
+import cocoon.lazy_inspect  # noqa: F401  (first: dataclasses must find the stand-in)
 from cocoon import __version__
 from cocoon.errors import CocoonError, exit_code
 

@@ -196,6 +196,8 @@ def create(
 
 @dataclass(slots=True)
 class BootedVM:
+    """A container's running VM and what its owner holds for it (agent channel, network)."""
+
     machine: vms.Machine
     listener: Listener
     channel: Channel

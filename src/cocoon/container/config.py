@@ -76,6 +76,8 @@ class NetworkSettings:
 
 @dataclass(slots=True)
 class ContainerConfig:
+    """Everything a container's record keeps to boot its VM and run its process."""
+
     cpus: int
     memory_mib: int
     accel: str

@@ -15,13 +15,15 @@ so the host's one framing code path serves here too. The server is
 from __future__ import annotations
 
 import json
-import socket
-from typing import TYPE_CHECKING, Any
 
 from cocoon.errors import ExternalError, InvalidState, from_code
 from cocoon.paths import sock_dir
 
+TYPE_CHECKING = False  # typing's, without importing typing: see cocoon/__init__.py
 if TYPE_CHECKING:
+    import socket
+    from typing import Any
+
     from cocoon.agent.channel import Channel
 
 SOCKET = "ctl.sock"
@@ -30,6 +32,10 @@ MAX_REQUEST = 64 * 1024
 
 
 def _connect(container_id: str) -> socket.socket:
+    # Imported here: the OCI runtime's state and delete look at the socket's
+    # folder (paused) without connecting, in a process of their own each.
+    import socket
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.connect(str(sock_dir(container_id) / SOCKET))

@@ -44,6 +44,8 @@ def parse_duration(text: str | float | int, what: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:
+    """A health check's command and timing, as ``--health-*`` or the image set them."""
+
     test: list[str]  # ["CMD-SHELL", "cmd"] or ["CMD", "arg0", ...]
     interval: float = 30.0
     timeout: float = 30.0

@@ -31,6 +31,8 @@ def path(container_id: str) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One line of a container's output: when, which stream, the bytes."""
+
     time: float
     stream: str  # "stdout" or "stderr"
     data: bytes

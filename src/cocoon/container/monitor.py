@@ -20,12 +20,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import cocoon.lazy_inspect  # noqa: F401  (first: dataclasses must find the stand-in)
 from cocoon.agent.channel import Channel
 from cocoon.agent.protocol import Msg, encode_run
 from cocoon.container import control, network, restart
-from cocoon.container.health import HealthCheck
 from cocoon.container.lifecycle import VM_LOST, Lifecycle
-from cocoon.container.prober import Prober
 from cocoon.container.record import sock_dir
 from cocoon.container.router import MAIN, AgentRouter
 from cocoon.container.server import ControlServer
@@ -186,6 +185,11 @@ class Monitor:
             self.start_main()
         assert self.life.rec is not None
         if (check := self.life.rec.settings.health) is not None:
+            # Imported here: few containers have a health check, and every
+            # monitor would keep these modules in its memory.
+            from cocoon.container.health import HealthCheck
+            from cocoon.container.prober import Prober
+
             Prober(self.life.id, HealthCheck.from_json(check), self.exited).start()
         status, error = self.router.relay()
         rec = self.life.end(status, error)

@@ -27,6 +27,8 @@ DEFAULT_MEMORY = "256m"
 
 @dataclass(slots=True)
 class RunOptions:
+    """What a caller asks of a container (``cocoon run``'s flags, the API's body)."""
+
     command: Sequence[str] | None = None
     entrypoint: str | None = None
     env: Sequence[str] = ()

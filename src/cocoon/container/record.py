@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -31,12 +30,12 @@ _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "ke
                "merry", "nifty", "proud", "quiet", "swift", "tidy", "vivid", "wise")  # fmt: skip
 _NOUNS = ("ant", "bee", "crane", "finch", "gecko", "heron", "ibis", "koala", "lark", "lynx",
           "moth", "newt", "otter", "panda", "quail", "robin", "wren")  # fmt: skip
-# What secrets draws from: importing secrets would load OpenSSL (for hmac).
-_RANDOM = random.SystemRandom()
 
 
 @dataclass(slots=True)
 class Record:
+    """One container on disk: identity, state, exit and configuration (``container.json``)."""
+
     id: str
     name: str
     image: str
@@ -140,8 +139,15 @@ def all_records() -> list[Record]:
     return records
 
 
+def _below(n: int) -> int:
+    # From os.urandom, not random or secrets: every monitor imports this
+    # module, and those would stay in its memory; 64 bits make the modulo's
+    # bias nothing a name could show.
+    return int.from_bytes(os.urandom(8)) % n
+
+
 def _random_name() -> str:
-    return f"{_RANDOM.choice(_ADJECTIVES)}_{_RANDOM.choice(_NOUNS)}_{_RANDOM.randrange(1000)}"
+    return f"{_ADJECTIVES[_below(len(_ADJECTIVES))]}_{_NOUNS[_below(len(_NOUNS))]}_{_below(1000)}"
 
 
 def _check_name(name: str) -> None:

@@ -33,6 +33,8 @@ CANCEL = "no-restart"  # a marker in the container's folder: the next restart is
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """A restart policy (``--restart``): its name and, for on-failure, its retry limit."""
+
     name: str = "no"
     max_retries: int | None = None  # on-failure:N
 

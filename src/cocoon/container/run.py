@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class RunResult:
+    """How a container run to its end went: exit, output, where the time went."""
+
     container_id: str
     name: str
     exit_code: int

@@ -51,6 +51,8 @@ def dumps(doc: Mapping[str, Any]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Platform:
+    """An OCI platform: os, architecture and variant."""
+
     os: str
     architecture: str
     variant: str | None = None
@@ -74,6 +76,8 @@ class Platform:
 
 @dataclass(frozen=True, slots=True)
 class Descriptor:
+    """An OCI descriptor: a blob by media type, digest and size."""
+
     media_type: str
     digest: str
     size: int
@@ -113,6 +117,8 @@ class Descriptor:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
+    """An image manifest: its config blob and its layers, bottom first."""
+
     media_type: str
     config: Descriptor
     layers: tuple[Descriptor, ...]

@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +57,8 @@ _ID_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{1,64})")
 
 @dataclass(frozen=True, slots=True)
 class Removed:
+    """What a removal did: the names it untagged and the image it deleted."""
+
     untagged: tuple[str, ...]
     deleted: str | None  # the id (config digest) of the image that is gone, if it is
 
@@ -157,6 +158,8 @@ class ImageStore:
     def _write_blob(
         self, source: digests.Readable, digest: str | None, size: int | None, media_type: str
     ) -> Descriptor:
+        import tempfile  # here: a pull or load writes blobs, a run only reads them
+
         reader = digests.HashingReader(source)
         fd, tmp = tempfile.mkstemp(dir=self.root / ".ingest", prefix="blob-")
         try:

@@ -31,6 +31,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
 
 @dataclass(slots=True)
 class Network:
+    """A network: its subnet, gateway, bridge and the addresses it has leased."""
+
     name: str
     subnet: str
     gateway: str

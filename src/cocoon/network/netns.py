@@ -27,6 +27,8 @@ CLONE_NEWNET = 0x40000000
 
 @dataclass(frozen=True, slots=True)
 class Interface:
+    """The veth an engine made in a network namespace, with its address."""
+
     name: str
     mac: str
     ip: str

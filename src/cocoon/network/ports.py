@@ -24,6 +24,8 @@ UDP_IDLE = 60.0  # a UDP "connection" without traffic for this long is dropped
 
 @dataclass(frozen=True, slots=True)
 class PortSpec:
+    """A published port (``-p``): host address and port to container port."""
+
     host_port: int
     container_port: int
     protocol: str = "tcp"

@@ -25,7 +25,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -198,6 +197,8 @@ def _trees(image: Image, work: Path) -> list[tuple[Path, Room]]:
 def _keeps_xattrs(folder: Path) -> bool:
     """Whether files there take user.* xattrs (tmpfs does from Linux 6.6 on):
     a tree that would lose some of the image's is unpacked on disk instead."""
+    import tempfile  # as in _build
+
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix="cocoon-xattr-") as probe:
             os.setxattr(probe.fileno(), "user.cocoon", b"1")
@@ -263,6 +264,8 @@ def _build(
     for stale in base.parent.glob(f"{prefix}*"):  # left by a builder that was killed
         shutil.rmtree(_scratch_tree(stale), ignore_errors=True)
         shutil.rmtree(stale, ignore_errors=True)
+    import tempfile  # here: only a build needs it, not every run of a built image
+
     work = Path(tempfile.mkdtemp(dir=base.parent, prefix=prefix))
     notes, link = base.with_suffix(".json"), base.with_suffix(".parent")
     # Named by the image's id, as the pull and load messages name it.

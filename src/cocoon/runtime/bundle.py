@@ -35,6 +35,8 @@ _AGENT_MADE = ("/proc", "/sys", "/dev")
 
 @dataclass(slots=True)
 class Bundle:
+    """What cocoon takes from an OCI bundle's config.json."""
+
     path: Path
     root: Path
     readonly_root: bool

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import tty
 
 from cocoon.errors import InvalidArgument
 
@@ -16,6 +15,8 @@ def terminal(path: str) -> int:
     The guest's pty does the line discipline: a second one here would echo
     every key twice.
     """
+    import tty  # here: only a container with a terminal needs it (and termios)
+
     master, slave = os.openpty()
     tty.setraw(slave)
     try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cocoon.container import boot, network, volumes
@@ -29,6 +28,7 @@ from cocoon.network import netns
 from cocoon.pids import start_ticks
 from cocoon.runtime import bundle as bundles
 from cocoon.runtime import console, sandbox, shim, spawn, store
+from cocoon.stamps import rfc3339
 from cocoon.vm import accel as accelerators
 from cocoon.vm.artifacts import artifacts
 
@@ -84,7 +84,7 @@ def _entry(bundle: bundles.Bundle, container_id: str, record: str, pid: int) -> 
         id=container_id,
         bundle=str(bundle.path),
         record=record,
-        created=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        created=rfc3339(time.time()),
         pid=pid,
         pid_ticks=start_ticks(pid),
         annotations=bundle.annotations,

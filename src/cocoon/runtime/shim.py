@@ -16,11 +16,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import signal
 import socket
-import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -34,8 +32,12 @@ from cocoon.container import monitor
 from cocoon.container.monitor import Monitor
 from cocoon.container.router import MAIN
 from cocoon.errors import CocoonError
+from cocoon.log import Logger, to_stderr
 from cocoon.runtime import console
 from cocoon.runtime.spawn import LOST
+
+# Not "log": serve() takes the log file by that name.
+logger = Logger("cocoon.runtime.shim")
 
 # What a shell's job control and engines send; SIGKILL never reaches us (the
 # runtime's kill verb asks over the control socket instead).
@@ -148,16 +150,20 @@ def serve(record_id: str, booted: Path, stdio: Stdio, forward_stdin: bool, log: 
     logfd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     for target, source in ((0, null), (1, logfd), (2, logfd)):
         os.dup2(source, target)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s shim: %(message)s")
+    # Without logging, as the monitor: it would stay in this process's memory.
+    to_stderr("shim")
     if stdio.tty:
+        import termios  # here, as tty in console.terminal: only for a terminal
+
         # SIGWINCH comes to the session whose controlling terminal this is.
         fcntl.ioctl(stdio.stdout, termios.TIOCSCTTY, 0)
     relays: list[Relay] = []
 
     def extend(mon: Monitor) -> None:
         # The runtime's own share of a start against the VM's (bench/runtime.py reads it).
-        logging.info("VMM started %.3f s after this process, agent ready %.3f s later",
-                     mon.vm.spawned_at - began, time.monotonic() - mon.vm.spawned_at)  # fmt: skip
+        spawned = mon.vm.spawned_at
+        logger.info("VMM started %.3f s after this process, agent ready %.3f s later",
+                    spawned - began, time.monotonic() - spawned)  # fmt: skip
         relays.append(Relay(mon, stdio, forward_stdin))
         relays[0].output.start()
         for signum in FORWARDED:

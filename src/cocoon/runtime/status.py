@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Any
 
 from cocoon.container.control import paused
 from cocoon.errors import CocoonError
 from cocoon.pids import start_ticks
 from cocoon.runtime import store
+
+TYPE_CHECKING = False  # typing's, without importing typing: see cocoon/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_VERSION = "1.1.0"  # the runtime spec this runtime's state follows
 

@@ -19,6 +19,8 @@ from cocoon.files import write_atomic
 
 @dataclass(frozen=True, slots=True)
 class Artifacts:
+    """The guest kernel, agent and initramfs a VM boots."""
+
     kernel: Path
     agent: Path
     initrd: Path

@@ -18,6 +18,8 @@ from typing import IO, Protocol
 
 @dataclass(frozen=True, slots=True)
 class Disk:
+    """A disk image the guest sees as a virtio block device."""
+
     path: Path
     format: str = "raw"  # or "qcow2", whose backing file the VMM opens read-only
     readonly: bool = False
@@ -81,6 +83,8 @@ class MemoryFile:
 
 @dataclass(slots=True)
 class MachineSpec:
+    """One VM in neutral terms: what ``backend.create`` turns into a VMM's command line."""
+
     kernel: Path
     initrd: Path
     accel: str  # "kvm" or "tcg"

@@ -14,7 +14,6 @@ given a way to ask the image what is at a path.
 
 from __future__ import annotations
 
-import csv
 import os
 import posixpath
 import re
@@ -35,6 +34,8 @@ DEFAULT_TMPFS_MODE = 0o1777
 
 @dataclass(frozen=True, slots=True)
 class BindMount:
+    """A host path mounted into the container (``-v /host:/ctr``, ``--mount type=bind``)."""
+
     source: str  # absolute host path
     target: str
     readonly: bool = False
@@ -44,6 +45,8 @@ class BindMount:
 
 @dataclass(frozen=True, slots=True)
 class VolumeMount:
+    """A named or anonymous volume mounted into the container."""
+
     name: str | None  # None until an anonymous volume is made (plan.prepare)
     target: str
     readonly: bool = False
@@ -53,6 +56,8 @@ class VolumeMount:
 
 @dataclass(frozen=True, slots=True)
 class TmpfsMount:
+    """A tmpfs in the container (``--tmpfs``, ``--mount type=tmpfs``)."""
+
     target: str
     size: int | None = None  # bytes; None is the kernel's default (half the VM's memory)
     mode: int = DEFAULT_TMPFS_MODE
@@ -206,6 +211,8 @@ def parse_mount_flag(text: str) -> Mount:
     Fields are CSV, as in Docker, so a path with a comma can be quoted. The
     type defaults to volume; a volume without a source is anonymous.
     """
+    import csv  # here: only --mount needs it, not every process that reads a record
+
     flag = f"--mount {text}"
     try:
         fields = next(csv.reader([text]), [])
