@@ -131,6 +131,8 @@ def folder() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class Template:
+    """One saved template: its guest's RAM, device state and, if rooted, root disk."""
+
     path: Path  # its folder
 
     @property
