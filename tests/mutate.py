@@ -350,8 +350,9 @@ MUTATIONS = [
     Mutation(
         "the cards after eth0 are left unconfigured",
         "guest/src/net.c",
-        "\t\tiface_setup(s, name, cfg->nics[i].mac, cfg->nics[i].address, cfg->nics[i].prefix);\n",
-        "\t\t(void)name;\n",
+        "\t\t\tiface_setup(s, name, cfg->nics[i].mac, cfg->nics[i].address,\n"
+        "\t\t\t\t    cfg->nics[i].prefix);\n",
+        "\t\t\t(void)name;\n",
         (MULTI + "test_a_container_on_two_networks_reaches_a_peer_on_each_by_name",),
     ),
     Mutation(
